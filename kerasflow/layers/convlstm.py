@@ -1,0 +1,31 @@
+"""EgoRCNN's ConvLSTM (seed §II-B, eqs. 3-8) as a configured ``keras.layers.ConvLSTM2D``."""
+
+import keras
+
+
+def egornn_convlstm(units=512, name="convlstm", **kwargs):
+    """The 512-channel 3x3 ConvLSTM of EgoRCNN's RGB stream, as ``keras.layers.ConvLSTM2D``.
+
+    Keras' cell is the standard one EgoRCNN runs (``MyConvLSTMCell``): with ``*`` a 3x3 convolution,
+    ``i = sigmoid(W_xi * x + W_hi * h + b_i)`` (eq. 3), ``f`` (eq. 4), ``c~ = tanh(...)`` (eq. 5),
+    ``c_t = i . c~ + f . c_{t-1}`` (eq. 6), ``o`` (eq. 7), ``h_t = o . tanh(c_t)`` (eq. 8). The paper's
+    eq. (6) has a typo: it multiplies the candidate by the input features ``f_SA`` instead of by the
+    input gate ``I_t``; the standard cell above is what EgoRCNN computes.
+
+    EgoRCNN starts from a zero state, initialises the kernels with Xavier-normal and the biases with 0
+    (no forget-gate bias of 1), and classifies from the final *cell* state, so the layer returns its
+    states. Parameters: ``2 * 9 * C * 4 * units + 4 * units`` (18,876,416 for C = units = 512).
+
+    Input shape: ``(B, T, H, W, C)``. Output: ``[h_T, h_T, c_T]``, each ``(B, H, W, units)``.
+    """
+    return keras.layers.ConvLSTM2D(
+        units,
+        kernel_size=3,
+        padding="same",
+        kernel_initializer="glorot_normal",
+        recurrent_initializer="glorot_normal",
+        unit_forget_bias=False,
+        return_state=True,
+        name=name,
+        **kwargs,
+    )

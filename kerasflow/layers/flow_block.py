@@ -1,0 +1,143 @@
+"""The "flow of flow" block that puts representation flow layers inside a ResNet (seed §II-D, §III-A)."""
+
+import keras
+from keras import ops
+
+from kerasflow.layers.representation_flow import RepresentationFlow
+
+FLOW_OPTIONS = ("theta", "tau", "lambda_", "image_gradient", "normalize", "trainable_kernels")
+
+
+def _frame_conv(filters, kernel_size, use_bias, name):
+    """A per-frame 2-D convolution on ``(B, T, H, W, C)``: a Conv3D whose kernel spans one frame."""
+    return keras.layers.Conv3D(
+        filters, (1, kernel_size, kernel_size), padding="same", use_bias=use_bias, name=name
+    )
+
+
+@keras.saving.register_keras_serializable(package="kerasflow")
+class RepresentationFlowBlock(keras.layers.Layer):
+    """1-3 representation flow layers with convolutions between them and a time-averaged residual.
+
+    On ``x`` of shape ``(B, T, H, W, C)``, with ``L = num_flow_layers`` and ``b = bottleneck``:
+    1. ``h = Conv1x1(C -> b, no bias)(x)`` per frame.
+    2. For ``k = 1..L``: if ``k > 1``, ``h = Conv1x1(2b -> b, no bias)(h)``; then
+       ``h = RepresentationFlow(h)`` (one frame fewer, ``2b`` channels, eqs. 9-17); if ``k < L``,
+       ``h = Conv3x3(2b -> 2b)(h)``, the convolution between flow layers that keeps the flow
+       consistent (§II-D).
+    3. ``h = BatchNorm(Conv3x3(2b -> C, no bias)(h))`` with the scale (gamma) initialised to 0, so a
+       new block starts as the identity of its residual (§III-A restores the channel count).
+    4. Output ``ReLU(h + r)``, where ``r`` is the mean of ``x`` over each window of ``L + 1``
+       consecutive frames.
+
+    Args:
+        num_flow_layers: int in 1..3. Defaults to 2 (the paper's best, Table 5).
+        bottleneck: int. Channels the flow layers work on. Defaults to 32 (§III-A).
+        n_iter: int. Iterations of each flow layer. Defaults to 20 (Table 6).
+        theta, tau, lambda_, image_gradient, normalize, trainable_kernels: passed to every
+            ``RepresentationFlow`` layer.
+
+    Input shape: ``(B, T, H, W, C)`` with ``T > num_flow_layers``.
+    Output shape: ``(B, T - num_flow_layers, H, W, C)``.
+    """
+
+    def __init__(
+        self,
+        num_flow_layers=2,
+        bottleneck=32,
+        n_iter=20,
+        theta=0.3,
+        tau=0.25,
+        lambda_=0.15,
+        image_gradient="sobel",
+        normalize=True,
+        trainable_kernels=True,
+        **kwargs,
+    ):
+        if int(num_flow_layers) not in (1, 2, 3):
+            raise ValueError(
+                f"`num_flow_layers` must be 1, 2 or 3 (0 means: no block). "
+                f"Received: num_flow_layers={num_flow_layers}"
+            )
+        super().__init__(**kwargs)
+        self.num_flow_layers = int(num_flow_layers)
+        self.bottleneck = int(bottleneck)
+        self.n_iter = int(n_iter)
+        self.flow_options = dict(
+            theta=theta,
+            tau=tau,
+            lambda_=lambda_,
+            image_gradient=image_gradient,
+            normalize=normalize,
+            trainable_kernels=trainable_kernels,
+        )
+        width = self.bottleneck
+        self.reduce = _frame_conv(width, 1, False, "reduce")
+        self.flows, self.between, self.re_reduce = [], [], []
+        for k in range(1, self.num_flow_layers + 1):
+            if k > 1:
+                self.re_reduce.append(_frame_conv(width, 1, False, f"reduce_{k}"))
+            self.flows.append(
+                RepresentationFlow(n_iter=self.n_iter, name=f"flow_{k}", **self.flow_options)
+            )
+            if k < self.num_flow_layers:
+                self.between.append(_frame_conv(2 * width, 3, True, f"smooth_{k}"))
+        self.expand = None
+        self.norm = keras.layers.BatchNormalization(gamma_initializer="zeros", name="norm")
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        frames = input_shape[1]
+        if frames is not None and frames <= self.num_flow_layers:
+            raise ValueError(
+                f"Need more than {self.num_flow_layers} frames for {self.num_flow_layers} flow "
+                f"layers. Received shape: {input_shape}"
+            )
+        self.expand = _frame_conv(channels, 3, False, "expand")
+        batch, _, height, width, _ = input_shape
+        shape = (batch, frames, height, width, channels)
+        self.reduce.build(shape)
+        shape = self.reduce.compute_output_shape(shape)
+        for k, flow in enumerate(self.flows):
+            if k > 0:
+                self.re_reduce[k - 1].build(shape)
+                shape = self.re_reduce[k - 1].compute_output_shape(shape)
+            flow.build(shape)
+            shape = flow.compute_output_shape(shape)
+            if k < len(self.between):
+                self.between[k].build(shape)
+                shape = self.between[k].compute_output_shape(shape)
+        self.expand.build(shape)
+        shape = self.expand.compute_output_shape(shape)
+        self.norm.build(shape)
+
+    def call(self, inputs, training=None):
+        h = self.reduce(inputs)
+        for k, flow in enumerate(self.flows):
+            if k > 0:
+                h = self.re_reduce[k - 1](h)
+            h = flow(h)
+            if k < len(self.between):
+                h = self.between[k](h)
+        h = self.norm(self.expand(h), training=training)
+        window = self.num_flow_layers + 1
+        frames = ops.shape(inputs)[1]
+        residual = sum(inputs[:, i : frames - window + 1 + i] for i in range(window)) / window
+        return ops.relu(h + ops.cast(residual, h.dtype))
+
+    def compute_output_shape(self, input_shape):
+        batch, frames, height, width, channels = input_shape
+        frames = None if frames is None else frames - self.num_flow_layers
+        return (batch, frames, height, width, channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_flow_layers": self.num_flow_layers,
+                "bottleneck": self.bottleneck,
+                "n_iter": self.n_iter,
+                **self.flow_options,
+            }
+        )
+        return config

@@ -1,0 +1,75 @@
+"""Moving between clip tensors ``(B, T, ...)`` and per-frame tensors ``(B * T, ...)``."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="kerasflow")
+class FoldTime(keras.layers.Layer):
+    """Merges the batch and time axes: ``(B, T, *rest)`` -> ``(B * T, *rest)``, so 2-D layers see frames."""
+
+    def call(self, inputs):
+        return ops.reshape(inputs, (-1, *ops.shape(inputs)[2:]))
+
+    def compute_output_shape(self, input_shape):
+        batch, frames = input_shape[:2]
+        merged = None if batch is None or frames is None else batch * frames
+        return (merged, *input_shape[2:])
+
+
+@keras.saving.register_keras_serializable(package="kerasflow")
+class UnfoldTime(keras.layers.Layer):
+    """Splits the batch axis back: ``(B * T, *rest)`` -> ``(B, T, *rest)``.
+
+    Args:
+        frames: int. ``T``, the number of frames per clip.
+    """
+
+    def __init__(self, frames, **kwargs):
+        super().__init__(**kwargs)
+        self.frames = int(frames)
+
+    def call(self, inputs):
+        return ops.reshape(inputs, (-1, self.frames, *ops.shape(inputs)[1:]))
+
+    def compute_output_shape(self, input_shape):
+        merged = input_shape[0]
+        batch = None if merged is None else merged // self.frames
+        return (batch, self.frames, *input_shape[1:])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"frames": self.frames})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="kerasflow")
+class UniformFrames(keras.layers.Layer):
+    """Picks ``frames`` frames spread uniformly over a clip ``(B, T, ...)`` -> ``(B, frames, ...)``.
+
+    The indices are ``floor(linspace(0, T, frames, endpoint=False))``, EgoRCNN's sampling, so the
+    representation-flow stream of the two-stream model can see the same clip as the RGB stream with
+    fewer frames. With ``frames == T`` it is the identity.
+
+    Args:
+        frames: int. Number of frames to keep.
+    """
+
+    def __init__(self, frames, **kwargs):
+        super().__init__(**kwargs)
+        self.frames = int(frames)
+
+    def call(self, inputs):
+        total = inputs.shape[1]
+        if total is None:
+            raise ValueError("UniformFrames needs a known number of input frames.")
+        indices = [int(i * total / self.frames) for i in range(self.frames)]
+        return ops.take(inputs, indices, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.frames, *input_shape[2:])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"frames": self.frames})
+        return config

@@ -1,0 +1,93 @@
+"""CamSpatialAttention against a NumPy computation of eqs. (1)-(2) as EgoRCNN runs them."""
+
+import numpy as np
+import keras
+import tensorflow as tf
+
+from kerasflow.layers import CamSpatialAttention, egornn_convlstm
+
+
+def numpy_cam_attention(features, attended, kernel, bias):
+    logits = features.mean(axis=(1, 2)) @ kernel + bias
+    winner = logits.argmax(axis=-1)
+    cam = np.einsum("bhwc,cb->bhw", features, kernel[:, winner])
+    flat = cam.reshape(len(cam), -1)
+    flat = np.exp(flat - flat.max(axis=1, keepdims=True))
+    attention = (flat / flat.sum(axis=1, keepdims=True)).reshape(cam.shape)
+    return attended * attention[..., None], attention, cam, winner
+
+
+def _layer_and_inputs(seed=0, classes=5):
+    rng = np.random.default_rng(seed)
+    features = rng.random((3, 4, 5, 8)).astype("float32")
+    attended = rng.normal(size=(3, 4, 5, 8)).astype("float32")
+    layer = CamSpatialAttention(num_classes=classes)
+    layer.build([features.shape, attended.shape])
+    kernel = rng.normal(size=(8, classes)).astype("float32")
+    bias = rng.normal(size=(classes,)).astype("float32")
+    layer.set_weights([kernel, bias])
+    return layer, features, attended, kernel, bias
+
+
+def test_matches_numpy_and_sums_to_one():
+    layer, features, attended, kernel, bias = _layer_and_inputs()
+    output, attention = layer([features, attended], return_attention=True)
+    want_output, want_attention, cam, _ = numpy_cam_attention(features, attended, kernel, bias)
+    np.testing.assert_allclose(attention.numpy(), want_attention, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(output.numpy(), want_output, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(attention.numpy().sum(axis=(1, 2)), 1.0, atol=1e-6)
+    for b in range(len(cam)):
+        assert np.argmax(attention.numpy()[b]) == np.argmax(cam[b])
+
+
+def test_peaks_where_the_winning_class_cam_peaks():
+    # Class 1 wins (its bias is large); its CAM weights select channel 0, which is hot at (3, 1).
+    features = np.zeros((1, 5, 5, 2), "float32")
+    features[0, 3, 1, 0] = 4.0
+    features[0, 0, 4, 1] = 9.0  # hot in channel 1, which only class 0 looks at
+    layer = CamSpatialAttention(num_classes=2)
+    layer.build(features.shape)
+    layer.set_weights([np.array([[0.0, 1.0], [1.0, 0.0]], "float32"), np.array([0.0, 10.0], "float32")])
+    _, attention = layer(features, return_attention=True)
+    attention = attention.numpy()[0]
+    assert np.unravel_index(attention.argmax(), attention.shape) == (3, 1)
+    # softmax of a CAM that is 4 at one cell and 0 at the 24 others
+    np.testing.assert_allclose(attention[3, 1], np.exp(4.0) / (np.exp(4.0) + 24.0), rtol=1e-5)
+
+
+def test_single_input_attends_itself_and_gradient_skips_bias():
+    layer, features, _, kernel, bias = _layer_and_inputs(seed=1)
+    want, _, _, winner = numpy_cam_attention(features, features, kernel, bias)
+    with tf.GradientTape() as tape:
+        output = layer(features)
+        loss = tf.reduce_sum(output**2)
+    grad_kernel, grad_bias = tape.gradient(loss, [layer.kernel, layer.bias])
+    np.testing.assert_allclose(output.numpy(), want, rtol=1e-5, atol=1e-6)
+    assert grad_bias is None or np.all(grad_bias.numpy() == 0)
+    grad_kernel = grad_kernel.numpy()
+    # Only the winning classes' kernel columns receive gradient (through the CAM).
+    used = set(winner.tolist())
+    for c in range(kernel.shape[1]):
+        assert (np.abs(grad_kernel[:, c]).sum() > 0) == (c in used)
+
+
+def test_config_round_trip_and_symbolic_shapes():
+    layer = CamSpatialAttention(num_classes=7, name="cam")
+    clone = CamSpatialAttention.from_config(layer.get_config())
+    assert clone.num_classes == 7 and clone.name == "cam"
+    inputs = keras.Input((7, 7, 16))
+    out, attention = layer(inputs, return_attention=True)
+    assert tuple(out.shape) == (None, 7, 7, 16) and tuple(attention.shape) == (None, 7, 7)
+    assert tuple(layer(inputs).shape) == (None, 7, 7, 16)
+
+
+def test_convlstm_has_egornn_parameter_count_and_cell_state():
+    inputs = keras.Input((3, 7, 7, 512))
+    _, h, c = egornn_convlstm(512)(inputs)
+    model = keras.Model(inputs, [h, c])
+    assert model.count_params() == 18_876_416
+    small = egornn_convlstm(4)
+    _, h, c = small(np.random.default_rng(0).random((1, 3, 5, 5, 2)).astype("float32"))
+    assert h.shape == c.shape == (1, 5, 5, 4)
+    # h = o * tanh(c) with o in (0, 1): |h| < |tanh(c)|, so c is not h.
+    assert np.all(np.abs(h.numpy()) <= np.abs(np.tanh(c.numpy())) + 1e-7)

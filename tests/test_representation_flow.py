@@ -1,0 +1,261 @@
+"""RepresentationFlow and RepresentationFlowBlock against an independent NumPy reading of the spec."""
+
+import numpy as np
+import pytest
+import keras
+import tensorflow as tf
+
+from kerasflow.layers import RepresentationFlow, RepresentationFlowBlock
+
+SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float64) / 8.0
+CENTRAL_X = np.array([[0, 0, 0], [-0.5, 0, 0.5], [0, 0, 0]], np.float64)
+
+
+def reference_flow(x, n_iter, theta=0.3, tau=0.25, lam=0.15, image_gradient="sobel", normalize=True):
+    """shared/specs/representation-flow.md in float64 NumPy, with explicit boundary formulas."""
+    x = x.astype(np.float64)
+    if normalize:
+        low = x.min(axis=(1, 2, 3), keepdims=True)
+        high = x.max(axis=(1, 2, 3), keepdims=True)
+        x = 255.0 * (x - low) / (high - low + 1e-6)
+    f1, f2 = x[:, :-1], x[:, 1:]
+    height, width = x.shape[2], x.shape[3]
+    kx = SOBEL_X if image_gradient == "sobel" else CENTRAL_X
+    ky = kx.T
+    padded = np.pad(f2, ((0, 0), (0, 0), (1, 1), (1, 1), (0, 0)), mode="symmetric")
+    gx = np.zeros_like(f2)
+    gy = np.zeros_like(f2)
+    for i in range(3):
+        for j in range(3):
+            window = padded[:, :, i : i + height, j : j + width]
+            gx += kx[i, j] * window
+            gy += ky[i, j] * window
+    g2 = gx**2 + gy**2 + 1e-12
+
+    def grad(u):
+        a = np.zeros_like(u)
+        b = np.zeros_like(u)
+        a[:, :, :, :-1] = u[:, :, :, 1:] - u[:, :, :, :-1]
+        b[:, :, :-1] = u[:, :, 1:] - u[:, :, :-1]
+        return a, b
+
+    def div(px, py):
+        d = np.zeros_like(px)
+        d[:, :, :, 0] += px[:, :, :, 0]
+        d[:, :, :, 1:-1] += px[:, :, :, 1:-1] - px[:, :, :, :-2]
+        d[:, :, :, -1] += -px[:, :, :, -2]
+        d[:, :, 0] += py[:, :, 0]
+        d[:, :, 1:-1] += py[:, :, 1:-1] - py[:, :, :-2]
+        d[:, :, -1] += -py[:, :, -2]
+        return d
+
+    rho_c = f2 - f1
+    lt, taut = lam * theta, tau / theta
+    ux, uy = np.zeros_like(f2), np.zeros_like(f2)
+    p11, p12, p21, p22 = (np.zeros_like(f2) for _ in range(4))
+    for _ in range(n_iter):
+        rho = rho_c + gx * ux + gy * uy
+        step = np.zeros_like(rho)
+        lower = rho < -lt * g2
+        upper = rho > lt * g2
+        middle = ~lower & ~upper & (g2 > 1e-12)
+        step[lower] = lt
+        step[upper] = -lt
+        step[middle] = -rho[middle] / g2[middle]
+        vx, vy = ux + step * gx, uy + step * gy
+        ux = vx + theta * div(p11, p12)
+        uy = vy + theta * div(p21, p22)
+        a, b = grad(ux)
+        n = 1 + taut * np.sqrt(a**2 + b**2 + 1e-12)
+        p11, p12 = (p11 + taut * a) / n, (p12 + taut * b) / n
+        c, d = grad(uy)
+        n = 1 + taut * np.sqrt(c**2 + d**2 + 1e-12)
+        p21, p22 = (p21 + taut * c) / n, (p22 + taut * d) / n
+    return np.concatenate([ux, uy], axis=-1)
+
+
+def smooth_texture(rng, height, width, passes=4):
+    """A random texture in [0, 255], smoothed by repeated 3x3 box blurs (wrap-around)."""
+    t = rng.random((height, width))
+    for _ in range(passes):
+        t = sum(np.roll(np.roll(t, i, 0), j, 1) for i in (-1, 0, 1) for j in (-1, 0, 1)) / 9.0
+    return 255.0 * (t - t.min()) / (t.max() - t.min())
+
+
+@pytest.mark.parametrize("image_gradient", ["sobel", "central"])
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("n_iter", [1, 3, 10])
+def test_matches_numpy_spec(image_gradient, normalize, n_iter):
+    rng = np.random.default_rng(n_iter)
+    x = rng.normal(size=(2, 3, 9, 11, 3)).astype("float32")
+    if not normalize:
+        x = 40.0 * x
+    layer = RepresentationFlow(n_iter=n_iter, image_gradient=image_gradient, normalize=normalize)
+    got = keras.ops.convert_to_numpy(layer(x))
+    want = reference_flow(x, n_iter, image_gradient=image_gradient, normalize=normalize)
+    assert got.shape == (2, 2, 9, 11, 6)
+    relative = np.abs(got - want).max() / np.abs(want).max()
+    assert np.abs(want).max() > 1e-2
+    assert relative <= 1e-4, relative
+
+
+@pytest.mark.parametrize("axis", ["x", "y"])
+def test_recovers_one_pixel_translation(axis):
+    texture = smooth_texture(np.random.default_rng(0), 40, 40)
+    shifted = np.roll(texture, 1, axis=1 if axis == "x" else 0)  # F2(x) = F1(x - d)
+    x = np.stack([texture, shifted])[None, :, :, :, None].astype("float32")
+    flow = keras.ops.convert_to_numpy(RepresentationFlow(n_iter=100, normalize=False)(x))[0, 0]
+    interior = flow[8:-8, 8:-8]
+    mean_x, mean_y = interior[..., 0].mean(), interior[..., 1].mean()
+    expected = (1.0, 0.0) if axis == "x" else (0.0, 1.0)
+    assert abs(mean_x - expected[0]) <= 0.1, (mean_x, mean_y)
+    assert abs(mean_y - expected[1]) <= 0.1, (mean_x, mean_y)
+
+
+@pytest.mark.parametrize(
+    "x",
+    [
+        np.full((2, 3, 8, 8, 2), 7.0, "float32"),
+        np.zeros((2, 3, 8, 8, 2), "float32"),
+        np.random.default_rng(1).random((1, 2, 8, 8, 2)).astype("float32"),
+    ],
+    ids=["constant", "zeros", "two-frames"],
+)
+def test_finite_on_flat_zero_and_two_frame_inputs(x):
+    layer = RepresentationFlow(n_iter=10)
+    with tf.GradientTape() as tape:
+        tensor = tf.convert_to_tensor(x)
+        tape.watch(tensor)
+        y = layer(tensor)
+        loss = tf.reduce_sum(y**2)
+    grads = tape.gradient(loss, [tensor, *layer.trainable_weights])
+    assert y.shape == (x.shape[0], x.shape[1] - 1, 8, 8, 4)
+    assert np.isfinite(y.numpy()).all()
+    assert all(np.isfinite(g.numpy()).all() for g in grads)
+    if x.std() == 0:
+        np.testing.assert_array_equal(y.numpy(), 0.0)
+
+
+def _gradient_norms(layer, x, loss_fn):
+    with tf.GradientTape() as tape:
+        loss = loss_fn(layer(x))
+    grads = tape.gradient(loss, layer.trainable_weights)
+    return {w.path: float(np.abs(g.numpy()).sum()) for w, g in zip(layer.trainable_weights, grads)}
+
+
+def test_gradients_reach_every_parameter():
+    rng = np.random.default_rng(2)
+    texture = smooth_texture(rng, 16, 16)
+    x = np.stack([texture, np.roll(texture, 1, 1), np.roll(texture, 2, 1)])
+    x = np.stack([x, 0.5 * x + 10.0 * rng.random(x.shape)], axis=-1)[None].astype("float32")
+    layer = RepresentationFlow(n_iter=5)
+    target = rng.normal(size=(1, 2, 16, 16, 4)).astype("float32")
+    norms = _gradient_norms(layer, x, lambda y: tf.reduce_mean((y - target) ** 2))
+    names = sorted(name.split("/")[-1] for name in norms)
+    assert names == sorted(
+        ["theta", "tau", "lambda", "image_grad_x", "image_grad_y", "flow_grad_x", "flow_grad_y", "div_x", "div_y"]
+    )
+    for name, norm in norms.items():
+        assert np.isfinite(norm) and norm > 0, (name, norm)
+
+
+def test_block_shapes_identity_start_and_gradients_after_a_step():
+    rng = np.random.default_rng(3)
+    x = rng.random((2, 5, 8, 8, 6)).astype("float32")
+    block = RepresentationFlowBlock(num_flow_layers=2, bottleneck=4, n_iter=4)
+    y = keras.ops.convert_to_numpy(block(x))
+    assert y.shape == (2, 3, 8, 8, 6)
+    # Batch norm starts at gamma = 0: the block is ReLU of the 3-frame running mean of its input.
+    residual = (x[:, :-2] + x[:, 1:-1] + x[:, 2:]) / 3.0
+    np.testing.assert_allclose(y, np.maximum(residual, 0.0), atol=1e-6)
+
+    inputs = keras.Input((5, 8, 8, 6))
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling3D()(block(inputs))))
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    labels = np.array([0, 2])
+    model.train_on_batch(x, labels)
+    with tf.GradientTape() as tape:
+        loss = keras.losses.sparse_categorical_crossentropy(labels, model(x, training=True), from_logits=True)
+    grads = tape.gradient(loss, model.trainable_weights)
+    norms = {w.path: float(np.abs(g.numpy()).sum()) for w, g in zip(model.trainable_weights, grads)}
+    assert sum("/flow_" in name for name in norms) == 2 * 9
+    for name, norm in norms.items():
+        assert np.isfinite(norm) and norm > 0, (name, norm)
+
+
+@pytest.mark.parametrize("layer_cls,kwargs", [
+    (RepresentationFlow, dict(n_iter=3, theta=0.2, tau=0.3, lambda_=0.1, image_gradient="central", normalize=False, trainable_kernels=False)),
+    (RepresentationFlowBlock, dict(num_flow_layers=3, bottleneck=2, n_iter=2, image_gradient="central")),
+])
+def test_config_round_trip(layer_cls, kwargs):
+    layer = layer_cls(**kwargs)
+    config = layer.get_config()
+    for key, value in kwargs.items():
+        assert config[key] == value
+    clone = layer_cls.from_config(config)
+    assert clone.get_config() == config
+    x = np.random.default_rng(4).random((1, 5, 6, 6, 3)).astype("float32")
+    layer(x)
+    clone(x)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(clone(x)), keras.ops.convert_to_numpy(layer(x)), atol=1e-6)
+    if not kwargs.get("trainable_kernels", True):
+        assert len(layer.trainable_weights) == 3
+
+
+def test_keras_save_and_load_in_fresh_session(tmp_path):
+    inputs = keras.Input((4, 8, 8, 3))
+    h = RepresentationFlow(n_iter=3, name="flow")(inputs)
+    h = RepresentationFlowBlock(num_flow_layers=2, bottleneck=4, n_iter=2, name="block")(h)
+    model = keras.Model(inputs, h)
+    # Make the saved state non-trivial: move the block's batch norm off gamma = 0.
+    block = model.get_layer("block")
+    block.norm.gamma.assign(np.linspace(0.5, 1.5, 6).astype("float32"))
+    model.get_layer("flow").theta_weight.assign(0.35)
+    x = np.random.default_rng(5).random((2, 4, 8, 8, 3)).astype("float32")
+    want = keras.ops.convert_to_numpy(model(x))
+    path = tmp_path / "flow.keras"
+    model.save(path)
+    np.save(tmp_path / "x.npy", x)
+    code = (
+        "import numpy as np, keras, kerasflow.layers\n"
+        f"m = keras.saving.load_model(r'{path}')\n"
+        f"np.save(r'{tmp_path / 'y.npy'}', keras.ops.convert_to_numpy(m(np.load(r'{tmp_path / 'x.npy'}'))))\n"
+    )
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", code], check=True)
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), want, atol=1e-6)
+
+
+def test_symbolic_call_with_unknown_batch():
+    inputs = keras.Input((4, 8, 8, 3), batch_size=None)
+    out = RepresentationFlowBlock(num_flow_layers=1, bottleneck=2, n_iter=2)(RepresentationFlow(n_iter=2)(inputs))
+    assert tuple(out.shape) == (None, 2, 8, 8, 6)
+    model = keras.Model(inputs, out)
+    for batch in (1, 3):
+        assert model(np.zeros((batch, 4, 8, 8, 3), "float32")).shape == (batch, 2, 8, 8, 6)
+
+
+def test_training_step_under_mixed_float16():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        inputs = keras.Input((4, 8, 8, 3))
+        h = keras.layers.Conv3D(4, (1, 3, 3), padding="same")(inputs)
+        flow_layer = RepresentationFlow(n_iter=5)
+        flow = flow_layer(h)
+        h = RepresentationFlowBlock(num_flow_layers=2, bottleneck=2, n_iter=3)(flow)
+        logits = keras.layers.Dense(2, dtype="float32")(keras.layers.GlobalAveragePooling3D()(h))
+        model = keras.Model(inputs, logits)
+        assert flow_layer.compute_dtype == "float32" and flow.dtype == "float32"
+        model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        x = np.random.default_rng(6).random((2, 4, 8, 8, 3)).astype("float32")
+        before = [w.numpy().copy() for w in flow_layer.trainable_weights]
+        loss = model.train_on_batch(x, np.array([0, 1]))
+        assert np.isfinite(loss)
+        after = [w.numpy() for w in flow_layer.trainable_weights]
+        assert all(np.isfinite(a).all() for a in after)
+        assert any(not np.array_equal(a, b) for a, b in zip(after, before))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
