@@ -1,0 +1,261 @@
+"""ResNet-18/34/50/101 backbones, layer for layer equal to torchvision's (v1.5 bottleneck).
+
+The backbone is built from nested sub-models (``stem``, ``stages``, ``pool``, ``head``) so that other
+models (the EgoRCNN RGB stream, the flow stream) can call them on their own tensors. Layer names are
+torchvision's state-dict prefixes with ``_`` for ``.`` (``layer2_0_downsample_conv`` is
+``layer2.0.downsample.0``), which is what the ImageNet weight converter relies on.
+"""
+
+import difflib
+
+import keras
+
+from kerasflow.errors import UserError
+
+BLOCK_EXPANSION = {"basic_block": 1, "bottleneck_block": 4}
+NUM_STAGES = 4
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9  # keras momentum 0.9 == torch momentum 0.1
+TORCHVISION_STRIDES = (1, 2, 2, 2)
+
+RESNET_PRESETS = {
+    "resnet18": {"stackwise_num_blocks": (2, 2, 2, 2), "block_type": "basic_block"},
+    "resnet34": {"stackwise_num_blocks": (3, 4, 6, 3), "block_type": "basic_block"},
+    "resnet50": {"stackwise_num_blocks": (3, 4, 6, 3), "block_type": "bottleneck_block"},
+    "resnet101": {"stackwise_num_blocks": (3, 4, 23, 3), "block_type": "bottleneck_block"},
+}
+for _preset in RESNET_PRESETS.values():
+    _preset.update(
+        stackwise_num_filters=(64, 128, 256, 512),
+        stackwise_num_strides=TORCHVISION_STRIDES,
+        stem_filters=64,
+    )
+# A ResNet-10-shaped toy at 1/8 width, for the demo recipe and the tests (no ImageNet weights exist).
+RESNET_PRESETS["tiny"] = {
+    "stackwise_num_filters": (8, 16, 32, 64),
+    "stackwise_num_blocks": (1, 1, 1, 1),
+    "stackwise_num_strides": (1, 2, 2, 2),
+    "block_type": "basic_block",
+    "stem_filters": 8,
+}
+
+
+def _conv(x, filters, kernel_size, strides, name):
+    """Bias-free conv padded like torch (``(k - 1) // 2`` zeros on each side)."""
+    pad = (kernel_size - 1) // 2
+    if strides > 1 and pad > 0:
+        # TF's "same" pads asymmetrically for stride 2; torch pads both sides.
+        x = keras.layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
+        padding = "valid"
+    else:
+        padding = "same"
+    return keras.layers.Conv2D(
+        filters, kernel_size, strides=strides, padding=padding, use_bias=False, name=name
+    )(x)
+
+
+def _batch_norm(x, name):
+    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)(x)
+
+
+def _residual_block(x, filters, strides, block_type, name):
+    """One torchvision BasicBlock / Bottleneck (stride on the 3x3 conv).
+
+    Returns ``(output, last_conv, shortcut)``: the block output ``relu(bn(last_conv) + shortcut)``
+    and the two terms of EgoRCNN's "noBN" tensor ``last_conv + shortcut``.
+    """
+    out_channels = filters * BLOCK_EXPANSION[block_type]
+    if block_type == "basic_block":
+        convs = [(filters, 3, strides), (filters, 3, 1)]
+    else:
+        convs = [(filters, 1, 1), (filters, 3, strides), (out_channels, 1, 1)]
+    y = x
+    for index, (conv_filters, kernel_size, conv_strides) in enumerate(convs, start=1):
+        if index > 1:
+            y = keras.layers.ReLU(name=f"{name}_relu{index - 1}")(y)
+        last_conv = _conv(y, conv_filters, kernel_size, conv_strides, f"{name}_conv{index}")
+        y = _batch_norm(last_conv, f"{name}_bn{index}")
+    shortcut = x
+    if strides != 1 or x.shape[-1] != out_channels:
+        shortcut = _conv(x, out_channels, 1, strides, f"{name}_downsample_conv")
+        shortcut = _batch_norm(shortcut, f"{name}_downsample_bn")
+    y = keras.layers.Add(name=f"{name}_add")([y, shortcut])
+    return keras.layers.ReLU(name=f"{name}_out")(y), last_conv, shortcut
+
+
+def build_stem(input_channels, stem_filters, image_size=None):
+    """Stem model: ``(H, W, input_channels)`` -> ``(H/4, W/4, stem_filters)``.
+
+    conv 7x7/2 (pad 3), BN, ReLU, max pool 3x3/2 (pad 1).
+    """
+    inputs = keras.Input((image_size, image_size, input_channels), name="stem_input")
+    x = _conv(inputs, stem_filters, 7, 2, "conv1")
+    x = _batch_norm(x, "bn1")
+    x = keras.layers.ReLU(name="relu")(x)
+    # Zero padding equals torch's -inf padding here because the input is >= 0 after the ReLU.
+    x = keras.layers.ZeroPadding2D(1, name="maxpool_pad")(x)
+    x = keras.layers.MaxPooling2D(3, strides=2, padding="valid", name="maxpool")(x)
+    return keras.Model(inputs, x, name="stem")
+
+
+def build_stage(in_channels, filters, num_blocks, strides, block_type, name):
+    """Stage model ``name`` (``"layer1"``...): ``(H, W, in_channels)`` -> ``[output, pre_bn]``.
+
+    ``output`` is ``(H/strides, W/strides, filters * expansion)``; ``pre_bn`` has the same shape and is
+    the last block's last conv before its batch norm plus the block's shortcut, without ReLU.
+    """
+    inputs = keras.Input((None, None, in_channels), name=f"{name}_input")
+    x = inputs
+    for index in range(num_blocks):
+        block_strides = strides if index == 0 else 1
+        x, last_conv, shortcut = _residual_block(
+            x, filters, block_strides, block_type, f"{name}_{index}"
+        )
+    pre_bn = keras.layers.Add(name=f"{name}_pre_bn")([last_conv, shortcut])
+    return keras.Model(inputs, [x, pre_bn], name=name)
+
+
+def _validate(stackwise_num_filters, stackwise_num_blocks, stackwise_num_strides, block_type,
+              stem_filters, input_channels, num_head_classes, image_size):
+    lists = {
+        "stackwise_num_filters": stackwise_num_filters,
+        "stackwise_num_blocks": stackwise_num_blocks,
+        "stackwise_num_strides": stackwise_num_strides,
+    }
+    for key, values in lists.items():
+        if len(values) != NUM_STAGES or any(int(v) < 1 for v in values):
+            raise UserError(
+                f"ResNetBackbone: {key}={list(values)} must hold {NUM_STAGES} positive integers"
+            )
+    if block_type not in BLOCK_EXPANSION:
+        raise UserError(
+            f"ResNetBackbone: block_type={block_type!r} is unknown; use one of {sorted(BLOCK_EXPANSION)}"
+        )
+    for key, value in [("stem_filters", stem_filters), ("input_channels", input_channels),
+                       ("num_head_classes", num_head_classes)]:
+        if int(value) < 1:
+            raise UserError(f"ResNetBackbone: {key}={value} must be a positive integer")
+    if image_size is not None and int(image_size) < 32:
+        raise UserError(f"ResNetBackbone: image_size={image_size} must be None or at least 32")
+
+
+@keras.saving.register_keras_serializable(package="kerasflow")
+class ResNetBackbone(keras.Model):
+    """torchvision-equivalent ResNet on channels-last images.
+
+    Input: ``(batch, H, W, input_channels)`` (H = W = ``image_size`` when given, else any size).
+    Outputs, a dict: ``stage1``..``stage4`` (strides 4, 8, 16, 32; channels ``filters * expansion``),
+    ``stage4_pre_bn`` (EgoRCNN's "noBN" layer4 tensor, shape of ``stage4``), ``pooled``
+    (``(batch, feature_channels)``, global average of ``stage4``) and, with ``include_head``,
+    ``logits`` (``(batch, num_head_classes)``, the ImageNet ``fc``).
+
+    Sub-models for reuse: ``stem``, ``stages`` (4 models, each returning ``[output, pre_bn]``),
+    ``pool`` and ``head`` (``None`` without head). ``find_layer("layer4_2_conv2")`` reaches inside them.
+    """
+
+    def __init__(
+        self,
+        stackwise_num_filters=(64, 128, 256, 512),
+        stackwise_num_blocks=(3, 4, 6, 3),
+        stackwise_num_strides=(1, 2, 2, 2),
+        block_type="basic_block",
+        stem_filters=64,
+        input_channels=3,
+        include_head=True,
+        num_head_classes=1000,
+        image_size=None,
+        name=None,
+        **kwargs,
+    ):
+        _validate(stackwise_num_filters, stackwise_num_blocks, stackwise_num_strides, block_type,
+                  stem_filters, input_channels, num_head_classes, image_size)
+        stackwise_num_filters = tuple(int(v) for v in stackwise_num_filters)
+        stackwise_num_blocks = tuple(int(v) for v in stackwise_num_blocks)
+        stackwise_num_strides = tuple(int(v) for v in stackwise_num_strides)
+        image_size = None if image_size is None else int(image_size)
+
+        # === Layers ===
+        stem = build_stem(int(input_channels), int(stem_filters), image_size)
+        stages = []
+        in_channels = int(stem_filters)
+        for index in range(NUM_STAGES):
+            stages.append(build_stage(
+                in_channels, stackwise_num_filters[index], stackwise_num_blocks[index],
+                stackwise_num_strides[index], block_type, f"layer{index + 1}",
+            ))
+            in_channels = stackwise_num_filters[index] * BLOCK_EXPANSION[block_type]
+        pool = keras.layers.GlobalAveragePooling2D(name="avgpool")
+        head = keras.layers.Dense(int(num_head_classes), name="fc") if include_head else None
+
+        # === Functional model ===
+        image = keras.Input((image_size, image_size, int(input_channels)), name="image")
+        x = stem(image)
+        outputs = {}
+        for index, stage in enumerate(stages, start=1):
+            x, pre_bn = stage(x)
+            outputs[f"stage{index}"] = x
+        outputs["stage4_pre_bn"] = pre_bn
+        outputs["pooled"] = pool(x)
+        if head is not None:
+            outputs["logits"] = head(outputs["pooled"])
+        super().__init__(inputs=image, outputs=outputs, name=name, **kwargs)
+
+        # === Config ===
+        self.stackwise_num_filters = stackwise_num_filters
+        self.stackwise_num_blocks = stackwise_num_blocks
+        self.stackwise_num_strides = stackwise_num_strides
+        self.block_type = block_type
+        self.stem_filters = int(stem_filters)
+        self.input_channels = int(input_channels)
+        self.include_head = bool(include_head)
+        self.num_head_classes = int(num_head_classes)
+        self.image_size = image_size
+        self.feature_channels = in_channels
+        self.stem = stem
+        self.stages = stages
+        self.pool = pool
+        self.head = head
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "stackwise_num_filters": list(self.stackwise_num_filters),
+            "stackwise_num_blocks": list(self.stackwise_num_blocks),
+            "stackwise_num_strides": list(self.stackwise_num_strides),
+            "block_type": self.block_type,
+            "stem_filters": self.stem_filters,
+            "input_channels": self.input_channels,
+            "include_head": self.include_head,
+            "num_head_classes": self.num_head_classes,
+            "image_size": self.image_size,
+        }
+
+    def leaf_layers(self):
+        """All layers inside ``stem``, ``stages``, ``pool`` and ``head``, in graph order (no input layers)."""
+        layers = []
+        for model in [self.stem, *self.stages]:
+            layers.extend(layer for layer in model.layers
+                          if not isinstance(layer, keras.layers.InputLayer))
+        layers.append(self.pool)
+        if self.head is not None:
+            layers.append(self.head)
+        return layers
+
+    def find_layer(self, name):
+        """The layer named ``name`` (torchvision style, e.g. ``"layer4_0_downsample_conv"``)."""
+        layers = {layer.name: layer for layer in [self.stem, *self.stages, *self.leaf_layers()]}
+        if name not in layers:
+            close = difflib.get_close_matches(name, list(layers), n=5)
+            raise ValueError(f"{self.name} has no layer {name!r}; close names: {close}")
+        return layers[name]
+
+
+def resnet_backbone(name, **overrides):
+    """Build the preset ``name`` (``"resnet18"``, ``"resnet34"``, ``"resnet50"``, ``"resnet101"``).
+
+    ``overrides`` replace constructor arguments, e.g. ``input_channels=10, include_head=False``.
+    """
+    if name not in RESNET_PRESETS:
+        raise UserError(f"unknown ResNet preset {name!r}; use one of {list(RESNET_PRESETS)}")
+    return ResNetBackbone(**{**RESNET_PRESETS[name], "name": name, **overrides})

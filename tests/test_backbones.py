@@ -1,0 +1,115 @@
+"""ResNetBackbone: torchvision parameter counts, nested sub-models, serialization, argument checks."""
+
+import keras
+import numpy as np
+import pytest
+
+from kerasflow.backbones import RESNET_PRESETS, ResNetBackbone, resnet_backbone
+from kerasflow.errors import UserError
+
+TINY = {"stackwise_num_filters": (4, 8, 8, 8), "stackwise_num_blocks": (1, 2, 1, 1), "stem_filters": 4,
+        "num_head_classes": 3}
+
+
+def trainable_count(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def randomize(model, seed=0):
+    """Random values for every weight; moving variances stay positive."""
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        low, high = (0.5, 2.0) if "moving_variance" in weight.path else (-0.5, 0.5)
+        weight.assign(rng.uniform(low, high, weight.shape).astype("float32"))
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("resnet18", 11_689_512), ("resnet34", 21_797_672), ("resnet50", 25_557_032), ("resnet101", 44_549_160),
+])
+def test_preset_parameter_counts_equal_torchvision(name, expected):
+    backbone = resnet_backbone(name)
+    assert trainable_count(backbone) == expected
+    assert backbone.feature_channels == (512 if RESNET_PRESETS[name]["block_type"] == "basic_block" else 2048)
+
+
+def test_flow_variant_counts_and_shapes():
+    flow = resnet_backbone("resnet34", input_channels=10, include_head=False, image_size=224)
+    # torchvision resnet34 minus fc (512*1000 + 1000) plus 7 more conv1 input channels (64*7*7*7)
+    assert trainable_count(flow) == 21_797_672 - 513_000 + 64 * 7 * 7 * 7
+    assert flow.head is None and set(flow.output) == {"stage1", "stage2", "stage3", "stage4", "stage4_pre_bn",
+                                                       "pooled"}
+    assert tuple(flow.output["stage4_pre_bn"].shape) == (None, 7, 7, 512)
+    assert tuple(flow.output["stage1"].shape) == (None, 56, 56, 64)
+
+
+def test_nested_models_reproduce_backbone_outputs():
+    backbone = ResNetBackbone(block_type="bottleneck_block", **TINY)
+    randomize(backbone)
+    image = np.random.default_rng(1).normal(size=(2, 37, 45, 3)).astype("float32")
+    outputs = backbone(image)
+    x = backbone.stem(image)
+    assert tuple(x.shape) == (2, 10, 12, 4)  # torch: conv 7x7/2 pad 3 then max pool 3x3/2 pad 1
+    for index, stage in enumerate(backbone.stages, start=1):
+        assert stage.name == f"layer{index}"
+        x, pre_bn = stage(x)
+        np.testing.assert_allclose(x, outputs[f"stage{index}"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pre_bn, outputs["stage4_pre_bn"], rtol=1e-5, atol=1e-5)
+    logits = backbone.head(backbone.pool(x))
+    np.testing.assert_allclose(logits, outputs["logits"], rtol=1e-5, atol=1e-5)
+    assert backbone.feature_channels == 32 and outputs["pooled"].shape == (2, 32)
+
+
+def test_pre_bn_is_last_conv_plus_shortcut_without_relu():
+    backbone = ResNetBackbone(block_type="basic_block", **TINY)
+    randomize(backbone, seed=3)
+    stage4 = backbone.stages[3]
+    x = np.random.default_rng(4).normal(size=(1, 6, 6, 8)).astype("float32")
+    probe = keras.Model(stage4.input, [stage4.get_layer("layer4_0_conv2").output,
+                                       stage4.get_layer("layer4_0_downsample_bn").output])
+    last_conv, shortcut = probe(x)
+    _, pre_bn = stage4(x)
+    np.testing.assert_allclose(pre_bn, last_conv + shortcut, rtol=1e-5, atol=1e-5)
+    assert np.min(pre_bn) < 0  # no ReLU
+
+
+def test_keras_save_and_load_give_identical_outputs(tmp_path):
+    backbone = ResNetBackbone(block_type="basic_block", name="tiny", **TINY)
+    randomize(backbone, seed=5)
+    path = tmp_path / "tiny.keras"
+    backbone.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, ResNetBackbone) and loaded.get_config() == backbone.get_config()
+    image = np.random.default_rng(6).normal(size=(2, 40, 33, 3)).astype("float32")
+    want, got = backbone(image), loaded(image)
+    assert set(want) == set(got)
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key])
+    np.testing.assert_array_equal(loaded.find_layer("layer2_1_bn2").moving_variance,
+                                  backbone.find_layer("layer2_1_bn2").moving_variance)
+
+
+def test_layer_names_follow_torchvision():
+    backbone = ResNetBackbone(block_type="bottleneck_block", **TINY)
+    names = {layer.name for layer in backbone.leaf_layers()}
+    assert {"conv1", "bn1", "layer1_0_conv3", "layer1_0_downsample_conv", "layer2_1_bn3",
+            "layer4_0_downsample_bn", "fc"} <= names
+    assert "layer2_1_downsample_conv" not in names
+    assert backbone.find_layer("layer2_0_conv2").strides == (2, 2)  # v1.5: stride on the 3x3 conv
+    assert backbone.find_layer("layer2_0_conv1").strides == (1, 1)
+    with pytest.raises(ValueError, match="layer2_0_conv2"):
+        backbone.find_layer("layer2_0_conv2x")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"block_type": "basic"}, "block_type='basic' is unknown"),
+    ({"stackwise_num_blocks": (1, 1, 1)}, r"stackwise_num_blocks=\[1, 1, 1\] must hold 4"),
+    ({"input_channels": 0}, "input_channels=0 must be a positive integer"),
+])
+def test_bad_arguments_raise_user_error(overrides, message):
+    with pytest.raises(UserError, match=message):
+        ResNetBackbone(**{**TINY, **overrides})
+
+
+def test_unknown_preset_lists_valid_names():
+    with pytest.raises(UserError, match=r"'resnet99'.*'resnet18', 'resnet34', 'resnet50', 'resnet101'"):
+        resnet_backbone("resnet99")

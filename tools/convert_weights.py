@@ -1,0 +1,33 @@
+"""Convert a torchvision-layout ResNet state dict (.safetensors) into Keras weights for kerasflow.
+
+    python tools/convert_weights.py resnet34.safetensors resnet34.weights.h5 [--arch resnet34]
+
+Writes OUT.weights.h5 and OUT.weights.h5.json (the ResNetBackbone arguments); load them with
+``kerasflow.backbones.load_imagenet_weights(backbone, "OUT.weights.h5")``.
+"""
+
+import argparse
+
+from kerasflow.backbones import RESNET_PRESETS
+from kerasflow.backbones.convert import convert_file
+from kerasflow.backbones.weights import config_path
+from kerasflow.errors import cli_entry
+
+
+@cli_entry
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("in_path", help="torchvision-layout ResNet state dict, .safetensors")
+    parser.add_argument("out_path", help="output Keras weights, must end in .weights.h5")
+    parser.add_argument("--arch", choices=list(RESNET_PRESETS),
+                        help="check the file against this preset (default: infer from keys and shapes)")
+    args = parser.parse_args(argv)
+    backbone = convert_file(args.in_path, args.out_path, arch=args.arch)
+    print(f"wrote {args.out_path} and {config_path(args.out_path)} "
+          f"({backbone.count_params():,} values, {backbone.block_type}, "
+          f"blocks {list(backbone.stackwise_num_blocks)})")
+    return 0
+
+
+if __name__ == "__main__":
+    main()
