@@ -1,0 +1,62 @@
+"""``python -m kerasflow.data synth OUT_DIR`` and ``python -m kerasflow.data pack ... OUT.tfrecord``."""
+
+import argparse
+
+from kerasflow.errors import cli_entry
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="python -m kerasflow.data", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    synth = commands.add_parser("synth", help="write the synthetic motion dataset (folder layout, .avi files)")
+    synth.add_argument("out_dir", help="output folder (created; reused when made with the same arguments)")
+    synth.add_argument("--classes", type=int, default=4, help="motion directions, 1-8 (default 4)")
+    synth.add_argument("--videos-per-class", type=int, default=24, help="default 24")
+    synth.add_argument("--frames", type=int, default=16, help="frames per video (default 16)")
+    synth.add_argument("--size", type=int, default=64, help="frame width and height in pixels (default 64)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--test-fraction", type=float, default=0.25, help="share of each class in test.txt")
+
+    pack = commands.add_parser("pack", help="pack a dataset split into a TFRecord file of JPEG frames")
+    pack.add_argument("--dataset", required=True, choices=("gtea61", "egtea", "hmdb51", "folder"))
+    pack.add_argument("--root", required=True, help="dataset root folder")
+    pack.add_argument("--split", type=int, default=1)
+    pack.add_argument("--subset", default="train", choices=("train", "test"))
+    pack.add_argument("--short-side", type=int, default=None, help="rescale frames to this shorter side first")
+    pack.add_argument("--jpeg-quality", type=int, default=95)
+    pack.add_argument("--on-bad-video", default="skip", choices=("skip", "fail"))
+    pack.add_argument("out", help="output .tfrecord path (a .json sidecar is written next to it)")
+    return parser
+
+
+@cli_entry
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    if args.command == "synth":
+        from kerasflow.data.synthetic import make_synthetic_dataset
+
+        out = make_synthetic_dataset(
+            args.out_dir,
+            classes=args.classes,
+            videos_per_class=args.videos_per_class,
+            frames=args.frames,
+            size=args.size,
+            seed=args.seed,
+            test_fraction=args.test_fraction,
+        )
+        print(f"synthetic dataset ready in {out} (folder layout, train.txt / test.txt)")
+        return 0
+    from kerasflow.data.indexes import build_index
+    from kerasflow.data.tfrecord import pack_index
+
+    index = build_index(args.dataset, args.root, split=args.split, subset=args.subset)
+    summary = pack_index(
+        index, args.out, short_side=args.short_side, jpeg_quality=args.jpeg_quality, on_bad_video=args.on_bad_video
+    )
+    print(f"packed {summary['clips']} clips into {args.out} ({len(summary['skipped'])} bad clips skipped)")
+    return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""Dataset indexes: the (clip, label) list of one split and subset of GTEA61, EGTEA Gaze+, HMDB51 or a folder.
+
+Layouts (see README "Datasets"):
+
+- ``gtea61``: ego-rnn frame folders ``<root>/frames|flow_x|flow_y/S1..S4/<class>/<n>/``; split k tests
+  on subject ``Sk`` and trains on the others; labels come from one global sorted class list.
+- ``egtea``: ``<root>/cropped_clips/<session>/<clip>.mp4`` and
+  ``<root>/action_annotation/{train,test}_split{1,2,3}.txt`` (1-based action ids, ``action_idx.txt``
+  for the names).
+- ``hmdb51``: ``<root>/<class>/*.avi`` (or ``<root>/videos/<class>/*.avi``) and
+  ``<root>/testTrainMulti_7030_splits/<class>_test_split{k}.txt`` (tags 1 train, 2 test, 0 unused).
+- ``folder``: ``<root>/<class>/<video file or frame folder>``, with optional ``train.txt`` /
+  ``test.txt`` lists of ``<class>/<name>`` paths; without them a seeded stratified split.
+
+A clip listed by a split file but absent on disk is logged, dropped and counted in ``VideoIndex.missing``.
+"""
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kerasflow.data.video import frame_folder_files, is_video_file
+from kerasflow.errors import UserError
+
+logger = logging.getLogger("kerasflow.data")
+
+DATASETS = ("gtea61", "egtea", "hmdb51", "folder")
+SUBSETS = ("train", "test")
+FOLDER_TEST_FRACTION = 0.25
+_MISSING_NAMED = 10  # missing clips named one by one in the log; the rest are counted
+
+
+@dataclass
+class VideoItem:
+    """One clip: ``source`` (video file or frame folder), 0-based ``label``, optional ``flow_x`` folder."""
+
+    source: str
+    label: int
+    flow_source: str | None = None
+
+
+@dataclass
+class VideoIndex:
+    """The clips of one ``dataset`` split ``subset``; ``class_names[label]`` names a label."""
+
+    items: list[VideoItem]
+    class_names: list[str]
+    dataset: str
+    subset: str
+    missing: list[str] = field(default_factory=list)
+
+    def __len__(self):
+        return len(self.items)
+
+    def class_counts(self):
+        """Number of clips per class, int64 ``(num_classes,)``."""
+        return np.bincount([item.label for item in self.items], minlength=len(self.class_names))
+
+
+def build_index(dataset, root, split=1, subset="train", flow_root=None, seed=0, test_fraction=FOLDER_TEST_FRACTION):
+    """Index of the clips of ``dataset`` under ``root`` for ``split`` and ``subset`` ("train" or "test").
+
+    ``flow_root`` (egtea, hmdb51, folder) is a folder holding ``flow_x/`` and ``flow_y/`` trees that mirror
+    the video paths below ``root`` without their extension; for gtea61 it defaults to ``root``.
+    ``seed`` and ``test_fraction`` only matter for a ``folder`` dataset without list files.
+    """
+    if dataset not in DATASETS:
+        raise UserError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}")
+    if subset not in SUBSETS:
+        raise UserError(f"unknown subset {subset!r}; use 'train' or 'test'")
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"dataset root {str(root)!r} does not exist or is not a folder; check the path")
+    builders = {"gtea61": _gtea61, "egtea": _egtea, "hmdb51": _hmdb51, "folder": _folder}
+    index = builders[dataset](root, int(split), subset, Path(flow_root) if flow_root else None, seed, test_fraction)
+    if index.missing:
+        logger.warning(
+            "%d clips listed for %s %s split %s are missing on disk and were dropped",
+            len(index.missing), dataset, subset, split,
+        )
+    return index
+
+
+def _report_missing(missing, path):
+    if len(missing) < _MISSING_NAMED:
+        logger.warning("listed clip %r is missing on disk; dropped", str(path))
+    missing.append(str(path))
+
+
+def _visible_dirs(folder):
+    return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir() and not entry.name.startswith("."))
+
+
+def _flow_for(video_path, root, flow_root):
+    """``<flow_root>/flow_x/<video path below root without extension>`` when it exists, else None."""
+    if flow_root is None:
+        return None
+    relative = Path(video_path).relative_to(root)
+    candidate = flow_root / "flow_x" / (relative.with_suffix("") if Path(video_path).is_file() else relative)
+    return str(candidate) if candidate.is_dir() else None
+
+
+def _first_dir(root, names, what):
+    for name in names:
+        if (root / name).is_dir():
+            return root / name
+    raise UserError(f"{what} folder not found: none of {', '.join(repr(str(root / n)) for n in names)} exists")
+
+
+def _gtea61(root, split, subset, flow_root, seed, test_fraction):
+    frames_root = _first_dir(root, ("frames", "processed_frames2"), "GTEA61 frames")
+    flow_base = flow_root or root
+    flow_x_root = next((flow_base / n for n in ("flow_x", "flow_x_processed") if (flow_base / n).is_dir()), None)
+    subjects = [name for name in _visible_dirs(frames_root) if re.fullmatch(r"S\d+", name)]
+    test_subject = f"S{split}"
+    if test_subject not in subjects:
+        raise UserError(
+            f"GTEA61 split {split} tests on subject {test_subject} but {str(frames_root / test_subject)!r} "
+            f"does not exist (found {', '.join(subjects) or 'no S* folders'}); use split 1-{len(subjects)}"
+        )
+    classes_by_subject = {subject: _visible_dirs(frames_root / subject) for subject in subjects}
+    class_names = sorted(set().union(*classes_by_subject.values()))
+    for subject, names in classes_by_subject.items():
+        absent = sorted(set(class_names) - set(names))
+        if absent:
+            logger.warning("GTEA61 subject %s has no folder for classes %s", subject, ", ".join(absent))
+    label_of = {name: label for label, name in enumerate(class_names)}
+    chosen = [test_subject] if subset == "test" else [s for s in subjects if s != test_subject]
+    items = []
+    for subject in chosen:
+        for name in classes_by_subject[subject]:
+            for instance in _visible_dirs(frames_root / subject / name):
+                source = frames_root / subject / name / instance
+                flow = flow_x_root / subject / name / instance if flow_x_root else None
+                items.append(VideoItem(str(source), label_of[name], str(flow) if flow and flow.is_dir() else None))
+    if not items:
+        raise UserError(f"GTEA61 {subset} subset of split {split} is empty: no clip folders under {str(frames_root)!r}")
+    return VideoIndex(items, class_names, "gtea61", subset)
+
+
+def _read_id_names(path):
+    """``<name with spaces> <1-based id>`` lines -> names in id order."""
+    by_id = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            name, number = line.strip().rsplit(maxsplit=1)
+            by_id[int(number)] = name
+    return [by_id.get(number, f"action_{number}") for number in range(1, max(by_id, default=0) + 1)]
+
+
+def _read_egtea_split(path):
+    """``<clip> <action> <verb> <noun>`` lines -> [(clip, 0-based action)]."""
+    if not path.is_file():
+        raise UserError(f"EGTEA split file {str(path)!r} does not exist; check the root and split (1-3)")
+    entries = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) < 2 or not fields[1].isdigit() or int(fields[1]) < 1:
+            raise UserError(f"{str(path)!r} line {number}: expected '<clip> <action id from 1> ...', got {line!r}")
+        entries.append((fields[0], int(fields[1]) - 1))
+    if not entries:
+        raise UserError(f"EGTEA split file {str(path)!r} lists no clips")
+    return entries
+
+
+def _egtea(root, split, subset, flow_root, seed, test_fraction):
+    annotations = root / "action_annotation" if (root / "action_annotation").is_dir() else root
+    clips_root = _first_dir(root, ("cropped_clips",), "EGTEA clips")
+    entries = _read_egtea_split(annotations / f"{subset}_split{split}.txt")
+    if (annotations / "action_idx.txt").is_file():
+        class_names = _read_id_names(annotations / "action_idx.txt")
+    else:
+        other = "test" if subset == "train" else "train"
+        other_path = annotations / f"{other}_split{split}.txt"
+        labels = [label for _, label in entries + (_read_egtea_split(other_path) if other_path.is_file() else [])]
+        class_names = [f"action_{number}" for number in range(1, max(labels) + 2)]
+    items, missing = [], []
+    for clip, label in entries:
+        if label >= len(class_names):
+            raise UserError(f"EGTEA clip {clip!r} has action id {label + 1} beyond the {len(class_names)} actions of action_idx.txt")
+        session = "-".join(clip.split("-")[:3])
+        path = next((p for p in (clips_root / session / f"{clip}.mp4", clips_root / f"{clip}.mp4") if p.is_file()), None)
+        if path is None:
+            _report_missing(missing, clips_root / session / f"{clip}.mp4")
+            continue
+        items.append(VideoItem(str(path), label, _flow_for(path, root, flow_root)))
+    if not items:
+        raise UserError(f"no clip of {str(annotations / f'{subset}_split{split}.txt')!r} exists under {str(clips_root)!r}")
+    return VideoIndex(items, class_names, "egtea", subset, missing)
+
+
+def _hmdb51(root, split, subset, flow_root, seed, test_fraction):
+    videos_root = root / "videos" if (root / "videos").is_dir() else root
+    splits_root = _first_dir(root, ("testTrainMulti_7030_splits",), "HMDB51 split")
+    suffix = f"_test_split{split}.txt"
+    split_files = sorted(p for p in splits_root.iterdir() if p.name.endswith(suffix))
+    if not split_files:
+        raise UserError(f"no '*{suffix}' file in {str(splits_root)!r}; HMDB51 has splits 1-3")
+    wanted_tag = "1" if subset == "train" else "2"
+    class_names = [p.name[: -len(suffix)] for p in split_files]
+    items, missing = [], []
+    for label, split_file in enumerate(split_files):
+        for line in split_file.read_text(encoding="utf-8", errors="replace").splitlines():
+            fields = line.rsplit(maxsplit=1)
+            if len(fields) != 2 or fields[1] != wanted_tag:
+                continue
+            path = videos_root / class_names[label] / fields[0].strip()
+            if not path.is_file():
+                _report_missing(missing, path)
+                continue
+            items.append(VideoItem(str(path), label, _flow_for(path, root, flow_root)))
+    if not items and not missing:
+        raise UserError(f"the files '*{suffix}' in {str(splits_root)!r} tag no video {wanted_tag} ({subset})")
+    if not items:
+        raise UserError(f"none of the {len(missing)} HMDB51 {subset} videos of split {split} exists under {str(videos_root)!r}")
+    return VideoIndex(items, class_names, "hmdb51", subset, missing)
+
+
+def _folder_clips(class_folder):
+    return sorted(
+        entry.name
+        for entry in os.scandir(class_folder)
+        if not entry.name.startswith(".")
+        and ((entry.is_file() and is_video_file(entry.name)) or (entry.is_dir() and frame_folder_files(entry.path)))
+    )
+
+
+def _read_list(path):
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _folder(root, split, subset, flow_root, seed, test_fraction):
+    list_paths = {name: root / f"{name}.txt" for name in SUBSETS}
+    classes_on_disk = [name for name in _visible_dirs(root) if name not in ("flow_x", "flow_y")]
+    if any(path.is_file() for path in list_paths.values()):
+        if not list_paths[subset].is_file():
+            raise UserError(f"folder dataset has {str(list_paths['train' if subset == 'test' else 'test'])!r} but no {str(list_paths[subset])!r}; write it or remove both")
+        lists = {name: _read_list(path) for name, path in list_paths.items() if path.is_file()}
+        listed_classes = {Path(line).parts[0] for lines in lists.values() for line in lines}
+        class_names = sorted(set(classes_on_disk) | listed_classes)
+        label_of = {name: label for label, name in enumerate(class_names)}
+        items, missing = [], []
+        for line in lists[subset]:
+            path = root / line
+            if not path.exists():
+                _report_missing(missing, path)
+                continue
+            items.append(VideoItem(str(path), label_of[Path(line).parts[0]], _flow_for(path, root, flow_root)))
+        if not items:
+            raise UserError(f"list {str(list_paths[subset])!r} names no existing clip; write '<class>/<video>' lines")
+        return VideoIndex(items, class_names, "folder", subset, missing)
+    rng = np.random.default_rng(seed)
+    items = []
+    for label, name in enumerate(classes_on_disk):
+        clips = _folder_clips(root / name)
+        order = rng.permutation(len(clips))
+        num_test = max(1, round(len(clips) * test_fraction)) if len(clips) >= 2 else 0
+        chosen = order[:num_test] if subset == "test" else order[num_test:]
+        for position in sorted(chosen):
+            path = root / name / clips[position]
+            items.append(VideoItem(str(path), label, _flow_for(path, root, flow_root)))
+    if not items:
+        raise UserError(f"folder dataset {str(root)!r} has no {subset} clips: expected <class>/<video file or frame folder>")
+    return VideoIndex(items, classes_on_disk, "folder", subset)

@@ -1,0 +1,316 @@
+"""tf.data input pipelines: parallel OpenCV decoding, EgoRCNN augmentation, normalisation, batching.
+
+Augmentation (ego-rnn ``spatial_transforms.py``), one draw per clip shared by every RGB frame and the
+flow stack: shorter side scaled to ``round(frame_size * 256 / 224)`` (bilinear), horizontal flip with
+p = 0.5, then a square crop of side ``shorter * s`` (s in 1, 0.875, 0.75, 0.65625) at the centre or a
+corner, resized to ``frame_size``. Test time: a centre ``frame_size`` crop. A flipped flow stack has its
+x planes inverted (255 - v), i.e. horizontal motion negated.
+"""
+
+import logging
+import threading
+
+import cv2
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasflow.data.video import BadVideo, read_clip, read_flow_stack
+from kerasflow.errors import UserError
+
+logger = logging.getLogger("kerasflow.data")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FLOW_MEAN = 0.449
+FLOW_STD = 0.226
+CROP_SCALES_OVER_32 = (32, 28, 24, 21)  # 1, 0.875, 0.75, 0.65625 as exact fractions
+NUM_CROP_POSITIONS = 5  # centre, top-left, top-right, bottom-left, bottom-right
+STREAMS = ("rgb", "flow")
+BAD_VIDEO_POLICIES = ("skip", "fail")
+
+
+def short_side_for(frame_size):
+    """Shorter side before cropping: 256 for 224 crops, scaled alike for other sizes."""
+    return round(frame_size * 256 / 224)
+
+
+def scaled_shape(height, width, shorter, short_side):
+    """(height, width) after scaling the shorter side to ``short_side`` (PIL ``Scale``: int(short_side * long / short)).
+
+    Integer arithmetic only, so it serves Python ints and TF int tensors alike.
+    """
+    return short_side * height // shorter, short_side * width // shorter
+
+
+def crop_origins(height, width, side):
+    """(y, x) of a ``side`` square at the centre, top-left, top-right, bottom-left and bottom-right.
+
+    The zeros are written ``0 * side`` so that with a TF ``side`` every entry is a tensor of one dtype.
+    """
+    return (
+        ((height - side) // 2, (width - side) // 2),
+        (0 * side, 0 * side),
+        (0 * side, width - side),
+        (height - side, 0 * side),
+        (height - side, width - side),
+    )
+
+
+class CropDraw:
+    """One clip's random augmentation: ``flip`` (bool), ``scale`` (index into the 4 scales), ``position`` (0-4)."""
+
+    def __init__(self, rng):
+        self.flip = bool(rng.random() < 0.5)
+        self.scale = int(rng.integers(len(CROP_SCALES_OVER_32)))
+        self.position = int(rng.integers(NUM_CROP_POSITIONS))
+
+
+def transform_planes(planes, frame_size, draw=None, flow=False):
+    """Scale, flip and crop a stack of planes ``(H, W, C)`` uint8 to ``(frame_size, frame_size, C)``.
+
+    ``draw`` None means test time (centre crop). With ``flow`` the even channels are x flow and are
+    inverted on a flip. All channels get the same geometry.
+    """
+    height, width = planes.shape[:2]
+    short_side = short_side_for(frame_size)
+    new_height, new_width = scaled_shape(height, width, min(height, width), short_side)
+    planes = _resize(planes, new_height, new_width)
+    if draw is None:
+        y, x = crop_origins(new_height, new_width, frame_size)[0]
+        return np.ascontiguousarray(planes[y : y + frame_size, x : x + frame_size])
+    if draw.flip:
+        planes = planes[:, ::-1]
+        if flow:
+            planes = planes.copy()
+            planes[..., 0::2] = 255 - planes[..., 0::2]
+    side = short_side * CROP_SCALES_OVER_32[draw.scale] // 32
+    y, x = crop_origins(new_height, new_width, side)[draw.position]
+    return _resize(np.ascontiguousarray(planes[y : y + side, x : x + side]), frame_size, frame_size)
+
+
+def _resize(planes, height, width):
+    """Bilinear resize of ``(H, W, C)`` uint8 planes, any C (OpenCV handles up to 512 channels)."""
+    if planes.shape[:2] == (height, width):
+        return planes
+    resized = cv2.resize(np.ascontiguousarray(planes), (width, height), interpolation=cv2.INTER_LINEAR)
+    return resized.reshape(height, width, planes.shape[2])
+
+
+def transform_clip(frames, frame_size, draw=None):
+    """``transform_planes`` for an RGB clip ``(T, H, W, 3)`` -> ``(T, frame_size, frame_size, 3)``."""
+    num_frames, height, width, _ = frames.shape
+    planes = frames.transpose(1, 2, 0, 3).reshape(height, width, num_frames * 3)
+    planes = transform_planes(planes, frame_size, draw)
+    return planes.reshape(frame_size, frame_size, num_frames, 3).transpose(2, 0, 1, 3)
+
+
+def normalize_rgb(frames):
+    """uint8 RGB -> float32 ImageNet-normalised: (v / 255 - mean) / std per channel."""
+    frames = tf.cast(frames, tf.float32) / 255.0
+    return (frames - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
+
+
+def normalize_flow(stack):
+    """uint8 flow planes -> float32 (v / 255 - 0.449) / 0.226 (ego-rnn's flow normalisation)."""
+    return (tf.cast(stack, tf.float32) / 255.0 - FLOW_MEAN) / FLOW_STD
+
+
+class BadVideoLog:
+    """Thread-safe record of the clips skipped as bad: ``paths`` (distinct, first-seen order), ``count``."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._reasons = {}
+        self.skips = 0
+
+    def record(self, error):
+        """Count one skip of ``error.path``; returns True the first time that path is seen."""
+        with self._lock:
+            self.skips += 1
+            first = error.path not in self._reasons
+            self._reasons.setdefault(error.path, error.reason)
+            return first
+
+    @property
+    def paths(self):
+        with self._lock:
+            return list(self._reasons)
+
+    @property
+    def count(self):
+        with self._lock:
+            return len(self._reasons)
+
+    def summary(self, shown=3):
+        """One line: how many bad clips were skipped and the first few paths with reasons."""
+        with self._lock:
+            named = "; ".join(f"{path!r} ({reason})" for path, reason in list(self._reasons.items())[:shown])
+            more = f"; and {len(self._reasons) - shown} more" if len(self._reasons) > shown else ""
+            return f"skipped {len(self._reasons)} bad videos ({self.skips} skips in all): {named}{more}"
+
+
+class BadVideoReport(keras.callbacks.Callback):
+    """Prints the ``BadVideoLog`` summary at the end of every epoch in which any clip was skipped so far."""
+
+    def __init__(self, bad_videos):
+        super().__init__()
+        self.bad_videos = bad_videos
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.bad_videos.count > 0:
+            print(f"epoch {epoch + 1}: {self.bad_videos.summary()}", flush=True)
+
+
+def bad_video_from_tf_error(exc):
+    """The ``BadVideo`` carried by an error raised out of a ``make_dataset`` pipeline, or None."""
+    if isinstance(exc, BadVideo):
+        return exc
+    return BadVideo.from_text(getattr(exc, "message", None) or str(exc))
+
+
+class _BadVideoInPipeline(RuntimeError):
+    """Raised inside ``tf.numpy_function``; its text carries the ``BadVideo`` marker through TF's wrapping."""
+
+
+def load_example(item, streams, rgb_frames, flow_stack, frame_size, training, seed):
+    """Decoded, augmented uint8 arrays of one clip, in ``streams`` order.
+
+    rgb: ``(rgb_frames, frame_size, frame_size, 3)``; flow: ``(frame_size, frame_size, 2 * flow_stack)``.
+    One generator seeded with ``seed`` draws the temporal sampling and the shared crop.
+    """
+    rng = np.random.default_rng(seed)
+    draw = CropDraw(rng) if training else None
+    arrays = []
+    for stream in streams:
+        try:
+            if stream == "rgb":
+                clip = read_clip(item.source, rgb_frames, training, rng)
+                arrays.append(transform_clip(clip, frame_size, draw))
+            else:
+                if item.flow_source is None:
+                    raise BadVideo(item.source, "has no flow_x folder (extract flow or pass flow_root)")
+                stack = read_flow_stack(item.flow_source, flow_stack, training, rng)
+                arrays.append(transform_planes(stack, frame_size, draw, flow=True))
+        except (cv2.error, OSError, ValueError) as error:
+            raise BadVideo(item.source, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from error
+    return arrays
+
+
+def _check_options(streams, on_bad_video, index):
+    if not streams or any(stream not in STREAMS for stream in streams):
+        raise UserError(f"streams {list(streams)!r} invalid; use a non-empty subset of {list(STREAMS)}")
+    if on_bad_video not in BAD_VIDEO_POLICIES:
+        raise UserError(f"on_bad_video {on_bad_video!r} invalid; use 'skip' or 'fail'")
+    if not index.items:
+        raise UserError(f"{index.dataset} {index.subset} index has no clips")
+    if "flow" in streams and all(item.flow_source is None for item in index.items):
+        raise UserError(
+            f"the flow stream needs flow_x/flow_y folders but no {index.dataset} {index.subset} clip has one; "
+            "extract TV-L1 flow (tools/extract_flow.py) and set flow_root"
+        )
+
+
+def make_dataset(
+    index,
+    *,
+    streams=("rgb",),
+    rgb_frames=25,
+    flow_stack=5,
+    frame_size=224,
+    batch_size=32,
+    training=False,
+    seed=0,
+    on_bad_video="skip",
+    bad_videos=None,
+    drop_remainder=None,
+    shuffle=None,
+):
+    """A ``tf.data.Dataset`` of ``(inputs, label)`` batches for a ``VideoIndex``.
+
+    ``inputs["rgb"]``: float32 ``(B, rgb_frames, frame_size, frame_size, 3)``, ImageNet-normalised;
+    ``inputs["flow"]``: float32 ``(B, frame_size, frame_size, 2 * flow_stack)``; label int32 ``(B,)``.
+    Only the requested ``streams`` are decoded. ``shuffle`` and ``drop_remainder`` default to
+    ``training``. The same ``seed`` gives the same sequence of batches (each pass over the dataset, i.e.
+    each epoch, shuffles and augments differently). Bad clips are logged and skipped (recorded in
+    ``bad_videos``) or stop the iteration with an error ``bad_video_from_tf_error`` understands.
+    """
+    streams = tuple(streams)
+    _check_options(streams, on_bad_video, index)
+    bad_videos = BadVideoLog() if bad_videos is None else bad_videos
+    shuffle = training if shuffle is None else shuffle
+    drop_remainder = training if drop_remainder is None else drop_remainder
+    items = list(index.items)
+    shapes = {
+        "rgb": (rgb_frames, frame_size, frame_size, 3),
+        "flow": (frame_size, frame_size, 2 * flow_stack),
+    }
+
+    def decode(position, element_seed):
+        item = items[int(position)]
+        try:
+            arrays = load_example(item, streams, rgb_frames, flow_stack, frame_size, training, int(element_seed))
+        except BadVideo as error:
+            if on_bad_video == "fail":
+                raise _BadVideoInPipeline(error.marker()) from error
+            if bad_videos.record(error):
+                logger.warning("skipping %s", error)
+            return (*[np.zeros(shapes[stream], np.uint8) for stream in streams], False)
+        return (*arrays, True)
+
+    def decode_in_graph(position, element_seed, label):
+        outputs = tf.numpy_function(
+            decode, [position, element_seed], [tf.uint8] * len(streams) + [tf.bool], stateful=False
+        )
+        for output, stream in zip(outputs, streams):
+            output.set_shape(shapes[stream])
+        outputs[-1].set_shape(())
+        return dict(zip(streams, outputs[:-1])), label, outputs[-1]
+
+    labels = np.array([item.label for item in items], np.int32)
+    dataset = tf.data.Dataset.from_tensor_slices((np.arange(len(items), dtype=np.int64), labels))
+    if shuffle:
+        dataset = dataset.shuffle(len(items), seed=seed, reshuffle_each_iteration=True)
+    dataset = with_element_seeds(dataset, seed)
+    dataset = dataset.map(
+        lambda example, element_seed: decode_in_graph(example[0], element_seed, example[1]),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    dataset = dataset.filter(_decoded_ok).map(_without_ok_flag)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    return dataset.map(normalize_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def with_element_seeds(dataset, seed):
+    """Pairs each element with a non-negative int64 seed: a fixed sequence per pass, new on every pass."""
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).map(_non_negative)
+    return tf.data.Dataset.zip((dataset, seeds))
+
+
+def _non_negative(value):
+    return tf.math.floormod(value, tf.constant(2**62, tf.int64))
+
+
+def _decoded_ok(inputs, label, ok):
+    return ok
+
+
+def _without_ok_flag(inputs, label, ok):
+    return inputs, label
+
+
+def normalize_inputs(inputs, label):
+    """Normalises each stream of an ``inputs`` dict of uint8 (or 0..255 float) tensors."""
+    normalizers = {"rgb": normalize_rgb, "flow": normalize_flow}
+    return {stream: normalizers[stream](value) for stream, value in inputs.items()}, label
+
+
+def load_video_for_prediction(path, rgb_frames, frame_size):
+    """(normalised float32 ``(T, S, S, 3)``, display uint8 ``(T, S, S, 3)``) of a clip, centre crop.
+
+    Raises ``BadVideo`` when the clip cannot be used.
+    """
+    clip = read_clip(path, rgb_frames, training=False)
+    display = transform_clip(clip, frame_size)
+    return normalize_rgb(display).numpy(), display

@@ -1,0 +1,208 @@
+"""Packing clips into TFRecord SequenceExamples of JPEG frames, and a pure-TF reader for them.
+
+Record layout (TF Model Garden's video keys): context ``clip/label/index`` (int64),
+``clip/label/text`` and ``clip/media_id`` (the source path, bytes); sequence ``image/encoded``
+(one JPEG per frame, every frame of the clip). A ``<out>.json`` sidecar holds the class names.
+The reader samples, augments and normalises exactly like ``make_dataset`` (rgb stream only).
+"""
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import cv2
+import tensorflow as tf
+from tqdm import tqdm
+
+from kerasflow.data.pipeline import (
+    CROP_SCALES_OVER_32,
+    NUM_CROP_POSITIONS,
+    crop_origins,
+    normalize_inputs,
+    scaled_shape,
+    short_side_for,
+    with_element_seeds,
+)
+from kerasflow.data.video import BadVideo, iter_clip_frames
+from kerasflow.errors import UserError
+
+logger = logging.getLogger("kerasflow.data")
+
+LABEL_KEY = "clip/label/index"
+LABEL_TEXT_KEY = "clip/label/text"
+MEDIA_ID_KEY = "clip/media_id"
+IMAGE_KEY = "image/encoded"
+
+
+def _bytes_feature(values):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+
+
+def clip_example(frames, label, label_text, source, jpeg_quality=95):
+    """A ``tf.train.SequenceExample`` of RGB uint8 frames ``(H, W, 3)`` encoded as JPEG."""
+    encoded = []
+    for frame in frames:
+        ok, data = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        if not ok:
+            raise BadVideo(source, "a frame could not be JPEG-encoded")
+        encoded.append(data.tobytes())
+    context = tf.train.Features(
+        feature={
+            LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+            LABEL_TEXT_KEY: _bytes_feature([label_text.encode("utf-8")]),
+            MEDIA_ID_KEY: _bytes_feature([str(source).encode("utf-8")]),
+        }
+    )
+    sequence = tf.train.FeatureLists(
+        feature_list={IMAGE_KEY: tf.train.FeatureList(feature=[_bytes_feature([data]) for data in encoded])}
+    )
+    return tf.train.SequenceExample(context=context, feature_lists=sequence)
+
+
+def _scale_frame(frame, short_side):
+    height, width = frame.shape[:2]
+    new_height, new_width = scaled_shape(height, width, min(height, width), short_side)
+    return cv2.resize(frame, (new_width, new_height), interpolation=cv2.INTER_LINEAR)
+
+
+def pack_index(index, out_path, *, short_side=None, jpeg_quality=95, on_bad_video="skip"):
+    """Write every clip of ``index`` to the TFRecord file ``out_path`` (atomically); returns a summary dict.
+
+    ``short_side`` rescales frames (shorter side, aspect kept) before encoding to save space; use at
+    least the reader's ``round(frame_size * 256 / 224)``. Bad clips are logged and left out, or raise
+    ``BadVideo`` with ``on_bad_video="fail"``.
+    """
+    if on_bad_video not in ("skip", "fail"):
+        raise UserError(f"on_bad_video {on_bad_video!r} invalid; use 'skip' or 'fail'")
+    out_path = Path(out_path)
+    if not out_path.parent.is_dir():
+        raise UserError(f"output folder {str(out_path.parent)!r} does not exist; create it first")
+    temporary = out_path.with_name(f".{out_path.name}.tmp")
+    written, skipped = 0, []
+    try:
+        with tf.io.TFRecordWriter(str(temporary)) as writer:
+            for item in tqdm(index.items, desc=f"packing {out_path.name}", unit="clip"):
+                try:
+                    frames = [
+                        frame if short_side is None else _scale_frame(frame, short_side)
+                        for frame in iter_clip_frames(item.source)
+                    ]
+                    example = clip_example(frames, item.label, index.class_names[item.label], item.source, jpeg_quality)
+                except BadVideo as error:
+                    if on_bad_video == "fail":
+                        raise
+                    logger.warning("skipping %s", error)
+                    skipped.append(error.path)
+                    continue
+                writer.write(example.SerializeToString())
+                written += 1
+        summary = {
+            "dataset": index.dataset,
+            "subset": index.subset,
+            "class_names": index.class_names,
+            "clips": written,
+            "skipped": skipped,
+        }
+        sidecar = out_path.with_name(f"{out_path.name}.json")
+        sidecar_temporary = out_path.with_name(f".{out_path.name}.json.tmp")
+        sidecar_temporary.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        os.replace(temporary, out_path)
+        os.replace(sidecar_temporary, sidecar)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return summary
+
+
+def _parse_clip(serialized):
+    context, sequence = tf.io.parse_single_sequence_example(
+        serialized,
+        context_features={LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)},
+        sequence_features={IMAGE_KEY: tf.io.FixedLenSequenceFeature([], tf.string)},
+    )
+    return sequence[IMAGE_KEY], tf.cast(context[LABEL_KEY], tf.int32)
+
+
+def _sample_positions(num_available, num_samples, training, seed):
+    """TF twin of ``video.sample_indices``: segment starts, or a uniform draw per segment in training."""
+    offsets = tf.random.stateless_uniform([num_samples], seed=seed) if training else tf.zeros([num_samples])
+    positions = (tf.range(num_samples, dtype=tf.float32) + offsets) * tf.cast(num_available, tf.float32) / num_samples
+    return tf.minimum(tf.cast(tf.floor(positions), tf.int32), num_available - 1)
+
+
+def _crop(frames, y, x, side, frame_size):
+    crop = frames[:, y : y + side, x : x + side]
+    return tf.image.resize(crop, [frame_size, frame_size], method="bilinear")
+
+
+def _augment(frames, frame_size, training, seed):
+    """Scale, (flip, multi-scale corner crop | centre crop) a float clip ``(T, H, W, 3)``; one draw per clip."""
+    height, width = tf.shape(frames)[1], tf.shape(frames)[2]
+    short_side = short_side_for(frame_size)
+    new_height, new_width = scaled_shape(height, width, tf.minimum(height, width), short_side)
+    frames = tf.image.resize(frames, tf.stack([new_height, new_width]), method="bilinear")
+    if not training:
+        y, x = crop_origins(new_height, new_width, frame_size)[0]
+        return frames[:, y : y + frame_size, x : x + frame_size]
+    flip = tf.random.stateless_uniform([], seed=seed + [0, 1]) < 0.5
+    scale = tf.random.stateless_uniform([], seed=seed + [0, 2], maxval=len(CROP_SCALES_OVER_32), dtype=tf.int32)
+    position = tf.random.stateless_uniform([], seed=seed + [0, 3], maxval=NUM_CROP_POSITIONS, dtype=tf.int32)
+    frames = tf.cond(flip, lambda: tf.reverse(frames, axis=[2]), lambda: frames)
+    side = short_side * tf.gather(tf.constant(CROP_SCALES_OVER_32), scale) // 32
+    origin = tf.gather(tf.stack([tf.stack(pair) for pair in crop_origins(new_height, new_width, side)]), position)
+    return _crop(frames, origin[0], origin[1], side, frame_size)
+
+
+def make_tfrecord_dataset(
+    paths,
+    *,
+    rgb_frames=25,
+    frame_size=224,
+    batch_size=32,
+    training=False,
+    seed=0,
+    drop_remainder=None,
+    shuffle=None,
+    shuffle_buffer=256,
+):
+    """``(inputs, label)`` batches from packed TFRecord files, ``inputs["rgb"]`` as in ``make_dataset``.
+
+    Pure TF: parse, sample ``rgb_frames`` indices, ``tf.io.decode_jpeg`` only those frames, augment,
+    normalise, batch, prefetch. Deterministic given ``seed``.
+    """
+    paths = [str(path) for path in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    for path in paths:
+        if not os.path.isfile(path):
+            raise UserError(f"TFRecord file {path!r} does not exist; pack it with 'python -m kerasflow.data pack'")
+    shuffle = training if shuffle is None else shuffle
+    drop_remainder = training if drop_remainder is None else drop_remainder
+
+    def load(serialized, element_seed):
+        encoded, label = _parse_clip(serialized)
+        seed = tf.stack([element_seed, tf.constant(0, tf.int64)])
+        positions = _sample_positions(tf.shape(encoded)[0], rgb_frames, training, seed)
+        frames = tf.map_fn(
+            lambda data: tf.io.decode_jpeg(data, channels=3),
+            tf.gather(encoded, positions),
+            fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
+        )
+        frames = _augment(tf.cast(frames, tf.float32), frame_size, training, seed)
+        frames = tf.clip_by_value(tf.round(frames), 0.0, 255.0)
+        frames.set_shape((rgb_frames, frame_size, frame_size, 3))
+        return {"rgb": frames}, label
+
+    dataset = tf.data.TFRecordDataset(paths)
+    if shuffle:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    dataset = with_element_seeds(dataset, seed)
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    return dataset.map(normalize_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def read_sidecar(path):
+    """The ``<path>.json`` summary written by ``pack_index`` (class names, counts)."""
+    sidecar = Path(f"{path}.json")
+    if not sidecar.is_file():
+        raise UserError(f"{str(sidecar)!r} is missing; re-pack {str(path)!r} with 'python -m kerasflow.data pack'")
+    return json.loads(sidecar.read_text(encoding="utf-8"))

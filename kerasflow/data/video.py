@@ -1,0 +1,272 @@
+"""Decoding clips with OpenCV: video files and frame folders, uniform temporal sampling, flow stacks.
+
+Every function returns plain numpy ``uint8`` arrays in RGB order and raises ``BadVideo`` (a
+``UserError`` naming the path) for anything a user's data can get wrong: a file that does not open,
+has no frames, stops decoding part-way, or is too short for the request.
+"""
+
+import json
+import os
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from kerasflow.errors import UserError
+
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+_COPY_SUFFIX = re.compile(r" \(\d+\)$")  # "rgb0001 (1).png": a duplicate left by a file manager
+_MARKER = re.compile(r"<kerasflow-bad-video>(.*?)</kerasflow-bad-video>", re.DOTALL)
+
+
+class BadVideo(UserError):
+    """A clip that cannot be used: ``path`` names it, ``reason`` says why (one line)."""
+
+    def __init__(self, path, reason):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(
+            f"bad video {self.path!r}: {reason}; re-encode or remove it, or set on_bad_video: skip"
+        )
+
+    def marker(self):
+        """This error as a tagged string that survives TensorFlow's wrapping (see ``from_text``)."""
+        payload = json.dumps({"path": self.path, "reason": self.reason})
+        return f"<kerasflow-bad-video>{payload}</kerasflow-bad-video>"
+
+    @classmethod
+    def from_text(cls, text):
+        """The ``BadVideo`` whose ``marker()`` appears in ``text``, or None."""
+        match = _MARKER.search(text)
+        if match is None:
+            return None
+        payload = json.loads(match.group(1))
+        return cls(payload["path"], payload["reason"])
+
+
+def is_video_file(path):
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def list_frame_files(folder, prefix=""):
+    """Image files of a frame folder whose names start with ``prefix``, in numeric order.
+
+    Hidden files (``.DS_Store``) and file-manager duplicates (``x (1).png``) are ignored; the sort key
+    is the last number in the name, so ``img_2.jpg`` comes before ``img_10.jpg``.
+    """
+    files = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            stem, extension = os.path.splitext(entry.name)
+            if (
+                entry.name.startswith(".")
+                or extension.lower() not in IMAGE_EXTENSIONS
+                or not stem.startswith(prefix)
+                or _COPY_SUFFIX.search(stem)
+                or not entry.is_file()
+            ):
+                continue
+            files.append(entry.path)
+    return sorted(files, key=_frame_sort_key)
+
+
+def _frame_sort_key(path):
+    stem = Path(path).stem
+    numbers = re.findall(r"\d+", stem)
+    return (int(numbers[-1]) if numbers else -1, stem)
+
+
+def frame_folder_files(folder):
+    """Frame files of a clip folder; a folder holding only an ``rgb/`` subfolder (GTEA61 course copy) reads that."""
+    files = list_frame_files(folder)
+    if not files and os.path.isdir(os.path.join(folder, "rgb")):
+        files = list_frame_files(os.path.join(folder, "rgb"))
+    return files
+
+
+def sample_indices(num_frames_available, num_samples, training=False, rng=None):
+    """Indices of ``num_samples`` frames spread uniformly over ``num_frames_available`` (int64, sorted).
+
+    Test mode takes the start of each of ``num_samples`` equal segments,
+    ``floor(linspace(0, N, T, endpoint=False))`` (EgoRCNN's rule), so N=10, T=5 gives [0, 2, 4, 6, 8].
+    Training mode draws one uniform position inside each segment instead. A clip shorter than
+    ``num_samples`` repeats frames (N=3, T=5 gives [0, 0, 1, 1, 2] in test mode).
+    """
+    if num_frames_available < 1 or num_samples < 1:
+        raise ValueError(f"need at least one frame and one sample, got {num_frames_available}, {num_samples}")
+    offsets = np.zeros(num_samples)
+    if training:
+        rng = np.random.default_rng() if rng is None else rng
+        offsets = rng.random(num_samples)
+    positions = (np.arange(num_samples) + offsets) * num_frames_available / num_samples
+    return np.minimum(np.floor(positions).astype(np.int64), num_frames_available - 1)
+
+
+def read_clip(source, num_frames, training=False, rng=None):
+    """``num_frames`` sampled RGB frames of a video file or frame folder, uint8 ``(T, H, W, 3)``.
+
+    Frames are counted by what actually decodes: when a container overstates its frame count, the
+    clip is sampled again over the frames that really exist.
+    """
+    path = str(source)
+    if os.path.isdir(path):
+        return _read_folder_clip(path, num_frames, training, rng)
+    if not os.path.isfile(path):
+        raise BadVideo(path, "file does not exist")
+    return _read_video_clip(path, num_frames, training, rng)
+
+
+def _read_folder_clip(folder, num_frames, training, rng):
+    files = frame_folder_files(folder)
+    if not files:
+        raise BadVideo(folder, "frame folder holds no jpg/png frames")
+    indices = sample_indices(len(files), num_frames, training, rng)
+    decoded = {}
+    for index in np.unique(indices):
+        image = cv2.imread(files[index], cv2.IMREAD_COLOR)
+        if image is None:
+            raise BadVideo(folder, f"breaks mid-way: frame file {os.path.basename(files[index])!r} does not decode")
+        decoded[index] = image
+    return _stack_rgb([decoded[index] for index in indices])
+
+
+def _stack_rgb(bgr_frames):
+    height, width = bgr_frames[0].shape[:2]
+    frames = [
+        frame if frame.shape[:2] == (height, width) else cv2.resize(frame, (width, height))
+        for frame in bgr_frames
+    ]
+    return np.stack([cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) for frame in frames])
+
+
+def _open_video(path):
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        capture.release()
+        raise BadVideo(path, "cannot be opened (empty, corrupt or an unsupported codec)")
+    return capture
+
+
+def _decode_frames_at(path, indices):
+    """(BGR frames in the order of ``indices``, None), or (None, frames decoded before the stream ended)."""
+    capture = _open_video(path)
+    try:
+        wanted = set(int(index) for index in indices)
+        decoded = {}
+        for position in range(max(wanted) + 1):
+            if position in wanted:
+                ok, frame = capture.read()
+                ok = ok and frame is not None
+                if ok:
+                    decoded[position] = frame
+            else:
+                ok = capture.grab()
+            if not ok:
+                return None, position
+        return [decoded[int(index)] for index in indices], None
+    finally:
+        capture.release()
+
+
+def count_video_frames(path):
+    """Number of frames of a video file that really decode (reads the whole stream)."""
+    capture = _open_video(path)
+    try:
+        count = 0
+        while capture.grab():
+            count += 1
+        return count
+    finally:
+        capture.release()
+
+
+def _read_video_clip(path, num_frames, training, rng):
+    capture = _open_video(path)
+    stated = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    capture.release()
+    if stated > 0:
+        frames, available = _decode_frames_at(path, sample_indices(stated, num_frames, training, rng))
+        if frames is not None:
+            return _stack_rgb(frames)
+    else:
+        available = count_video_frames(path)
+    if available == 0:
+        raise BadVideo(path, "no frame decodes")
+    frames, broke_at = _decode_frames_at(path, sample_indices(available, num_frames, training, rng))
+    if frames is None:
+        raise BadVideo(path, f"breaks mid-way: decoding stopped at frame {broke_at} of {available}")
+    return _stack_rgb(frames)
+
+
+def iter_clip_frames(source):
+    """Every frame of a video file or frame folder in order, as uint8 RGB ``(H, W, 3)``."""
+    path = str(source)
+    if os.path.isdir(path):
+        files = frame_folder_files(path)
+        if not files:
+            raise BadVideo(path, "frame folder holds no jpg/png frames")
+        for file in files:
+            image = cv2.imread(file, cv2.IMREAD_COLOR)
+            if image is None:
+                raise BadVideo(path, f"breaks mid-way: frame file {os.path.basename(file)!r} does not decode")
+            yield cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return
+    if not os.path.isfile(path):
+        raise BadVideo(path, "file does not exist")
+    capture = _open_video(path)
+    try:
+        count = 0
+        while True:
+            ok, frame = capture.read()
+            if not ok or frame is None:
+                break
+            count += 1
+            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        if count == 0:
+            raise BadVideo(path, "no frame decodes")
+    finally:
+        capture.release()
+
+
+def flow_y_folder(flow_x_folder):
+    """The ``flow_y`` twin of a ``flow_x`` folder: the last path component starting with ``flow_x`` is renamed."""
+    parts = list(Path(flow_x_folder).parts)
+    for position in range(len(parts) - 1, -1, -1):
+        if parts[position].startswith("flow_x"):
+            parts[position] = parts[position].replace("flow_x", "flow_y", 1)
+            return Path(*parts)
+    raise BadVideo(flow_x_folder, "flow folder path has no 'flow_x' component to find its flow_y twin")
+
+
+def read_flow_stack(flow_source, stack=5, training=False, rng=None):
+    """``stack`` consecutive TV-L1 flow frames, uint8 ``(H, W, 2 * stack)`` interleaved x0, y0, x1, y1, ...
+
+    ``flow_source`` holds ``flow_x_%05d.jpg``; the y components are read from its ``flow_y`` twin.
+    Start: uniform over all valid starts in training, the centre stack ``(N - stack) // 2`` in test.
+    """
+    x_folder = str(flow_source)
+    if not os.path.isdir(x_folder):
+        raise BadVideo(x_folder, "flow folder does not exist")
+    y_folder = flow_y_folder(x_folder)
+    x_files = list_frame_files(x_folder, prefix="flow_x")
+    if len(x_files) < stack:
+        raise BadVideo(x_folder, f"has {len(x_files)} flow frames, the flow stack needs {stack}")
+    if training:
+        rng = np.random.default_rng() if rng is None else rng
+        start = int(rng.integers(0, len(x_files) - stack + 1))
+    else:
+        start = (len(x_files) - stack) // 2
+    planes = []
+    for x_file in x_files[start : start + stack]:
+        y_file = os.path.join(y_folder, os.path.basename(x_file).replace("flow_x", "flow_y", 1))
+        for file in (x_file, y_file):
+            plane = cv2.imread(file, cv2.IMREAD_GRAYSCALE)
+            if plane is None:
+                raise BadVideo(x_folder, f"flow frame {file!r} is missing or does not decode")
+            planes.append(plane)
+    if any(plane.shape != planes[0].shape for plane in planes):
+        raise BadVideo(x_folder, "flow frames differ in size")
+    return np.stack(planes, axis=-1)

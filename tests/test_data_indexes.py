@@ -1,0 +1,195 @@
+"""Dataset indexes of tiny real layouts: GTEA61, EGTEA Gaze+, HMDB51 and folder."""
+
+import logging
+
+import cv2
+import numpy as np
+import pytest
+
+from kerasflow.data.indexes import build_index
+from kerasflow.data.synthetic import write_video
+from kerasflow.errors import UserError
+
+
+def _frames(folder, count, prefix="image_", extension=".jpg"):
+    folder.mkdir(parents=True, exist_ok=True)
+    for number in range(1, count + 1):
+        cv2.imwrite(str(folder / f"{prefix}{number:05d}{extension}"), np.full((8, 8, 3), number, np.uint8))
+
+
+def _video(path, count=4, extension_size=32):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_video(path, np.zeros((count, extension_size, extension_size, 3), np.uint8))
+
+
+GTEA_CLASSES = ["close_chocolate", "pour_mustard,hotdog,bread", "take_bread"]
+
+
+@pytest.fixture
+def gtea_root(tmp_path):
+    root = tmp_path / "gtea 61"
+    for subject in ("S1", "S2", "S3", "S4"):
+        for name in GTEA_CLASSES:
+            if subject == "S3" and name == "take_bread":
+                continue
+            instances = 2 if (subject, name) == ("S1", "take_bread") else 1
+            for instance in range(1, instances + 1):
+                _frames(root / "frames" / subject / name / str(instance), 3)
+                if subject != "S4":
+                    _frames(root / "flow_x" / subject / name / str(instance), 2, prefix="flow_x_")
+                    _frames(root / "flow_y" / subject / name / str(instance), 2, prefix="flow_y_")
+        (root / "frames" / subject / ".DS_Store").write_bytes(b"\0")
+    return root
+
+
+def test_gtea61_split_by_subject_with_global_labels(gtea_root, caplog):
+    with caplog.at_level(logging.WARNING, logger="kerasflow.data"):
+        train = build_index("gtea61", gtea_root, split=2, subset="train")
+    test = build_index("gtea61", gtea_root, split=2, subset="test")
+    assert train.class_names == test.class_names == GTEA_CLASSES
+    assert "S3" in caplog.text and "take_bread" in caplog.text
+    assert len(test) == 3 and all("/S2/" in item.source for item in test.items)
+    # S1: 4 clips, S3: 2 (no take_bread), S4: 3 -> labels by name, not by folder position in S3
+    assert len(train) == 9
+    assert train.class_counts().tolist() == [3, 3, 3]
+    for item in train.items:
+        assert GTEA_CLASSES[item.label] == item.source.split("/")[-2]
+    s3 = [item for item in train.items if "/S3/" in item.source]
+    assert [item.label for item in s3] == [0, 1]
+    assert all(item.flow_source.endswith(item.source.split("frames", 1)[1]) for item in test.items)
+    assert "/flow_x/S2/" in test.items[0].flow_source
+    assert all(item.flow_source is None for item in train.items if "/S4/" in item.source)
+
+
+def test_gtea61_errors_name_the_path(gtea_root, tmp_path):
+    with pytest.raises(UserError, match="S5"):
+        build_index("gtea61", gtea_root, split=5)
+    with pytest.raises(UserError, match="nowhere"):
+        build_index("gtea61", tmp_path / "nowhere")
+    with pytest.raises(UserError, match="frames"):
+        build_index("gtea61", tmp_path)
+
+
+EGTEA_TRAIN = [
+    ("P21-R04-ContinentalBreakfast-291175-294945-F006979-F007088", 1),
+    ("P14-R02-TurkeySandwich-99662-103551-F002382-F002495", 2),
+    ("OP01-R01-PastaSalad-1002316-1004005-F024051-F024101", 3),
+    ("P01-R01-PastaSalad-1-2-F000001-F000002", 3),  # listed, never written: missing on disk
+]
+EGTEA_TEST = [("P04-R06-GreekSalad-682170-683940-F016368-F016419", 1)]
+
+
+@pytest.fixture
+def egtea_root(tmp_path):
+    root = tmp_path / "EGTEA Gaze+"
+    for clip, _ in EGTEA_TRAIN[:3] + EGTEA_TEST:
+        _video(root / "cropped_clips" / "-".join(clip.split("-")[:3]) / f"{clip}.mp4")
+    annotations = root / "action_annotation"
+    annotations.mkdir()
+    (annotations / "action_idx.txt").write_text("Take bowl 1\nPut condiment,bread,eating_utensil 2\nInspect/Read recipe 3\n")
+    for subset, entries in (("train", EGTEA_TRAIN), ("test", EGTEA_TEST)):
+        lines = "".join(f"{clip} {action} {action} {action}\n" for clip, action in entries)
+        (annotations / f"{subset}_split1.txt").write_text(lines + "\n")
+    return root
+
+
+def test_egtea_one_based_ids_names_with_spaces_and_missing_clip(egtea_root, caplog):
+    with caplog.at_level(logging.WARNING, logger="kerasflow.data"):
+        train = build_index("egtea", egtea_root, split=1, subset="train")
+    assert train.class_names == ["Take bowl", "Put condiment,bread,eating_utensil", "Inspect/Read recipe"]
+    assert [item.label for item in train.items] == [0, 1, 2]
+    assert train.items[0].source.endswith(
+        "cropped_clips/P21-R04-ContinentalBreakfast/P21-R04-ContinentalBreakfast-291175-294945-F006979-F007088.mp4"
+    )
+    assert len(train.missing) == 1 and "P01-R01-PastaSalad-1-2" in train.missing[0]
+    assert "P01-R01-PastaSalad-1-2" in caplog.text
+    test = build_index("egtea", egtea_root, split=1, subset="test")
+    assert [(item.label, item.flow_source) for item in test.items] == [(0, None)]
+    with pytest.raises(UserError, match="test_split2.txt"):
+        build_index("egtea", egtea_root, split=2, subset="test")
+
+
+def test_egtea_flow_root_mirrors_video_paths(egtea_root, tmp_path):
+    clip = EGTEA_TEST[0][0]
+    flow = tmp_path / "flow" / "flow_x" / "cropped_clips" / "P04-R06-GreekSalad" / clip
+    flow.mkdir(parents=True)
+    test = build_index("egtea", egtea_root, split=1, subset="test", flow_root=tmp_path / "flow")
+    assert test.items[0].flow_source == str(flow)
+
+
+HMDB = {
+    "brush_hair": [("April_09_brush_hair_u_nm_np1_ba_goo_0.avi", 1), ("April_09_brush_hair_u_nm_np1_ba_goo_1.avi", 2),
+                   ("April_09_brush_hair_u_nm_np1_ba_goo_2.avi", 0)],
+    "cartwheel": [("(Rad)Schlag_die_Bank!_cartwheel_f_cm_np1_le_med_0.avi", 1),
+                  ("Hamlet_(1996)_Fencing, Scenes_cartwheel_u_cm_np1_fr_med_0.avi", 2),
+                  ("Gone_cartwheel_f_cm_np1_le_med_9.avi", 2)],  # listed as test, absent on disk
+}
+
+
+@pytest.fixture
+def hmdb_root(tmp_path):
+    root = tmp_path / "hmdb51"
+    splits = root / "testTrainMulti_7030_splits"
+    splits.mkdir(parents=True)
+    for name, entries in HMDB.items():
+        for video, _ in entries:
+            if not video.startswith("Gone"):
+                _video(root / name / video)
+        lines = "".join(f"{video} {tag} \n" for video, tag in entries)
+        (splits / f"{name}_test_split1.txt").write_text(lines + "\n\n")
+    return root
+
+
+def test_hmdb51_tags_and_punctuated_names(hmdb_root):
+    train = build_index("hmdb51", hmdb_root, split=1, subset="train")
+    test = build_index("hmdb51", hmdb_root, split=1, subset="test")
+    assert train.class_names == test.class_names == ["brush_hair", "cartwheel"]
+    assert [(item.source.rsplit("/", 1)[1], item.label) for item in train.items] == [
+        ("April_09_brush_hair_u_nm_np1_ba_goo_0.avi", 0),
+        ("(Rad)Schlag_die_Bank!_cartwheel_f_cm_np1_le_med_0.avi", 1),
+    ]
+    assert [item.source.rsplit("/", 1)[1] for item in test.items] == [
+        "April_09_brush_hair_u_nm_np1_ba_goo_1.avi",
+        "Hamlet_(1996)_Fencing, Scenes_cartwheel_u_cm_np1_fr_med_0.avi",
+    ]
+    assert len(test.missing) == 1 and test.missing[0].endswith("Gone_cartwheel_f_cm_np1_le_med_9.avi")
+    with pytest.raises(UserError, match="_test_split3.txt"):
+        build_index("hmdb51", hmdb_root, split=3)
+
+
+def _folder_dataset(root, per_class=4):
+    for name in ("jump", "run, fast!"):
+        for number in range(per_class):
+            _video(root / name / f"clip ({number}) {name}.avi")
+    _frames(root / "jump" / "frame folder (x)", 3, extension=".png")
+    (root / "jump" / ".DS_Store").write_bytes(b"\0")
+    (root / "jump" / "notes.txt").write_text("not a video")
+
+
+def test_folder_lists(tmp_path):
+    root = tmp_path / "my data"
+    _folder_dataset(root)
+    (root / "train.txt").write_text("jump/clip (0) jump.avi\nrun, fast!/clip (1) run, fast!.avi\njump/frame folder (x)\n")
+    (root / "test.txt").write_text("run, fast!/clip (2) run, fast!.avi\njump/missing.avi\n")
+    train = build_index("folder", root, subset="train")
+    test = build_index("folder", root, subset="test")
+    assert train.class_names == ["jump", "run, fast!"]
+    assert [item.label for item in train.items] == [0, 1, 0]
+    assert [item.label for item in test.items] == [1] and len(test.missing) == 1
+
+
+def test_folder_stratified_split_is_seeded_and_disjoint(tmp_path):
+    root = tmp_path / "data"
+    _folder_dataset(root)
+    flow = tmp_path / "flow" / "flow_x" / "jump" / "clip (1) jump"
+    flow.mkdir(parents=True)
+    train = build_index("folder", root, subset="train", seed=3, flow_root=tmp_path / "flow")
+    test = build_index("folder", root, subset="test", seed=3, flow_root=tmp_path / "flow")
+    assert len(train) + len(test) == 9  # 5 jump clips (one a frame folder) + 4 run clips; txt/.DS_Store ignored
+    assert test.class_counts().tolist() == [1, 1]  # round(5 * 0.25) = 1, round(4 * 0.25) = 1
+    assert not {i.source for i in train.items} & {i.source for i in test.items}
+    assert [i.source for i in build_index("folder", root, subset="test", seed=3).items] == [i.source for i in test.items]
+    test_sets = {tuple(i.source for i in build_index("folder", root, subset="test", seed=s).items) for s in range(6)}
+    assert len(test_sets) > 1
+    flows = [item.flow_source for item in train.items + test.items if item.flow_source]
+    assert flows == [str(flow)]

@@ -1,0 +1,183 @@
+"""tf.data pipeline: shapes, normalisation, shared augmentation, determinism, bad-video skip/fail."""
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerasflow.data.indexes import VideoIndex, VideoItem
+from kerasflow.data.pipeline import (
+    BadVideoLog,
+    BadVideoReport,
+    CropDraw,
+    bad_video_from_tf_error,
+    crop_origins,
+    load_example,
+    load_video_for_prediction,
+    make_dataset,
+    scaled_shape,
+    short_side_for,
+)
+from kerasflow.data.synthetic import write_video
+from kerasflow.errors import UserError
+
+
+def _texture(seed, height=24, width=32):
+    noise = np.random.default_rng(seed).random((height, width)).astype(np.float32)
+    return (cv2.GaussianBlur(noise, (0, 0), 2) * 255).clip(0, 255).astype(np.uint8)
+
+
+def _png_clip(folder, frames):
+    folder.mkdir(parents=True)
+    for number, frame in enumerate(frames, start=1):
+        cv2.imwrite(str(folder / f"image_{number:05d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    return str(folder)
+
+
+def _textured_avi(path, seed, frames=8):
+    write_video(path, np.stack([np.repeat(_texture(seed + t)[..., None], 3, 2) for t in range(frames)]))
+    return str(path)
+
+
+def test_geometry_known_answers():
+    assert short_side_for(224) == 256 and short_side_for(32) == 37
+    assert scaled_shape(240, 320, 240, 256) == (256, 341)  # PIL Scale: int(256 * 320 / 240)
+    assert scaled_shape(48, 64, 48, 37) == (37, 49)
+    assert crop_origins(37, 49, 24) == ((6, 12), (0, 0), (0, 25), (13, 0), (13, 25))
+
+
+def test_rgb_normalisation_known_answer(tmp_path):
+    colour = np.array([200, 100, 50], np.uint8)
+    source = _png_clip(tmp_path / "flat", [np.broadcast_to(colour, (24, 32, 3)).copy()] * 4)
+    index = VideoIndex([VideoItem(source, 1)], ["a", "b"], "folder", "test")
+    inputs, label = next(iter(make_dataset(index, rgb_frames=3, frame_size=16, batch_size=2)))
+    assert set(inputs) == {"rgb"} and inputs["rgb"].shape == (1, 3, 16, 16, 3) and inputs["rgb"].dtype == tf.float32
+    expected = (colour / 255 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    np.testing.assert_allclose(inputs["rgb"].numpy()[0, 1, 5, 7], expected, atol=1e-5)
+    assert label.numpy().tolist() == [1] and label.dtype == tf.int32
+
+
+@pytest.fixture
+def grey_clip_with_flow(tmp_path):
+    """A clip of identical grey frames whose flow_x and flow_y planes equal the same picture."""
+    picture = _texture(0)
+    source = _png_clip(tmp_path / "frames" / "c" / "1", [np.repeat(picture[..., None], 3, 2)] * 6)
+    for axis in ("x", "y"):
+        folder = tmp_path / f"flow_{axis}" / "c" / "1"
+        folder.mkdir(parents=True)
+        for number in range(1, 6):
+            cv2.imwrite(str(folder / f"flow_{axis}_{number:05d}.png"), picture)
+    return VideoItem(source, 0, str(tmp_path / "flow_x" / "c" / "1"))
+
+
+def test_one_augmentation_draw_shared_by_frames_and_flow(grey_clip_with_flow):
+    draws, crops = set(), set()
+    for seed in range(12):
+        rgb, flow = load_example(grey_clip_with_flow, ("rgb", "flow"), 4, 3, 20, True, seed)
+        assert rgb.shape == (4, 20, 20, 3) and flow.shape == (20, 20, 6)
+        for frame in rgb[1:]:
+            np.testing.assert_array_equal(frame, rgb[0])
+        grey = rgb[0, ..., 0].astype(int)
+        draw = CropDraw(np.random.default_rng(seed))
+        draws.add((draw.flip, draw.scale, draw.position))
+        crops.add(rgb[0].tobytes())
+        for plane in range(3):
+            np.testing.assert_array_equal(flow[..., 2 * plane + 1], grey)  # y: same geometry
+            # x inverted on a flip (before the crop's resize, as ego-rnn: rounding may differ by 1)
+            np.testing.assert_allclose(flow[..., 2 * plane], 255 - grey if draw.flip else grey, atol=1 if draw.flip else 0)
+    assert {flip for flip, _, _ in draws} == {True, False}
+    assert len(crops) >= 6
+    rgb_test, flow_test = load_example(grey_clip_with_flow, ("rgb", "flow"), 4, 3, 20, False, 0)
+    centre = cv2.resize(_texture(0), (short_side_for(20) * 32 // 24, short_side_for(20)), interpolation=cv2.INTER_LINEAR)
+    y, x = crop_origins(*centre.shape, 20)[0]
+    np.testing.assert_array_equal(rgb_test[0, ..., 0], centre[y : y + 20, x : x + 20])
+    np.testing.assert_array_equal(flow_test[..., 0], rgb_test[0, ..., 0])
+
+
+@pytest.fixture
+def clips(tmp_path):
+    return [VideoItem(_textured_avi(tmp_path / f"clip {n}.avi", n), n % 2) for n in range(6)]
+
+
+def _batches(dataset):
+    return [(inputs["rgb"].numpy(), label.numpy()) for inputs, label in dataset]
+
+
+def test_training_pipeline_deterministic_given_seed(clips):
+    index = VideoIndex(clips, ["a", "b"], "folder", "train")
+    first = make_dataset(index, rgb_frames=4, frame_size=16, batch_size=4, training=True, seed=5)
+    epoch1, epoch2 = _batches(first), _batches(first)
+    second = make_dataset(index, rgb_frames=4, frame_size=16, batch_size=4, training=True, seed=5)
+    assert len(epoch1) == 1 and epoch1[0][0].shape == (4, 4, 16, 16, 3)  # 6 clips, drop_remainder in training
+    for (a, la), (b, lb) in zip(epoch1 + epoch2, _batches(second) + _batches(second)):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(la, lb)
+    assert not np.array_equal(epoch1[0][0], epoch2[0][0])
+    other = _batches(make_dataset(index, rgb_frames=4, frame_size=16, batch_size=4, training=True, seed=6))
+    assert not np.array_equal(other[0][0], epoch1[0][0])
+    test = _batches(make_dataset(index, rgb_frames=4, frame_size=16, batch_size=4))
+    assert [len(labels) for _, labels in test] == [4, 2]
+    assert np.concatenate([labels for _, labels in test]).tolist() == [0, 1, 0, 1, 0, 1]
+
+
+def test_prediction_loader_matches_test_pipeline(clips):
+    normalised, display = load_video_for_prediction(clips[2].source, 4, 16)
+    assert display.shape == (4, 16, 16, 3) and display.dtype == np.uint8
+    index = VideoIndex([clips[2]], ["a", "b"], "folder", "test")
+    batch = _batches(make_dataset(index, rgb_frames=4, frame_size=16, batch_size=1))[0][0]
+    np.testing.assert_allclose(normalised, batch[0], atol=1e-6)
+
+
+@pytest.fixture
+def index_with_bad_clips(tmp_path, clips):
+    corrupt = tmp_path / "corrupt (x)!.avi"
+    corrupt.write_bytes(np.random.default_rng(1).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    empty = tmp_path / "empty, file.mp4"
+    empty.write_bytes(b"")
+    bad = [VideoItem(str(corrupt), 0), VideoItem(str(empty), 1), VideoItem(str(tmp_path / "gone.avi"), 0)]
+    return VideoIndex(clips[:2] + bad + clips[2:4], ["a", "b"], "folder", "test"), [item.source for item in bad]
+
+
+def test_bad_videos_are_skipped_counted_and_reported(index_with_bad_clips, capsys):
+    index, bad_paths = index_with_bad_clips
+    log = BadVideoLog()
+    dataset = make_dataset(index, rgb_frames=4, frame_size=16, batch_size=3, bad_videos=log)
+    batches = _batches(dataset)
+    assert [len(labels) for _, labels in batches] == [3, 1]
+    assert np.concatenate([labels for _, labels in batches]).tolist() == [0, 1, 0, 1]
+    assert log.count == 3 and sorted(log.paths) == sorted(bad_paths)
+    _batches(dataset)  # second epoch: same clips, counted once each
+    assert log.count == 3 and log.skips == 6
+    summary = log.summary()
+    assert "\n" not in summary and summary.startswith("skipped 3 bad videos")
+    BadVideoReport(log).on_epoch_end(0)
+    assert "epoch 1: skipped 3 bad videos" in capsys.readouterr().out
+    BadVideoReport(BadVideoLog()).on_epoch_end(0)
+    assert capsys.readouterr().out == ""
+
+
+def test_flow_stack_too_short_is_a_bad_video(tmp_path, grey_clip_with_flow):
+    index = VideoIndex([grey_clip_with_flow], ["c"], "folder", "test")
+    log = BadVideoLog()
+    dataset = make_dataset(index, streams=("flow",), flow_stack=8, frame_size=16, batch_size=2, bad_videos=log)
+    assert _batches_of(dataset) == 0 and log.count == 1 and "needs 8" in log.summary()
+    flow = next(iter(make_dataset(index, streams=("flow",), flow_stack=3, frame_size=16, batch_size=2)))[0]["flow"]
+    assert flow.shape == (1, 16, 16, 6)
+    with pytest.raises(UserError, match="flow"):
+        make_dataset(VideoIndex([VideoItem("x.avi", 0)], ["c"], "folder", "test"), streams=("flow",))
+
+
+def _batches_of(dataset):
+    return sum(1 for _ in dataset)
+
+
+def test_fail_policy_stops_with_the_path(index_with_bad_clips):
+    index, bad_paths = index_with_bad_clips
+    dataset = make_dataset(index, rgb_frames=4, frame_size=16, batch_size=3, on_bad_video="fail")
+    with pytest.raises(tf.errors.OpError) as caught:
+        _batches(dataset)
+    error = bad_video_from_tf_error(caught.value)
+    assert error is not None and error.path == bad_paths[0] and "cannot be opened" in error.reason
+    assert bad_video_from_tf_error(RuntimeError("unrelated")) is None
+    with pytest.raises(UserError, match="on_bad_video"):
+        make_dataset(index, on_bad_video="ignore")

@@ -1,0 +1,108 @@
+"""Synthetic motion dataset, TFRecord packing and reading, and the ``python -m kerasflow.data`` CLI."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from kerasflow.data.__main__ import main
+from kerasflow.data.indexes import build_index
+from kerasflow.data.pipeline import make_dataset
+from kerasflow.data.synthetic import DIRECTIONS, make_synthetic_dataset, render_video
+from kerasflow.data.tfrecord import make_tfrecord_dataset, pack_index, read_sidecar
+from kerasflow.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synth") / "data", classes=4, videos_per_class=4, frames=8, size=32)
+
+
+def test_synthetic_layout_and_real_videos(synthetic):
+    train = build_index("folder", synthetic, subset="train")
+    test = build_index("folder", synthetic, subset="test")
+    assert train.class_names == ["00_right", "01_left", "02_down", "03_up"]
+    assert train.class_counts().tolist() == [3, 3, 3, 3] and test.class_counts().tolist() == [1, 1, 1, 1]
+    capture = cv2.VideoCapture(test.items[0].source)
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    assert len(frames) == 8 and frames[0].shape == (32, 32, 3)
+    assert not list(synthetic.rglob(".*tmp*"))
+
+
+def test_first_frame_says_nothing_about_the_class():
+    videos = [render_video(np.random.default_rng(11), direction, 6, 32).astype(int) for _, direction in DIRECTIONS]
+    for video in videos[1:]:
+        np.testing.assert_array_equal(video[0], videos[0][0])
+        assert np.abs(video[-1] - videos[0][-1]).mean() > 1  # ...the motion does
+    # "right": the frame at t equals the first frame with its patch moved by round(t * speed) columns
+    video = videos[0]
+    diff_cols = np.nonzero(np.abs(video[1] - video[0]).sum(axis=(0, 2)))[0]
+    assert 0 < len(diff_cols) <= 32 // 4 + 3
+    rows = np.nonzero(np.abs(video[1] - video[0]).sum(axis=(1, 2)))[0]
+    assert len(rows) <= 32 // 4
+
+
+def test_rerun_reuses_and_other_arguments_refused(synthetic):
+    first = synthetic / "02_down" / "02_down_001.avi"
+    stamp = first.stat().st_mtime_ns
+    assert make_synthetic_dataset(synthetic, classes=4, videos_per_class=4, frames=8, size=32) == synthetic
+    assert first.stat().st_mtime_ns == stamp
+    with pytest.raises(UserError, match="different|not"):
+        make_synthetic_dataset(synthetic, classes=3, videos_per_class=4, frames=8, size=32)
+
+
+def test_interrupted_run_completes_missing_videos(tmp_path):
+    out = make_synthetic_dataset(tmp_path / "d", classes=2, videos_per_class=2, frames=4, size=16)
+    victim = out / "01_left" / "01_left_001.avi"
+    original = victim.read_bytes()
+    victim.unlink()
+    manifest = json.loads((out / "synthetic.json").read_text())
+    manifest["complete"] = False
+    (out / "synthetic.json").write_text(json.dumps(manifest))
+    make_synthetic_dataset(out, classes=2, videos_per_class=2, frames=4, size=16)
+    assert victim.read_bytes() == original  # per-video seeds: the same video again
+
+
+def test_cli_synth_and_pack(tmp_path, capsys):
+    out = tmp_path / "cli data"
+    assert main(["synth", str(out), "--classes", "2", "--videos-per-class", "2", "--frames", "4", "--size", "16"]) == 0
+    assert (out / "train.txt").read_text().count("\n") == 2
+    record = tmp_path / "train set.tfrecord"
+    assert main(["pack", "--dataset", "folder", "--root", str(out), "--subset", "train", str(record)]) == 0
+    assert read_sidecar(record)["clips"] == 2 and read_sidecar(record)["class_names"] == ["00_right", "01_left"]
+    with pytest.raises(SystemExit) as caught:
+        main(["synth", str(out), "--classes", "9"])
+    assert caught.value.code == 2 and "classes=9" in capsys.readouterr().err
+
+
+def test_packed_reader_matches_numpy_reader(synthetic, tmp_path):
+    index = build_index("folder", synthetic, subset="train")
+    broken = tmp_path / "broken.avi"
+    broken.write_bytes(b"\0" * 100)
+    index.items.append(type(index.items[0])(str(broken), 0))
+    record = tmp_path / "train.tfrecord"
+    summary = pack_index(index, record)
+    assert summary["clips"] == 12 and summary["skipped"] == [str(broken)]
+    index.items.pop()
+    expected = list(make_dataset(index, rgb_frames=5, frame_size=24, batch_size=5))
+    packed = list(make_tfrecord_dataset([record], rgb_frames=5, frame_size=24, batch_size=5))
+    assert [labels.numpy().tolist() for _, labels in packed] == [labels.numpy().tolist() for _, labels in expected]
+    a = np.concatenate([inputs["rgb"].numpy() for inputs, _ in expected])
+    b = np.concatenate([inputs["rgb"].numpy() for inputs, _ in packed])
+    assert a.shape == b.shape == (12, 5, 24, 24, 3)
+    difference = np.abs(a - b)
+    assert difference.mean() < 0.06 and np.percentile(difference, 99) < 0.4  # JPEG re-encoding only
+    # a different clip would be far off
+    assert np.abs(a[0] - b[1]).mean() > 5 * difference.mean()
+    training = list(make_tfrecord_dataset(str(record), rgb_frames=5, frame_size=24, batch_size=4, training=True, seed=1))
+    again = list(make_tfrecord_dataset(str(record), rgb_frames=5, frame_size=24, batch_size=4, training=True, seed=1))
+    assert len(training) == 3 and training[0][0]["rgb"].shape == (4, 5, 24, 24, 3)
+    for (x, y), (x2, y2) in zip(training, again):
+        np.testing.assert_array_equal(x["rgb"].numpy(), x2["rgb"].numpy())
+        np.testing.assert_array_equal(y.numpy(), y2.numpy())
