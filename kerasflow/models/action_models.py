@@ -1,0 +1,40 @@
+"""Classifiers on top of the stream bodies: the single-stream models and the two-stream fusion (§II-E)."""
+
+import keras
+
+from kerasflow.layers import UniformFrames
+
+
+def _classify(features, num_classes, dropout, inputs, name):
+    x = keras.layers.Dropout(dropout, name="dropout")(features)
+    logits = keras.layers.Dense(num_classes, name="classifier")(x)
+    return keras.Model(inputs, logits, name=name)
+
+
+def single_stream_model(stream, num_classes, dropout, name):
+    """``stream`` (a body model) + dropout + ``Dense(num_classes)``: logits ``(B, num_classes)``.
+
+    EgoRCNN's heads: dropout 0.7 for the RGB stream, 0.5 for the flow streams.
+    """
+    inputs = keras.Input(stream.inputs[0].shape[1:], name=stream.inputs[0].name)
+    return _classify(stream(inputs), num_classes, dropout, inputs, name)
+
+
+def two_stream_model(rgb_stream, flow_stream, num_classes, dropout=0.5, name="two_stream"):
+    """Decision-level fusion (EgoRCNN's joint model): ``[flow, rgb]`` features concatenated,
+    dropout, a new ``Dense(num_classes)``.
+
+    With a representation-flow stream both streams see the same RGB clip: the flow stream gets
+    ``UniformFrames`` of the RGB stream's ``T`` frames. With the optical-flow stream the model has
+    a second input, ``"flow"``.
+    """
+    rgb = keras.Input(rgb_stream.inputs[0].shape[1:], name="rgb")
+    flow_input_shape = flow_stream.inputs[0].shape[1:]
+    if flow_stream.inputs[0].name == "flow":
+        flow = keras.Input(flow_input_shape, name="flow")
+        inputs, flow_features = [rgb, flow], flow_stream(flow)
+    else:
+        clip = UniformFrames(flow_input_shape[0], name="flow_frames")(rgb)
+        inputs, flow_features = rgb, flow_stream(clip)
+    features = keras.layers.Concatenate(name="fused_features")([flow_features, rgb_stream(rgb)])
+    return _classify(features, num_classes, dropout, inputs, name)

@@ -1,0 +1,72 @@
+"""The motion streams: representation flow inside a ResNet (seed §II-C/D) and the TV-L1 baseline."""
+
+import keras
+from keras import ops
+
+from kerasflow.layers import FoldTime, RepresentationFlowBlock, UnfoldTime
+from kerasflow.models.common import apply_backbone_stages, make_backbone
+
+
+@keras.saving.register_keras_serializable(package="kerasflow")
+class TimeAverage(keras.layers.Layer):
+    """Mean over the time axis: ``(B, T, ...)`` -> ``(B, ...)``."""
+
+    def call(self, inputs):
+        return ops.mean(inputs, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *input_shape[2:])
+
+
+def build_representation_flow_stream(
+    frames,
+    frame_size,
+    backbone="resnet34",
+    weights=None,
+    num_flow_layers=2,
+    flow_iterations=20,
+    flow_position=2,
+    bottleneck=32,
+):
+    """The representation-flow stream body: clip ``(B, T, S, S, 3)`` -> ``(B, C)`` features.
+
+    Per frame: the ResNet stem and its first ``flow_position`` stages; then, over time, a
+    ``RepresentationFlowBlock`` of ``num_flow_layers`` flow layers (none when 0, Table 5), which
+    leaves ``T - num_flow_layers`` time steps; then the remaining stages and global average pooling
+    per time step, averaged over time. The classifier that follows is linear, so classifying this
+    average equals averaging the per-time-step predictions (§II-E).
+    The original puts the block after the second stage (28x28 maps at 224 input).
+
+    Returns a ``keras.Model`` named ``"flow_stream"``.
+    """
+    if not 1 <= flow_position <= 3:
+        raise ValueError(f"`flow_position` must be 1, 2 or 3. Received: {flow_position}")
+    resnet = make_backbone(backbone, weights, include_head=False)
+    clip = keras.Input((frames, frame_size, frame_size, 3), name="rgb")
+    x = resnet.stem(FoldTime(name="frames")(clip))
+    x, _ = apply_backbone_stages(resnet, x, 0, flow_position)
+    steps = frames
+    if num_flow_layers:
+        x = UnfoldTime(frames, name="before_flow")(x)
+        x = RepresentationFlowBlock(
+            num_flow_layers=num_flow_layers, bottleneck=bottleneck, n_iter=flow_iterations, name="flow_block"
+        )(x)
+        steps = frames - num_flow_layers
+        x = FoldTime(name="after_flow")(x)
+    x, _ = apply_backbone_stages(resnet, x, flow_position, 4)
+    x = resnet.pool(x)
+    x = TimeAverage(name="time_average")(UnfoldTime(steps, name="steps")(x))
+    return keras.Model(clip, x, name="flow_stream")
+
+
+def build_optical_flow_stream(frame_size, stack=5, backbone="resnet34", weights=None):
+    """EgoRCNN's TV-L1 flow stream body: ``(B, S, S, 2 * stack)`` stacked (x, y) flow -> ``(B, C)``.
+
+    A ResNet whose first convolution takes the ``2 * stack`` flow planes, initialised from the
+    ImageNet ``conv1`` averaged over RGB and repeated (``load_imagenet_weights`` does it).
+    Returns a ``keras.Model`` named ``"flow_stream"``.
+    """
+    resnet = make_backbone(backbone, weights, input_channels=2 * stack, include_head=False)
+    flow = keras.Input((frame_size, frame_size, 2 * stack), name="flow")
+    x, _ = apply_backbone_stages(resnet, resnet.stem(flow), 0, 4)
+    return keras.Model(flow, resnet.pool(x), name="flow_stream")

@@ -1,0 +1,49 @@
+"""EgoRCNN's RGB stream (seed §II-A/B, Fig. 1): ResNet frames, CAM spatial attention, ConvLSTM."""
+
+import keras
+
+from kerasflow.layers import CamSpatialAttention, FoldTime, UnfoldTime, egornn_convlstm
+from kerasflow.models.common import apply_backbone_stages, make_backbone
+
+
+def build_rgb_stream(frames, frame_size, backbone="resnet34", weights=None, units=512, num_head_classes=1000):
+    """The RGB stream body: clip ``(B, T, S, S, 3)`` -> the 512-d feature EgoRCNN classifies and fuses.
+
+    Per frame: the ResNet up to ``layer4``; the CAM of the winning ImageNet class, computed from the
+    last block's output, softmaxed over the ``(S/32)^2`` positions (eqs. 1-2) and multiplied into the
+    last block's features taken before its final batch norm and ReLU; then ``ConvLSTM2D(units, 3x3)``
+    over the ``T`` attended maps from a zero state (eqs. 3-8) and the spatial average of the final
+    *cell* state. All batch norms are frozen (inference mode), as in EgoRCNN.
+
+    ``cam_maps_model`` gives the per-frame attention maps ``(B, T, S/32, S/32)`` for pictures.
+    Returns a ``keras.Model`` named ``"rgb_stream"`` with output ``(B, units)``.
+    """
+    resnet = make_backbone(backbone, weights, num_head_classes=num_head_classes)
+    clip = keras.Input((frames, frame_size, frame_size, 3), name="rgb")
+    x = FoldTime(name="frames")(clip)
+    x = resnet.stem(x)
+    x, pre_bn = apply_backbone_stages(resnet, x, 0, 4)
+    cam = CamSpatialAttention(num_head_classes, name="cam_attention")
+    attended, _ = cam([x, pre_bn], return_attention=True)
+    sequence = UnfoldTime(frames, name="attended_frames")(attended)
+    _, _, cell = egornn_convlstm(units, name="convlstm")(sequence)
+    features = keras.layers.GlobalAveragePooling2D(name="cell_pool")(cell)
+    stream = keras.Model(clip, features, name="rgb_stream")
+    # The CAM layer owns the ImageNet head (EgoRCNN's ``weight_softmax`` is ``resNet.fc.weight``).
+    cam.set_weights(resnet.head.get_weights())
+    for layer in (resnet.stem, *resnet.stages):
+        for inner in layer.layers:
+            if isinstance(inner, keras.layers.BatchNormalization):
+                inner.trainable = False
+    return stream
+
+
+def cam_maps_model(model):
+    """A model from a clip to the RGB stream's per-frame CAM attention maps ``(B, T, h, w)``.
+
+    ``model`` is an RGB or two-stream model (or the ``rgb_stream`` itself).
+    """
+    stream = model if model.name == "rgb_stream" else model.get_layer("rgb_stream")
+    _, attention = stream.get_layer("cam_attention").output
+    frames = stream.inputs[0].shape[1]
+    return keras.Model(stream.inputs, UnfoldTime(frames)(attention), name="cam_maps")
