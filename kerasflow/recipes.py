@@ -90,6 +90,7 @@ class DataConfig:
     flow_root: Optional[str] = _option(None, path=True)
     batch_size: int = _option(32, minimum=1)
     on_bad_video: str = _option("skip", choices=ON_BAD_VIDEO)
+    random_flip: bool = _option(True)
     synthetic: Optional[SyntheticConfig] = _option(None)
 
     @staticmethod
@@ -211,6 +212,9 @@ class StageConfig:
         if values["name"] != "joint" and values["flow_learning_rate"] is not None:
             checker.fail(f"{_join(key, 'flow_learning_rate')} is only read by the joint stage "
                          f"(this stage is {values['name']}); remove it")
+        if values["flow_learning_rate"] is not None and optimizer != "sgd":
+            checker.fail(f"{_join(key, 'flow_learning_rate')} needs optimizer: sgd (a second learning rate "
+                         f"is a gradient scale, exact for SGD only); remove it or use sgd")
 
 
 @dataclass(frozen=True)

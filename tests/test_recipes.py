@@ -88,7 +88,8 @@ def test_demo_recipe_is_small_synthetic_two_stream():
     assert (recipe.data.rgb_frames, recipe.data.flow_frames) == (8, 8)
     assert (recipe.model.backbone, recipe.model.weights) == ("tiny", None)
     assert (recipe.model.num_flow_layers, recipe.model.flow_iterations) == (2, 10)
-    assert all(s.optimizer == "adam" and 4 <= s.epochs <= 8 for s in recipe.stages)
+    assert all(s.optimizer == "adam" for s in recipe.stages) and sum(s.epochs for s in recipe.stages) <= 60
+    assert recipe.data.random_flip is False and recipe.model.flow_position == 1
     assert recipe.runtime.output_dir == os.path.abspath("runs/demo")
 
 

@@ -1,0 +1,36 @@
+"""Run-time setup from a recipe's ``runtime`` section: seeds, mixed precision, tf.distribute strategy."""
+
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+from kerasflow.errors import UserError
+
+
+def configure(runtime):
+    """Apply ``runtime.seed`` and ``runtime.mixed_precision``; return the distribution strategy.
+
+    ``distribution``: ``none`` (the default strategy), ``mirrored`` (all local GPUs, else every
+    logical CPU device; the global batch is split over the replicas) or ``multi_worker_mirrored`` (experimental under
+    Keras 3; reads the cluster from ``TF_CONFIG``).
+    """
+    keras.utils.set_random_seed(runtime.seed)
+    keras.mixed_precision.set_global_policy("mixed_float16" if runtime.mixed_precision else "float32")
+    if runtime.distribution == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = gpus or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
+    if runtime.distribution == "multi_worker_mirrored":
+        if "TF_CONFIG" not in os.environ:
+            raise UserError(
+                "runtime.distribution = multi_worker_mirrored needs the TF_CONFIG environment variable "
+                "(cluster and task of this worker); set it or use mirrored"
+            )
+        try:
+            json.loads(os.environ["TF_CONFIG"])
+        except ValueError:
+            raise UserError("TF_CONFIG is not valid JSON; see the README's scale-out section") from None
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()

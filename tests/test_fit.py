@@ -1,0 +1,187 @@
+"""``python -m kerasflow.fit`` end to end at tiny sizes: a full staged run, resume after kill -9,
+recipe errors, MirroredStrategy on two logical CPUs, mixed precision."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kerasflow.fit import main as fit_main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_recipe(folder, kind="two_stream", epochs=(1, 1, 1, 1), **runtime):
+    """A two-class synthetic recipe that trains in seconds; returns its path."""
+    names = {"two_stream": ["rgb_stage1", "rgb_stage2", "flow", "joint"], "representation_flow": ["flow"]}[kind]
+    recipe = {
+        "data": {
+            "dataset": "synthetic",
+            "root": f"{folder}/data",
+            "synthetic": {"classes": 2, "videos_per_class": 6, "frames": 6, "size": 32},
+            "frame_size": 32,
+            "rgb_frames": 4,
+            "flow_frames": 4,
+            "batch_size": 4,
+            "random_flip": False,
+        },
+        "model": {
+            "kind": kind,
+            "backbone": "tiny",
+            "num_flow_layers": 2,
+            "flow_iterations": 2,
+            "flow_position": 1,
+            "flow_bottleneck": 4,
+            "convlstm_units": 4,
+            "num_head_classes": 10,
+        },
+        "stages": [
+            {"name": name, "epochs": n, "optimizer": "adam", "learning_rate": 1e-3} for name, n in zip(names, epochs)
+        ],
+        "runtime": {"output_dir": f"{folder}/run", "seed": 0, **runtime},
+    }
+    path = Path(folder) / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def run_fit(recipe, *extra, check=True):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CI="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "kerasflow.fit", str(recipe), *extra],
+        capture_output=True, text=True, env=env, cwd=ROOT,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(result.stdout[-3000:] + result.stderr[-3000:])
+    return result
+
+
+def csv_rows(path):
+    return len(Path(path).read_text().strip().splitlines()) - 1
+
+
+def test_full_run_then_no_retraining(tmp_path):
+    recipe = tiny_recipe(tmp_path, epochs=(2, 1, 2, 1))
+    result = run_fit(recipe)
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert sorted(metrics["stages"]) == ["flow", "joint", "rgb_stage1", "rgb_stage2"]
+    for stage in metrics["stages"].values():
+        assert stage["num_videos"] == 4 and 0.0 <= stage["top1"] <= 1.0 and stage["seconds_per_video"] > 0
+    assert metrics["final"]["stage"] == "joint"
+    state = json.loads((run / "state.json").read_text())
+    assert state["completed"] == ["rgb_stage1", "rgb_stage2", "flow", "joint"]
+    for stage, epochs in (("rgb_stage1", 2), ("rgb_stage2", 1), ("flow", 2), ("joint", 1)):
+        assert csv_rows(run / "stages" / stage / "log.csv") == epochs
+        assert (run / "stages" / stage / "best.keras").is_file()
+        assert len(list((run / "stages" / stage).glob("checkpoint-*.weights.h5"))) == 1
+    assert (run / "model.keras").is_file() and json.loads((run / "model.keras.json").read_text())["kind"] == "two_stream"
+    assert "two-stream" in result.stdout and "flow stream only" in result.stdout
+    assert not list(run.rglob("*.tmp*"))
+
+    mtime = (run / "model.keras").stat().st_mtime
+    again = run_fit(recipe)
+    assert "nothing to train" in again.stdout
+    assert (run / "model.keras").stat().st_mtime == mtime
+
+
+def test_resume_after_kill_9(tmp_path):
+    recipe = tiny_recipe(tmp_path, epochs=(1, 1, 40, 1))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CI="1")
+    process = subprocess.Popen([sys.executable, "-m", "kerasflow.fit", str(recipe)], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state_path = tmp_path / "run" / "state.json"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            if state_path.exists():
+                current = json.loads(state_path.read_text()).get("current", {})
+                if current.get("stage") == "flow" and current.get("epoch", 0) >= 2:
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the run never reached epoch 2 of the flow stage")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    killed_at = json.loads(state_path.read_text())["current"]["epoch"]
+    assert 2 <= killed_at < 40
+    result = run_fit(recipe, "--set", "stages.flow.epochs=40")
+    assert f"flow: resuming after epoch {killed_at} of 40" in result.stdout
+    assert "rgb_stage1: training" not in result.stdout and "rgb_stage2: training" not in result.stdout
+    run = tmp_path / "run"
+    assert csv_rows(run / "stages" / "rgb_stage1" / "log.csv") == 1
+    # Every flow epoch is logged once: the killed run's finished epochs, then the rest.
+    epochs = [line.split(",")[0] for line in (run / "stages" / "flow" / "log.csv").read_text().splitlines()[1:]]
+    assert [int(e) for e in epochs if e != "epoch"][-1] == 39
+    assert json.loads((run / "state.json").read_text())["completed"][-1] == "joint"
+
+
+def test_recipe_errors_are_one_line(tmp_path, capsys):
+    recipe = tiny_recipe(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        fit_main([str(recipe), "--set", "data.rgb_frame=4"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --set 'data.rgb_frame=4': unknown key data.rgb_frame; did you mean data.rgb_frames?"] or (
+        len(err) == 1 and "data.rgb_frame" in err[0] and "data.rgb_frames" in err[0]
+    )
+    with pytest.raises(SystemExit):
+        fit_main([str(tmp_path / "missing.yaml")])
+    assert "missing.yaml" in capsys.readouterr().err
+    missing_root = tiny_recipe(tmp_path, kind="representation_flow", epochs=(1,))
+    raw = yaml.safe_load(missing_root.read_text())
+    raw["data"]["dataset"] = "hmdb51"
+    del raw["data"]["synthetic"]
+    missing_root.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SystemExit) as exit_info:
+        fit_main([str(missing_root)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and str(tmp_path / "data") in err[0]
+
+
+def test_a_run_folder_of_another_recipe_is_refused(tmp_path):
+    recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(1,))
+    run_fit(recipe)
+    result = run_fit(recipe, "--set", "model.flow_iterations=3", check=False)
+    assert result.returncode == 2
+    assert "holds a run of a different recipe" in result.stderr.strip().splitlines()[-1]
+
+
+MIRRORED = """
+import sys, json, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from kerasflow.recipes import load_recipe
+from kerasflow.runtime import configure
+from kerasflow.training import train_recipe
+recipe = load_recipe(sys.argv[1], ["runtime.distribution=mirrored"])
+print("replicas", configure(recipe.runtime).num_replicas_in_sync)
+metrics = train_recipe(recipe)
+print("top1", metrics["final"]["top1"])
+"""
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(2,))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CI="1")
+    result = subprocess.run([sys.executable, "-c", MIRRORED, str(recipe)], capture_output=True, text=True,
+                            env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "replicas 2" in result.stdout
+    assert csv_rows(tmp_path / "run" / "stages" / "flow" / "log.csv") == 2
+
+
+def test_mixed_precision_run(tmp_path):
+    recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(1,))
+    run_fit(recipe, "--set", "runtime.mixed_precision=true")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["final"]["num_videos"] == 4
+    log = (tmp_path / "run" / "stages" / "flow" / "log.csv").read_text().splitlines()
+    assert "nan" not in log[-1].lower()
