@@ -1,0 +1,252 @@
+"""``python -m kerasflow.evaluate RUN_DIR`` (or ``MODEL.keras --recipe RECIPE.yaml``): test-set metrics.
+
+Prints top-1, top-5, per-class accuracy and seconds per video split into decoding, the RGB stream and
+the flow stream; writes ``confusion_matrix.png`` and ``evaluation.json`` to the run folder (or next to
+the model file, or to ``--output``). ``--json`` prints one JSON object on stdout and nothing else.
+"""
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from kerasflow.errors import UserError, cli_entry  # noqa: E402
+
+MODEL_FILE = "model.keras"
+RECIPE_FILE = "recipe.yaml"
+STREAM_MODELS = ("rgb_stream", "flow_stream")
+# A model file saved in a run folder lies in it (model.keras) or two levels down (stages/<stage>/best.keras).
+RECIPE_SEARCH_DEPTH = 3
+
+
+def find_model_file(path):
+    """``RUN_DIR/model.keras`` for a run folder, else ``path`` itself; ``UserError`` when missing."""
+    path = Path(path)
+    if path.is_dir():
+        model_file = path / MODEL_FILE
+        if not model_file.is_file():
+            raise UserError(f"{path} has no {MODEL_FILE}; finish its training with "
+                            f"python -m kerasflow.fit {path / RECIPE_FILE}, or pass a .keras model file")
+        return model_file
+    if not path.exists():
+        raise UserError(f"model {str(path)!r} does not exist; pass a run folder or a .keras model file")
+    return path
+
+
+def read_model_metadata(model_file):
+    """The ``X.keras.json`` metadata ``kerasflow.fit`` writes next to a model file (see ``training.save_model``)."""
+    metadata_file = Path(f"{model_file}.json")
+    try:
+        metadata = json.loads(metadata_file.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{metadata_file} is missing: a model file needs the metadata kerasflow.fit writes "
+                        "next to it (kind, streams, frames, class names)") from None
+    except (ValueError, OSError):
+        raise UserError(f"{metadata_file} is not readable JSON; copy it again from the run folder") from None
+    missing = [key for key in ("kind", "streams", "rgb_frames", "flow_stack", "frame_size", "class_names")
+               if key not in metadata]
+    if missing:
+        raise UserError(f"{metadata_file} lacks {', '.join(missing)}; copy it again from the run folder")
+    return metadata
+
+
+def load_model_file(model_file):
+    """The ``keras.Model`` in a ``.keras`` file; ``UserError`` when it is not a readable Keras archive."""
+    if not zipfile.is_zipfile(model_file):
+        raise UserError(f"{model_file} is not a Keras model file (not a .keras zip archive); "
+                        "copy it again from the run folder")
+    import keras
+
+    import kerasflow.models  # noqa: F401  (registers the custom layers the file refers to)
+
+    try:
+        return keras.saving.load_model(model_file)
+    except Exception as error:  # Keras raises many types for a damaged archive
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{model_file} cannot be loaded ({reason[:200]}); copy it again from the run folder") from None
+
+
+def load_saved_model(path):
+    """``(keras.Model, metadata, model_file)`` of a run folder or a ``.keras`` file (with its ``.json``)."""
+    model_file = find_model_file(path)
+    metadata = read_model_metadata(model_file)
+    return load_model_file(model_file), metadata, model_file
+
+
+def find_recipe(model_file, recipe=None):
+    """``recipe`` when given, else the ``recipe.yaml`` of the run folder the model file lies in."""
+    if recipe is not None:
+        return Path(recipe)
+    for folder in list(Path(model_file).resolve().parents)[:RECIPE_SEARCH_DEPTH]:
+        if (folder / RECIPE_FILE).is_file():
+            return folder / RECIPE_FILE
+    raise UserError(f"{model_file} is not inside a run folder; pass the recipe it was trained with (--recipe)")
+
+
+def stream_models(model):
+    """The ``rgb_stream`` / ``flow_stream`` sub-models of ``model`` (those it has), for separate timing."""
+    streams = []
+    for name in STREAM_MODELS:
+        try:
+            streams.append(model.get_layer(name))
+        except ValueError:
+            pass
+    return streams
+
+
+def check_model_matches_recipe(metadata, recipe, model_file):
+    if metadata["kind"] != recipe.model.kind:
+        raise UserError(f"{model_file} is a model file of another kind ({metadata['kind']}) than the recipe's "
+                        f"model.kind ({recipe.model.kind}); pass the recipe it was trained with")
+
+
+def subset_dataset(recipe, metadata, subset, batch_size, bad_videos):
+    """The ``(index, dataset)`` of the recipe's ``subset``, decoded as the model's metadata says."""
+    from kerasflow.data.pipeline import make_dataset
+    from kerasflow.training import dataset_indexes
+
+    train, test = dataset_indexes(recipe.data, recipe.runtime.seed)
+    index = test if subset == "test" else train
+    if index.class_names != metadata["class_names"]:
+        raise UserError(f"{recipe.data.root}: its classes ({len(index.class_names)}) differ from the "
+                        f"{len(metadata['class_names'])} the model was trained on; set data.root to that dataset")
+    dataset = make_dataset(
+        index,
+        streams=metadata["streams"],
+        rgb_frames=metadata["rgb_frames"],
+        flow_stack=metadata["flow_stack"],
+        frame_size=metadata["frame_size"],
+        batch_size=batch_size,
+        training=False,
+        seed=recipe.runtime.seed,
+        on_bad_video=recipe.data.on_bad_video,
+        bad_videos=bad_videos,
+    )
+    return index, dataset
+
+
+def write_confusion_png(confusion, class_names, path, title):
+    """``evaluation.plot_confusion_matrix`` written atomically to ``path``."""
+    from kerasflow.evaluation import plot_confusion_matrix
+
+    temporary = path.with_name(f"{path.stem}.tmp.png")
+    plot_confusion_matrix(confusion, class_names, str(temporary), title=title)
+    os.replace(temporary, path)
+
+
+def evaluate_run(model, metadata, model_file, recipe, subset="test", batch_size=None, output=None):
+    """Evaluate ``model`` on the recipe's ``subset``; write the PNG and JSON; return the report dict."""
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from kerasflow import evaluation
+    from kerasflow.data.pipeline import BadVideoLog, bad_video_from_tf_error
+    from kerasflow.training import write_json
+
+    batch_size = batch_size or recipe.data.batch_size
+    bad_videos = BadVideoLog()
+    index, dataset = subset_dataset(recipe, metadata, subset, batch_size, bad_videos)
+    class_names = metadata["class_names"]
+    batches = tqdm(dataset, total=math.ceil(len(index) / batch_size), desc=f"evaluating {subset}",
+                   unit="batch", file=sys.stderr, disable=None)
+    try:
+        result = evaluation.evaluate(model, batches, len(class_names), streams=stream_models(model))
+    except (tf.errors.UnknownError, tf.errors.InvalidArgumentError) as error:
+        bad = bad_video_from_tf_error(error)
+        if bad is None:
+            raise
+        raise UserError(f"{bad} (data.on_bad_video is fail; set it to skip to leave such videos out)") from None
+    finally:
+        batches.close()
+
+    folder = Path(output) if output else Path(model_file).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = "" if subset == "test" else f"_{subset}"
+    png, report_file = folder / f"confusion_matrix{suffix}.png", folder / f"evaluation{suffix}.json"
+    confusion = result.confusion()
+    write_confusion_png(confusion, class_names, png,
+                        f"{metadata['kind']} ({metadata.get('stage', '?')}), {subset}: top-1 {result.top1:.3f}")
+    report = {
+        "model": str(model_file),
+        "kind": metadata["kind"],
+        "stage": metadata.get("stage"),
+        "subset": subset,
+        **result.summary(class_names),
+        "skipped_videos": bad_videos.paths,
+        "class_names": class_names,
+        "confusion_matrix": confusion.tolist(),
+        "confusion_matrix_png": str(png),
+        "evaluation_json": str(report_file),
+    }
+    write_json(report_file, report)
+    return report
+
+
+def format_report(report):
+    """The human-readable lines ``evaluate`` prints."""
+    split = report["seconds_per_video_split"]
+    streams = ", ".join(f"{name} {split[name]:.4f}" for name in STREAM_MODELS if name in split)
+    lines = [
+        f"model: {report['model']} ({report['kind']}, stage {report['stage']})",
+        f"{report['subset']} subset: {report['num_videos']} videos of {len(report['class_names'])} classes"
+        + (f", {len(report['skipped_videos'])} bad videos skipped" if report["skipped_videos"] else ""),
+        f"top-1 {report['top1']:.4f}   top-5 {report['top5']:.4f}",
+        "per-class accuracy:",
+        *(f"  {name:<30} {accuracy:.4f}" for name, accuracy in report["per_class_accuracy"].items()),
+        f"seconds per video: {report['seconds_per_video']:.4f} (decode {split['decode']:.4f}, "
+        f"model {split['model']:.4f}" + (f"; streams timed apart: {streams}" if streams else "") + ")",
+        f"confusion matrix: {report['confusion_matrix_png']}",
+        f"metrics: {report['evaluation_json']}",
+    ]
+    return "\n".join(lines)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m kerasflow.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="run folder (uses its model.keras and recipe.yaml) or a .keras model file")
+    parser.add_argument("--recipe", help="recipe the model was trained with (default: the run folder's recipe.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe key, e.g. --set data.root=/data/egtea (repeatable)")
+    parser.add_argument("--subset", choices=("test", "train"), default="test", help="which subset (default test)")
+    parser.add_argument("--batch-size", type=_positive_int, help="default: the recipe's data.batch_size")
+    parser.add_argument("--output", help="folder for confusion_matrix.png and evaluation.json "
+                        "(default: the model file's folder)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, logs on stderr")
+    return parser.parse_args(argv)
+
+
+@cli_entry
+def main(argv=None):
+    args = parse_args(argv)
+    from kerasflow.recipes import load_recipe
+
+    # In --json mode anything the libraries print goes to stderr, so stdout holds only the JSON object.
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        model_file = find_model_file(args.model)
+        recipe = load_recipe(find_recipe(model_file, args.recipe), args.overrides)
+        metadata = read_model_metadata(model_file)
+        check_model_matches_recipe(metadata, recipe, model_file)
+        model = load_model_file(model_file)
+        report = evaluate_run(model, metadata, model_file, recipe, args.subset, args.batch_size, args.output)
+    print(json.dumps(report) if args.json else format_report(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,160 @@
+"""``python -m kerasflow.predict VIDEO --model RUN_DIR_OR_FILE``: the top-k actions of one video.
+
+Decodes the clip as the test set is decoded (uniform frames, centre crop), runs the model and prints
+the ``--top-k`` classes with their softmax probabilities and the seconds it took. ``--cam OUT.png``
+also draws the sampled frames with the RGB stream's CAM attention overlaid (EgoRCNN's picture).
+Optical-flow models read a TV-L1 flow folder (``--flow-dir``) instead of decoding flow.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from kerasflow.errors import UserError, cli_entry  # noqa: E402
+
+
+def softmax(logits):
+    """Probabilities ``(K,)`` float64 of logits ``(K,)`` (shifted by the max for stability)."""
+    import numpy as np
+
+    shifted = np.asarray(logits, np.float64) - np.max(logits)
+    exponentials = np.exp(shifted)
+    return exponentials / exponentials.sum()
+
+
+def top_k(probabilities, class_names, k):
+    """``[{"class", "probability"}]`` of the ``k`` most probable classes, most probable first."""
+    import numpy as np
+
+    order = np.argsort(-probabilities, kind="stable")[:k]
+    return [{"class": class_names[i], "probability": float(probabilities[i])} for i in order]
+
+
+def has_rgb_stream(model):
+    try:
+        model.get_layer("rgb_stream")
+    except ValueError:
+        return model.name == "rgb_stream"
+    return True
+
+
+def decode_inputs(video, metadata, flow_dir=None):
+    """``(inputs, display)``: the model's batch-of-one inputs by stream name, and the uint8 RGB frames
+    ``(T, S, S, 3)`` shown in a CAM picture (None for a flow-only model)."""
+    from kerasflow.data.pipeline import load_video_for_prediction, normalize_flow, transform_planes
+    from kerasflow.data.video import read_flow_stack
+
+    inputs, display = {}, None
+    if "rgb" in metadata["streams"]:
+        clip, display = load_video_for_prediction(video, metadata["rgb_frames"], metadata["frame_size"])
+        inputs["rgb"] = clip[None]
+    if "flow" in metadata["streams"]:
+        stack = read_flow_stack(flow_dir, metadata["flow_stack"], training=False)
+        planes = transform_planes(stack, metadata["frame_size"], flow=True)
+        inputs["flow"] = normalize_flow(planes).numpy()[None]
+    return inputs, display
+
+
+def check_request(video, model_path, metadata, flow_dir):
+    """The one-line refusals that need no model: a missing video, a missing or needless flow folder."""
+    if not os.path.exists(video):
+        raise UserError(f"video {video!r} does not exist; check the path")
+    takes_flow = "flow" in metadata["streams"]
+    if takes_flow and flow_dir is None:
+        raise UserError(f"{model_path} is an optical-flow model: it needs the video's TV-L1 flow folder; "
+                        "pass --flow-dir <flow_x folder of this video> (tools/extract_flow.py makes it)")
+    if not takes_flow and flow_dir is not None:
+        raise UserError(f"--flow-dir is only read by optical-flow models; {model_path} takes RGB clips only")
+    if takes_flow and not os.path.isdir(flow_dir):
+        raise UserError(f"flow folder {flow_dir!r} does not exist; pass the video's flow_x folder")
+
+
+def predict_video(model, metadata, video, top=5, flow_dir=None, cam=None):
+    """Predict one video; with ``cam`` also write the attention picture there. Returns the report dict."""
+    import numpy as np
+
+    from kerasflow.models import cam_maps_model
+    from kerasflow.visualize import cam_grid, write_png
+
+    if cam is not None and not has_rgb_stream(model):
+        raise UserError(f"--cam needs a model with an RGB stream (the CAM comes from EgoRCNN's RGB stream); "
+                        f"this {metadata['kind']} model of stage {metadata.get('stage')} has none")
+    start = time.perf_counter()
+    inputs, display = decode_inputs(video, metadata, flow_dir)
+    decode_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    logits = np.asarray(model(inputs, training=False), np.float64)[0]
+    model_seconds = time.perf_counter() - start
+    probabilities = softmax(logits)
+    predictions = top_k(probabilities, metadata["class_names"], top)
+    report = {
+        "video": str(video),
+        "predictions": predictions,
+        "seconds": {"decode": decode_seconds, "model": model_seconds},
+    }
+    if cam is not None:
+        start = time.perf_counter()
+        maps = np.asarray(cam_maps_model(model)({"rgb": inputs["rgb"]}, training=False))[0]
+        best = predictions[0]
+        write_png(cam, cam_grid(display, maps, f"{best['class']} ({best['probability']:.2f})"))
+        report["seconds"]["cam"] = time.perf_counter() - start
+        report["cam"] = str(cam)
+    return report
+
+
+def format_report(report):
+    width = max(len(prediction["class"]) for prediction in report["predictions"])
+    seconds = report["seconds"]
+    lines = [f"{report['video']}:"]
+    lines += [f"  {p['class']:<{width}}  {p['probability']:.4f}" for p in report["predictions"]]
+    lines.append(f"seconds: decode {seconds['decode']:.3f}, model {seconds['model']:.3f}"
+                 + (f", CAM picture {seconds['cam']:.3f}" if "cam" in seconds else ""))
+    if "cam" in report:
+        lines.append(f"CAM attention picture: {report['cam']}")
+    return "\n".join(lines)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m kerasflow.predict", description=__doc__.splitlines()[0])
+    parser.add_argument("video", help="video file or frame folder")
+    parser.add_argument("--model", required=True, help="run folder (its model.keras) or a .keras model file")
+    parser.add_argument("--top-k", type=_positive_int, default=5, help="how many classes to list (default 5)")
+    parser.add_argument("--cam", metavar="OUT.png", help="also write the frames with CAM attention overlaid")
+    parser.add_argument("--flow-dir", help="optical-flow models: the video's flow_x folder (TV-L1 JPEGs)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, logs on stderr")
+    return parser.parse_args(argv)
+
+
+@cli_entry
+def main(argv=None):
+    args = parse_args(argv)
+    from kerasflow.evaluate import find_model_file, load_model_file, read_model_metadata
+
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        model_file = find_model_file(args.model)
+        metadata = read_model_metadata(model_file)
+        check_request(args.video, model_file, metadata, args.flow_dir)
+        model = load_model_file(model_file)
+        report = predict_video(model, metadata, Path(args.video), args.top_k, args.flow_dir, args.cam)
+    print(json.dumps(report) if args.json else format_report(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
