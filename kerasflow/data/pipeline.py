@@ -58,10 +58,14 @@ def crop_origins(height, width, side):
 
 
 class CropDraw:
-    """One clip's random augmentation: ``flip`` (bool), ``scale`` (index into the 4 scales), ``position`` (0-4)."""
+    """One clip's random augmentation: ``flip`` (bool), ``scale`` (index into the 4 scales), ``position`` (0-4).
 
-    def __init__(self, rng):
-        self.flip = bool(rng.random() < 0.5)
+    ``random_flip=False`` never flips (for datasets whose classes depend on left/right motion); the
+    draw still consumes the same random numbers, so the crops do not change.
+    """
+
+    def __init__(self, rng, random_flip=True):
+        self.flip = bool(rng.random() < 0.5) and random_flip
         self.scale = int(rng.integers(len(CROP_SCALES_OVER_32)))
         self.position = int(rng.integers(NUM_CROP_POSITIONS))
 
@@ -173,14 +177,14 @@ class _BadVideoInPipeline(RuntimeError):
     """Raised inside ``tf.numpy_function``; its text carries the ``BadVideo`` marker through TF's wrapping."""
 
 
-def load_example(item, streams, rgb_frames, flow_stack, frame_size, training, seed):
+def load_example(item, streams, rgb_frames, flow_stack, frame_size, training, seed, random_flip=True):
     """Decoded, augmented uint8 arrays of one clip, in ``streams`` order.
 
     rgb: ``(rgb_frames, frame_size, frame_size, 3)``; flow: ``(frame_size, frame_size, 2 * flow_stack)``.
     One generator seeded with ``seed`` draws the temporal sampling and the shared crop.
     """
     rng = np.random.default_rng(seed)
-    draw = CropDraw(rng) if training else None
+    draw = CropDraw(rng, random_flip) if training else None
     arrays = []
     for stream in streams:
         try:
@@ -225,13 +229,14 @@ def make_dataset(
     bad_videos=None,
     drop_remainder=None,
     shuffle=None,
+    random_flip=True,
 ):
     """A ``tf.data.Dataset`` of ``(inputs, label)`` batches for a ``VideoIndex``.
 
     ``inputs["rgb"]``: float32 ``(B, rgb_frames, frame_size, frame_size, 3)``, ImageNet-normalised;
     ``inputs["flow"]``: float32 ``(B, frame_size, frame_size, 2 * flow_stack)``; label int32 ``(B,)``.
     Only the requested ``streams`` are decoded. ``shuffle`` and ``drop_remainder`` default to
-    ``training``. The same ``seed`` gives the same sequence of batches (each pass over the dataset, i.e.
+    ``training``. ``random_flip=False`` turns the horizontal flip off. The same ``seed`` gives the same sequence of batches (each pass over the dataset, i.e.
     each epoch, shuffles and augments differently). Bad clips are logged and skipped (recorded in
     ``bad_videos``) or stop the iteration with an error ``bad_video_from_tf_error`` understands.
     """
@@ -249,7 +254,9 @@ def make_dataset(
     def decode(position, element_seed):
         item = items[int(position)]
         try:
-            arrays = load_example(item, streams, rgb_frames, flow_stack, frame_size, training, int(element_seed))
+            arrays = load_example(
+                item, streams, rgb_frames, flow_stack, frame_size, training, int(element_seed), random_flip
+            )
         except BadVideo as error:
             if on_bad_video == "fail":
                 raise _BadVideoInPipeline(error.marker()) from error

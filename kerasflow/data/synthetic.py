@@ -1,7 +1,7 @@
 """A synthetic motion dataset of real ``.avi`` files whose classes differ only by motion direction.
 
 Each video: a blurred-noise background in two random colours and a textured square patch (its own
-texture and colours) that moves ``speed`` (1-3) px per frame in its class's direction, wrapping around
+texture and colours) that moves ``speed`` (1.5-3) px per frame in its class's direction, wrapping around
 the frame edges. Start position, textures, colours and speed are drawn per video and independently of
 the class, so one frame says nothing about the class; only the motion does. Layout: the ``folder``
 dataset, ``<out>/<class>/<class>_<k>.avi`` plus ``train.txt`` / ``test.txt``.
@@ -29,6 +29,7 @@ DIRECTIONS = (
     ("up_right", (-1, 1)),
 )
 MANIFEST = "synthetic.json"
+GENERATOR_VERSION = 2  # bump when render_video changes, so old folders are not silently reused
 FPS = 15
 
 
@@ -54,14 +55,15 @@ def _colourise(texture, rng):
 
 def render_video(rng, direction, frames, size):
     """BGR uint8 ``(frames, size, size, 3)``: a textured patch moving along ``direction`` (dy, dx), wrapping."""
-    background = _colourise(_texture(rng, size, sigma=size / 32), rng)
-    patch_size = max(4, size // 4)
-    patch = _colourise(_texture(rng, patch_size, sigma=patch_size / 12), rng)
+    # A dim, smooth background and a larger, brighter, sharper patch: the motion is what stands out.
+    background = 0.35 * _colourise(_texture(rng, size, sigma=size / 16), rng)
+    patch_size = max(4, 3 * size // 8)
+    patch = 0.4 * 255 + 0.6 * _colourise(_texture(rng, patch_size, sigma=patch_size / 12), rng)
     layer = np.zeros((size, size, 3), np.float32)
     layer[:patch_size, :patch_size] = patch
     mask = np.zeros((size, size, 1), np.float32)
     mask[:patch_size, :patch_size] = 1.0
-    speed = rng.uniform(1.0, 3.0)
+    speed = rng.uniform(1.5, 3.0)
     start = rng.integers(0, size, size=2)
     video = np.empty((frames, size, size, 3), np.uint8)
     for t in range(frames):
@@ -113,7 +115,7 @@ def make_synthetic_dataset(out_dir, classes=4, videos_per_class=24, frames=16, s
         raise UserError(f"test_fraction={test_fraction} invalid; use a value between 0 and 1")
     out = Path(out_dir)
     arguments = {"classes": classes, "videos_per_class": videos_per_class, "frames": frames, "size": size,
-                 "seed": seed, "test_fraction": test_fraction}
+                 "seed": seed, "test_fraction": test_fraction, "generator": GENERATOR_VERSION}
     manifest = out / MANIFEST
     if manifest.is_file():
         previous = json.loads(manifest.read_text(encoding="utf-8"))
