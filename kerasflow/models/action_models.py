@@ -7,7 +7,8 @@ from kerasflow.layers import UniformFrames
 
 def _classify(features, num_classes, dropout, inputs, name):
     x = keras.layers.Dropout(dropout, name="dropout")(features)
-    logits = keras.layers.Dense(num_classes, name="classifier")(x)
+    # float32 logits also under mixed_float16, so the softmax and the loss keep their precision.
+    logits = keras.layers.Dense(num_classes, dtype="float32", name="classifier")(x)
     return keras.Model(inputs, logits, name=name)
 
 
