@@ -100,7 +100,7 @@ def predict_video(model, metadata, video, top=5, flow_dir=None, cam=None):
     }
     if cam is not None:
         start = time.perf_counter()
-        maps = np.asarray(cam_maps_model(model)({"rgb": inputs["rgb"]}, training=False))[0]
+        maps = np.asarray(cam_maps_model(model)(inputs["rgb"], training=False))[0]
         best = predictions[0]
         write_png(cam, cam_grid(display, maps, f"{best['class']} ({best['probability']:.2f})"))
         report["seconds"]["cam"] = time.perf_counter() - start

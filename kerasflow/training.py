@@ -264,6 +264,7 @@ def train_recipe(recipe, log=print):
                 epochs=stage.epochs,
                 initial_epoch=initial_epoch,
                 callbacks=callbacks,
+                shuffle=False,  # the tf.data pipeline shuffles, seeded
                 verbose=2 if os.environ.get("CI") else "auto",
             )
         save_weights(model, str(folder / "final.weights.h5"))

@@ -48,7 +48,7 @@ def clip(batch=2, frames=FRAMES, seed=0):
         ("representation_flow", ["flow"], None),
         ("optical_flow", ["flow"], None),
         ("two_stream", ["rgb", "flow", "joint"], ["rgb"]),
-        ("two_stream_optical_flow", ["rgb", "flow", "joint"], ["rgb", "flow"]),
+        ("two_stream_optical_flow", ["rgb", "flow", "joint"], ["flow", "rgb"]),
     ],
 )
 def test_stage_models_and_output_shapes(kind, keys, joint_inputs):
@@ -115,7 +115,7 @@ def test_trainable_sets_per_stage():
     set_trainable_for_stage(rgb, "rgb_stage2")
     stage2_count = sum(int(np.prod(w.shape)) for w in rgb.trainable_weights)
     layer4_convs = 3 * 3 * 32 * 64 + 3 * 3 * 64 * 64
-    cam_head = 64 * 10 + 10
+    cam_head = 64 * 10  # the CAM kernel; its bias only moves the argmax and is not trainable
     assert stage2_count == stage1_count + layer4_convs + cam_head
     # Batch norms of the RGB stream never train, so they run in inference mode.
     bns = [layer for path, layer in _leaves(rgb) if isinstance(layer, keras.layers.BatchNormalization)]
@@ -137,7 +137,7 @@ def test_one_training_step_lowers_the_loss():
         set_trainable_for_stage(model, stage)
         model.compile(optimizer=keras.optimizers.SGD(0.05),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        feed = clip(batch=4, frames=DATA.flow_frames, seed=1) if key == "flow" else x
+        feed = {"rgb": clip(batch=4, frames=DATA.flow_frames, seed=1) if key == "flow" else x}
         model.layers[-2].rate = 0.0  # no dropout noise: compare the same function before and after
         before = float(model.evaluate(feed, y, verbose=0))
         model.train_on_batch(feed, y)
@@ -151,7 +151,7 @@ def test_keras_save_and_load_give_identical_outputs(tmp_path):
     path = tmp_path / "two_stream.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(loaded.predict({"rgb": x}, verbose=0), model.predict({"rgb": x}, verbose=0), atol=1e-5)
     maps = cam_maps_model(loaded)(x)
     assert maps.shape == (2, FRAMES, 2, 2)
     np.testing.assert_allclose(np.asarray(maps).sum(axis=(2, 3)), 1.0, atol=1e-5)

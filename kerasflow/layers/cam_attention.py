@@ -18,7 +18,8 @@ class CamSpatialAttention(keras.layers.Layer):
        block's features taken before its final batch norm, so the layer accepts ``[f, g]``; with a
        single input, ``g = f``.
 
-    Gradients reach ``kernel`` through the CAM only (the bias and the argmax do not take part in it).
+    Gradients reach ``kernel`` through the CAM only; the bias only moves the (gradient-free) argmax,
+    so it is a non-trainable weight.
 
     Args:
         num_classes: int. Classes of the classifier the CAM comes from. Defaults to 1000 (ImageNet).
@@ -40,7 +41,8 @@ class CamSpatialAttention(keras.layers.Layer):
         self.kernel = self.add_weight(
             name="kernel", shape=(channels, self.num_classes), initializer="glorot_uniform"
         )
-        self.bias = self.add_weight(name="bias", shape=(self.num_classes,), initializer="zeros")
+        # The bias only moves the argmax, which carries no gradient: it cannot learn here.
+        self.bias = self.add_weight(name="bias", shape=(self.num_classes,), initializer="zeros", trainable=False)
 
     def call(self, inputs, return_attention=False):
         if isinstance(inputs, (list, tuple)):

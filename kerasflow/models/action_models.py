@@ -15,10 +15,14 @@ def _classify(features, num_classes, dropout, inputs, name):
 def single_stream_model(stream, num_classes, dropout, name):
     """``stream`` (a body model) + dropout + ``Dense(num_classes)``: logits ``(B, num_classes)``.
 
+    Models take a dict of named inputs, as the data pipeline yields them: ``{"rgb": clip}`` or
+    ``{"flow": stack}`` (and both for the TV-L1 two-stream model).
+
     EgoRCNN's heads: dropout 0.7 for the RGB stream, 0.5 for the flow streams.
     """
-    inputs = keras.Input(stream.inputs[0].shape[1:], name=stream.inputs[0].name)
-    return _classify(stream(inputs), num_classes, dropout, inputs, name)
+    name_of_input = stream.inputs[0].name
+    inputs = keras.Input(stream.inputs[0].shape[1:], name=name_of_input)
+    return _classify(stream(inputs), num_classes, dropout, {name_of_input: inputs}, name)
 
 
 def two_stream_model(rgb_stream, flow_stream, num_classes, dropout=0.5, name="two_stream"):
@@ -33,9 +37,9 @@ def two_stream_model(rgb_stream, flow_stream, num_classes, dropout=0.5, name="tw
     flow_input_shape = flow_stream.inputs[0].shape[1:]
     if flow_stream.inputs[0].name == "flow":
         flow = keras.Input(flow_input_shape, name="flow")
-        inputs, flow_features = [rgb, flow], flow_stream(flow)
+        inputs, flow_features = {"rgb": rgb, "flow": flow}, flow_stream(flow)
     else:
         clip = UniformFrames(flow_input_shape[0], name="flow_frames")(rgb)
-        inputs, flow_features = rgb, flow_stream(clip)
+        inputs, flow_features = {"rgb": rgb}, flow_stream(clip)
     features = keras.layers.Concatenate(name="fused_features")([flow_features, rgb_stream(rgb)])
     return _classify(features, num_classes, dropout, inputs, name)

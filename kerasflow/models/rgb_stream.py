@@ -46,4 +46,4 @@ def cam_maps_model(model):
     stream = model if model.name == "rgb_stream" else model.get_layer("rgb_stream")
     _, attention = stream.get_layer("cam_attention").output
     frames = stream.inputs[0].shape[1]
-    return keras.Model(stream.inputs, UnfoldTime(frames)(attention), name="cam_maps")
+    return keras.Model(stream.inputs[0], UnfoldTime(frames)(attention), name="cam_maps")

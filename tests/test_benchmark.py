@@ -1,0 +1,92 @@
+"""tools/benchmark.py at tiny size: every requested model is timed and the JSON report is complete."""
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from kerasflow.recipes import MODEL_KINDS
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "benchmark.py"
+
+
+@pytest.fixture(scope="module")
+def benchmark():
+    spec = importlib.util.spec_from_file_location("kerasflow_tools_benchmark", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def test_tiny_benchmark_reports_every_model(benchmark, tmp_path, capsys):
+    import keras
+
+    out = tmp_path / "bench.json"
+    kinds = ["rgb", "representation_flow", "two_stream", "optical_flow", "two_stream_optical_flow"]
+    assert sorted(kinds) == sorted(MODEL_KINDS)
+    status = benchmark.main([
+        "--models", ",".join(kinds), "--backbone", "tiny", "--frame-size", "32", "--rgb-frames", "4",
+        "--flow-frames", "4", "--flow-stack", "2", "--classes", "3", "--repeats", "1", "--warmup", "0",
+        "--json", str(out),
+    ])
+    assert status == 0
+    report = json.loads(out.read_text())
+    assert [entry["model"] for entry in report["models"]] == kinds
+    for entry in report["models"]:
+        times = [entry["first_call_s"], entry["median_s_per_video"], *entry["seconds_per_video"]]
+        assert all(math.isfinite(t) and t > 0 for t in times), entry
+        assert len(entry["seconds_per_video"]) == 1
+        assert entry["params"] > 0
+    by_kind = {entry["model"]: entry for entry in report["models"]}
+    # Input shapes as the recipe's data section sets them (batch 1).
+    assert by_kind["rgb"]["inputs"] == {"rgb": [1, 4, 32, 32, 3]}
+    assert by_kind["optical_flow"]["inputs"] == {"flow": [1, 32, 32, 4]}
+    assert by_kind["two_stream_optical_flow"]["inputs"] == {"rgb": [1, 4, 32, 32, 3], "flow": [1, 32, 32, 4]}
+    # A joint model = both stream bodies + one Dense over the concatenated features: the two
+    # single-stream models' parameters minus one classifier bias (3 classes).
+    for joint, flow in (("two_stream", "representation_flow"), ("two_stream_optical_flow", "optical_flow")):
+        assert by_kind[joint]["params"] == by_kind["rgb"]["params"] + by_kind[flow]["params"] - 3
+    assert report["tvl1"] is None and report["totals"] == []
+    assert report["environment"]["device"] and report["environment"]["cpu"]
+    assert keras.mixed_precision.global_policy().name == "float32"
+    printed = capsys.readouterr().out
+    assert all(kind in printed for kind in kinds) and "median s/video" in printed
+
+
+def test_tvl1_video_is_timed_and_added_to_the_optical_flow_model(benchmark, tmp_path):
+    clip = benchmark.write_synthetic_clip(tmp_path, frames=5, width=64, height=48)
+    out = tmp_path / "bench.json"
+    benchmark.main([
+        "--models", "optical_flow", "--backbone", "tiny", "--frame-size", "32", "--flow-stack", "2",
+        "--repeats", "1", "--warmup", "0", "--tvl1-video", str(clip), "--json", str(out),
+    ])
+    report = json.loads(out.read_text())
+    tvl1 = report["tvl1"]
+    assert (tvl1["pairs"], tvl1["frame_width"], tvl1["frame_height"]) == (4, 64, 48)
+    assert tvl1["seconds"] > 0 and tvl1["seconds_per_pair"] == pytest.approx(tvl1["seconds"] / 4)
+    [total] = report["totals"]
+    assert total["model"] == "optical_flow + TV-L1"
+    assert total["seconds_per_video"] == pytest.approx(tvl1["seconds"] + report["models"][0]["median_s_per_video"])
+
+
+def test_totals_add_tvl1_to_optical_flow_models(benchmark):
+    models = [{"model": "two_stream", "median_s_per_video": 0.2},
+              {"model": "two_stream_optical_flow", "median_s_per_video": 0.125}]
+    totals = benchmark.totals_with_tvl1(models, {"seconds": 25.25})
+    assert totals == [{"model": "two_stream_optical_flow + TV-L1", "seconds_per_video": 25.375}]
+    assert benchmark.totals_with_tvl1(models, None) == []
+
+
+def test_bad_settings_exit_with_one_line(benchmark, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark.main(["--models", "representation_flow", "--flow-frames", "2", "--backbone", "tiny"])
+    assert exit_info.value.code == 2
+    assert "--flow-frames 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        benchmark.main(["--tvl1-video", str(tmp_path / "missing.avi"), "--backbone", "tiny"])
+    assert "missing.avi does not exist" in capsys.readouterr().err
