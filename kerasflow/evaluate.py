@@ -16,6 +16,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from kerasflow.cli import add_set_option, positive_int, start_tensorflow_quietly  # noqa: E402
 from kerasflow.errors import UserError, cli_entry  # noqa: E402
 
 MODEL_FILE = "model.keras"
@@ -207,24 +208,13 @@ def format_report(report):
     return "\n".join(lines)
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return value
-
-
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m kerasflow.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("model", help="run folder (uses its model.keras and recipe.yaml) or a .keras model file")
     parser.add_argument("--recipe", help="recipe the model was trained with (default: the run folder's recipe.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a recipe key, e.g. --set data.root=/data/egtea (repeatable)")
+    add_set_option(parser)
     parser.add_argument("--subset", choices=("test", "train"), default="test", help="which subset (default test)")
-    parser.add_argument("--batch-size", type=_positive_int, help="default: the recipe's data.batch_size")
+    parser.add_argument("--batch-size", type=positive_int, help="default: the recipe's data.batch_size")
     parser.add_argument("--output", help="folder for confusion_matrix.png and evaluation.json "
                         "(default: the model file's folder)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, logs on stderr")
@@ -234,6 +224,7 @@ def parse_args(argv):
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
+    start_tensorflow_quietly()
     from kerasflow.recipes import load_recipe
 
     # In --json mode anything the libraries print goes to stderr, so stdout holds only the JSON object.

@@ -9,14 +9,14 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from kerasflow.cli import add_set_option, start_tensorflow_quietly  # noqa: E402
 from kerasflow.errors import UserError, cli_entry  # noqa: E402
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m kerasflow.fit", description=__doc__.splitlines()[0])
     parser.add_argument("recipe", help="YAML recipe, e.g. recipes/demo.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a recipe key, e.g. --set data.root=/data/egtea (repeatable)")
+    add_set_option(parser)
     return parser.parse_args(argv)
 
 
@@ -26,6 +26,7 @@ def main(argv=None):
     from kerasflow.recipes import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
+    start_tensorflow_quietly()
     import tensorflow as tf
 
     from kerasflow.data.pipeline import bad_video_from_tf_error

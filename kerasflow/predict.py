@@ -16,6 +16,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from kerasflow.cli import positive_int, start_tensorflow_quietly  # noqa: E402
 from kerasflow.errors import UserError, cli_entry  # noqa: E402
 
 
@@ -120,21 +121,11 @@ def format_report(report):
     return "\n".join(lines)
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return value
-
-
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m kerasflow.predict", description=__doc__.splitlines()[0])
     parser.add_argument("video", help="video file or frame folder")
     parser.add_argument("--model", required=True, help="run folder (its model.keras) or a .keras model file")
-    parser.add_argument("--top-k", type=_positive_int, default=5, help="how many classes to list (default 5)")
+    parser.add_argument("--top-k", type=positive_int, default=5, help="how many classes to list (default 5)")
     parser.add_argument("--cam", metavar="OUT.png", help="also write the frames with CAM attention overlaid")
     parser.add_argument("--flow-dir", help="optical-flow models: the video's flow_x folder (TV-L1 JPEGs)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, logs on stderr")
@@ -144,6 +135,7 @@ def parse_args(argv):
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
+    start_tensorflow_quietly()
     from kerasflow.evaluate import find_model_file, load_model_file, read_model_metadata
 
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():

@@ -8,9 +8,7 @@ Writes OUT.weights.h5 and OUT.weights.h5.json (the ResNetBackbone arguments); lo
 
 import argparse
 
-from kerasflow.backbones import RESNET_PRESETS
-from kerasflow.backbones.convert import convert_file
-from kerasflow.backbones.weights import config_path
+from kerasflow.cli import start_tensorflow_quietly
 from kerasflow.errors import cli_entry
 
 
@@ -19,9 +17,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("in_path", help="torchvision-layout ResNet state dict, .safetensors")
     parser.add_argument("out_path", help="output Keras weights, must end in .weights.h5")
-    parser.add_argument("--arch", choices=list(RESNET_PRESETS),
-                        help="check the file against this preset (default: infer from keys and shapes)")
+    parser.add_argument("--arch", help="check the file against this preset: resnet18, resnet34, resnet50 or "
+                        "resnet101 (default: infer the architecture from the keys and shapes)")
     args = parser.parse_args(argv)
+    start_tensorflow_quietly()
+    from kerasflow.backbones.convert import convert_file
+    from kerasflow.backbones.weights import config_path
+
     backbone = convert_file(args.in_path, args.out_path, arch=args.arch)
     print(f"wrote {args.out_path} and {config_path(args.out_path)} "
           f"({backbone.count_params():,} values, {backbone.block_type}, "

@@ -1,0 +1,51 @@
+"""Pieces the command-line tools share: argument types, the ``--set`` option, a quiet TensorFlow start."""
+
+import argparse
+import os
+import sys
+import tempfile
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
+def add_set_option(parser):
+    """``--set KEY=VALUE`` (repeatable) recipe overrides, collected in ``args.overrides``."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe key, e.g. --set data.root=/data/egtea (repeatable)")
+
+
+def start_tensorflow_quietly():
+    """Import TensorFlow and initialise its devices with the C++ start-up chatter kept off stderr.
+
+    TensorFlow's native runtime prints absl/CUDA/oneDNN notices straight to file descriptor 2 when it
+    loads, which ``TF_CPP_MIN_LOG_LEVEL`` does not silence; a CLI's one-line error would drown in
+    them. They are replayed if the import fails. Python warnings and errors are not affected.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as chatter:
+        os.dup2(chatter.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_logical_devices()
+        except BaseException:
+            os.dup2(saved, 2)
+            chatter.seek(0)
+            sys.stderr.write(chatter.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
