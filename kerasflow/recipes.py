@@ -77,6 +77,17 @@ class SyntheticConfig:
 
 
 @dataclass(frozen=True)
+class PackedConfig:
+    """TFRecord files of the train and test subsets (``python -m kerasflow.data pack``).
+
+    When given, the RGB clips are read from them by the pure-TF reader instead of decoding videos.
+    """
+
+    train: str = _option(path=True)
+    test: str = _option(path=True)
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Which videos, how they are sampled, and the default batch size."""
 
@@ -92,6 +103,7 @@ class DataConfig:
     on_bad_video: str = _option("skip", choices=ON_BAD_VIDEO)
     random_flip: bool = _option(True)
     synthetic: Optional[SyntheticConfig] = _option(None)
+    packed: Optional[PackedConfig] = _option(None)
 
     @staticmethod
     def _finish(values, key, checker):

@@ -22,6 +22,7 @@ from kerasflow import evaluation
 from kerasflow.data.indexes import build_index
 from kerasflow.data.pipeline import BadVideoLog, BadVideoReport, make_dataset
 from kerasflow.data.synthetic import make_synthetic_dataset
+from kerasflow.data.tfrecord import make_tfrecord_dataset, read_sidecar
 from kerasflow.errors import UserError
 from kerasflow.models import STAGE_MODEL, build_stage_models, set_trainable_for_stage
 from kerasflow.models.common import walk_layers
@@ -194,19 +195,35 @@ def _compile(model, stage):
 
 
 def _datasets(recipe, stage, train, test, bad_videos, seed):
+    """Training and test datasets of ``stage``; RGB clips come from ``data.packed`` TFRecords if given."""
     rgb_frames, flow_frames = recipe.frames_for(stage)
-    options = dict(
-        streams=stage_streams(recipe.model.kind, stage.name),
+    streams = stage_streams(recipe.model.kind, stage.name)
+    common = dict(
         rgb_frames=flow_frames if stage.name == "flow" else rgb_frames,
-        flow_stack=recipe.data.flow_stack,
         frame_size=recipe.data.frame_size,
         batch_size=recipe.batch_size_for(stage),
         seed=seed,
+    )
+    packed = recipe.data.packed
+    if packed is not None and streams == ("rgb",):
+        for path in (packed.train, packed.test):
+            if read_sidecar(path).get("class_names") != train.class_names:
+                raise UserError(f"{path} was packed with other classes than {recipe.data.root} holds; pack it again")
+        return (
+            make_tfrecord_dataset(packed.train, training=True, random_flip=recipe.data.random_flip, **common),
+            make_tfrecord_dataset(packed.test, training=False, **common),
+        )
+    options = dict(
+        common,
+        streams=streams,
+        flow_stack=recipe.data.flow_stack,
         on_bad_video=recipe.data.on_bad_video,
         bad_videos=bad_videos,
     )
-    train_options = dict(options, random_flip=recipe.data.random_flip)
-    return make_dataset(train, training=True, **train_options), make_dataset(test, training=False, **options)
+    return (
+        make_dataset(train, training=True, random_flip=recipe.data.random_flip, **options),
+        make_dataset(test, training=False, **options),
+    )
 
 
 def train_recipe(recipe, log=print):

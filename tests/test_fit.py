@@ -185,3 +185,26 @@ def test_mixed_precision_run(tmp_path):
     assert metrics["final"]["num_videos"] == 4
     log = (tmp_path / "run" / "stages" / "flow" / "log.csv").read_text().splitlines()
     assert "nan" not in log[-1].lower()
+
+
+def test_packed_tfrecords_feed_the_rgb_clips(tmp_path):
+    from kerasflow.data.indexes import build_index
+    from kerasflow.data.synthetic import make_synthetic_dataset
+    from kerasflow.data.tfrecord import pack_index
+
+    data = make_synthetic_dataset(tmp_path / "data", classes=2, videos_per_class=6, frames=6, size=32)
+    for subset in ("train", "test"):
+        pack_index(build_index("folder", data, subset=subset), tmp_path / f"{subset}.tfrecord")
+    # Empty every video: only the packed clips can feed the run now (on_bad_video: fail would stop it).
+    for video in data.rglob("*.avi"):
+        video.write_bytes(b"")
+    recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(2,))
+    raw = yaml.safe_load(recipe.read_text())
+    raw["data"].update(dataset="folder", on_bad_video="fail",
+                       packed={"train": str(tmp_path / "train.tfrecord"), "test": str(tmp_path / "test.tfrecord")})
+    del raw["data"]["synthetic"]
+    recipe.write_text(yaml.safe_dump(raw))
+    run_fit(recipe)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["final"]["num_videos"] == 4
+    assert csv_rows(tmp_path / "run" / "stages" / "flow" / "log.csv") == 2

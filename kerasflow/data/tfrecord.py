@@ -135,7 +135,7 @@ def _crop(frames, y, x, side, frame_size):
     return tf.image.resize(crop, [frame_size, frame_size], method="bilinear")
 
 
-def _augment(frames, frame_size, training, seed):
+def _augment(frames, frame_size, training, seed, random_flip=True):
     """Scale, (flip, multi-scale corner crop | centre crop) a float clip ``(T, H, W, 3)``; one draw per clip."""
     height, width = tf.shape(frames)[1], tf.shape(frames)[2]
     short_side = short_side_for(frame_size)
@@ -144,7 +144,7 @@ def _augment(frames, frame_size, training, seed):
     if not training:
         y, x = crop_origins(new_height, new_width, frame_size)[0]
         return frames[:, y : y + frame_size, x : x + frame_size]
-    flip = tf.random.stateless_uniform([], seed=seed + [0, 1]) < 0.5
+    flip = tf.logical_and(tf.random.stateless_uniform([], seed=seed + [0, 1]) < 0.5, random_flip)
     scale = tf.random.stateless_uniform([], seed=seed + [0, 2], maxval=len(CROP_SCALES_OVER_32), dtype=tf.int32)
     position = tf.random.stateless_uniform([], seed=seed + [0, 3], maxval=NUM_CROP_POSITIONS, dtype=tf.int32)
     frames = tf.cond(flip, lambda: tf.reverse(frames, axis=[2]), lambda: frames)
@@ -164,11 +164,12 @@ def make_tfrecord_dataset(
     drop_remainder=None,
     shuffle=None,
     shuffle_buffer=256,
+    random_flip=True,
 ):
     """``(inputs, label)`` batches from packed TFRecord files, ``inputs["rgb"]`` as in ``make_dataset``.
 
     Pure TF: parse, sample ``rgb_frames`` indices, ``tf.io.decode_jpeg`` only those frames, augment,
-    normalise, batch, prefetch. Deterministic given ``seed``.
+    normalise, batch, prefetch. Deterministic given ``seed``. ``random_flip=False`` never flips.
     """
     paths = [str(path) for path in ([paths] if isinstance(paths, (str, Path)) else paths)]
     for path in paths:
@@ -186,7 +187,7 @@ def make_tfrecord_dataset(
             tf.gather(encoded, positions),
             fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
         )
-        frames = _augment(tf.cast(frames, tf.float32), frame_size, training, seed)
+        frames = _augment(tf.cast(frames, tf.float32), frame_size, training, seed, random_flip)
         frames = tf.clip_by_value(tf.round(frames), 0.0, 255.0)
         frames.set_shape((rgb_frames, frame_size, frame_size, 3))
         return {"rgb": frames}, label
