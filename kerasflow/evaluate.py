@@ -132,15 +132,6 @@ def subset_dataset(recipe, metadata, subset, batch_size, bad_videos):
     return index, dataset
 
 
-def write_confusion_png(confusion, class_names, path, title):
-    """``evaluation.plot_confusion_matrix`` written atomically to ``path``."""
-    from kerasflow.evaluation import plot_confusion_matrix
-
-    temporary = path.with_name(f"{path.stem}.tmp.png")
-    plot_confusion_matrix(confusion, class_names, str(temporary), title=title)
-    os.replace(temporary, path)
-
-
 def evaluate_run(model, metadata, model_file, recipe, subset="test", batch_size=None, output=None):
     """Evaluate ``model`` on the recipe's ``subset``; write the PNG and JSON; return the report dict."""
     import tensorflow as tf
@@ -171,8 +162,10 @@ def evaluate_run(model, metadata, model_file, recipe, subset="test", batch_size=
     suffix = "" if subset == "test" else f"_{subset}"
     png, report_file = folder / f"confusion_matrix{suffix}.png", folder / f"evaluation{suffix}.json"
     confusion = result.confusion()
-    write_confusion_png(confusion, class_names, png,
-                        f"{metadata['kind']} ({metadata.get('stage', '?')}), {subset}: top-1 {result.top1:.3f}")
+    evaluation.plot_confusion_matrix(
+        confusion, class_names, str(png),
+        f"{metadata['kind']} ({metadata.get('stage', '?')}), {subset}: top-1 {result.top1:.3f}",
+    )
     report = {
         "model": str(model_file),
         "kind": metadata["kind"],

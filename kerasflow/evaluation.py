@@ -1,6 +1,7 @@
 """Test-set metrics of a model: top-1/top-5, per-class accuracy, confusion matrix, seconds per video."""
 
 import dataclasses
+import os
 import time
 
 import numpy as np
@@ -110,7 +111,7 @@ def evaluate(model, dataset, num_classes, streams=()):
 
 
 def plot_confusion_matrix(confusion, class_names, path, title="Confusion matrix"):
-    """Draw the row-normalised confusion matrix to ``path`` (PNG)."""
+    """Draw the row-normalised confusion matrix to ``path`` (PNG, written atomically)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,5 +135,7 @@ def plot_confusion_matrix(confusion, class_names, path, title="Confusion matrix"
                           color="white" if normalised[row, column] > 0.5 else "black", fontsize=8)
     figure.colorbar(image, ax=axes, fraction=0.046)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    temporary = f"{path}.tmp"
+    figure.savefig(temporary, dpi=100, format="png")
     plt.close(figure)
+    os.replace(temporary, path)

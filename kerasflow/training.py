@@ -10,6 +10,8 @@ Run folder (``runtime.output_dir``)::
     tensorboard/<stage>/     TensorBoard logs
     model.keras (+ .json)    the final model: the last stage's best by validation accuracy
     metrics.json             test metrics per stage and of the final model
+    curves.png               loss and accuracy per epoch of every finished stage
+    confusion_matrix.png     the final model's test confusion matrix
 """
 
 import json
@@ -29,6 +31,7 @@ from kerasflow.models.common import walk_layers
 from kerasflow.optimizers import TwoRateSGD
 from kerasflow.recipes import recipe_to_dict, save_recipe
 from kerasflow.runtime import configure
+from kerasflow.visualize import plot_training_curves
 
 
 def write_json(path, data):
@@ -289,6 +292,9 @@ def train_recipe(recipe, log=print):
         metrics["stages"][stage.name] = result.summary(class_names)
         write_json(run.folder / "metrics.json", metrics)
         run.update_state(completed=run.state["completed"] + [stage.name], current={})
+        plot_training_curves(
+            {name: run.stage_dir(name) / "log.csv" for name in run.state["completed"]}, run.folder / "curves.png"
+        )
         log(f"{stage.name}: test top-1 {result.top1:.3f}, {result.seconds_per_video * 1000:.1f} ms per video")
 
     last = recipe.stages[-1]
@@ -297,6 +303,10 @@ def train_recipe(recipe, log=print):
     _, test_data = _datasets(recipe, last, train, test, bad_videos, recipe.runtime.seed)
     result = evaluation.evaluate(best, test_data, len(class_names))
     metrics["final"] = {"stage": last.name, **result.summary(class_names)}
+    evaluation.plot_confusion_matrix(
+        result.confusion(), class_names, str(run.folder / "confusion_matrix.png"),
+        f"{recipe.model.kind} (final), test: top-1 {result.top1:.3f}",
+    )
     write_json(run.folder / "metrics.json", metrics)
     return metrics
 

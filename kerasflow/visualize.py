@@ -98,3 +98,43 @@ def write_png(path, image):
         os.replace(temporary, path)
     except OSError as error:
         raise UserError(f"cannot write {path!r}: {error.strerror}") from None
+
+
+def plot_training_curves(stage_logs, path):
+    """Loss and accuracy per epoch (training solid, validation dashed) of every stage, one after another.
+
+    ``stage_logs``: ``{stage name: log.csv path}`` in training order (Keras ``CSVLogger`` files).
+    Writes a PNG to ``path`` atomically.
+    """
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4))
+    start = 0
+    for stage, log in stage_logs.items():
+        with open(log, newline="") as file:
+            rows = list(csv.DictReader(file))
+        if not rows:
+            continue
+        epochs = [start + int(row["epoch"]) + 1 for row in rows]
+        for axis, metric in zip(axes, ("loss", "accuracy")):
+            line, = axis.plot(epochs, [float(row[metric]) for row in rows], label=f"{stage}")
+            if f"val_{metric}" in rows[0]:
+                axis.plot(epochs, [float(row[f"val_{metric}"]) for row in rows], "--", color=line.get_color())
+        start = epochs[-1]
+        for axis in axes:
+            axis.axvline(start + 0.5, color="grey", linewidth=0.5)
+    for axis, metric in zip(axes, ("loss", "accuracy")):
+        axis.set_xlabel("epoch (all stages)")
+        axis.set_ylabel(metric)
+        axis.grid(alpha=0.3)
+    axes[1].legend(title="solid: train, dashed: test", fontsize=8)
+    figure.tight_layout()
+    temporary = f"{path}.tmp"
+    figure.savefig(temporary, dpi=100, format="png")
+    plt.close(figure)
+    os.replace(temporary, path)

@@ -84,6 +84,8 @@ def test_full_run_then_no_retraining(tmp_path):
     assert (run / "model.keras").is_file() and json.loads((run / "model.keras.json").read_text())["kind"] == "two_stream"
     assert "two-stream" in result.stdout and "flow stream only" in result.stdout
     assert not list(run.rglob("*.tmp*"))
+    for picture in ("curves.png", "confusion_matrix.png"):
+        assert (run / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (run / picture).stat().st_size > 5000
 
     mtime = (run / "model.keras").stat().st_mtime
     again = run_fit(recipe)
