@@ -67,7 +67,7 @@ def load_model_file(model_file):
     import kerasflow.models  # noqa: F401  (registers the custom layers the file refers to)
 
     try:
-        return keras.saving.load_model(model_file)
+        return keras.saving.load_model(model_file, compile=False)
     except Exception as error:  # Keras raises many types for a damaged archive
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UserError(f"{model_file} cannot be loaded ({reason[:200]}); copy it again from the run folder") from None

@@ -298,7 +298,7 @@ def train_recipe(recipe, log=print):
         log(f"{stage.name}: test top-1 {result.top1:.3f}, {result.seconds_per_video * 1000:.1f} ms per video")
 
     last = recipe.stages[-1]
-    best = keras.saving.load_model(run.stage_dir(last.name) / "best.keras")
+    best = keras.saving.load_model(run.stage_dir(last.name) / "best.keras", compile=False)
     save_model(best, str(run.folder / "model.keras"), model_metadata(recipe, class_names, last.name))
     _, test_data = _datasets(recipe, last, train, test, bad_videos, recipe.runtime.seed)
     result = evaluation.evaluate(best, test_data, len(class_names))
