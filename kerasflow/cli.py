@@ -23,12 +23,14 @@ def add_set_option(parser):
                         help="override a recipe key, e.g. --set data.root=/data/egtea (repeatable)")
 
 
-def start_tensorflow_quietly():
+def start_tensorflow_quietly(initialize_devices=True):
     """Import TensorFlow and initialise its devices with the C++ start-up chatter kept off stderr.
 
     TensorFlow's native runtime prints absl/CUDA/oneDNN notices straight to file descriptor 2 when it
     loads, which ``TF_CPP_MIN_LOG_LEVEL`` does not silence; a CLI's one-line error would drown in
     them. They are replayed if the import fails. Python warnings and errors are not affected.
+    ``initialize_devices=False`` leaves the runtime unstarted (MultiWorkerMirroredStrategy must
+    configure it first), at the price of the device notices showing later.
     """
     if "tensorflow" in sys.modules:
         return
@@ -40,7 +42,8 @@ def start_tensorflow_quietly():
         try:
             import tensorflow as tf
 
-            tf.config.list_logical_devices()
+            if initialize_devices:
+                tf.config.list_logical_devices()
         except BaseException:
             os.dup2(saved, 2)
             chatter.seek(0)

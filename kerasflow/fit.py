@@ -26,7 +26,7 @@ def main(argv=None):
     from kerasflow.recipes import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
-    start_tensorflow_quietly()
+    start_tensorflow_quietly(initialize_devices=recipe.runtime.distribution != "multi_worker_mirrored")
     import tensorflow as tf
 
     from kerasflow.data.pipeline import bad_video_from_tf_error

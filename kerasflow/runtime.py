@@ -16,13 +16,20 @@ def configure(runtime):
     logical CPU device; the global batch is split over the replicas) or ``multi_worker_mirrored`` (experimental under
     Keras 3; reads the cluster from ``TF_CONFIG``).
     """
+    strategy = _strategy(runtime.distribution)
     keras.utils.set_random_seed(runtime.seed)
     keras.mixed_precision.set_global_policy("mixed_float16" if runtime.mixed_precision else "float32")
-    if runtime.distribution == "mirrored":
+    return strategy
+
+
+def _strategy(distribution):
+    # Created before anything else touches TensorFlow's runtime: MultiWorkerMirroredStrategy must
+    # configure the collective ops at start-up.
+    if distribution == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
         devices = gpus or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([device.name for device in devices])
-    if runtime.distribution == "multi_worker_mirrored":
+    if distribution == "multi_worker_mirrored":
         if "TF_CONFIG" not in os.environ:
             raise UserError(
                 "runtime.distribution = multi_worker_mirrored needs the TF_CONFIG environment variable "

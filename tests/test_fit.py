@@ -210,3 +210,25 @@ def test_packed_tfrecords_feed_the_rgb_clips(tmp_path):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["final"]["num_videos"] == 4
     assert csv_rows(tmp_path / "run" / "stages" / "flow" / "log.csv") == 2
+
+
+def test_multi_worker_mirrored_reads_tf_config(tmp_path):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(1,), distribution="multi_worker_mirrored")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CI="1",
+               TF_CONFIG=json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}"]}, "task": {"type": "worker", "index": 0}}))
+    result = subprocess.run([sys.executable, "-m", "kerasflow.fit", str(recipe)], capture_output=True, text=True,
+                            env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]["num_videos"] == 4
+    env.pop("TF_CONFIG")
+    missing = subprocess.run(
+        [sys.executable, "-m", "kerasflow.fit", str(recipe), "--set", f"runtime.output_dir={tmp_path / 'run2'}"],
+        capture_output=True, text=True, env=env, cwd=ROOT,
+    )
+    assert missing.returncode == 2
+    assert "needs the TF_CONFIG environment variable" in missing.stderr.strip().splitlines()[-1]
