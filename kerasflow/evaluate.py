@@ -11,73 +11,18 @@ import json
 import math
 import os
 import sys
-import zipfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from kerasflow.cli import add_set_option, positive_int, start_tensorflow_quietly  # noqa: E402
 from kerasflow.errors import UserError, cli_entry  # noqa: E402
+from kerasflow.model_files import find_model_file, load_model_file, read_model_metadata, write_json  # noqa: E402
 
-MODEL_FILE = "model.keras"
 RECIPE_FILE = "recipe.yaml"
 STREAM_MODELS = ("rgb_stream", "flow_stream")
 # A model file saved in a run folder lies in it (model.keras) or two levels down (stages/<stage>/best.keras).
 RECIPE_SEARCH_DEPTH = 3
-
-
-def find_model_file(path):
-    """``RUN_DIR/model.keras`` for a run folder, else ``path`` itself; ``UserError`` when missing."""
-    path = Path(path)
-    if path.is_dir():
-        model_file = path / MODEL_FILE
-        if not model_file.is_file():
-            raise UserError(f"{path} has no {MODEL_FILE}; finish its training with "
-                            f"python -m kerasflow.fit {path / RECIPE_FILE}, or pass a .keras model file")
-        return model_file
-    if not path.exists():
-        raise UserError(f"model {str(path)!r} does not exist; pass a run folder or a .keras model file")
-    return path
-
-
-def read_model_metadata(model_file):
-    """The ``X.keras.json`` metadata ``kerasflow.fit`` writes next to a model file (see ``training.save_model``)."""
-    metadata_file = Path(f"{model_file}.json")
-    try:
-        metadata = json.loads(metadata_file.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{metadata_file} is missing: a model file needs the metadata kerasflow.fit writes "
-                        "next to it (kind, streams, frames, class names)") from None
-    except (ValueError, OSError):
-        raise UserError(f"{metadata_file} is not readable JSON; copy it again from the run folder") from None
-    missing = [key for key in ("kind", "streams", "rgb_frames", "flow_stack", "frame_size", "class_names")
-               if key not in metadata]
-    if missing:
-        raise UserError(f"{metadata_file} lacks {', '.join(missing)}; copy it again from the run folder")
-    return metadata
-
-
-def load_model_file(model_file):
-    """The ``keras.Model`` in a ``.keras`` file; ``UserError`` when it is not a readable Keras archive."""
-    if not zipfile.is_zipfile(model_file):
-        raise UserError(f"{model_file} is not a Keras model file (not a .keras zip archive); "
-                        "copy it again from the run folder")
-    import keras
-
-    import kerasflow.models  # noqa: F401  (registers the custom layers the file refers to)
-
-    try:
-        return keras.saving.load_model(model_file, compile=False)
-    except Exception as error:  # Keras raises many types for a damaged archive
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(f"{model_file} cannot be loaded ({reason[:200]}); copy it again from the run folder") from None
-
-
-def load_saved_model(path):
-    """``(keras.Model, metadata, model_file)`` of a run folder or a ``.keras`` file (with its ``.json``)."""
-    model_file = find_model_file(path)
-    metadata = read_model_metadata(model_file)
-    return load_model_file(model_file), metadata, model_file
 
 
 def find_recipe(model_file, recipe=None):
@@ -139,7 +84,6 @@ def evaluate_run(model, metadata, model_file, recipe, subset="test", batch_size=
 
     from kerasflow import evaluation
     from kerasflow.data.pipeline import BadVideoLog, bad_video_from_tf_error
-    from kerasflow.training import write_json
 
     batch_size = batch_size or recipe.data.batch_size
     bad_videos = BadVideoLog()

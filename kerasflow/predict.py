@@ -136,7 +136,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     start_tensorflow_quietly()
-    from kerasflow.evaluate import find_model_file, load_model_file, read_model_metadata
+    from kerasflow.model_files import find_model_file, load_model_file, read_model_metadata
 
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         model_file = find_model_file(args.model)

@@ -26,36 +26,13 @@ from kerasflow.data.pipeline import BadVideoLog, BadVideoReport, make_dataset
 from kerasflow.data.synthetic import make_synthetic_dataset
 from kerasflow.data.tfrecord import make_tfrecord_dataset, read_sidecar
 from kerasflow.errors import UserError
+from kerasflow.model_files import MODEL_FILE, save_model, save_weights, write_json
 from kerasflow.models import STAGE_MODEL, build_stage_models, set_trainable_for_stage
 from kerasflow.models.common import walk_layers
 from kerasflow.optimizers import TwoRateSGD
 from kerasflow.recipes import recipe_to_dict, save_recipe
 from kerasflow.runtime import configure
 from kerasflow.visualize import plot_training_curves
-
-
-def write_json(path, data):
-    """Write ``data`` as JSON atomically."""
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as file:
-        json.dump(data, file, indent=2)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
-
-
-def save_model(model, path, metadata):
-    """Save ``model`` to ``path`` (``.keras``) and its metadata to ``path + ".json"``, both atomically."""
-    temporary = f"{path}.tmp.keras"
-    model.save(temporary)
-    os.replace(temporary, path)
-    write_json(f"{path}.json", metadata)
-
-
-def save_weights(model, path):
-    temporary = f"{path[: -len('.weights.h5')]}.tmp.weights.h5"
-    model.save_weights(temporary)
-    os.replace(temporary, path)
 
 
 def stage_streams(kind, stage):
@@ -299,7 +276,7 @@ def train_recipe(recipe, log=print):
 
     last = recipe.stages[-1]
     best = keras.saving.load_model(run.stage_dir(last.name) / "best.keras", compile=False)
-    save_model(best, str(run.folder / "model.keras"), model_metadata(recipe, class_names, last.name))
+    save_model(best, str(run.folder / MODEL_FILE), model_metadata(recipe, class_names, last.name))
     _, test_data = _datasets(recipe, last, train, test, bad_videos, recipe.runtime.seed)
     result = evaluation.evaluate(best, test_data, len(class_names))
     metrics["final"] = {"stage": last.name, **result.summary(class_names)}

@@ -20,7 +20,8 @@ from kerasflow.data.indexes import VideoIndex, VideoItem, build_index
 from kerasflow.data.pipeline import make_dataset
 from kerasflow.models import build_stage_models
 from kerasflow.recipes import load_recipe
-from kerasflow.training import model_metadata, save_model, train_recipe
+from kerasflow.model_files import save_model
+from kerasflow.training import model_metadata, train_recipe
 from kerasflow.visualize import MIN_TILE, TITLE_HEIGHT, grid_frames, overlay_attention
 
 DEMO = Path(__file__).resolve().parents[1] / "recipes" / "demo.yaml"

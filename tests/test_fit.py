@@ -131,9 +131,7 @@ def test_recipe_errors_are_one_line(tmp_path, capsys):
         fit_main([str(recipe), "--set", "data.rgb_frame=4"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: --set 'data.rgb_frame=4': unknown key data.rgb_frame; did you mean data.rgb_frames?"] or (
-        len(err) == 1 and "data.rgb_frame" in err[0] and "data.rgb_frames" in err[0]
-    )
+    assert err == [f"error: {recipe}: unknown key data.rgb_frame; did you mean data.rgb_frames?"]
     with pytest.raises(SystemExit):
         fit_main([str(tmp_path / "missing.yaml")])
     assert "missing.yaml" in capsys.readouterr().err
