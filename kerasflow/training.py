@@ -30,7 +30,7 @@ from kerasflow.model_files import MODEL_FILE, save_model, save_weights, write_js
 from kerasflow.models import STAGE_MODEL, build_stage_models, set_trainable_for_stage
 from kerasflow.models.common import walk_layers
 from kerasflow.optimizers import TwoRateSGD
-from kerasflow.recipes import recipe_to_dict, save_recipe
+from kerasflow.recipes import load_recipe, recipe_to_dict, save_recipe
 from kerasflow.runtime import configure
 from kerasflow.visualize import plot_training_curves
 
@@ -121,8 +121,6 @@ class Run:
                 raise UserError(f"{self.state_path} is corrupt; delete the run folder to start again") from None
 
     def _check_or_save_recipe(self):
-        from kerasflow.recipes import load_recipe
-
         saved = self.folder / "recipe.yaml"
         if saved.exists():
             previous = load_recipe(saved)
@@ -178,6 +176,11 @@ def _datasets(recipe, stage, train, test, bad_videos, seed):
     """Training and test datasets of ``stage``; RGB clips come from ``data.packed`` TFRecords if given."""
     rgb_frames, flow_frames = recipe.frames_for(stage)
     streams = stage_streams(recipe.model.kind, stage.name)
+    if recipe.batch_size_for(stage) > len(train.items):
+        raise UserError(
+            f"stage {stage.name}: batch size {recipe.batch_size_for(stage)} is larger than the {len(train.items)} "
+            "training videos (training drops incomplete batches); lower data.batch_size or the stage's batch_size"
+        )
     common = dict(
         rgb_frames=flow_frames if stage.name == "flow" else rgb_frames,
         frame_size=recipe.data.frame_size,

@@ -230,3 +230,14 @@ def test_multi_worker_mirrored_reads_tf_config(tmp_path):
     )
     assert missing.returncode == 2
     assert "needs the TF_CONFIG environment variable" in missing.stderr.strip().splitlines()[-1]
+
+
+def test_a_batch_larger_than_the_training_set_is_refused(tmp_path, capsys):
+    recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(1,))
+    with pytest.raises(SystemExit) as exit_info:
+        fit_main([str(recipe), "--set", "data.batch_size=64"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: stage flow: batch size 64 is larger than the 8 training videos (training drops incomplete "
+        "batches); lower data.batch_size or the stage's batch_size"
+    )
