@@ -57,7 +57,7 @@ def subset_dataset(recipe, metadata, subset, batch_size, bad_videos):
     from kerasflow.data.pipeline import make_dataset
     from kerasflow.training import dataset_indexes
 
-    train, test = dataset_indexes(recipe.data, recipe.runtime.seed)
+    train, test = dataset_indexes(recipe.data)
     index = test if subset == "test" else train
     if index.class_names != metadata["class_names"]:
         raise UserError(f"{recipe.data.root}: its classes ({len(index.class_names)}) differ from the "

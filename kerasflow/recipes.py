@@ -74,6 +74,7 @@ class SyntheticConfig:
     videos_per_class: int = _option(24, minimum=2)
     frames: int = _option(32, minimum=2)
     size: int = _option(64, minimum=16)
+    seed: int = _option(0, minimum=0)  # the dataset's own seed: runtime.seed does not change the data
 
 
 @dataclass(frozen=True)

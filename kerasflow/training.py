@@ -45,8 +45,12 @@ def stage_streams(kind, stage):
     return ("rgb",)
 
 
-def dataset_indexes(data, seed):
-    """The train and test ``VideoIndex`` of the recipe's dataset (making the synthetic one if needed)."""
+def dataset_indexes(data):
+    """The train and test ``VideoIndex`` of the recipe's dataset (making the synthetic one if needed).
+
+    Neither depends on ``runtime.seed``: runs with different seeds see the same data and test set (the
+    ``folder`` layout without lists is split with seed 0).
+    """
     dataset, root = data.dataset, data.root
     if dataset == "synthetic":
         options = data.synthetic
@@ -56,11 +60,11 @@ def dataset_indexes(data, seed):
             videos_per_class=options.videos_per_class,
             frames=options.frames,
             size=options.size,
-            seed=seed,
+            seed=options.seed,
         )
         dataset = "folder"
-    train = build_index(dataset, root, split=data.split, subset="train", flow_root=data.flow_root, seed=seed)
-    test = build_index(dataset, root, split=data.split, subset="test", flow_root=data.flow_root, seed=seed)
+    train = build_index(dataset, root, split=data.split, subset="train", flow_root=data.flow_root)
+    test = build_index(dataset, root, split=data.split, subset="test", flow_root=data.flow_root)
     if train.class_names != test.class_names:
         raise UserError(f"{root}: the train and test subsets list different classes; check the split files")
     return train, test
@@ -216,7 +220,7 @@ def train_recipe(recipe, log=print):
         log(f"{run.folder}: all stages are finished; nothing to train (delete the folder to train again)")
         return json.loads((run.folder / "metrics.json").read_text())
     strategy = configure(recipe.runtime)
-    train, test = dataset_indexes(recipe.data, recipe.runtime.seed)
+    train, test = dataset_indexes(recipe.data)
     class_names = train.class_names
     (run.folder / "classes.json").write_text(json.dumps(class_names, indent=2))
     log(f"{recipe.data.dataset}: {len(train.items)} training and {len(test.items)} test videos, "
