@@ -1,9 +1,12 @@
 """Pieces the command-line tools share: argument types, the ``--set`` option, a quiet TensorFlow start."""
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
+
+from kerasflow.errors import UserError
 
 
 def positive_int(text):
@@ -52,3 +55,19 @@ def start_tensorflow_quietly(initialize_devices=True):
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+@contextlib.contextmanager
+def bad_videos_as_user_errors():
+    """Turn a bad video that stopped a tf.data pipeline (``on_bad_video: fail``) into a one-line UserError."""
+    import tensorflow as tf
+
+    from kerasflow.data.pipeline import bad_video_from_tf_error
+
+    try:
+        yield
+    except (tf.errors.UnknownError, tf.errors.InvalidArgumentError) as error:
+        bad = bad_video_from_tf_error(error)
+        if bad is None:
+            raise
+        raise UserError(f"{bad} (data.on_bad_video is fail; set it to skip to leave such videos out)") from None

@@ -15,7 +15,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from kerasflow.cli import add_set_option, positive_int, start_tensorflow_quietly  # noqa: E402
+from kerasflow.cli import (  # noqa: E402
+    add_set_option,
+    bad_videos_as_user_errors,
+    positive_int,
+    start_tensorflow_quietly,
+)
 from kerasflow.errors import UserError, cli_entry  # noqa: E402
 from kerasflow.model_files import find_model_file, load_model_file, read_model_metadata, write_json  # noqa: E402
 
@@ -53,37 +58,27 @@ def check_model_matches_recipe(metadata, recipe, model_file):
 
 
 def subset_dataset(recipe, metadata, subset, batch_size, bad_videos):
-    """The ``(index, dataset)`` of the recipe's ``subset``, decoded as the model's metadata says."""
-    from kerasflow.data.pipeline import make_dataset
-    from kerasflow.training import dataset_indexes
+    """The ``(index, dataset)`` of the recipe's ``subset``, fed as the model's metadata says."""
+    from kerasflow.training import clip_dataset, dataset_indexes
 
     train, test = dataset_indexes(recipe.data)
     index = test if subset == "test" else train
     if index.class_names != metadata["class_names"]:
         raise UserError(f"{recipe.data.root}: its classes ({len(index.class_names)}) differ from the "
                         f"{len(metadata['class_names'])} the model was trained on; set data.root to that dataset")
-    dataset = make_dataset(
-        index,
-        streams=metadata["streams"],
-        rgb_frames=metadata["rgb_frames"],
-        flow_stack=metadata["flow_stack"],
-        frame_size=metadata["frame_size"],
-        batch_size=batch_size,
-        training=False,
-        seed=recipe.runtime.seed,
-        on_bad_video=recipe.data.on_bad_video,
-        bad_videos=bad_videos,
+    dataset = clip_dataset(
+        recipe, index, subset, streams=metadata["streams"], frames=metadata["rgb_frames"], batch_size=batch_size,
+        training=False, seed=recipe.runtime.seed, bad_videos=bad_videos,
     )
     return index, dataset
 
 
 def evaluate_run(model, metadata, model_file, recipe, subset="test", batch_size=None, output=None):
     """Evaluate ``model`` on the recipe's ``subset``; write the PNG and JSON; return the report dict."""
-    import tensorflow as tf
     from tqdm import tqdm
 
     from kerasflow import evaluation
-    from kerasflow.data.pipeline import BadVideoLog, bad_video_from_tf_error
+    from kerasflow.data.pipeline import BadVideoLog
 
     batch_size = batch_size or recipe.data.batch_size
     bad_videos = BadVideoLog()
@@ -92,12 +87,8 @@ def evaluate_run(model, metadata, model_file, recipe, subset="test", batch_size=
     batches = tqdm(dataset, total=math.ceil(len(index) / batch_size), desc=f"evaluating {subset}",
                    unit="batch", file=sys.stderr, disable=None)
     try:
-        result = evaluation.evaluate(model, batches, len(class_names), streams=stream_models(model))
-    except (tf.errors.UnknownError, tf.errors.InvalidArgumentError) as error:
-        bad = bad_video_from_tf_error(error)
-        if bad is None:
-            raise
-        raise UserError(f"{bad} (data.on_bad_video is fail; set it to skip to leave such videos out)") from None
+        with bad_videos_as_user_errors():
+            result = evaluation.evaluate(model, batches, len(class_names), streams=stream_models(model))
     finally:
         batches.close()
 

@@ -9,8 +9,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from kerasflow.cli import add_set_option, start_tensorflow_quietly  # noqa: E402
-from kerasflow.errors import UserError, cli_entry  # noqa: E402
+from kerasflow.cli import add_set_option, bad_videos_as_user_errors, start_tensorflow_quietly  # noqa: E402
+from kerasflow.errors import cli_entry  # noqa: E402
 
 
 def parse_args(argv):
@@ -27,18 +27,10 @@ def main(argv=None):
 
     recipe = load_recipe(args.recipe, args.overrides)
     start_tensorflow_quietly(initialize_devices=recipe.runtime.distribution != "multi_worker_mirrored")
-    import tensorflow as tf
-
-    from kerasflow.data.pipeline import bad_video_from_tf_error
     from kerasflow.training import comparison_table, train_recipe
 
-    try:
+    with bad_videos_as_user_errors():
         metrics = train_recipe(recipe)
-    except (tf.errors.UnknownError, tf.errors.InvalidArgumentError) as error:
-        bad = bad_video_from_tf_error(error)
-        if bad is None:
-            raise
-        raise UserError(f"{bad} (data.on_bad_video is fail; set it to skip to leave such videos out)") from None
     print(comparison_table(metrics))
     print(f"final model: {os.path.join(recipe.runtime.output_dir, 'model.keras')} "
           f"(test top-1 {metrics['final']['top1']:.3f})")

@@ -62,10 +62,15 @@ def decode_inputs(video, metadata, flow_dir=None):
     return inputs, display
 
 
-def check_request(video, model_path, metadata, flow_dir):
-    """The one-line refusals that need no model: a missing video, a missing or needless flow folder."""
+def check_request(video, model_path, metadata, flow_dir, cam=None):
+    """The one-line refusals that need no model: a missing video, a missing or needless flow folder,
+    a ``--cam`` picture that cannot be written."""
     if not os.path.exists(video):
         raise UserError(f"video {video!r} does not exist; check the path")
+    if cam is not None:
+        folder = os.path.dirname(os.path.abspath(cam))
+        if not os.path.isdir(folder) or os.path.isdir(cam):
+            raise UserError(f"cannot write the --cam picture {cam!r}: give a file path in an existing folder")
     takes_flow = "flow" in metadata["streams"]
     if takes_flow and flow_dir is None:
         raise UserError(f"{model_path} is an optical-flow model: it needs the video's TV-L1 flow folder; "
@@ -80,6 +85,7 @@ def predict_video(model, metadata, video, top=5, flow_dir=None, cam=None):
     """Predict one video; with ``cam`` also write the attention picture there. Returns the report dict."""
     import numpy as np
 
+    from kerasflow.data.video import BadVideo
     from kerasflow.models import cam_maps_model
     from kerasflow.visualize import cam_grid, write_png
 
@@ -87,7 +93,10 @@ def predict_video(model, metadata, video, top=5, flow_dir=None, cam=None):
         raise UserError(f"--cam needs a model with an RGB stream (the CAM comes from EgoRCNN's RGB stream); "
                         f"this {metadata['kind']} model of stage {metadata.get('stage')} has none")
     start = time.perf_counter()
-    inputs, display = decode_inputs(video, metadata, flow_dir)
+    try:
+        inputs, display = decode_inputs(video, metadata, flow_dir)
+    except BadVideo as error:
+        raise UserError(f"bad video {error.path!r}: {error.reason}; check or re-encode it") from None
     decode_seconds = time.perf_counter() - start
     start = time.perf_counter()
     logits = np.asarray(model(inputs, training=False), np.float64)[0]
@@ -141,7 +150,7 @@ def main(argv=None):
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         model_file = find_model_file(args.model)
         metadata = read_model_metadata(model_file)
-        check_request(args.video, model_file, metadata, args.flow_dir)
+        check_request(args.video, model_file, metadata, args.flow_dir, args.cam)
         model = load_model_file(model_file)
         report = predict_video(model, metadata, Path(args.video), args.top_k, args.flow_dir, args.cam)
     print(json.dumps(report) if args.json else format_report(report))

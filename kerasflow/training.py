@@ -14,8 +14,10 @@ Run folder (``runtime.output_dir``)::
     confusion_matrix.png     the final model's test confusion matrix
 """
 
+import dataclasses
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import keras
@@ -29,7 +31,8 @@ from kerasflow.errors import UserError
 from kerasflow.model_files import MODEL_FILE, save_model, save_weights, write_json
 from kerasflow.models import STAGE_MODEL, build_stage_models, set_trainable_for_stage
 from kerasflow.models.common import walk_layers
-from kerasflow.optimizers import TwoRateSGD
+from kerasflow.backbones.weights import read_weights_config
+from kerasflow.optimizers import TorchAdam, TorchSGD
 from kerasflow.recipes import load_recipe, recipe_to_dict, save_recipe
 from kerasflow.runtime import configure
 from kerasflow.visualize import plot_training_curves
@@ -70,16 +73,21 @@ def dataset_indexes(data):
     return train, test
 
 
+def stage_frames(recipe, stage):
+    """Frames of the clip the model of ``stage`` takes (the flow stage's clip has the flow frame count)."""
+    rgb_frames, flow_frames = recipe.frames_for(recipe.stage(stage))
+    return flow_frames if stage == "flow" else rgb_frames
+
+
 def model_metadata(recipe, class_names, stage):
     """What evaluate/predict need to feed a saved model: its kind, inputs and class names."""
-    rgb_frames, flow_frames = recipe.frames_for(recipe.stage(stage))
     return {
         "kind": recipe.model.kind,
         "stage": stage,
         "model": STAGE_MODEL[stage],
         "streams": list(stage_streams(recipe.model.kind, stage)),
-        "rgb_frames": flow_frames if stage == "flow" else rgb_frames,
-        "flow_frames": flow_frames,
+        "rgb_frames": stage_frames(recipe, stage),
+        "flow_frames": recipe.frames_for(recipe.stage(stage))[1],
         "flow_stack": recipe.data.flow_stack,
         "frame_size": recipe.data.frame_size,
         "class_names": class_names,
@@ -93,7 +101,10 @@ class StageCheckpoint(keras.callbacks.Callback):
     def __init__(self, run, stage, metadata):
         super().__init__()
         self.run, self.stage, self.metadata = run, stage, metadata
-        self.best = run.state["current"].get("best", -1.0)
+        # best.keras is written before state.json: after a kill in between, its own record is newer.
+        best_file = run.stage_dir(stage) / "best.keras.json"
+        saved_best = json.loads(best_file.read_text()).get("val_accuracy", -1.0) if best_file.exists() else -1.0
+        self.best = max(run.state["current"].get("best", -1.0), saved_best)
 
     def on_epoch_end(self, epoch, logs=None):
         accuracy = (logs or {}).get("val_accuracy", (logs or {}).get("accuracy", 0.0))
@@ -134,8 +145,30 @@ class Run:
                     "set another runtime.output_dir or delete that folder"
                 )
         else:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            save_recipe(self.recipe, saved)
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                save_recipe(self.recipe, saved)
+            except OSError as error:
+                raise UserError(
+                    f"cannot write the run folder {self.folder} ({error.strerror}); set runtime.output_dir "
+                    "to a writable folder"
+                ) from None
+
+    def check_classes(self, class_names):
+        """Record the class list, or refuse a resumed run whose dataset now has other classes."""
+        path = self.folder / "classes.json"
+        if path.exists():
+            previous = json.loads(path.read_text())
+            if previous != class_names:
+                added = sorted(set(class_names) - set(previous))
+                removed = sorted(set(previous) - set(class_names))
+                raise UserError(
+                    f"{self.folder} was trained on other classes than {self.recipe.data.root} holds now "
+                    f"(added {added}, removed {removed}, or reordered); restore the dataset or use another "
+                    "runtime.output_dir"
+                )
+        else:
+            write_json(path, class_names)
 
     def stage_dir(self, stage):
         folder = self.folder / "stages" / stage
@@ -147,25 +180,41 @@ class Run:
         write_json(self.state_path, self.state)
 
     @property
-    def finished(self):
+    def stages_done(self):
         return [stage.name for stage in self.recipe.stages] == self.state["completed"]
+
+    @property
+    def finished(self):
+        """All stages trained and the final model and metrics written (the last step of a run)."""
+        metrics = self.folder / "metrics.json"
+        return (
+            self.stages_done
+            and (self.folder / MODEL_FILE).exists()
+            and metrics.exists()
+            and "final" in json.loads(metrics.read_text())
+        )
 
 
 def _optimizer(model, stage):
-    """The stage's optimizer; with ``flow_learning_rate``, the flow stream learns at that rate."""
-    options = dict(learning_rate=stage.learning_rate, weight_decay=stage.weight_decay or None)
+    """The stage's optimizer with PyTorch's semantics (L2 weight decay; the flow stream's own SGD rate)."""
     if stage.optimizer == "adam":
-        return keras.optimizers.Adam(epsilon=stage.epsilon, **options)
-    options["momentum"] = stage.momentum or 0.0
-    if stage.flow_learning_rate is None or stage.flow_learning_rate == stage.learning_rate:
-        return keras.optimizers.SGD(**options)
-    slow = [
-        variable
-        for path, layer in walk_layers(model)
-        if path.startswith("flow_stream/")
-        for variable in layer.trainable_weights
-    ]
-    return TwoRateSGD(slow_variables=slow, slow_factor=stage.flow_learning_rate / stage.learning_rate, **options)
+        return TorchAdam(l2=stage.weight_decay, learning_rate=stage.learning_rate, epsilon=stage.epsilon)
+    slow, factor = [], 1.0
+    if stage.flow_learning_rate is not None:
+        slow = [
+            variable
+            for path, layer in walk_layers(model)
+            if path.startswith("flow_stream/")
+            for variable in layer.trainable_weights
+        ]
+        factor = stage.flow_learning_rate / stage.learning_rate
+    return TorchSGD(
+        l2=stage.weight_decay,
+        slow_variables=slow,
+        slow_factor=factor,
+        learning_rate=stage.learning_rate,
+        momentum=stage.momentum or 0.0,
+    )
 
 
 def _compile(model, stage):
@@ -176,69 +225,104 @@ def _compile(model, stage):
     )
 
 
+def clip_dataset(recipe, index, subset, *, streams, frames, batch_size, training, seed, bad_videos):
+    """The dataset of one subset: RGB clips from ``data.packed`` TFRecords when given, else decoded videos."""
+    packed = recipe.data.packed
+    common = dict(rgb_frames=frames, frame_size=recipe.data.frame_size, batch_size=batch_size,
+                  training=training, seed=seed, random_flip=recipe.data.random_flip)
+    if packed is not None and tuple(streams) == ("rgb",):
+        path = packed.train if subset == "train" else packed.test
+        if read_sidecar(path).get("class_names") != index.class_names:
+            raise UserError(f"{path} was packed with other classes than {recipe.data.root} holds; pack it again")
+        return make_tfrecord_dataset(path, **common)
+    return make_dataset(index, streams=streams, flow_stack=recipe.data.flow_stack,
+                        on_bad_video=recipe.data.on_bad_video, bad_videos=bad_videos, **common)
+
+
 def _datasets(recipe, stage, train, test, bad_videos, seed):
-    """Training and test datasets of ``stage``; RGB clips come from ``data.packed`` TFRecords if given."""
-    rgb_frames, flow_frames = recipe.frames_for(stage)
-    streams = stage_streams(recipe.model.kind, stage.name)
-    if recipe.batch_size_for(stage) > len(train.items):
+    """Training and test datasets of ``stage``."""
+    batch_size = recipe.batch_size_for(stage)
+    if batch_size > len(train.items):
         raise UserError(
-            f"stage {stage.name}: batch size {recipe.batch_size_for(stage)} is larger than the {len(train.items)} "
+            f"stage {stage.name}: batch size {batch_size} is larger than the {len(train.items)} "
             "training videos (training drops incomplete batches); lower data.batch_size or the stage's batch_size"
         )
-    common = dict(
-        rgb_frames=flow_frames if stage.name == "flow" else rgb_frames,
-        frame_size=recipe.data.frame_size,
-        batch_size=recipe.batch_size_for(stage),
-        seed=seed,
-    )
-    packed = recipe.data.packed
-    if packed is not None and streams == ("rgb",):
-        for path in (packed.train, packed.test):
-            if read_sidecar(path).get("class_names") != train.class_names:
-                raise UserError(f"{path} was packed with other classes than {recipe.data.root} holds; pack it again")
-        return (
-            make_tfrecord_dataset(packed.train, training=True, random_flip=recipe.data.random_flip, **common),
-            make_tfrecord_dataset(packed.test, training=False, **common),
-        )
-    options = dict(
-        common,
-        streams=streams,
-        flow_stack=recipe.data.flow_stack,
-        on_bad_video=recipe.data.on_bad_video,
-        bad_videos=bad_videos,
-    )
+    options = dict(streams=stage_streams(recipe.model.kind, stage.name), frames=stage_frames(recipe, stage.name),
+                   batch_size=batch_size, seed=seed, bad_videos=bad_videos)
     return (
-        make_dataset(train, training=True, random_flip=recipe.data.random_flip, **options),
-        make_dataset(test, training=False, **options),
+        clip_dataset(recipe, train, "train", training=True, **options),
+        clip_dataset(recipe, test, "test", training=False, **options),
     )
+
+
+def _check_weights_file(recipe):
+    """Fail before any work when ``model.weights`` names a missing or unconverted file."""
+    if recipe.model.weights:
+        try:
+            read_weights_config(recipe.model.weights)
+        except UserError as error:
+            raise UserError(f"model.weights: {error}") from None
+
+
+def _is_chief(strategy):
+    """Whether this process writes the run folder (always, except the non-chief multi-worker workers)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
 
 
 def train_recipe(recipe, log=print):
     """Run every stage of ``recipe`` that is not finished yet; return the run's ``metrics`` dict."""
-    run = Run(recipe)
-    if run.finished:
-        log(f"{run.folder}: all stages are finished; nothing to train (delete the folder to train again)")
-        return json.loads((run.folder / "metrics.json").read_text())
+    if Run(recipe).finished:
+        log(f"{recipe.runtime.output_dir}: all stages are finished; nothing to train "
+            "(delete the folder to train again)")
+        return json.loads((Path(recipe.runtime.output_dir) / "metrics.json").read_text())
+    _check_weights_file(recipe)
     strategy = configure(recipe.runtime)
+    if not _is_chief(strategy):
+        # Other multi-worker workers train in step with the chief but keep their files to themselves.
+        runtime = dataclasses.replace(recipe.runtime, output_dir=tempfile.mkdtemp(prefix="kerasflow-worker-"))
+        recipe = dataclasses.replace(recipe, runtime=runtime)
+    run = Run(recipe)
     train, test = dataset_indexes(recipe.data)
     class_names = train.class_names
-    (run.folder / "classes.json").write_text(json.dumps(class_names, indent=2))
+    run.check_classes(class_names)
     log(f"{recipe.data.dataset}: {len(train.items)} training and {len(test.items)} test videos, "
-        f"{len(class_names)} classes")
-    with strategy.scope():
-        models = build_stage_models(recipe.model, recipe.data, len(class_names))
-    for finished in run.state["completed"]:
-        models[STAGE_MODEL[finished]].load_weights(run.stage_dir(finished) / "final.weights.h5")
-
+        f"{len(class_names)} classes; {strategy.num_replicas_in_sync} replica(s)")
     metrics = {"stages": {}}
     if (run.folder / "metrics.json").exists():
         metrics = json.loads((run.folder / "metrics.json").read_text())
     bad_videos = BadVideoLog()
+    if not run.stages_done:
+        _train_stages(recipe, run, strategy, train, test, class_names, metrics, bad_videos, log)
+
+    last = recipe.stages[-1]
+    best = keras.saving.load_model(run.stage_dir(last.name) / "best.keras", compile=False)
+    save_model(best, str(run.folder / MODEL_FILE), model_metadata(recipe, class_names, last.name))
+    _, test_data = _datasets(recipe, last, train, test, bad_videos, recipe.runtime.seed)
+    result = evaluation.evaluate(best, test_data, len(class_names))
+    metrics["final"] = {"stage": last.name, **result.summary(class_names)}
+    evaluation.plot_confusion_matrix(
+        result.confusion(), class_names, str(run.folder / "confusion_matrix.png"),
+        f"{recipe.model.kind} (final), test: top-1 {result.top1:.3f}",
+    )
+    write_json(run.folder / "metrics.json", metrics)
+    return metrics
+
+
+def _train_stages(recipe, run, strategy, train, test, class_names, metrics, bad_videos, log):
+    """Train the stages not finished yet, each from where the earlier ones left the shared streams."""
+    with strategy.scope():
+        models = build_stage_models(recipe.model, recipe.data, len(class_names))
+    for finished in run.state["completed"]:
+        models[STAGE_MODEL[finished]].load_weights(run.stage_dir(finished) / "final.weights.h5")
     for stage in recipe.stages:
         if stage.name in run.state["completed"]:
             continue
         model = models[STAGE_MODEL[stage.name]]
-        metadata = model_metadata(recipe, class_names, stage.name)
         folder = run.stage_dir(stage.name)
         initial_epoch = 0
         with strategy.scope():
@@ -253,10 +337,11 @@ def train_recipe(recipe, log=print):
             else:
                 run.update_state(current={"stage": stage.name, "epoch": 0, "best": -1.0})
         log(f"{stage.name}: training {len(trainable)} layers for {stage.epochs} epochs")
-        train_data, test_data = _datasets(recipe, stage, train, test, bad_videos, recipe.runtime.seed)
+        # A resumed run must not replay the first epochs' shuffling and augmentation.
+        train_data, test_data = _datasets(recipe, stage, train, test, bad_videos, recipe.runtime.seed + initial_epoch)
         callbacks = [
             keras.callbacks.LearningRateScheduler(stage.learning_rate_at),
-            StageCheckpoint(run, stage.name, metadata),
+            StageCheckpoint(run, stage.name, model_metadata(recipe, class_names, stage.name)),
             keras.callbacks.CSVLogger(str(folder / "log.csv"), append=True),
             keras.callbacks.TensorBoard(str(run.folder / "tensorboard" / stage.name)),
             BadVideoReport(bad_videos),
@@ -280,19 +365,6 @@ def train_recipe(recipe, log=print):
             {name: run.stage_dir(name) / "log.csv" for name in run.state["completed"]}, run.folder / "curves.png"
         )
         log(f"{stage.name}: test top-1 {result.top1:.3f}, {result.seconds_per_video * 1000:.1f} ms per video")
-
-    last = recipe.stages[-1]
-    best = keras.saving.load_model(run.stage_dir(last.name) / "best.keras", compile=False)
-    save_model(best, str(run.folder / MODEL_FILE), model_metadata(recipe, class_names, last.name))
-    _, test_data = _datasets(recipe, last, train, test, bad_videos, recipe.runtime.seed)
-    result = evaluation.evaluate(best, test_data, len(class_names))
-    metrics["final"] = {"stage": last.name, **result.summary(class_names)}
-    evaluation.plot_confusion_matrix(
-        result.confusion(), class_names, str(run.folder / "confusion_matrix.png"),
-        f"{recipe.model.kind} (final), test: top-1 {result.top1:.3f}",
-    )
-    write_json(run.folder / "metrics.json", metrics)
-    return metrics
 
 
 def comparison_table(metrics):
