@@ -259,3 +259,10 @@ def test_training_step_under_mixed_float16():
         assert any(not np.array_equal(a, b) for a, b in zip(after, before))
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_float32_whatever_dtype_is_asked_for():
+    for dtype in ("float16", "mixed_float16", "float64"):
+        layer = RepresentationFlow(n_iter=2, dtype=dtype)
+        out = layer(np.random.default_rng(7).random((1, 2, 5, 5, 1)).astype("float32"))
+        assert layer.compute_dtype == layer.variable_dtype == out.dtype == "float32"

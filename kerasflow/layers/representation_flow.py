@@ -27,14 +27,6 @@ def _channel_kernel(taps, channels):
     return initializer
 
 
-def _nonmixed_dtype(dtype):
-    """The layer always computes in float32: the 1e-12 terms vanish in float16."""
-    if dtype is None:
-        return "float32"
-    policy = keras.dtype_policies.get(dtype)
-    return policy.variable_dtype if policy.compute_dtype != policy.variable_dtype else policy
-
-
 @keras.saving.register_keras_serializable(package="kerasflow")
 class RepresentationFlow(keras.layers.Layer):
     """Learnable TV-L1 flow between consecutive frames of a feature map (seed §II-C, Algorithm 1).
@@ -81,7 +73,8 @@ class RepresentationFlow(keras.layers.Layer):
                 f"`image_gradient` must be one of {sorted(GRADIENT_KERNELS)}. "
                 f"Received: image_gradient={image_gradient!r}"
             )
-        kwargs["dtype"] = _nonmixed_dtype(kwargs.get("dtype"))
+        # Always float32 (variables and computation): the 1e-12 terms vanish in float16.
+        kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
         self.n_iter = int(n_iter)
         self.theta = float(theta)
