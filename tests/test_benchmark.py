@@ -75,6 +75,16 @@ def test_tvl1_video_is_timed_and_added_to_the_optical_flow_model(benchmark, tmp_
     assert total["seconds_per_video"] == pytest.approx(tvl1["seconds"] + report["models"][0]["median_s_per_video"])
 
 
+def test_tvl1_runs_on_one_opencv_thread_like_extract_flow_workers(benchmark, tmp_path):
+    import cv2
+
+    clip = benchmark.write_synthetic_clip(tmp_path, frames=3, width=64, height=48)
+    threads = cv2.getNumThreads()
+    result = benchmark.time_tvl1(clip, size=24)
+    assert (result["frame_width"], result["frame_height"], result["pairs"]) == (32, 24, 2)  # 48 x 64 -> 24 x 32
+    assert result["opencv_threads"] == 1 and cv2.getNumThreads() == threads
+
+
 def test_totals_add_tvl1_to_optical_flow_models(benchmark):
     models = [{"model": "two_stream", "median_s_per_video": 0.2},
               {"model": "two_stream_optical_flow", "median_s_per_video": 0.125}]
@@ -87,7 +97,10 @@ def test_bad_settings_exit_with_one_line(benchmark, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         benchmark.main(["--models", "representation_flow", "--flow-frames", "2", "--backbone", "tiny"])
     assert exit_info.value.code == 2
-    assert "--flow-frames 2" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "--flow-frames 2" in errors[0]
+    with pytest.raises(SystemExit) as exit_info:
         benchmark.main(["--tvl1-video", str(tmp_path / "missing.avi"), "--backbone", "tiny"])
-    assert "missing.avi does not exist" in capsys.readouterr().err
+    assert exit_info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: --tvl1-video {tmp_path / 'missing.avi'} does not exist; pass a video file or frame folder"]

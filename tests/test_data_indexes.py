@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from kerasflow.data.indexes import build_index
+from kerasflow.data.tvl1 import extract_all as extract_flow_all
 from kerasflow.data.synthetic import write_video
 from kerasflow.errors import UserError
 
@@ -109,12 +110,25 @@ def test_egtea_one_based_ids_names_with_spaces_and_missing_clip(egtea_root, capl
         build_index("egtea", egtea_root, split=2, subset="test")
 
 
-def test_egtea_flow_root_mirrors_video_paths(egtea_root, tmp_path):
+def test_egtea_flow_mirrors_the_clips_folder(egtea_root, tmp_path):
+    """``extract_flow.py <root>/cropped_clips <flow_root>`` writes ``flow_x/<session>/<clip>/``."""
     clip = EGTEA_TEST[0][0]
-    flow = tmp_path / "flow" / "flow_x" / "cropped_clips" / "P04-R06-GreekSalad" / clip
-    flow.mkdir(parents=True)
+    extract_flow_all(egtea_root / "cropped_clips", tmp_path / "flow", workers=1)
+    flow = tmp_path / "flow" / "flow_x" / "P04-R06-GreekSalad" / clip
+    assert flow.is_dir()
     test = build_index("egtea", egtea_root, split=1, subset="test", flow_root=tmp_path / "flow")
     assert test.items[0].flow_source == str(flow)
+    # flow_root defaults to the root
+    (egtea_root / "flow_x" / "P04-R06-GreekSalad" / clip).mkdir(parents=True)
+    test = build_index("egtea", egtea_root, split=1, subset="test")
+    assert test.items[0].flow_source == str(egtea_root / "flow_x" / "P04-R06-GreekSalad" / clip)
+
+
+@pytest.mark.parametrize("line", ["Take bowl", "Take bowl one", "Take bowl 0", ""])
+def test_egtea_bad_action_names_line_is_one_line_error(egtea_root, line):
+    (egtea_root / "action_annotation" / "action_idx.txt").write_text(f"Put lid 2\n{line}\n" if line else "3\n")
+    with pytest.raises(UserError, match=r"action_idx.txt' line \d: expected '<action name> <id from 1>'"):
+        build_index("egtea", egtea_root, split=1, subset="train")
 
 
 HMDB = {
@@ -157,6 +171,16 @@ def test_hmdb51_tags_and_punctuated_names(hmdb_root):
         build_index("hmdb51", hmdb_root, split=3)
 
 
+def test_hmdb51_flow_in_the_root_by_default(hmdb_root):
+    """``extract_flow.py <hmdb_root> <hmdb_root>`` writes ``<root>/flow_x/<class>/<video>/``: no new class."""
+    flow = hmdb_root / "flow_x" / "cartwheel" / "(Rad)Schlag_die_Bank!_cartwheel_f_cm_np1_le_med_0"
+    flow.mkdir(parents=True)
+    (hmdb_root / "flow_y" / "cartwheel").mkdir(parents=True)
+    train = build_index("hmdb51", hmdb_root, split=1, subset="train")
+    assert train.class_names == ["brush_hair", "cartwheel"]
+    assert [item.flow_source for item in train.items] == [None, str(flow)]
+
+
 def _folder_dataset(root, per_class=4):
     for name in ("jump", "run, fast!"):
         for number in range(per_class):
@@ -178,6 +202,23 @@ def test_folder_lists(tmp_path):
     assert [item.label for item in test.items] == [1] and len(test.missing) == 1
 
 
+def test_folder_list_lines_outside_the_class_folders_are_missing(tmp_path, caplog):
+    root = tmp_path / "data"
+    _folder_dataset(root)
+    outside = tmp_path / "elsewhere.avi"
+    _video(outside)
+    (root / "flow_x" / "jump").mkdir(parents=True)
+    (root / "train.txt").write_text(
+        f"jump/clip (0) jump.avi\njmup/clip (0) jump.avi\n{outside}\njump\nflow_x/jump\n../elsewhere.avi\n"
+    )
+    (root / "test.txt").write_text("run, fast!/clip (2) run, fast!.avi\n")
+    with caplog.at_level(logging.WARNING, logger="kerasflow.data"):
+        train = build_index("folder", root, subset="train")
+    assert train.class_names == ["jump", "run, fast!"]  # from the folders on disk; flow_x is none
+    assert [(item.source, item.label) for item in train.items] == [(str(root / "jump" / "clip (0) jump.avi"), 0)]
+    assert len(train.missing) == 5 and "jmup" in caplog.text
+
+
 def test_folder_stratified_split_is_seeded_and_disjoint(tmp_path):
     root = tmp_path / "data"
     _folder_dataset(root)
@@ -193,3 +234,16 @@ def test_folder_stratified_split_is_seeded_and_disjoint(tmp_path):
     assert len(test_sets) > 1
     flows = [item.flow_source for item in train.items + test.items if item.flow_source]
     assert flows == [str(flow)]
+
+
+def test_folder_split_of_a_class_ignores_the_other_classes(tmp_path):
+    root = tmp_path / "data"
+    _folder_dataset(root, per_class=8)
+    before = build_index("folder", root, subset="test", seed=3)
+    _video(root / "a new class" / "x.avi")
+    _video(root / "a new class" / "y.avi")
+    (root / "flow_x" / "jump" / "clip (1) jump").mkdir(parents=True)  # flow in the root: no class
+    after = build_index("folder", root, subset="test", seed=3)
+    assert after.class_names == ["a new class", "jump", "run, fast!"]
+    assert [i.source for i in after.items if "a new class" not in i.source] == [i.source for i in before.items]
+    assert after.class_counts().tolist() == [1, 2, 2]

@@ -1,9 +1,13 @@
 """tf.data pipeline: shapes, normalisation, shared augmentation, determinism, bad-video skip/fail."""
 
+import types
+
 import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
+
+from kerasflow.data import pipeline
 
 from kerasflow.data.indexes import VideoIndex, VideoItem
 from kerasflow.data.pipeline import (
@@ -17,8 +21,11 @@ from kerasflow.data.pipeline import (
     make_dataset,
     scaled_shape,
     short_side_for,
+    transform_clip,
+    transform_planes,
 )
 from kerasflow.data.synthetic import write_video
+from kerasflow.data.tfrecord import transform_frames
 from kerasflow.errors import UserError
 
 
@@ -181,3 +188,77 @@ def test_fail_policy_stops_with_the_path(index_with_bad_clips):
     assert bad_video_from_tf_error(RuntimeError("unrelated")) is None
     with pytest.raises(UserError, match="on_bad_video"):
         make_dataset(index, on_bad_video="ignore")
+
+
+ALL_DRAWS = [
+    types.SimpleNamespace(flip=flip, scale=scale, position=position)
+    for flip in (False, True) for scale in range(4) for position in range(5)
+]
+
+
+def test_long_clips_and_flow_stacks_resize_like_single_frames():
+    # 50 RGB frames = 150 channels: over cv2.resize's 128, so resized in chunks; the same numbers
+    clip = np.random.default_rng(0).integers(0, 256, (50, 24, 32, 3), dtype=np.uint8)
+    for draw in (None, ALL_DRAWS[7], ALL_DRAWS[33]):
+        out = transform_clip(clip, 16, draw)
+        assert out.shape == (50, 16, 16, 3)
+        for t in (0, 41, 42, 43, 49):  # frames on both sides of the 128-channel chunk border
+            np.testing.assert_array_equal(out[t], transform_clip(clip[t : t + 1], 16, draw)[0])
+    stack = np.random.default_rng(1).integers(0, 256, (24, 32, 60), dtype=np.uint8)  # 30 flow pairs
+    out = transform_planes(stack, 16, ALL_DRAWS[25], flow=True)
+    assert out.shape == (16, 16, 60)
+    np.testing.assert_array_equal(out[..., 58:], transform_planes(stack[..., 58:], 16, ALL_DRAWS[25], flow=True))
+
+
+def test_a_50_frame_clip_is_not_a_bad_video(tmp_path):
+    frames = [np.repeat(_texture(n)[..., None], 3, 2) for n in range(50)]
+    item = VideoItem(_png_clip(tmp_path / "long", frames), 0)
+    (rgb,) = load_example(item, ("rgb",), 50, 5, 16, True, 3)
+    assert rgb.shape == (50, 16, 16, 3)
+
+
+def test_tf_reader_augmentation_equals_transform_clip():
+    clip = np.stack([np.repeat(_texture(n)[..., None], 3, 2) for n in range(3)])
+    clip[..., 1] = 255 - clip[..., 1]  # channels differ
+    for draw in [None, *ALL_DRAWS]:
+        expected = transform_clip(clip, 16, draw).astype(np.float32)
+        args = () if draw is None else (draw.flip, draw.scale, draw.position)
+        actual = np.round(transform_frames(tf.constant(clip, tf.float32), 16, *args).numpy())
+        assert actual.shape == expected.shape == (3, 16, 16, 3)
+        assert np.abs(actual - expected).max() <= 1, draw
+
+
+@pytest.fixture
+def gradient_index(tmp_path):
+    frame = np.repeat(np.repeat(np.arange(0, 256, 8, dtype=np.uint8)[None, :, None], 24, 0), 3, 2)  # 24 x 32
+    source = _png_clip(tmp_path / "gradient", [frame] * 3)
+    return VideoIndex([VideoItem(source, 0)] * 8, ["a"], "folder", "train")
+
+
+@pytest.mark.parametrize("random_flip", [False, True])
+def test_random_flip_known_answer(gradient_index, random_flip):
+    dataset = make_dataset(gradient_index, rgb_frames=2, frame_size=16, batch_size=8, training=True, seed=2,
+                           random_flip=random_flip)
+    clips = np.concatenate([batch for batch, _ in _batches(dataset) + _batches(dataset)])  # 16 draws
+    # the brightness rises from left to right, or (flipped) falls: never flat
+    rising = clips[:, :, :, -1, 0].mean(axis=(1, 2)) > clips[:, :, :, 0, 0].mean(axis=(1, 2))
+    if random_flip:
+        assert 0 < rising.sum() < 16
+    else:
+        assert rising.all()
+
+
+def test_only_decoding_errors_become_bad_videos(grey_clip_with_flow, monkeypatch):
+    def broken_decoder(*args, **kwargs):
+        raise cv2.error("(-215:Assertion failed) decoder")
+
+    def broken_transform(*args, **kwargs):
+        raise ValueError("a configuration bug")
+
+    monkeypatch.setattr(pipeline, "read_clip", broken_decoder)
+    with pytest.raises(pipeline.BadVideo, match="error: .*decoder"):
+        load_example(grey_clip_with_flow, ("rgb",), 4, 3, 16, False, 0)
+    monkeypatch.undo()
+    monkeypatch.setattr(pipeline, "transform_planes", broken_transform)
+    with pytest.raises(ValueError, match="configuration bug"):
+        load_example(grey_clip_with_flow, ("flow",), 4, 3, 16, False, 0)

@@ -5,12 +5,13 @@ import json
 import cv2
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from kerasflow.data.__main__ import main
-from kerasflow.data.indexes import build_index
+from kerasflow.data.indexes import VideoIndex, build_index
 from kerasflow.data.pipeline import make_dataset
 from kerasflow.data.synthetic import DIRECTIONS, make_synthetic_dataset, render_video
-from kerasflow.data.tfrecord import make_tfrecord_dataset, pack_index, read_sidecar
+from kerasflow.data.tfrecord import LABEL_KEY, MEDIA_ID_KEY, make_tfrecord_dataset, pack_index, read_sidecar
 from kerasflow.errors import UserError
 
 
@@ -54,7 +55,7 @@ def test_rerun_reuses_and_other_arguments_refused(synthetic):
     stamp = first.stat().st_mtime_ns
     assert make_synthetic_dataset(synthetic, classes=4, videos_per_class=4, frames=8, size=32) == synthetic
     assert first.stat().st_mtime_ns == stamp
-    with pytest.raises(UserError, match="different|not"):
+    with pytest.raises(UserError, match="holds a synthetic dataset made with .*'classes': 4.*, not .*'classes': 3"):
         make_synthetic_dataset(synthetic, classes=3, videos_per_class=4, frames=8, size=32)
 
 
@@ -91,6 +92,8 @@ def test_packed_reader_matches_numpy_reader(synthetic, tmp_path):
     summary = pack_index(index, record)
     assert summary["clips"] == 12 and summary["skipped"] == [str(broken)]
     index.items.pop()
+    by_source = {item.source: item for item in index.items}
+    index.items = [by_source[source] for source, _ in _records(record)]  # the packed order
     expected = list(make_dataset(index, rgb_frames=5, frame_size=24, batch_size=5))
     packed = list(make_tfrecord_dataset([record], rgb_frames=5, frame_size=24, batch_size=5))
     assert [labels.numpy().tolist() for _, labels in packed] == [labels.numpy().tolist() for _, labels in expected]
@@ -107,3 +110,60 @@ def test_packed_reader_matches_numpy_reader(synthetic, tmp_path):
     for (x, y), (x2, y2) in zip(training, again):
         np.testing.assert_array_equal(x["rgb"].numpy(), x2["rgb"].numpy())
         np.testing.assert_array_equal(y.numpy(), y2.numpy())
+
+
+def _records(path):
+    """(media id, label) of each record of a TFRecord file, in file order."""
+    records = []
+    for serialized in tf.data.TFRecordDataset(str(path)):
+        example = tf.train.SequenceExample.FromString(serialized.numpy())
+        context = example.context.feature
+        records.append((context[MEDIA_ID_KEY].bytes_list.value[0].decode(), context[LABEL_KEY].int64_list.value[0]))
+    return records
+
+
+def test_pack_order_mixes_classes_and_follows_the_seed(synthetic, tmp_path):
+    train = build_index("folder", synthetic, subset="train")
+    items = [item for item in train.items if item.label < 2] * 3  # 9 clips of class 0, 9 of class 1
+    index = VideoIndex(sorted(items, key=lambda item: item.label), train.class_names, "folder", "train")
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        pack_index(index, tmp_path / f"{name}.tfrecord", seed=seed, short_side=16)
+    records = _records(tmp_path / "a.tfrecord")
+    labels = [label for _, label in records]
+    assert sorted(records) == sorted((item.source, item.label) for item in index.items)  # every clip once
+    assert 0 < sum(labels[:8]) < 8  # the first 8 records hold both classes
+    assert (tmp_path / "a.tfrecord").read_bytes() == (tmp_path / "b.tfrecord").read_bytes()  # same seed, same file
+    assert _records(tmp_path / "c.tfrecord") != records
+    assert read_sidecar(tmp_path / "c.tfrecord")["seed"] == 1
+
+
+def test_user_errors_are_one_line(synthetic, tmp_path, capsys):
+    def error_of(argv):
+        with pytest.raises(SystemExit) as caught:
+            main(argv)
+        err = capsys.readouterr().err
+        assert caught.value.code == 2
+        return [line for line in err.splitlines() if "error:" in line]
+
+    pack = ["pack", "--dataset", "folder", "--root", str(synthetic)]
+    errors = error_of([*pack, "--short-side", "0", str(tmp_path / "x.tfrecord")])
+    assert len(errors) == 1 and "--short-side: 0 is not a positive integer" in errors[0]
+    errors = error_of([*pack, str(tmp_path)])
+    assert errors == [f"error: output {str(tmp_path)!r} is a folder; pass a file path such as "
+                      f"{str(tmp_path / 'train.tfrecord')!r}"]
+    a_file = tmp_path / "a file"
+    a_file.write_text("x")
+    errors = error_of(["synth", str(a_file)])
+    assert len(errors) == 1 and "is a file" in errors[0]
+    assert len(error_of(["synth", str(tmp_path / "odd"), "--size", "33"])) == 1
+
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "synthetic.json").write_text('{"arguments": ')
+    with pytest.raises(UserError, match="synthetic.json' is not valid JSON"):
+        make_synthetic_dataset(corrupt, classes=2, videos_per_class=2, frames=4, size=16)
+    record = tmp_path / "r.tfrecord"
+    record.write_bytes(b"")
+    (tmp_path / "r.tfrecord.json").write_text("[1, 2")
+    with pytest.raises(UserError, match="r.tfrecord.json' is not valid JSON"):
+        read_sidecar(record)

@@ -1,11 +1,15 @@
 """OpenCV decoding: sampling, frame folders, video files, frame-count lies, flow stacks, bad files."""
 
+import logging
+import os
+
 import cv2
 import numpy as np
 import pytest
 
+from kerasflow.data import video
 from kerasflow.data.synthetic import write_video
-from kerasflow.data.video import BadVideo, flow_y_folder, read_clip, read_flow_stack, sample_indices
+from kerasflow.data.video import BadVideo, flow_y_folder, list_frame_files, read_clip, read_flow_stack, sample_indices
 
 
 def test_sample_indices_known_answers():
@@ -74,6 +78,58 @@ def test_frame_count_that_lies_is_sampled_over_decodable_frames(tmp_path):
     clip = read_clip(truncated, 5)
     expected = np.stack([decodable[i] for i in sample_indices(len(decodable), 5)])
     np.testing.assert_array_equal(clip, expected)
+
+
+def test_one_file_per_frame_stem_and_a_total_order(tmp_path):
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for number in range(1, 5):
+        cv2.imwrite(str(folder / f"image_{number:05d}.png"), np.full((6, 8, 3), 10 * number, np.uint8))
+    cv2.imwrite(str(folder / "image_00001.jpg"), np.full((6, 8, 3), 200, np.uint8))  # a second copy of frame 1
+    cv2.imwrite(str(folder / "image_00003.bmp"), np.full((6, 8, 3), 220, np.uint8))
+    cv2.imwrite(str(folder / "image_3.png"), np.full((6, 8, 3), 240, np.uint8))  # another stem, same number
+    names = [os.path.basename(path) for path in list_frame_files(folder)]
+    assert names == ["image_00001.jpg", "image_00002.png", "image_00003.png", "image_3.png", "image_00004.png"]
+    clip = read_clip(folder, 5)
+    assert np.abs(clip[:, 0, 0, 0].astype(int) - [200, 20, 30, 240, 40]).max() <= 2
+
+
+def _count_opens(monkeypatch):
+    opened = []
+    real = cv2.VideoCapture
+
+    def counting(path, *args):
+        opened.append(path)
+        return real(path, *args)
+
+    monkeypatch.setattr(video.cv2, "VideoCapture", counting)
+    return opened
+
+
+def test_each_clip_opens_its_video_once(tmp_path, monkeypatch):
+    path = tmp_path / "fine.avi"
+    write_video(path, np.zeros((6, 16, 16, 3), np.uint8))
+    opened = _count_opens(monkeypatch)
+    read_clip(path, 3)
+    read_clip(path, 3, training=True, rng=np.random.default_rng(0))
+    assert opened == [str(path)] * 2
+
+
+def test_real_frame_count_is_remembered_and_reported_once(tmp_path, monkeypatch, caplog):
+    full = tmp_path / "full.avi"
+    write_video(full, np.stack([np.full((32, 48, 3), 10 * t + 20, np.uint8) for t in range(12)]))
+    truncated = tmp_path / "truncated but remembered.avi"
+    truncated.write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.9)])
+    opened = _count_opens(monkeypatch)
+    with caplog.at_level(logging.WARNING, logger="kerasflow.data"):
+        first = read_clip(truncated, 5, training=True, rng=np.random.default_rng(3))
+        assert len(opened) == 2  # the header's count fails once...
+        second = read_clip(truncated, 5, training=True, rng=np.random.default_rng(3))
+        assert len(opened) == 3  # ...then the real count is known: one decode per clip
+        read_clip(truncated, 5)
+    np.testing.assert_array_equal(first, second)  # the same random numbers, with or without the count
+    warnings = [record.getMessage() for record in caplog.records if str(truncated) in record.getMessage()]
+    assert len(warnings) == 1 and "header states 12 frames" in warnings[0]
 
 
 def test_bad_files_raise_bad_video_naming_the_path(tmp_path, frame_folder):

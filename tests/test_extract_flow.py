@@ -9,13 +9,17 @@ import cv2
 import numpy as np
 import pytest
 
+from kerasflow.data import tvl1
+from kerasflow.data.video import BadVideo
+
 from kerasflow.data.tvl1 import (
     decode_flow,
     encode_flow,
     extract_all,
     extract_video,
     find_sources,
-    tvl1_flow,
+    iter_grey_frames,
+    iter_tvl1_flow,
 )
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "extract_flow.py"
@@ -92,7 +96,7 @@ def test_encode_decode_round_trip_within_half_a_grey_level():
 
 
 def test_tvl1_flow_measures_a_known_shift():
-    flows = tvl1_flow(moving_frames(3, dx=2))
+    flows = list(iter_tvl1_flow(moving_frames(3, dx=2)))
     assert len(flows) == 2
     assert flows[0].shape == (SIZE, SIZE, 2) and flows[0].dtype == np.float32
     inner = flows[0][8:-8, 8:-8]
@@ -119,8 +123,42 @@ def test_size_resizes_the_shorter_side(tmp_path):
     frames = [cv2.resize(frame, (SIZE, SIZE // 2)) for frame in moving_frames(3, dx=2)]  # 64 x 32
     write_frame_folder(src / "clip", frames, pattern="{}.png")
     result = extract_video(src / "clip", out, Path("clip"), size=48)
-    assert result["pairs"] == 2
+    assert (result["pairs"], result["width"], result["height"]) == (2, 96, 48)
     assert read_flow(out, "clip", 1).shape == (48, 96, 2)
+
+
+def test_frames_of_mixed_sizes_are_resized_to_the_first(tmp_path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    frames = moving_frames(4, dx=2)
+    frames[2] = cv2.resize(frames[2], (48, 40))  # one odd frame in the folder
+    write_frame_folder(src / "mixed", frames, pattern="{}.png")
+    greys = list(iter_grey_frames(src / "mixed"))
+    assert [grey.shape for grey in greys] == [(SIZE, SIZE)] * 4
+    np.testing.assert_array_equal(greys[1], frames[1])
+    expected = cv2.resize(frames[2], (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(greys[2], expected)
+    # with --size the shorter side is scaled as the loader scales it: 64 x 64 -> 48 x 48
+    assert {grey.shape for grey in iter_grey_frames(src / "mixed", size=48)} == {(48, 48)}
+    summary = extract_all(src, out, workers=1)
+    assert summary["extracted"] == 1 and not summary["failed"]
+    assert all(read_flow(out, "mixed", index).shape == (SIZE, SIZE, 2) for index in (1, 2, 3))
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), cv2.error("(-215:Assertion failed) x")])
+def test_opencv_and_file_errors_become_bad_videos(tmp_path, monkeypatch, error):
+    src, out = tmp_path / "src", tmp_path / "out"
+    write_frame_folder(src / "clip", moving_frames(3, dx=1))
+
+    def failing_write(path, image):
+        raise error
+
+    monkeypatch.setattr(tvl1, "_write_jpeg", failing_write)
+    with pytest.raises(BadVideo) as caught:
+        extract_video(src / "clip", out, Path("clip"))
+    assert caught.value.path == str(src / "clip") and type(error).__name__ in caught.value.reason
+    reported = tvl1._extract_or_report(src / "clip", out, Path("clip"), 20, None)  # what a worker returns
+    assert reported["error"].startswith(f"{src / 'clip'}: {type(error).__name__}: ")
+    assert not (out / "flow_x" / "clip").exists() and not list((out / ".flow_partial").iterdir())
 
 
 # (c) layout ------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ extraction plus the model; the representation-flow model costs the model alone.
 import argparse
 import dataclasses
 import functools
-import json
 import os
 import platform
 import statistics
@@ -38,6 +37,7 @@ import numpy as np  # noqa: E402
 
 from kerasflow.cli import positive_int, start_tensorflow_quietly  # noqa: E402
 from kerasflow.errors import UserError, cli_entry  # noqa: E402
+from kerasflow.model_files import write_json  # noqa: E402
 from kerasflow.recipes import BACKBONES, MODEL_KINDS, OPTICAL_FLOW_KINDS, DataConfig, ModelConfig  # noqa: E402
 
 DEFAULT_MODELS = ("rgb", "representation_flow", "two_stream", "optical_flow", "two_stream_optical_flow")
@@ -188,27 +188,35 @@ def write_synthetic_clip(folder, seed=0, frames=SYNTHETIC_CLIP["frames"], width=
 
 
 def time_tvl1(source, size=None):
-    """Seconds of ``extract_video`` (decode + TV-L1 + JPEG writing) on one source, into a temporary folder."""
+    """Seconds of ``extract_video`` (decode + TV-L1 + JPEG writing) on one source, into a temporary folder.
+
+    OpenCV runs on one thread, as in each of ``tools/extract_flow.py``'s worker processes, so the
+    number is the per-video cost of an extraction run (which gains its speed from processes).
+    """
     import cv2
 
-    from kerasflow.data.tvl1 import extract_video, iter_grey_frames
+    from kerasflow.data.tvl1 import extract_video
     from kerasflow.data.video import BadVideo
 
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    used_threads = cv2.getNumThreads()
     try:
-        first = next(iter_grey_frames(source, size), None)
         with tempfile.TemporaryDirectory(prefix="tvl1-benchmark-") as out_root:
             result = extract_video(source, out_root, "video", size=size)
     except BadVideo as error:
         raise UserError(f"{error.path}: {error.reason}; pass another video to --tvl1-video") from None
+    finally:
+        cv2.setNumThreads(threads)
     return {
         "source": str(source),
-        "frame_width": int(first.shape[1]),
-        "frame_height": int(first.shape[0]),
+        "frame_width": int(result["width"]),
+        "frame_height": int(result["height"]),
         "pairs": result["pairs"],
         "seconds": result["timing"],
         "seconds_per_pair": result["timing"] / result["pairs"],
         "opencv": cv2.__version__,
-        "opencv_threads": cv2.getNumThreads(),
+        "opencv_threads": used_threads,
     }
 
 
@@ -285,14 +293,6 @@ def format_table(report):
     return "\n".join(lines)
 
 
-def _write_json(path, report):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
-
-
 def run_models(args, device):
     """Build and time each model of ``args.models`` in turn; a list of result dicts."""
     import keras
@@ -353,7 +353,8 @@ def main(argv=None):
     report["totals"] = totals_with_tvl1(report["models"], report["tvl1"])
     print(format_table(report))
     if args.json:
-        _write_json(args.json, report)
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        write_json(args.json, report)
         print(f"results: {args.json}")
     return 0
 

@@ -11,16 +11,10 @@ extension), skips videos finished by an earlier run, and writes per-video second
 
 import argparse
 
+from kerasflow.cli import positive_int
 from kerasflow.data.tvl1 import TIMING_FILE, extract_all
 from kerasflow.data.video import VIDEO_EXTENSIONS
 from kerasflow.errors import cli_entry
-
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return value
 
 
 def _positive_float(text):
@@ -39,13 +33,13 @@ def build_parser():
     parser.add_argument("src_root", help=f"folder searched for videos ({' '.join(VIDEO_EXTENSIONS)}) "
                         "and frame folders (jpg/png)")
     parser.add_argument("out_root", help="output root: gets flow_x/, flow_y/ and " + TIMING_FILE)
-    parser.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
                         help="parallel processes, one video each (default: CPU count)")
     parser.add_argument("--bound", type=_positive_float, default=20.0, metavar="PIXELS",
                         help="flow clip value in pixels for the JPEG coding (default: 20, as dense_flow)")
-    parser.add_argument("--size", type=_positive_int, default=None, metavar="SHORTER_SIDE",
+    parser.add_argument("--size", type=positive_int, default=None, metavar="SHORTER_SIDE",
                         help="resize frames so the shorter side has this many pixels (default: keep)")
-    parser.add_argument("--limit", type=_positive_int, default=None, metavar="K",
+    parser.add_argument("--limit", type=positive_int, default=None, metavar="K",
                         help="process only the first K sources in sorted order (e.g. to time a sample)")
     parser.add_argument("--strict", action="store_true",
                         help="stop with exit status 2 at the first video that cannot be decoded")

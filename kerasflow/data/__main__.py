@@ -2,6 +2,9 @@
 
 import argparse
 
+from kerasflow.cli import positive_int
+from kerasflow.data.indexes import DATASETS, SUBSETS
+from kerasflow.data.video import BAD_VIDEO_POLICIES
 from kerasflow.errors import cli_entry
 
 
@@ -19,13 +22,14 @@ def _parser():
     synth.add_argument("--test-fraction", type=float, default=0.25, help="share of each class in test.txt")
 
     pack = commands.add_parser("pack", help="pack a dataset split into a TFRecord file of JPEG frames")
-    pack.add_argument("--dataset", required=True, choices=("gtea61", "egtea", "hmdb51", "folder"))
+    pack.add_argument("--dataset", required=True, choices=DATASETS)
     pack.add_argument("--root", required=True, help="dataset root folder")
     pack.add_argument("--split", type=int, default=1)
-    pack.add_argument("--subset", default="train", choices=("train", "test"))
-    pack.add_argument("--short-side", type=int, default=None, help="rescale frames to this shorter side first")
+    pack.add_argument("--subset", default="train", choices=SUBSETS)
+    pack.add_argument("--short-side", type=positive_int, default=None,
+                      help="rescale frames to this shorter side first (pixels, 1 or more)")
     pack.add_argument("--jpeg-quality", type=int, default=95)
-    pack.add_argument("--on-bad-video", default="skip", choices=("skip", "fail"))
+    pack.add_argument("--on-bad-video", default=BAD_VIDEO_POLICIES[0], choices=BAD_VIDEO_POLICIES)
     pack.add_argument("out", help="output .tfrecord path (a .json sidecar is written next to it)")
     return parser
 

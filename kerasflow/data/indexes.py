@@ -10,9 +10,15 @@ Layouts (see README "Datasets"):
 - ``hmdb51``: ``<root>/<class>/*.avi`` (or ``<root>/videos/<class>/*.avi``) and
   ``<root>/testTrainMulti_7030_splits/<class>_test_split{k}.txt`` (tags 1 train, 2 test, 0 unused).
 - ``folder``: ``<root>/<class>/<video file or frame folder>``, with optional ``train.txt`` /
-  ``test.txt`` lists of ``<class>/<name>`` paths; without them a seeded stratified split.
+  ``test.txt`` lists of ``<class>/<name>`` paths; without them a seeded stratified split. The classes
+  are the folders on disk (``flow_x``/``flow_y`` excepted).
 
-A clip listed by a split file but absent on disk is logged, dropped and counted in ``VideoIndex.missing``.
+Flow (``flow_root``, default ``root``): ``<flow_root>/flow_x/<rel>/`` and its ``flow_y`` twin, where
+``<rel>`` is the clip's path without its video extension below the folder ``tools/extract_flow.py``
+was run on: ``<root>/cropped_clips`` for egtea, ``root`` for the others (GTEA61: ``frames``' twins).
+
+A clip listed by a split file but absent on disk (or a list line that names no class folder, or an
+absolute path) is logged, dropped and counted in ``VideoIndex.missing``.
 """
 
 import logging
@@ -23,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kerasflow.data.tvl1 import output_rel_path
 from kerasflow.data.video import frame_folder_files, is_video_file
 from kerasflow.errors import UserError
 
@@ -31,6 +38,7 @@ logger = logging.getLogger("kerasflow.data")
 DATASETS = ("gtea61", "egtea", "hmdb51", "folder")
 SUBSETS = ("train", "test")
 FOLDER_TEST_FRACTION = 0.25
+FLOW_FOLDERS = ("flow_x", "flow_y")  # written by tools/extract_flow.py into a root; never a class
 _MISSING_NAMED = 10  # missing clips named one by one in the log; the rest are counted
 
 
@@ -64,8 +72,9 @@ class VideoIndex:
 def build_index(dataset, root, split=1, subset="train", flow_root=None, seed=0, test_fraction=FOLDER_TEST_FRACTION):
     """Index of the clips of ``dataset`` under ``root`` for ``split`` and ``subset`` ("train" or "test").
 
-    ``flow_root`` (egtea, hmdb51, folder) is a folder holding ``flow_x/`` and ``flow_y/`` trees that mirror
-    the video paths below ``root`` without their extension; for gtea61 it defaults to ``root``.
+    ``flow_root`` (default ``root``) holds the ``flow_x/`` and ``flow_y/`` trees ``tools/extract_flow.py``
+    writes: they mirror the video paths, without their extension, below ``<root>/cropped_clips`` for
+    egtea and below ``root`` for the other datasets.
     ``seed`` and ``test_fraction`` only matter for a ``folder`` dataset without list files.
     """
     if dataset not in DATASETS:
@@ -76,7 +85,8 @@ def build_index(dataset, root, split=1, subset="train", flow_root=None, seed=0, 
     if not root.is_dir():
         raise UserError(f"dataset root {str(root)!r} does not exist or is not a folder; check the path")
     builders = {"gtea61": _gtea61, "egtea": _egtea, "hmdb51": _hmdb51, "folder": _folder}
-    index = builders[dataset](root, int(split), subset, Path(flow_root) if flow_root else None, seed, test_fraction)
+    flow_root = Path(flow_root) if flow_root else root
+    index = builders[dataset](root, int(split), subset, flow_root, seed, test_fraction)
     if index.missing:
         logger.warning(
             "%d clips listed for %s %s split %s are missing on disk and were dropped",
@@ -95,12 +105,12 @@ def _visible_dirs(folder):
     return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir() and not entry.name.startswith("."))
 
 
-def _flow_for(video_path, root, flow_root):
-    """``<flow_root>/flow_x/<video path below root without extension>`` when it exists, else None."""
-    if flow_root is None:
-        return None
-    relative = Path(video_path).relative_to(root)
-    candidate = flow_root / "flow_x" / (relative.with_suffix("") if Path(video_path).is_file() else relative)
+def _flow_for(source, source_root, flow_root):
+    """``<flow_root>/flow_x/<source below source_root, video extension removed>`` when it exists, else None.
+
+    ``source_root`` is the folder ``tools/extract_flow.py`` was run on, so the path is the one it wrote.
+    """
+    candidate = flow_root / "flow_x" / output_rel_path(source, source_root)
     return str(candidate) if candidate.is_dir() else None
 
 
@@ -113,8 +123,7 @@ def _first_dir(root, names, what):
 
 def _gtea61(root, split, subset, flow_root, seed, test_fraction):
     frames_root = _first_dir(root, ("frames", "processed_frames2"), "GTEA61 frames")
-    flow_base = flow_root or root
-    flow_x_root = next((flow_base / n for n in ("flow_x", "flow_x_processed") if (flow_base / n).is_dir()), None)
+    flow_x_root = next((flow_root / n for n in ("flow_x", "flow_x_processed") if (flow_root / n).is_dir()), None)
     subjects = [name for name in _visible_dirs(frames_root) if re.fullmatch(r"S\d+", name)]
     test_subject = f"S{split}"
     if test_subject not in subjects:
@@ -145,10 +154,13 @@ def _gtea61(root, split, subset, flow_root, seed, test_fraction):
 def _read_id_names(path):
     """``<name with spaces> <1-based id>`` lines -> names in id order."""
     by_id = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            name, number = line.strip().rsplit(maxsplit=1)
-            by_id[int(number)] = name
+    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.strip().rsplit(maxsplit=1)
+        if len(fields) != 2 or not fields[1].isdigit() or int(fields[1]) < 1:
+            raise UserError(f"{str(path)!r} line {line_number}: expected '<action name> <id from 1>', got {line!r}")
+        by_id[int(fields[1])] = fields[0]
     return [by_id.get(number, f"action_{number}") for number in range(1, max(by_id, default=0) + 1)]
 
 
@@ -189,7 +201,7 @@ def _egtea(root, split, subset, flow_root, seed, test_fraction):
         if path is None:
             _report_missing(missing, clips_root / session / f"{clip}.mp4")
             continue
-        items.append(VideoItem(str(path), label, _flow_for(path, root, flow_root)))
+        items.append(VideoItem(str(path), label, _flow_for(path, clips_root, flow_root)))
     if not items:
         raise UserError(f"no clip of {str(annotations / f'{subset}_split{split}.txt')!r} exists under {str(clips_root)!r}")
     return VideoIndex(items, class_names, "egtea", subset, missing)
@@ -237,29 +249,28 @@ def _read_list(path):
 
 def _folder(root, split, subset, flow_root, seed, test_fraction):
     list_paths = {name: root / f"{name}.txt" for name in SUBSETS}
-    classes_on_disk = [name for name in _visible_dirs(root) if name not in ("flow_x", "flow_y")]
+    class_names = [name for name in _visible_dirs(root) if name not in FLOW_FOLDERS]
+    label_of = {name: label for label, name in enumerate(class_names)}
     if any(path.is_file() for path in list_paths.values()):
         if not list_paths[subset].is_file():
             raise UserError(f"folder dataset has {str(list_paths['train' if subset == 'test' else 'test'])!r} but no {str(list_paths[subset])!r}; write it or remove both")
-        lists = {name: _read_list(path) for name, path in list_paths.items() if path.is_file()}
-        listed_classes = {Path(line).parts[0] for lines in lists.values() for line in lines}
-        class_names = sorted(set(classes_on_disk) | listed_classes)
-        label_of = {name: label for label, name in enumerate(class_names)}
         items, missing = [], []
-        for line in lists[subset]:
+        for line in _read_list(list_paths[subset]):
+            parts = Path(line).parts
             path = root / line
-            if not path.exists():
+            # Only '<class folder>/<clip>' lines: an absolute path, '..' or an unknown class is no clip.
+            if Path(line).is_absolute() or len(parts) < 2 or ".." in parts or parts[0] not in label_of or not path.exists():
                 _report_missing(missing, path)
                 continue
-            items.append(VideoItem(str(path), label_of[Path(line).parts[0]], _flow_for(path, root, flow_root)))
+            items.append(VideoItem(str(path), label_of[parts[0]], _flow_for(path, root, flow_root)))
         if not items:
             raise UserError(f"list {str(list_paths[subset])!r} names no existing clip; write '<class>/<video>' lines")
         return VideoIndex(items, class_names, "folder", subset, missing)
-    rng = np.random.default_rng(seed)
     items = []
-    for label, name in enumerate(classes_on_disk):
+    for label, name in enumerate(class_names):
         clips = _folder_clips(root / name)
-        order = rng.permutation(len(clips))
+        # One generator per class, seeded by the class name: adding a class leaves the others' split alone.
+        order = np.random.default_rng([seed, int.from_bytes(name.encode("utf-8"), "little")]).permutation(len(clips))
         num_test = max(1, round(len(clips) * test_fraction)) if len(clips) >= 2 else 0
         chosen = order[:num_test] if subset == "test" else order[num_test:]
         for position in sorted(chosen):
@@ -267,4 +278,4 @@ def _folder(root, split, subset, flow_root, seed, test_fraction):
             items.append(VideoItem(str(path), label, _flow_for(path, root, flow_root)))
     if not items:
         raise UserError(f"folder dataset {str(root)!r} has no {subset} clips: expected <class>/<video file or frame folder>")
-    return VideoIndex(items, classes_on_disk, "folder", subset)
+    return VideoIndex(items, class_names, "folder", subset)

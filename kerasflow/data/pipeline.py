@@ -15,7 +15,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasflow.data.video import BadVideo, read_clip, read_flow_stack
+from kerasflow.data.video import (  # noqa: F401 (BAD_VIDEO_POLICIES and scaled_shape are re-exported)
+    BAD_VIDEO_POLICIES,
+    BadVideo,
+    read_clip,
+    read_flow_stack,
+    scaled_shape,
+)
 from kerasflow.errors import UserError
 
 logger = logging.getLogger("kerasflow.data")
@@ -27,20 +33,12 @@ FLOW_STD = 0.226
 CROP_SCALES_OVER_32 = (32, 28, 24, 21)  # 1, 0.875, 0.75, 0.65625 as exact fractions
 NUM_CROP_POSITIONS = 5  # centre, top-left, top-right, bottom-left, bottom-right
 STREAMS = ("rgb", "flow")
-BAD_VIDEO_POLICIES = ("skip", "fail")
+MAX_RESIZE_CHANNELS = 128  # cv2.resize's limit on channels (CV_CN_MAX)
 
 
 def short_side_for(frame_size):
     """Shorter side before cropping: 256 for 224 crops, scaled alike for other sizes."""
     return round(frame_size * 256 / 224)
-
-
-def scaled_shape(height, width, shorter, short_side):
-    """(height, width) after scaling the shorter side to ``short_side`` (PIL ``Scale``: int(short_side * long / short)).
-
-    Integer arithmetic only, so it serves Python ints and TF int tensors alike.
-    """
-    return short_side * height // shorter, short_side * width // shorter
 
 
 def crop_origins(height, width, side):
@@ -94,11 +92,23 @@ def transform_planes(planes, frame_size, draw=None, flow=False):
 
 
 def _resize(planes, height, width):
-    """Bilinear resize of ``(H, W, C)`` uint8 planes, any C (OpenCV handles up to 512 channels)."""
+    """Bilinear resize of ``(H, W, C)`` uint8 planes to ``(height, width, C)``, any C.
+
+    ``cv2.resize`` takes at most ``MAX_RESIZE_CHANNELS`` channels (OpenCV 5), so a longer stack (an
+    RGB clip of 43 frames or more) is resized in chunks; each channel is resized on its own anyway,
+    so the result is the same as one call.
+    """
     if planes.shape[:2] == (height, width):
         return planes
-    resized = cv2.resize(np.ascontiguousarray(planes), (width, height), interpolation=cv2.INTER_LINEAR)
-    return resized.reshape(height, width, planes.shape[2])
+    chunks = [
+        cv2.resize(
+            np.ascontiguousarray(planes[..., start : start + MAX_RESIZE_CHANNELS]),
+            (width, height),
+            interpolation=cv2.INTER_LINEAR,
+        ).reshape(height, width, -1)
+        for start in range(0, planes.shape[2], MAX_RESIZE_CHANNELS)
+    ]
+    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks, axis=-1)
 
 
 def transform_clip(frames, frame_size, draw=None):
@@ -187,25 +197,31 @@ def load_example(item, streams, rgb_frames, flow_stack, frame_size, training, se
     draw = CropDraw(rng, random_flip) if training else None
     arrays = []
     for stream in streams:
-        try:
-            if stream == "rgb":
-                clip = read_clip(item.source, rgb_frames, training, rng)
-                arrays.append(transform_clip(clip, frame_size, draw))
-            else:
-                if item.flow_source is None:
-                    raise BadVideo(item.source, "has no flow_x folder (extract flow or pass flow_root)")
-                stack = read_flow_stack(item.flow_source, flow_stack, training, rng)
-                arrays.append(transform_planes(stack, frame_size, draw, flow=True))
-        except (cv2.error, OSError, ValueError) as error:
-            raise BadVideo(item.source, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from error
+        if stream == "rgb":
+            clip = _decoded(item, read_clip, item.source, rgb_frames, training, rng)
+            arrays.append(transform_clip(clip, frame_size, draw))
+        else:
+            if item.flow_source is None:
+                raise BadVideo(item.source, "has no flow_x folder (extract flow or pass flow_root)")
+            stack = _decoded(item, read_flow_stack, item.flow_source, flow_stack, training, rng)
+            arrays.append(transform_planes(stack, frame_size, draw, flow=True))
     return arrays
+
+
+def _decoded(item, reader, *args):
+    """``reader(*args)``, with an OpenCV, file or value error from decoding ``item`` turned into ``BadVideo``."""
+    try:
+        return reader(*args)
+    except (cv2.error, OSError, ValueError) as error:
+        first_line = str(error).splitlines()[0] if str(error) else ""
+        raise BadVideo(item.source, f"{type(error).__name__}: {first_line}") from error
 
 
 def _check_options(streams, on_bad_video, index):
     if not streams or any(stream not in STREAMS for stream in streams):
         raise UserError(f"streams {list(streams)!r} invalid; use a non-empty subset of {list(STREAMS)}")
     if on_bad_video not in BAD_VIDEO_POLICIES:
-        raise UserError(f"on_bad_video {on_bad_video!r} invalid; use 'skip' or 'fail'")
+        raise UserError(f"on_bad_video {on_bad_video!r} invalid; use one of {', '.join(BAD_VIDEO_POLICIES)}")
     if not index.items:
         raise UserError(f"{index.dataset} {index.subset} index has no clips")
     if "flow" in streams and all(item.flow_source is None for item in index.items):

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from kerasflow.data.video import BadVideo, count_video_frames
 from kerasflow.errors import UserError
+from kerasflow.model_files import write_json
 
 DIRECTIONS = (
     ("right", (0, 1)),
@@ -111,14 +112,18 @@ def make_synthetic_dataset(out_dir, classes=4, videos_per_class=24, frames=16, s
         raise UserError(f"classes={classes} invalid; the synthetic dataset has 1 to {len(DIRECTIONS)} motion directions")
     if videos_per_class < 2 or frames < 2 or size < 16:
         raise UserError("synthetic dataset needs videos_per_class >= 2, frames >= 2 and size >= 16")
+    if size % 2:
+        raise UserError(f"size={size} is odd; MJPG video needs an even frame size, use {size + 1}")
     if not 0 < test_fraction < 1:
         raise UserError(f"test_fraction={test_fraction} invalid; use a value between 0 and 1")
     out = Path(out_dir)
     arguments = {"classes": classes, "videos_per_class": videos_per_class, "frames": frames, "size": size,
                  "seed": seed, "test_fraction": test_fraction, "generator": GENERATOR_VERSION}
     manifest = out / MANIFEST
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{str(out)!r} is a file; pass a folder (new or empty) for the synthetic dataset")
     if manifest.is_file():
-        previous = json.loads(manifest.read_text(encoding="utf-8"))
+        previous = _read_manifest(manifest)
         if previous.get("arguments") != arguments:
             raise UserError(
                 f"{str(out)!r} holds a synthetic dataset made with {previous.get('arguments')}, not {arguments}; "
@@ -129,7 +134,7 @@ def make_synthetic_dataset(out_dir, classes=4, videos_per_class=24, frames=16, s
     elif out.exists() and any(out.iterdir()):
         raise UserError(f"{str(out)!r} exists and is not a synthetic dataset folder; choose an empty or new folder")
     out.mkdir(parents=True, exist_ok=True)
-    _write_text(manifest, json.dumps({"arguments": arguments, "complete": False}, indent=2))
+    write_json(manifest, {"arguments": arguments, "complete": False})
 
     names = class_names(classes)
     num_test = max(1, round(videos_per_class * test_fraction))
@@ -147,5 +152,15 @@ def make_synthetic_dataset(out_dir, classes=4, videos_per_class=24, frames=16, s
                 progress.update()
     for subset, lines in lists.items():
         _write_text(out / f"{subset}.txt", "".join(f"{line}\n" for line in lines))
-    _write_text(manifest, json.dumps({"arguments": arguments, "complete": True, "classes": names}, indent=2))
+    write_json(manifest, {"arguments": arguments, "complete": True, "classes": names})
     return out
+
+
+def _read_manifest(path):
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise UserError(f"{str(path)!r} is not valid JSON ({error}); delete the folder and make the dataset again") from None
+    if not isinstance(manifest, dict):
+        raise UserError(f"{str(path)!r} is not a synthetic dataset manifest; delete the folder and make the dataset again")
+    return manifest

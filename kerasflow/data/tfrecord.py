@@ -2,7 +2,9 @@
 
 Record layout (TF Model Garden's video keys): context ``clip/label/index`` (int64),
 ``clip/label/text`` and ``clip/media_id`` (the source path, bytes); sequence ``image/encoded``
-(one JPEG per frame, every frame of the clip). A ``<out>.json`` sidecar holds the class names.
+(one JPEG per frame, every frame of the clip). Clips are written in a seeded random order, so a
+reader's shuffle buffer of a few hundred clips mixes the classes. A ``<out>.json`` sidecar holds the
+class names.
 The reader samples, augments and normalises exactly like ``make_dataset`` (rgb stream only).
 """
 
@@ -12,6 +14,7 @@ import os
 from pathlib import Path
 
 import cv2
+import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
@@ -24,8 +27,9 @@ from kerasflow.data.pipeline import (
     short_side_for,
     with_element_seeds,
 )
-from kerasflow.data.video import BadVideo, iter_clip_frames
+from kerasflow.data.video import BAD_VIDEO_POLICIES, BadVideo, iter_clip_frames
 from kerasflow.errors import UserError
+from kerasflow.model_files import write_json
 
 logger = logging.getLogger("kerasflow.data")
 
@@ -40,7 +44,11 @@ def _bytes_feature(values):
 
 
 def clip_example(frames, label, label_text, source, jpeg_quality=95):
-    """A ``tf.train.SequenceExample`` of RGB uint8 frames ``(H, W, 3)`` encoded as JPEG."""
+    """A ``tf.train.SequenceExample`` of an iterable of RGB uint8 frames ``(H, W, 3)``, each JPEG-encoded.
+
+    Frames are encoded one at a time as the iterable yields them, so a generator of decoded frames
+    never holds more than one decoded frame.
+    """
     encoded = []
     for frame in frames:
         ok, data = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
@@ -66,28 +74,33 @@ def _scale_frame(frame, short_side):
     return cv2.resize(frame, (new_width, new_height), interpolation=cv2.INTER_LINEAR)
 
 
-def pack_index(index, out_path, *, short_side=None, jpeg_quality=95, on_bad_video="skip"):
+def pack_index(index, out_path, *, short_side=None, jpeg_quality=95, on_bad_video="skip", seed=0):
     """Write every clip of ``index`` to the TFRecord file ``out_path`` (atomically); returns a summary dict.
 
-    ``short_side`` rescales frames (shorter side, aspect kept) before encoding to save space; use at
-    least the reader's ``round(frame_size * 256 / 224)``. Bad clips are logged and left out, or raise
-    ``BadVideo`` with ``on_bad_video="fail"``.
+    Clips go in the order of a permutation seeded by ``seed`` (the same seed, the same file), so
+    neighbouring records mix the classes. ``short_side`` rescales frames (shorter side, aspect kept)
+    before encoding to save space; use at least the reader's ``round(frame_size * 256 / 224)``. Bad
+    clips are logged and left out, or raise ``BadVideo`` with ``on_bad_video="fail"``.
     """
-    if on_bad_video not in ("skip", "fail"):
-        raise UserError(f"on_bad_video {on_bad_video!r} invalid; use 'skip' or 'fail'")
+    if on_bad_video not in BAD_VIDEO_POLICIES:
+        raise UserError(f"on_bad_video {on_bad_video!r} invalid; use one of {', '.join(BAD_VIDEO_POLICIES)}")
     out_path = Path(out_path)
+    if out_path.is_dir():
+        raise UserError(f"output {str(out_path)!r} is a folder; pass a file path such as {str(out_path / 'train.tfrecord')!r}")
     if not out_path.parent.is_dir():
         raise UserError(f"output folder {str(out_path.parent)!r} does not exist; create it first")
     temporary = out_path.with_name(f".{out_path.name}.tmp")
+    order = np.random.default_rng(seed).permutation(len(index.items))
     written, skipped = 0, []
     try:
         with tf.io.TFRecordWriter(str(temporary)) as writer:
-            for item in tqdm(index.items, desc=f"packing {out_path.name}", unit="clip"):
+            for position in tqdm(order, desc=f"packing {out_path.name}", unit="clip"):
+                item = index.items[position]
                 try:
-                    frames = [
+                    frames = (
                         frame if short_side is None else _scale_frame(frame, short_side)
                         for frame in iter_clip_frames(item.source)
-                    ]
+                    )
                     example = clip_example(frames, item.label, index.class_names[item.label], item.source, jpeg_quality)
                 except BadVideo as error:
                     if on_bad_video == "fail":
@@ -103,12 +116,10 @@ def pack_index(index, out_path, *, short_side=None, jpeg_quality=95, on_bad_vide
             "class_names": index.class_names,
             "clips": written,
             "skipped": skipped,
+            "seed": seed,
         }
-        sidecar = out_path.with_name(f"{out_path.name}.json")
-        sidecar_temporary = out_path.with_name(f".{out_path.name}.json.tmp")
-        sidecar_temporary.write_text(json.dumps(summary, indent=2), encoding="utf-8")
         os.replace(temporary, out_path)
-        os.replace(sidecar_temporary, sidecar)
+        write_json(out_path.with_name(f"{out_path.name}.json"), summary)
     finally:
         temporary.unlink(missing_ok=True)
     return summary
@@ -137,17 +148,28 @@ def _crop(frames, y, x, side, frame_size):
 
 def _augment(frames, frame_size, training, seed, random_flip=True):
     """Scale, (flip, multi-scale corner crop | centre crop) a float clip ``(T, H, W, 3)``; one draw per clip."""
+    if not training:
+        return transform_frames(frames, frame_size)
+    flip = tf.logical_and(tf.random.stateless_uniform([], seed=seed + [0, 1]) < 0.5, random_flip)
+    scale = tf.random.stateless_uniform([], seed=seed + [0, 2], maxval=len(CROP_SCALES_OVER_32), dtype=tf.int32)
+    position = tf.random.stateless_uniform([], seed=seed + [0, 3], maxval=NUM_CROP_POSITIONS, dtype=tf.int32)
+    return transform_frames(frames, frame_size, flip, scale, position)
+
+
+def transform_frames(frames, frame_size, flip=None, scale=None, position=None):
+    """TF twin of ``pipeline.transform_clip`` on a float clip ``(T, H, W, 3)`` -> ``(T, S, S, 3)``.
+
+    ``flip`` (bool), ``scale`` (index into the crop scales) and ``position`` (0-4) are one clip's
+    draw, as ``pipeline.CropDraw``; ``flip`` None means test time (centre crop).
+    """
     height, width = tf.shape(frames)[1], tf.shape(frames)[2]
     short_side = short_side_for(frame_size)
     new_height, new_width = scaled_shape(height, width, tf.minimum(height, width), short_side)
     frames = tf.image.resize(frames, tf.stack([new_height, new_width]), method="bilinear")
-    if not training:
+    if flip is None:
         y, x = crop_origins(new_height, new_width, frame_size)[0]
         return frames[:, y : y + frame_size, x : x + frame_size]
-    flip = tf.logical_and(tf.random.stateless_uniform([], seed=seed + [0, 1]) < 0.5, random_flip)
-    scale = tf.random.stateless_uniform([], seed=seed + [0, 2], maxval=len(CROP_SCALES_OVER_32), dtype=tf.int32)
-    position = tf.random.stateless_uniform([], seed=seed + [0, 3], maxval=NUM_CROP_POSITIONS, dtype=tf.int32)
-    frames = tf.cond(flip, lambda: tf.reverse(frames, axis=[2]), lambda: frames)
+    frames = tf.cond(tf.convert_to_tensor(flip), lambda: tf.reverse(frames, axis=[2]), lambda: frames)
     side = short_side * tf.gather(tf.constant(CROP_SCALES_OVER_32), scale) // 32
     origin = tf.gather(tf.stack([tf.stack(pair) for pair in crop_origins(new_height, new_width, side)]), position)
     return _crop(frames, origin[0], origin[1], side, frame_size)
@@ -206,4 +228,10 @@ def read_sidecar(path):
     sidecar = Path(f"{path}.json")
     if not sidecar.is_file():
         raise UserError(f"{str(sidecar)!r} is missing; re-pack {str(path)!r} with 'python -m kerasflow.data pack'")
-    return json.loads(sidecar.read_text(encoding="utf-8"))
+    try:
+        summary = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise UserError(f"{str(sidecar)!r} is not valid JSON ({error}); re-pack {str(path)!r} with 'python -m kerasflow.data pack'") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("class_names"), list):
+        raise UserError(f"{str(sidecar)!r} has no 'class_names' list; re-pack {str(path)!r} with 'python -m kerasflow.data pack'")
+    return summary

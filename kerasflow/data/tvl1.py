@@ -1,8 +1,8 @@
 """TV-L1 optical-flow extraction in the dense_flow / ego-rnn layout (the optical-flow baseline).
 
 For every source (a video file or a folder of jpg/png frames) under a source root, the frames are
-decoded with OpenCV, converted to grey, optionally resized so that the shorter side is ``size``, and
-the TV-L1 flow between each pair of consecutive frames is written as two 8-bit grey JPEGs::
+decoded with OpenCV, converted to grey, resized to the first frame's size (frame folders may mix
+sizes) or, with ``size``, so that the shorter side is ``size`` (``video.scaled_shape``), and the TV-L1 flow between each pair of consecutive frames is written as two 8-bit grey JPEGs::
 
     <out_root>/flow_x/<relative path, video extension removed>/flow_x_00001.jpg ...
     <out_root>/flow_y/<relative path, video extension removed>/flow_y_00001.jpg ...
@@ -23,6 +23,7 @@ folder that counts as finished; a folder without the marker is redone.
 """
 
 import concurrent.futures
+import itertools
 import json
 import multiprocessing
 import os
@@ -42,8 +43,10 @@ from kerasflow.data.video import (
     frame_folder_files,
     is_video_file,
     iter_clip_frames,
+    scaled_shape,
 )
 from kerasflow.errors import UserError
+from kerasflow.model_files import write_json
 
 DONE_MARKER = ".done"
 PARTIAL_DIR = ".flow_partial"
@@ -104,11 +107,6 @@ def iter_tvl1_flow(frames_grey):
         previous = frame
 
 
-def tvl1_flow(frames_grey):
-    """TV-L1 flow between consecutive grey uint8 frames (H, W): N frames -> N - 1 arrays (H, W, 2)."""
-    return list(iter_tvl1_flow(frames_grey))
-
-
 def _natural_key(name):
     """Sort key that orders embedded numbers by value: frame2 < frame10."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
@@ -148,22 +146,23 @@ def output_rel_path(source, src_root):
     return rel.with_suffix("") if is_video_file(rel) else rel
 
 
-def _resize_shorter_side(frame, size):
-    height, width = frame.shape[:2]
-    scale = size / min(height, width)
-    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(frame, new_size, interpolation=cv2.INTER_LINEAR)  # as dense_flow
-
-
 def iter_grey_frames(source, size=None):
-    """Grey uint8 frames (H, W) of a video file or frame folder, shorter side resized to size.
+    """Grey uint8 frames (H, W) of a video file or frame folder, all of one size (bilinear resize).
 
-    Decoded by ``kerasflow.data.video.iter_clip_frames``, so frames come in the loader's order; a
-    video whose stream breaks keeps the frames decoded before the break, as the loader counts them.
+    (H, W) is the first frame's size, or with ``size`` that size with the shorter side scaled to
+    ``size`` (``scaled_shape``, as the loader scales). Decoded by ``video.iter_clip_frames``, so
+    frames come in the loader's order; a video whose stream breaks keeps the frames decoded before
+    the break, as the loader counts them.
     """
+    shape = None
     for frame in iter_clip_frames(source):
         grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-        yield grey if size is None else _resize_shorter_side(grey, size)
+        if shape is None:
+            height, width = grey.shape
+            shape = (height, width) if size is None else scaled_shape(height, width, min(height, width), size)
+        if grey.shape != shape:
+            grey = cv2.resize(grey, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+        yield grey
 
 
 def _write_jpeg(path, image):
@@ -210,13 +209,21 @@ def extract_video(source, out_root, rel_path, bound=20, size=None):
 
     Returns:
         dict(timing=seconds spent on decoding, flow and writing, pairs=number of flow images per
-        component).
+        component, width and height=size of the flow images in pixels).
 
     Raises:
-        BadVideo: the source cannot be decoded or has fewer than 2 frames.
+        BadVideo: the source cannot be decoded, has fewer than 2 frames, or OpenCV or the file
+        system fails on it (``cv2.error``, ``OSError``).
     """
+    try:
+        return _extract_video(source, Path(out_root), rel_path, bound, size)
+    except (cv2.error, OSError) as error:
+        lines = str(error).strip().splitlines()
+        raise BadVideo(source, f"{type(error).__name__}: {lines[-1] if lines else ''}") from error
+
+
+def _extract_video(source, out_root, rel_path, bound, size):
     start = time.perf_counter()
-    out_root = Path(out_root)
     partial_root = out_root / PARTIAL_DIR
     partial_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="flow-", dir=partial_root))
@@ -224,21 +231,29 @@ def extract_video(source, out_root, rel_path, bound=20, size=None):
         partial_x, partial_y = work / "x", work / "y"
         partial_x.mkdir()
         partial_y.mkdir()
-        pairs = 0
-        for pairs, flow in enumerate(iter_tvl1_flow(iter_grey_frames(source, size)), start=1):
-            x, y = encode_flow(flow, bound)
-            _write_jpeg(partial_x / f"flow_x_{pairs:05d}.jpg", x)
-            _write_jpeg(partial_y / f"flow_y_{pairs:05d}.jpg", y)
-        if pairs == 0:
-            raise BadVideo(source, "fewer than 2 frames decode, flow needs a pair")
+        pairs, (height, width) = _write_flow(source, partial_x, partial_y, bound, size)
         seconds = time.perf_counter() - start
         (partial_x / DONE_MARKER).write_text(json.dumps({"seconds": seconds, "pairs": pairs}))
         x_dir, y_dir = _flow_dirs(out_root, rel_path)
         _move_into_place(partial_y, y_dir)
         _move_into_place(partial_x, x_dir)  # the commit point: the marker arrives with flow_x
-        return {"timing": seconds, "pairs": pairs}
+        return {"timing": seconds, "pairs": pairs, "width": width, "height": height}
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _write_flow(source, x_folder, y_folder, bound, size):
+    """Write the coded flow JPEGs of ``source``; returns (pairs, (height, width) of the frames)."""
+    frames = iter_grey_frames(source, size)
+    first = next(frames, None)
+    pairs = 0
+    for pairs, flow in enumerate(iter_tvl1_flow(itertools.chain([first], frames)), start=1):
+        x, y = encode_flow(flow, bound)
+        _write_jpeg(x_folder / f"flow_x_{pairs:05d}.jpg", x)
+        _write_jpeg(y_folder / f"flow_y_{pairs:05d}.jpg", y)
+    if pairs == 0:
+        raise BadVideo(source, "fewer than 2 frames decode, flow needs a pair")
+    return pairs, first.shape
 
 
 def _init_worker():
@@ -367,7 +382,4 @@ def _write_timing(out_root, summary, workers, bound, size):
         "seconds": summary["seconds"],
     }
     out_root.mkdir(parents=True, exist_ok=True)
-    target = out_root / TIMING_FILE
-    temporary = target.with_name(f".{TIMING_FILE}.tmp")
-    temporary.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(temporary, target)
+    write_json(out_root / TIMING_FILE, record)

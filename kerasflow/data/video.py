@@ -6,8 +6,10 @@ has no frames, stops decoding part-way, or is too short for the request.
 """
 
 import json
+import logging
 import os
 import re
+import threading
 from pathlib import Path
 
 import cv2
@@ -15,11 +17,19 @@ import numpy as np
 
 from kerasflow.errors import UserError
 
+logger = logging.getLogger("kerasflow.data")
+
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+BAD_VIDEO_POLICIES = ("skip", "fail")  # on_bad_video: leave a bad clip out, or stop with BadVideo
 
 _COPY_SUFFIX = re.compile(r" \(\d+\)$")  # "rgb0001 (1).png": a duplicate left by a file manager
 _MARKER = re.compile(r"<kerasflow-bad-video>(.*?)</kerasflow-bad-video>", re.DOTALL)
+
+# Frames that really decode, for the video files whose header count is wrong or absent, so that
+# their clips are not decoded twice on every epoch. Shared by the pipeline's decoding threads.
+_frame_counts = {}
+_frame_counts_lock = threading.Lock()
 
 
 class BadVideo(UserError):
@@ -54,10 +64,12 @@ def is_video_file(path):
 def list_frame_files(folder, prefix=""):
     """Image files of a frame folder whose names start with ``prefix``, in numeric order.
 
-    Hidden files (``.DS_Store``) and file-manager duplicates (``x (1).png``) are ignored; the sort key
-    is the last number in the name, so ``img_2.jpg`` comes before ``img_10.jpg``.
+    Hidden files (``.DS_Store``) and file-manager duplicates (``x (1).png``) are ignored, and so is a
+    second file of the same stem (``image_00001.jpg`` beside ``image_00001.png``: the first extension
+    in ``IMAGE_EXTENSIONS`` order is kept). Sorted by the last number in the name, then by the name,
+    so ``img_2.jpg`` comes before ``img_10.jpg``.
     """
-    files = []
+    by_stem = {}  # stem -> ((extension rank, name), path)
     with os.scandir(folder) as entries:
         for entry in entries:
             stem, extension = os.path.splitext(entry.name)
@@ -69,14 +81,16 @@ def list_frame_files(folder, prefix=""):
                 or not entry.is_file()
             ):
                 continue
-            files.append(entry.path)
-    return sorted(files, key=_frame_sort_key)
+            preference = (IMAGE_EXTENSIONS.index(extension.lower()), entry.name)
+            if stem not in by_stem or preference < by_stem[stem][0]:
+                by_stem[stem] = (preference, entry.path)
+    return sorted((path for _, path in by_stem.values()), key=_frame_sort_key)
 
 
 def _frame_sort_key(path):
-    stem = Path(path).stem
-    numbers = re.findall(r"\d+", stem)
-    return (int(numbers[-1]) if numbers else -1, stem)
+    name = os.path.basename(path)
+    numbers = re.findall(r"\d+", os.path.splitext(name)[0])
+    return (int(numbers[-1]) if numbers else -1, name)
 
 
 def frame_folder_files(folder):
@@ -85,6 +99,14 @@ def frame_folder_files(folder):
     if not files and os.path.isdir(os.path.join(folder, "rgb")):
         files = list_frame_files(os.path.join(folder, "rgb"))
     return files
+
+
+def scaled_shape(height, width, shorter, short_side):
+    """(height, width) after scaling the shorter side to ``short_side`` (PIL ``Scale``: int(short_side * long / short)).
+
+    Integer arithmetic only, so it serves Python ints and TF int tensors alike.
+    """
+    return short_side * height // shorter, short_side * width // shorter
 
 
 def sample_indices(num_frames_available, num_samples, training=False, rng=None):
@@ -150,54 +172,84 @@ def _open_video(path):
     return capture
 
 
-def _decode_frames_at(path, indices):
+def _decode_frames_at(capture, indices):
     """(BGR frames in the order of ``indices``, None), or (None, frames decoded before the stream ended)."""
-    capture = _open_video(path)
-    try:
-        wanted = set(int(index) for index in indices)
-        decoded = {}
-        for position in range(max(wanted) + 1):
-            if position in wanted:
-                ok, frame = capture.read()
-                ok = ok and frame is not None
-                if ok:
-                    decoded[position] = frame
-            else:
-                ok = capture.grab()
-            if not ok:
-                return None, position
-        return [decoded[int(index)] for index in indices], None
-    finally:
-        capture.release()
+    wanted = set(int(index) for index in indices)
+    decoded = {}
+    for position in range(max(wanted) + 1):
+        if position in wanted:
+            ok, frame = capture.read()
+            ok = ok and frame is not None
+            if ok:
+                decoded[position] = frame
+        else:
+            ok = capture.grab()
+        if not ok:
+            return None, position
+    return [decoded[int(index)] for index in indices], None
+
+
+def _count_frames(capture):
+    count = 0
+    while capture.grab():
+        count += 1
+    return count
 
 
 def count_video_frames(path):
     """Number of frames of a video file that really decode (reads the whole stream)."""
     capture = _open_video(path)
     try:
-        count = 0
-        while capture.grab():
-            count += 1
-        return count
+        return _count_frames(capture)
     finally:
         capture.release()
 
 
-def _read_video_clip(path, num_frames, training, rng):
+def _sample_video(path, count, num_frames, training, rng):
+    """Open ``path`` once and sample ``num_frames`` over ``count`` frames (None: the header's count).
+
+    Returns (BGR frames, None, stated), or (None, frames that really decode, stated) when the stream
+    ends first or the header states no count; ``stated`` is the header's count.
+    """
     capture = _open_video(path)
-    stated = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    capture.release()
+    try:
+        stated = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        count = stated if count is None else count
+        if count <= 0:
+            return None, _count_frames(capture), stated
+        frames, decoded = _decode_frames_at(capture, sample_indices(count, num_frames, training, rng))
+        return frames, decoded, stated
+    finally:
+        capture.release()
+
+
+def _remember_frame_count(path, count, stated):
+    with _frame_counts_lock:
+        if path in _frame_counts:
+            return
+        _frame_counts[path] = count
     if stated > 0:
-        frames, available = _decode_frames_at(path, sample_indices(stated, num_frames, training, rng))
-        if frames is not None:
-            return _stack_rgb(frames)
-    else:
-        available = count_video_frames(path)
-    if available == 0:
-        raise BadVideo(path, "no frame decodes")
-    frames, broke_at = _decode_frames_at(path, sample_indices(available, num_frames, training, rng))
+        logger.warning(
+            "video %r breaks mid-way: its header states %d frames but only %d decode; sampling over those",
+            path, stated, count,
+        )
+
+
+def _read_video_clip(path, num_frames, training, rng):
+    rng = np.random.default_rng() if rng is None else rng
+    replay = rng.bit_generator.state  # a second sampling draws the same numbers, as a known count would
+    with _frame_counts_lock:
+        known = _frame_counts.get(path)
+    frames, decoded, stated = _sample_video(path, known, num_frames, training, rng)
+    if frames is None and known is None:
+        if decoded == 0:
+            raise BadVideo(path, "no frame decodes")
+        _remember_frame_count(path, decoded, stated)
+        known = decoded
+        rng.bit_generator.state = replay
+        frames, decoded, _ = _sample_video(path, known, num_frames, training, rng)
     if frames is None:
-        raise BadVideo(path, f"breaks mid-way: decoding stopped at frame {broke_at} of {available}")
+        raise BadVideo(path, f"breaks mid-way: decoding stopped at frame {decoded} of {known}")
     return _stack_rgb(frames)
 
 
