@@ -22,7 +22,8 @@ from kerasflow.cli import (  # noqa: E402
     start_tensorflow_quietly,
 )
 from kerasflow.errors import UserError, cli_entry  # noqa: E402
-from kerasflow.model_files import find_model_file, load_model_file, read_model_metadata, write_json  # noqa: E402
+from kerasflow.files import write_json  # noqa: E402
+from kerasflow.model_files import find_model_file, load_model_file, read_model_metadata  # noqa: E402
 
 RECIPE_FILE = "recipe.yaml"
 STREAM_MODELS = ("rgb_stream", "flow_stream")

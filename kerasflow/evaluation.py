@@ -1,11 +1,11 @@
 """Test-set metrics of a model: top-1/top-5, per-class accuracy, confusion matrix, seconds per video."""
 
 import dataclasses
-import os
 import time
 
 import numpy as np
 
+from kerasflow.files import atomic_path
 from kerasflow.layers import UniformFrames
 
 
@@ -135,7 +135,6 @@ def plot_confusion_matrix(confusion, class_names, path, title="Confusion matrix"
                           color="white" if normalised[row, column] > 0.5 else "black", fontsize=8)
     figure.colorbar(image, ax=axes, fraction=0.046)
     figure.tight_layout()
-    temporary = f"{path}.tmp"
-    figure.savefig(temporary, dpi=100, format="png")
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=100, format="png")
     plt.close(figure)
-    os.replace(temporary, path)

@@ -5,38 +5,27 @@ names its classes, so evaluate and predict need nothing else. Weights checkpoint
 """
 
 import json
-import os
 import zipfile
 from pathlib import Path
 
 from kerasflow.errors import UserError
+from kerasflow.files import atomic_path, write_json
 
 MODEL_FILE = "model.keras"
 METADATA_KEYS = ("kind", "streams", "rgb_frames", "flow_stack", "frame_size", "class_names")
 
 
-def write_json(path, data):
-    """Write ``data`` as JSON atomically."""
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as file:
-        json.dump(data, file, indent=2)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
-
-
 def save_model(model, path, metadata):
     """Save ``model`` to ``path`` (``.keras``) and its metadata to ``path + ".json"``, both atomically."""
-    temporary = f"{path}.tmp.keras"
-    model.save(temporary)
-    os.replace(temporary, path)
+    with atomic_path(path, ".keras") as temporary:
+        model.save(temporary)
     write_json(f"{path}.json", metadata)
 
 
 def save_weights(model, path):
-    temporary = f"{path[: -len('.weights.h5')]}.tmp.weights.h5"
-    model.save_weights(temporary)
-    os.replace(temporary, path)
+    """Save ``model``'s weights (and its optimizer's state) to ``path`` (``.weights.h5``) atomically."""
+    with atomic_path(path, ".weights.h5") as temporary:
+        model.save_weights(temporary)
 
 
 def find_model_file(path):

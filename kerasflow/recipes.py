@@ -16,13 +16,11 @@ Numbers such as ``1e-3`` may be written as in Python: PyYAML reads them as strin
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import math
 import os
 import re
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from typing import Any, Optional
 import yaml
 
 from kerasflow.errors import UserError
+from kerasflow.files import write_text
 
 DATASETS = ("gtea61", "egtea", "hmdb51", "folder", "synthetic")
 SPLITS_PER_DATASET = {"gtea61": 4, "egtea": 3, "hmdb51": 3, "folder": 1, "synthetic": 1}
@@ -492,23 +491,12 @@ def recipe_to_dict(recipe: Recipe) -> dict:
 
 
 def save_recipe(recipe: Recipe, path) -> None:
-    """Write ``recipe`` as YAML to ``path`` atomically (temporary file in the same folder, then
-    ``os.replace``); ``load_recipe(path)`` returns an equal ``Recipe``."""
+    """Write ``recipe`` as YAML to ``path`` atomically; ``load_recipe(path)`` returns an equal ``Recipe``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = ("# Resolved kerasflow recipe (defaults filled in, paths absolute).\n"
             + yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False, default_flow_style=False))
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    write_text(path, text)
 
 
 # --------------------------------------------------------------------------------------------

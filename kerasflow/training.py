@@ -28,7 +28,8 @@ from kerasflow.data.pipeline import BadVideoLog, BadVideoReport, make_dataset
 from kerasflow.data.synthetic import make_synthetic_dataset
 from kerasflow.data.tfrecord import make_tfrecord_dataset, read_sidecar
 from kerasflow.errors import UserError
-from kerasflow.model_files import MODEL_FILE, save_model, save_weights, write_json
+from kerasflow.files import write_json
+from kerasflow.model_files import MODEL_FILE, save_model, save_weights
 from kerasflow.models import STAGE_MODEL, build_stage_models, set_trainable_for_stage
 from kerasflow.models.common import walk_layers
 from kerasflow.backbones.weights import read_weights_config

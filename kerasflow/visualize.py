@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from kerasflow.errors import UserError
+from kerasflow.files import atomic_path
 
 MAX_GRID_FRAMES = 8
 GRID_COLUMNS = 4
@@ -91,11 +92,9 @@ def write_png(path, image):
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     if not ok:
         raise UserError(f"cannot encode the picture for {path!r}")
-    temporary = f"{path}.tmp"
     try:
-        with open(temporary, "wb") as file:
+        with atomic_path(path) as temporary, open(temporary, "wb") as file:
             file.write(encoded.tobytes())
-        os.replace(temporary, path)
     except OSError as error:
         raise UserError(f"cannot write {path!r}: {error.strerror}") from None
 
@@ -134,7 +133,6 @@ def plot_training_curves(stage_logs, path):
         axis.grid(alpha=0.3)
     axes[1].legend(title="solid: train, dashed: test", fontsize=8)
     figure.tight_layout()
-    temporary = f"{path}.tmp"
-    figure.savefig(temporary, dpi=100, format="png")
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=100, format="png")
     plt.close(figure)
-    os.replace(temporary, path)

@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 
 from kerasflow.cli import positive_int, start_tensorflow_quietly  # noqa: E402
 from kerasflow.errors import UserError, cli_entry  # noqa: E402
-from kerasflow.model_files import write_json  # noqa: E402
+from kerasflow.files import write_json  # noqa: E402
 from kerasflow.recipes import BACKBONES, MODEL_KINDS, OPTICAL_FLOW_KINDS, DataConfig, ModelConfig  # noqa: E402
 
 DEFAULT_MODELS = ("rgb", "representation_flow", "two_stream", "optical_flow", "two_stream_optical_flow")

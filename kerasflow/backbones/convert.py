@@ -19,6 +19,7 @@ from tqdm import tqdm
 from kerasflow.backbones.resnet import TORCHVISION_STRIDES, ResNetBackbone, resnet_backbone
 from kerasflow.backbones.weights import config_path
 from kerasflow.errors import UserError
+from kerasflow.files import atomic_path
 
 IGNORED_SUFFIX = ".num_batches_tracked"
 # keras value = np.transpose(torch value, axes)
@@ -155,18 +156,6 @@ def read_state_dict(path):
         ) from None
 
 
-def _write_atomically(path, write):
-    """Call ``write(temporary_path)`` then move the result onto ``path``."""
-    folder, name = os.path.split(os.path.abspath(path))
-    temporary = os.path.join(folder, f".tmp-{os.getpid()}-{name}")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
 def convert_file(in_path, out_path, arch=None):
     """Convert ``in_path`` (``.safetensors``) into ``out_path`` (``.weights.h5``) plus its config sidecar.
 
@@ -187,6 +176,8 @@ def convert_file(in_path, out_path, arch=None):
         with open(path, "w") as file:
             json.dump(sidecar, file, indent=2)
 
-    _write_atomically(out_path, backbone.save_weights)
-    _write_atomically(config_path(out_path), write_config)
+    with atomic_path(out_path, ".weights.h5") as temporary:
+        backbone.save_weights(temporary)
+    with atomic_path(config_path(out_path)) as temporary:
+        write_config(temporary)
     return backbone

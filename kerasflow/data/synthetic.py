@@ -8,7 +8,6 @@ dataset, ``<out>/<class>/<class>_<k>.avi`` plus ``train.txt`` / ``test.txt``.
 """
 
 import json
-import os
 from pathlib import Path
 
 import cv2
@@ -17,7 +16,7 @@ from tqdm import tqdm
 
 from kerasflow.data.video import BadVideo, count_video_frames
 from kerasflow.errors import UserError
-from kerasflow.model_files import write_json
+from kerasflow.files import atomic_path, write_json, write_text
 
 DIRECTIONS = (
     ("right", (0, 1)),
@@ -77,29 +76,21 @@ def render_video(rng, direction, frames, size):
 
 def write_video(path, frames):
     """Write BGR frames as an MJPG ``.avi`` atomically and check that every frame decodes back."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.stem}.tmp.avi")
     height, width = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(temporary), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (width, height))
-    if not writer.isOpened():
-        raise UserError(f"OpenCV cannot write MJPG video {str(temporary)!r}; check the folder is writable")
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
-    try:
-        decoded = count_video_frames(str(temporary))
-    except BadVideo:
-        decoded = 0
-    if decoded != len(frames):
-        temporary.unlink(missing_ok=True)
-        raise UserError(f"written video {str(path)!r} decodes {decoded} of {len(frames)} frames; OpenCV's MJPG writer is broken")
-    os.replace(temporary, path)
-
-
-def _write_text(path, text):
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    with atomic_path(path, ".avi") as temporary:
+        writer = cv2.VideoWriter(temporary, cv2.VideoWriter_fourcc(*"MJPG"), FPS, (width, height))
+        if not writer.isOpened():
+            raise UserError(f"OpenCV cannot write MJPG video {temporary!r}; check the folder is writable")
+        for frame in frames:
+            writer.write(frame)
+        writer.release()
+        try:
+            decoded = count_video_frames(temporary)
+        except BadVideo:
+            decoded = 0
+        if decoded != len(frames):
+            raise UserError(f"written video {str(path)!r} decodes {decoded} of {len(frames)} frames; "
+                            "OpenCV's MJPG writer is broken")
 
 
 def make_synthetic_dataset(out_dir, classes=4, videos_per_class=24, frames=16, size=64, seed=0, test_fraction=0.25):
@@ -151,7 +142,7 @@ def make_synthetic_dataset(out_dir, classes=4, videos_per_class=24, frames=16, s
                 lists["test" if number in test_positions else "train"].append(relative)
                 progress.update()
     for subset, lines in lists.items():
-        _write_text(out / f"{subset}.txt", "".join(f"{line}\n" for line in lines))
+        write_text(out / f"{subset}.txt", "".join(f"{line}\n" for line in lines))
     write_json(manifest, {"arguments": arguments, "complete": True, "classes": names})
     return out
 

@@ -29,7 +29,7 @@ from kerasflow.data.pipeline import (
 )
 from kerasflow.data.video import BAD_VIDEO_POLICIES, BadVideo, iter_clip_frames
 from kerasflow.errors import UserError
-from kerasflow.model_files import write_json
+from kerasflow.files import atomic_path, write_json
 
 logger = logging.getLogger("kerasflow.data")
 
@@ -89,39 +89,34 @@ def pack_index(index, out_path, *, short_side=None, jpeg_quality=95, on_bad_vide
         raise UserError(f"output {str(out_path)!r} is a folder; pass a file path such as {str(out_path / 'train.tfrecord')!r}")
     if not out_path.parent.is_dir():
         raise UserError(f"output folder {str(out_path.parent)!r} does not exist; create it first")
-    temporary = out_path.with_name(f".{out_path.name}.tmp")
     order = np.random.default_rng(seed).permutation(len(index.items))
     written, skipped = 0, []
-    try:
-        with tf.io.TFRecordWriter(str(temporary)) as writer:
-            for position in tqdm(order, desc=f"packing {out_path.name}", unit="clip"):
-                item = index.items[position]
-                try:
-                    frames = (
-                        frame if short_side is None else _scale_frame(frame, short_side)
-                        for frame in iter_clip_frames(item.source)
-                    )
-                    example = clip_example(frames, item.label, index.class_names[item.label], item.source, jpeg_quality)
-                except BadVideo as error:
-                    if on_bad_video == "fail":
-                        raise
-                    logger.warning("skipping %s", error)
-                    skipped.append(error.path)
-                    continue
-                writer.write(example.SerializeToString())
-                written += 1
-        summary = {
-            "dataset": index.dataset,
-            "subset": index.subset,
-            "class_names": index.class_names,
-            "clips": written,
-            "skipped": skipped,
-            "seed": seed,
-        }
-        os.replace(temporary, out_path)
-        write_json(out_path.with_name(f"{out_path.name}.json"), summary)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with atomic_path(out_path) as temporary, tf.io.TFRecordWriter(temporary) as writer:
+        for position in tqdm(order, desc=f"packing {out_path.name}", unit="clip"):
+            item = index.items[position]
+            try:
+                frames = (
+                    frame if short_side is None else _scale_frame(frame, short_side)
+                    for frame in iter_clip_frames(item.source)
+                )
+                example = clip_example(frames, item.label, index.class_names[item.label], item.source, jpeg_quality)
+            except BadVideo as error:
+                if on_bad_video == "fail":
+                    raise
+                logger.warning("skipping %s", error)
+                skipped.append(error.path)
+                continue
+            writer.write(example.SerializeToString())
+            written += 1
+    summary = {
+        "dataset": index.dataset,
+        "subset": index.subset,
+        "class_names": index.class_names,
+        "clips": written,
+        "skipped": skipped,
+        "seed": seed,
+    }
+    write_json(out_path.with_name(f"{out_path.name}.json"), summary)
     return summary
 
 

@@ -46,7 +46,7 @@ from kerasflow.data.video import (
     scaled_shape,
 )
 from kerasflow.errors import UserError
-from kerasflow.model_files import write_json
+from kerasflow.files import write_json
 
 DONE_MARKER = ".done"
 PARTIAL_DIR = ".flow_partial"
