@@ -26,7 +26,6 @@ from kerasflow.files import write_json  # noqa: E402
 from kerasflow.model_files import find_model_file, load_model_file, read_model_metadata  # noqa: E402
 
 RECIPE_FILE = "recipe.yaml"
-STREAM_MODELS = ("rgb_stream", "flow_stream")
 # A model file saved in a run folder lies in it (model.keras) or two levels down (stages/<stage>/best.keras).
 RECIPE_SEARCH_DEPTH = 3
 
@@ -39,17 +38,6 @@ def find_recipe(model_file, recipe=None):
         if (folder / RECIPE_FILE).is_file():
             return folder / RECIPE_FILE
     raise UserError(f"{model_file} is not inside a run folder; pass the recipe it was trained with (--recipe)")
-
-
-def stream_models(model):
-    """The ``rgb_stream`` / ``flow_stream`` sub-models of ``model`` (those it has), for separate timing."""
-    streams = []
-    for name in STREAM_MODELS:
-        try:
-            streams.append(model.get_layer(name))
-        except ValueError:
-            pass
-    return streams
 
 
 def check_model_matches_recipe(metadata, recipe, model_file):
@@ -80,6 +68,7 @@ def evaluate_run(model, metadata, model_file, recipe, subset="test", batch_size=
 
     from kerasflow import evaluation
     from kerasflow.data.pipeline import BadVideoLog
+    from kerasflow.models.common import streams_of
 
     batch_size = batch_size or recipe.data.batch_size
     bad_videos = BadVideoLog()
@@ -89,7 +78,7 @@ def evaluate_run(model, metadata, model_file, recipe, subset="test", batch_size=
                    unit="batch", file=sys.stderr, disable=None)
     try:
         with bad_videos_as_user_errors():
-            result = evaluation.evaluate(model, batches, len(class_names), streams=stream_models(model))
+            result = evaluation.evaluate(model, batches, len(class_names), streams=list(streams_of(model).values()))
     finally:
         batches.close()
 
@@ -120,8 +109,10 @@ def evaluate_run(model, metadata, model_file, recipe, subset="test", batch_size=
 
 def format_report(report):
     """The human-readable lines ``evaluate`` prints."""
+    from kerasflow.models.common import STREAM_NAMES
+
     split = report["seconds_per_video_split"]
-    streams = ", ".join(f"{name} {split[name]:.4f}" for name in STREAM_MODELS if name in split)
+    streams = ", ".join(f"{name} {split[name]:.4f}" for name in STREAM_NAMES if name in split)
     lines = [
         f"model: {report['model']} ({report['kind']}, stage {report['stage']})",
         f"{report['subset']} subset: {report['num_videos']} videos of {len(report['class_names'])} classes"

@@ -37,14 +37,6 @@ def top_k(probabilities, class_names, k):
     return [{"class": class_names[i], "probability": float(probabilities[i])} for i in order]
 
 
-def has_rgb_stream(model):
-    try:
-        model.get_layer("rgb_stream")
-    except ValueError:
-        return model.name == "rgb_stream"
-    return True
-
-
 def decode_inputs(video, metadata, flow_dir=None):
     """``(inputs, display)``: the model's batch-of-one inputs by stream name, and the uint8 RGB frames
     ``(T, S, S, 3)`` shown in a CAM picture (None for a flow-only model)."""
@@ -87,9 +79,10 @@ def predict_video(model, metadata, video, top=5, flow_dir=None, cam=None):
 
     from kerasflow.data.video import BadVideo
     from kerasflow.models import cam_maps_model
+    from kerasflow.models.common import streams_of
     from kerasflow.visualize import cam_grid, write_png
 
-    if cam is not None and not has_rgb_stream(model):
+    if cam is not None and "rgb_stream" not in streams_of(model):
         raise UserError(f"--cam needs a model with an RGB stream (the CAM comes from EgoRCNN's RGB stream); "
                         f"this {metadata['kind']} model of stage {metadata.get('stage')} has none")
     start = time.perf_counter()

@@ -28,6 +28,16 @@ def apply_backbone_stages(backbone, x, first, last):
     return x, pre_bn
 
 
+STREAM_NAMES = ("rgb_stream", "flow_stream")
+
+
+def streams_of(model):
+    """The stream bodies (``rgb_stream``, ``flow_stream``) inside ``model``, or ``model`` itself if it is one."""
+    if model.name in STREAM_NAMES:
+        return {model.name: model}
+    return {layer.name: layer for layer in model.layers if layer.name in STREAM_NAMES}
+
+
 def walk_layers(layer, prefix=""):
     """Yield ``(path, layer)`` for ``layer``'s leaves, descending into nested models (``a/b/conv1``)."""
     if not isinstance(layer, keras.Model):

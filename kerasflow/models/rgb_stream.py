@@ -3,7 +3,7 @@
 import keras
 
 from kerasflow.layers import CamSpatialAttention, FoldTime, UnfoldTime, egornn_convlstm
-from kerasflow.models.common import apply_backbone_stages, make_backbone
+from kerasflow.models.common import apply_backbone_stages, make_backbone, streams_of
 
 
 def build_rgb_stream(frames, frame_size, backbone="resnet34", weights=None, units=512, num_head_classes=1000):
@@ -43,7 +43,7 @@ def cam_maps_model(model):
 
     ``model`` is an RGB or two-stream model (or the ``rgb_stream`` itself).
     """
-    stream = model if model.name == "rgb_stream" else model.get_layer("rgb_stream")
+    stream = streams_of(model)["rgb_stream"]
     _, attention = stream.get_layer("cam_attention").output
     frames = stream.inputs[0].shape[1]
     return keras.Model(stream.inputs[0], UnfoldTime(frames)(attention), name="cam_maps")
