@@ -26,6 +26,16 @@ def add_set_option(parser):
                         help="override a recipe key, e.g. --set data.root=/data/egtea (repeatable)")
 
 
+def add_json_option(parser):
+    """``--json``: print one JSON object on stdout (see ``json_mode``)."""
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, logs on stderr")
+
+
+def json_mode(enabled):
+    """With ``--json``, whatever the libraries print goes to stderr, so stdout holds only the JSON object."""
+    return contextlib.redirect_stdout(sys.stderr) if enabled else contextlib.nullcontext()
+
+
 def start_tensorflow_quietly(initialize_devices=True):
     """Import TensorFlow and initialise its devices with the C++ start-up chatter kept off stderr.
 

@@ -6,7 +6,6 @@ the model file, or to ``--output``). ``--json`` prints one JSON object on stdout
 """
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -16,8 +15,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from kerasflow.cli import (  # noqa: E402
+    add_json_option,
     add_set_option,
     bad_videos_as_user_errors,
+    json_mode,
     positive_int,
     start_tensorflow_quietly,
 )
@@ -137,7 +138,7 @@ def parse_args(argv):
     parser.add_argument("--batch-size", type=positive_int, help="default: the recipe's data.batch_size")
     parser.add_argument("--output", help="folder for confusion_matrix.png and evaluation.json "
                         "(default: the model file's folder)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, logs on stderr")
+    add_json_option(parser)
     return parser.parse_args(argv)
 
 
@@ -147,8 +148,7 @@ def main(argv=None):
     start_tensorflow_quietly()
     from kerasflow.recipes import load_recipe
 
-    # In --json mode anything the libraries print goes to stderr, so stdout holds only the JSON object.
-    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+    with json_mode(args.json):
         model_file = find_model_file(args.model)
         recipe = load_recipe(find_recipe(model_file, args.recipe), args.overrides)
         metadata = read_model_metadata(model_file)

@@ -7,16 +7,14 @@ Optical-flow models read a TV-L1 flow folder (``--flow-dir``) instead of decodin
 """
 
 import argparse
-import contextlib
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from kerasflow.cli import positive_int, start_tensorflow_quietly  # noqa: E402
+from kerasflow.cli import add_json_option, json_mode, positive_int, start_tensorflow_quietly  # noqa: E402
 from kerasflow.errors import UserError, cli_entry  # noqa: E402
 
 
@@ -130,7 +128,7 @@ def parse_args(argv):
     parser.add_argument("--top-k", type=positive_int, default=5, help="how many classes to list (default 5)")
     parser.add_argument("--cam", metavar="OUT.png", help="also write the frames with CAM attention overlaid")
     parser.add_argument("--flow-dir", help="optical-flow models: the video's flow_x folder (TV-L1 JPEGs)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, logs on stderr")
+    add_json_option(parser)
     return parser.parse_args(argv)
 
 
@@ -140,7 +138,7 @@ def main(argv=None):
     start_tensorflow_quietly()
     from kerasflow.model_files import find_model_file, load_model_file, read_model_metadata
 
-    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+    with json_mode(args.json):
         model_file = find_model_file(args.model)
         metadata = read_model_metadata(model_file)
         check_request(args.video, model_file, metadata, args.flow_dir, args.cam)
