@@ -5,6 +5,7 @@ import keras
 import tensorflow as tf
 
 from kerasflow.layers import CamSpatialAttention, egornn_convlstm
+from layer_testing import run_layer_test
 
 
 def numpy_cam_attention(features, attended, kernel, bias):
@@ -71,14 +72,24 @@ def test_single_input_attends_itself_and_gradient_skips_bias():
         assert (np.abs(grad_kernel[:, c]).sum() > 0) == (c in used)
 
 
-def test_config_round_trip_and_symbolic_shapes():
-    layer = CamSpatialAttention(num_classes=7, name="cam")
-    clone = CamSpatialAttention.from_config(layer.get_config())
-    assert clone.num_classes == 7 and clone.name == "cam"
-    inputs = keras.Input((7, 7, 16))
-    out, attention = layer(inputs, return_attention=True)
-    assert tuple(out.shape) == (None, 7, 7, 16) and tuple(attention.shape) == (None, 7, 7)
-    assert tuple(layer(inputs).shape) == (None, 7, 7, 16)
+def test_layer_contract_single_input():
+    features = np.random.default_rng(2).random((2, 7, 7, 16)).astype("float32")
+    run_layer_test(CamSpatialAttention, dict(num_classes=7, name="cam"), features, (2, 7, 7, 16))
+
+
+def test_layer_contract_two_inputs_with_attention_map():
+    rng = np.random.default_rng(3)
+    features, attended = rng.random((2, 2, 5, 4, 8)).astype("float32")
+    layer = run_layer_test(
+        CamSpatialAttention, dict(num_classes=5), [features, attended], [(2, 5, 4, 8), (2, 5, 4)],
+        call_kwargs=dict(return_attention=True),
+    )
+    assert [w.path.split("/")[-1] for w in layer.trainable_weights] == ["kernel"]  # the bias cannot learn
+
+
+def test_convlstm_layer_contract():
+    clips = np.random.default_rng(4).random((2, 3, 5, 5, 2)).astype("float32")
+    run_layer_test(egornn_convlstm, dict(units=4), clips, [(2, 5, 5, 4)] * 3)
 
 
 def test_convlstm_has_egornn_parameter_count_and_cell_state():

@@ -6,13 +6,14 @@ import keras
 import tensorflow as tf
 
 from kerasflow.layers import RepresentationFlow, RepresentationFlowBlock
+from layer_testing import run_layer_test
 
 SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float64) / 8.0
 CENTRAL_X = np.array([[0, 0, 0], [-0.5, 0, 0.5], [0, 0, 0]], np.float64)
 
 
 def reference_flow(x, n_iter, theta=0.3, tau=0.25, lam=0.15, image_gradient="sobel", normalize=True):
-    """shared/specs/representation-flow.md in float64 NumPy, with explicit boundary formulas."""
+    """docs/representation-flow.md in float64 NumPy, with explicit boundary formulas."""
     x = x.astype(np.float64)
     if normalize:
         low = x.min(axis=(1, 2, 3), keepdims=True)
@@ -183,50 +184,16 @@ def test_block_shapes_identity_start_and_gradients_after_a_step():
         assert np.isfinite(norm) and norm > 0, (name, norm)
 
 
-@pytest.mark.parametrize("layer_cls,kwargs", [
-    (RepresentationFlow, dict(n_iter=3, theta=0.2, tau=0.3, lambda_=0.1, image_gradient="central", normalize=False, trainable_kernels=False)),
-    (RepresentationFlowBlock, dict(num_flow_layers=3, bottleneck=2, n_iter=2, image_gradient="central")),
+@pytest.mark.parametrize("layer_cls,kwargs,output_shape,mixed_dtype", [
+    (RepresentationFlow, dict(n_iter=3, theta=0.2, tau=0.3, lambda_=0.1, image_gradient="central", normalize=False, trainable_kernels=False), (1, 4, 6, 6, 6), "float32"),
+    (RepresentationFlowBlock, dict(num_flow_layers=3, bottleneck=2, n_iter=2, image_gradient="central"), (1, 2, 6, 6, 3), "float16"),
 ])
-def test_config_round_trip(layer_cls, kwargs):
-    layer = layer_cls(**kwargs)
-    config = layer.get_config()
-    for key, value in kwargs.items():
-        assert config[key] == value
-    clone = layer_cls.from_config(config)
-    assert clone.get_config() == config
+def test_layer_contract(layer_cls, kwargs, output_shape, mixed_dtype):
+    # Config round trip, shapes, a .keras file reloaded in a fresh process, mixed precision, a training step.
     x = np.random.default_rng(4).random((1, 5, 6, 6, 3)).astype("float32")
-    layer(x)
-    clone(x)
-    clone.set_weights(layer.get_weights())
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(clone(x)), keras.ops.convert_to_numpy(layer(x)), atol=1e-6)
+    layer = run_layer_test(layer_cls, kwargs, x, output_shape, atol=1e-6, mixed_precision_dtype=mixed_dtype)
     if not kwargs.get("trainable_kernels", True):
         assert len(layer.trainable_weights) == 3
-
-
-def test_keras_save_and_load_in_fresh_session(tmp_path):
-    inputs = keras.Input((4, 8, 8, 3))
-    h = RepresentationFlow(n_iter=3, name="flow")(inputs)
-    h = RepresentationFlowBlock(num_flow_layers=2, bottleneck=4, n_iter=2, name="block")(h)
-    model = keras.Model(inputs, h)
-    # Make the saved state non-trivial: move the block's batch norm off gamma = 0.
-    block = model.get_layer("block")
-    block.norm.gamma.assign(np.linspace(0.5, 1.5, 6).astype("float32"))
-    model.get_layer("flow").theta_weight.assign(0.35)
-    x = np.random.default_rng(5).random((2, 4, 8, 8, 3)).astype("float32")
-    want = keras.ops.convert_to_numpy(model(x))
-    path = tmp_path / "flow.keras"
-    model.save(path)
-    np.save(tmp_path / "x.npy", x)
-    code = (
-        "import numpy as np, keras, kerasflow.layers\n"
-        f"m = keras.saving.load_model(r'{path}')\n"
-        f"np.save(r'{tmp_path / 'y.npy'}', keras.ops.convert_to_numpy(m(np.load(r'{tmp_path / 'x.npy'}'))))\n"
-    )
-    import subprocess
-    import sys
-
-    subprocess.run([sys.executable, "-c", code], check=True)
-    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), want, atol=1e-6)
 
 
 def test_symbolic_call_with_unknown_batch():

@@ -29,6 +29,19 @@ class CamSpatialAttention(keras.layers.Layer):
         return_attention: bool. Also return the attention map ``(B, H, W)`` (for pictures).
 
     Output shape: ``(B, H, W, C)``, or a tuple with the ``(B, H, W)`` attention map.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras
+    from kerasflow.layers import CamSpatialAttention
+
+    frames = np.random.default_rng(0).random((2, 7, 7, 16)).astype("float32")
+    attended, attention = CamSpatialAttention(num_classes=10)(frames, return_attention=True)
+    assert np.allclose(keras.ops.convert_to_numpy(attention).sum(axis=(1, 2)), 1.0)
+    attended.shape  # (2, 7, 7, 16)
+    ```
     """
 
     def __init__(self, num_classes=1000, **kwargs):

@@ -17,6 +17,17 @@ def egornn_convlstm(units=512, name="convlstm", **kwargs):
     states. Parameters: ``2 * 9 * C * 4 * units + 4 * units`` (18,876,416 for C = units = 512).
 
     Input shape: ``(B, T, H, W, C)``. Output: ``[h_T, h_T, c_T]``, each ``(B, H, W, units)``.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from kerasflow.layers import egornn_convlstm
+
+    clips = np.random.default_rng(0).random((2, 4, 8, 8, 3)).astype("float32")
+    _, h, c = egornn_convlstm(units=6)(clips)  # EgoRCNN classifies from the cell state c
+    c.shape  # (2, 8, 8, 6)
+    ```
     """
     return keras.layers.ConvLSTM2D(
         units,

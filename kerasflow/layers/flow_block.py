@@ -39,6 +39,19 @@ class RepresentationFlowBlock(keras.layers.Layer):
 
     Input shape: ``(B, T, H, W, C)`` with ``T > num_flow_layers``.
     Output shape: ``(B, T - num_flow_layers, H, W, C)``.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from kerasflow.layers import RepresentationFlowBlock
+
+    features = np.random.default_rng(0).random((2, 5, 8, 8, 16)).astype("float32")
+    block = RepresentationFlowBlock(num_flow_layers=2, bottleneck=4, n_iter=3)
+    # A new block is ReLU of the running mean of its input over 3 frames (gamma starts at 0).
+    y = block(features)
+    y.shape  # (2, 3, 8, 8, 16)
+    ```
     """
 
     def __init__(

@@ -1,7 +1,7 @@
 """The representation flow layer: a TV-L1 solver unrolled for a fixed number of learnable iterations.
 
 Seed paper §II-C, Algorithm 1, eqs. (9)-(17); Piergiovanni & Ryoo, CVPR 2019. The exact computation is
-pinned down in ``shared/specs/representation-flow.md``; this module follows it step by step.
+pinned down in ``docs/representation-flow.md``; this module follows it step by step.
 """
 
 import keras
@@ -53,6 +53,17 @@ class RepresentationFlow(keras.layers.Layer):
 
     Input shape: ``(B, T, H, W, C)`` with ``T >= 2``.
     Output shape: ``(B, T - 1, H, W, 2 * C)``: ``concat([u_x, u_y], axis=-1)`` per frame pair.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from kerasflow.layers import RepresentationFlow
+
+    clips = np.random.default_rng(0).random((2, 4, 8, 8, 3)).astype("float32")
+    flow = RepresentationFlow(n_iter=5)(clips)  # one (u_x, u_y) map per pair of frames
+    flow.shape  # (2, 3, 8, 8, 6)
+    ```
     """
 
     def __init__(

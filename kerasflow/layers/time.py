@@ -6,7 +6,19 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="kerasflow")
 class FoldTime(keras.layers.Layer):
-    """Merges the batch and time axes: ``(B, T, *rest)`` -> ``(B * T, *rest)``, so 2-D layers see frames."""
+    """Merges the batch and time axes: ``(B, T, *rest)`` -> ``(B * T, *rest)``, so 2-D layers see frames.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from kerasflow.layers import FoldTime
+
+    clips = np.zeros((2, 4, 8, 8, 3), "float32")
+    frames = FoldTime()(clips)  # clip 0's four frames, then clip 1's
+    frames.shape  # (8, 8, 8, 3)
+    ```
+    """
 
     def call(self, inputs):
         return ops.reshape(inputs, (-1, *ops.shape(inputs)[2:]))
@@ -23,6 +35,18 @@ class UnfoldTime(keras.layers.Layer):
 
     Args:
         frames: int. ``T``, the number of frames per clip.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras
+    from kerasflow.layers import FoldTime, UnfoldTime
+
+    frames = FoldTime()(np.zeros((2, 4, 8, 8, 3), "float32"))
+    features = keras.layers.Conv2D(6, 3, padding="same")(frames)  # a 2-D layer on all 8 frames
+    UnfoldTime(frames=4)(features).shape  # (2, 4, 8, 8, 6)
+    ```
     """
 
     def __init__(self, frames, **kwargs):
@@ -53,6 +77,19 @@ class UniformFrames(keras.layers.Layer):
 
     Args:
         frames: int. Number of frames to keep.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras
+    from kerasflow.layers import UniformFrames
+
+    clips = np.arange(10, dtype="float32").reshape(1, 10, 1, 1, 1) * np.ones((2, 1, 8, 8, 3), "float32")
+    kept = UniformFrames(frames=4)(clips)  # frame t of each clip holds the value t
+    assert keras.ops.convert_to_numpy(kept)[0, :, 0, 0, 0].tolist() == [0.0, 2.0, 5.0, 7.0]
+    kept.shape  # (2, 4, 8, 8, 3)
+    ```
     """
 
     def __init__(self, frames, **kwargs):
