@@ -1,3 +1,13 @@
-"""kerasflow: two-stream video action recognition with learnable representation flow (Keras 3)."""
+"""kerasflow: two-stream video action recognition with learnable representation flow (Keras 3).
 
-__version__ = "0.1.0"
+From Python: ``load_recipe``, ``fit``, ``build_model``, ``load_model`` and ``predict_video``
+(``kerasflow.api``). They load on first use, so ``import kerasflow`` does not start TensorFlow.
+"""
+
+__version__ = "0.2.0"
+
+from kerasflow._lazy import lazy_attributes  # noqa: E402
+
+__all__ = ["build_model", "fit", "load_model", "load_recipe", "predict_video"]
+
+__getattr__, __dir__ = lazy_attributes(__name__, {name: "kerasflow.api" for name in __all__})

@@ -1,10 +1,12 @@
 """Time the paper's models (forward pass, random weights) and, optionally, TV-L1 flow extraction.
 
-    python tools/benchmark.py [--models rgb,representation_flow,two_stream,optical_flow,two_stream_optical_flow]
-                              [--backbone resnet34] [--frame-size 224] [--rgb-frames 25] [--flow-frames 16]
-                              [--flow-stack 5] [--classes 61] [--batch 1] [--repeats 5] [--warmup 2]
-                              [--mixed-precision] [--tvl1-video PATH | --tvl1-synthetic] [--tvl1-size S]
-                              [--json OUT.json]
+    python -m kerasflow.benchmark [--models rgb,representation_flow,two_stream,optical_flow,two_stream_optical_flow]
+                                  [--backbone resnet34] [--frame-size 224] [--rgb-frames 25] [--flow-frames 16]
+                                  [--flow-stack 5] [--classes 61] [--batch 1] [--repeats 5] [--warmup 2]
+                                  [--mixed-precision] [--tvl1-video PATH | --tvl1-synthetic] [--tvl1-size S]
+                                  [--json OUT.json]
+
+(``python tools/benchmark.py`` is the same command.)
 
 Each model is built as a recipe of that ``model.kind`` builds it (``build_stage_models``; the model
 of the last stage, e.g. the joint model of ``two_stream``) with random weights, fed a random batch of
@@ -14,7 +16,7 @@ own; after ``--warmup`` more calls, ``--repeats`` calls are timed and their medi
 batch, is the steady-state seconds per video. Decoding the video is not included.
 
 ``--tvl1-video`` / ``--tvl1-synthetic`` also time ``kerasflow.data.tvl1.extract_video`` (decode,
-OpenCV TV-L1 on the CPU, JPEG writing, as ``tools/extract_flow.py`` does per video) on one video, so
+OpenCV TV-L1 on the CPU, JPEG writing, as ``python -m kerasflow.extract_flow`` does per video) on one video, so
 the table shows what the paper's Tables 1/3/4 compare: a two-stream model with TV-L1 flow costs the
 extraction plus the model; the representation-flow model costs the model alone.
 """
@@ -37,13 +39,12 @@ import numpy as np  # noqa: E402
 
 from kerasflow.cli import positive_int, start_tensorflow_quietly  # noqa: E402
 from kerasflow.errors import UserError, cli_entry  # noqa: E402
-from kerasflow.files import write_json  # noqa: E402
-from kerasflow.recipes import BACKBONES, MODEL_KINDS, OPTICAL_FLOW_KINDS, DataConfig, ModelConfig  # noqa: E402
+from kerasflow.atomic import write_json  # noqa: E402
+from kerasflow.backbones.presets import preset_names  # noqa: E402
+from kerasflow.config.schema import DataConfig, ModelConfig  # noqa: E402
+from kerasflow.models.kinds import get_kind, kind_names  # noqa: E402
 
-DEFAULT_MODELS = ("rgb", "representation_flow", "two_stream", "optical_flow", "two_stream_optical_flow")
-# The model a recipe of each kind ends with: build_stage_models' key for its last stage.
-FINAL_MODEL_KEY = {"rgb": "rgb", "representation_flow": "flow", "optical_flow": "flow",
-                   "two_stream": "joint", "two_stream_optical_flow": "joint"}
+DEFAULT_MODELS = kind_names()
 SYNTHETIC_CLIP = {"frames": 64, "width": 320, "height": 240}
 
 
@@ -53,21 +54,21 @@ def _data_default(name):
 
 def _model_list(text):
     kinds = [kind.strip() for kind in text.split(",") if kind.strip()]
-    unknown = [kind for kind in kinds if kind not in MODEL_KINDS]
+    unknown = [kind for kind in kinds if kind not in kind_names()]
     if unknown or not kinds:
-        raise argparse.ArgumentTypeError(f"{text!r}: use a comma-separated list of {', '.join(MODEL_KINDS)}")
+        raise argparse.ArgumentTypeError(f"{text!r}: use a comma-separated list of {', '.join(kind_names())}")
     return list(dict.fromkeys(kinds))
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="benchmark.py",
+        prog="python -m kerasflow.benchmark",
         description="Seconds per video of the paper's models (forward pass, random weights) and of "
         "TV-L1 flow extraction.",
     )
     parser.add_argument("--models", type=_model_list, default=list(DEFAULT_MODELS), metavar="KIND,...",
                         help=f"model kinds to time, comma-separated (default: {','.join(DEFAULT_MODELS)})")
-    parser.add_argument("--backbone", choices=BACKBONES, default="resnet34")
+    parser.add_argument("--backbone", choices=preset_names(), default="resnet34")
     parser.add_argument("--frame-size", type=positive_int, default=_data_default("frame_size"), metavar="S",
                         help="frames are S x S pixels (default: %(default)s)")
     parser.add_argument("--rgb-frames", type=positive_int, default=_data_default("rgb_frames"), metavar="T",
@@ -106,7 +107,7 @@ def check_arguments(args):
     if args.warmup < 0:
         raise UserError(f"--warmup {args.warmup} is negative; use 0 or more")
     flow_layers = ModelConfig(kind="representation_flow").num_flow_layers
-    if "representation_flow" in args.models or "two_stream" in args.models:
+    if any(get_kind(kind).flow == "representation" for kind in args.models):
         if args.flow_frames <= flow_layers:
             raise UserError(f"--flow-frames {args.flow_frames} leaves no time step after {flow_layers} "
                             f"representation-flow layers; use {flow_layers + 1} or more")
@@ -116,12 +117,10 @@ def check_arguments(args):
 
 def build_benchmark_model(kind, backbone, frame_size, rgb_frames, flow_frames, flow_stack, classes):
     """The model a recipe of ``kind`` ends with (random weights, the recipe's other model defaults)."""
-    from kerasflow.models import build_stage_models
-
     model_cfg = ModelConfig(kind=kind, backbone=backbone)
     data_cfg = argparse.Namespace(frame_size=frame_size, rgb_frames=rgb_frames, flow_frames=flow_frames,
                                   flow_stack=flow_stack)
-    return build_stage_models(model_cfg, data_cfg, classes)[FINAL_MODEL_KEY[kind]]
+    return get_kind(kind).build_models(model_cfg, data_cfg, classes)[get_kind(kind).final_model]
 
 
 def compute_device():
@@ -190,7 +189,7 @@ def write_synthetic_clip(folder, seed=0, frames=SYNTHETIC_CLIP["frames"], width=
 def time_tvl1(source, size=None):
     """Seconds of ``extract_video`` (decode + TV-L1 + JPEG writing) on one source, into a temporary folder.
 
-    OpenCV runs on one thread, as in each of ``tools/extract_flow.py``'s worker processes, so the
+    OpenCV runs on one thread, as in each of ``kerasflow.extract_flow``'s worker processes, so the
     number is the per-video cost of an extraction run (which gains its speed from processes).
     """
     import cv2
@@ -262,7 +261,7 @@ def totals_with_tvl1(models, tvl1):
     return [
         {"model": f"{entry['model']} + TV-L1", "seconds_per_video": tvl1["seconds"] + entry["median_s_per_video"]}
         for entry in models
-        if entry["model"] in OPTICAL_FLOW_KINDS
+        if get_kind(entry["model"]).flow == "optical"
     ]
 
 

@@ -2,11 +2,41 @@
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 import tempfile
 
-from kerasflow.errors import UserError
+from kerasflow.errors import UserError, cli_entry
+
+
+def command_parser(command, doc):
+    """The ``ArgumentParser`` of ``python -m kerasflow.<command>``, described by ``doc``'s first line."""
+    return argparse.ArgumentParser(prog=f"python -m kerasflow.{command}", description=doc.splitlines()[0])
+
+
+def report_command(command, doc, add_arguments, make_report, format_report):
+    """``main(argv)`` of ``python -m kerasflow.<command>``, a command that prints a report.
+
+    ``add_arguments(parser)`` declares its arguments (``--json`` is added here); ``make_report(args)``
+    does the work, after TensorFlow has started quietly, and returns a JSON-ready dict; the command
+    prints it as one JSON object with ``--json`` (everything else then goes to stderr), else as
+    ``format_report(report)``. User errors end in one line and exit status 2 (``cli_entry``).
+    """
+
+    @cli_entry
+    def main(argv=None):
+        parser = command_parser(command, doc)
+        add_arguments(parser)
+        add_json_option(parser)
+        args = parser.parse_args(argv)
+        start_tensorflow_quietly()
+        with json_mode(args.json):
+            report = make_report(args)
+        print(json.dumps(report) if args.json else format_report(report))
+        return 0
+
+    return main
 
 
 def positive_int(text):

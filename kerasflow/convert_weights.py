@@ -1,24 +1,24 @@
 """Convert a torchvision-layout ResNet state dict (.safetensors) into Keras weights for kerasflow.
 
-    python tools/convert_weights.py resnet34.safetensors resnet34.weights.h5 [--arch resnet34]
+    python -m kerasflow.convert_weights resnet34.safetensors resnet34.weights.h5 [--arch resnet34]
+
+(``python tools/convert_weights.py`` is the same command.)
 
 Writes OUT.weights.h5 and OUT.weights.h5.json (the ResNetBackbone arguments); load them with
 ``kerasflow.backbones.load_imagenet_weights(backbone, "OUT.weights.h5")``.
 """
 
-import argparse
-
-from kerasflow.cli import start_tensorflow_quietly
+from kerasflow.cli import command_parser, start_tensorflow_quietly
 from kerasflow.errors import cli_entry
 
 
 @cli_entry
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = command_parser("convert_weights", __doc__)
     parser.add_argument("in_path", help="torchvision-layout ResNet state dict, .safetensors")
     parser.add_argument("out_path", help="output Keras weights, must end in .weights.h5")
-    parser.add_argument("--arch", help="check the file against this preset: resnet18, resnet34, resnet50 or "
-                        "resnet101 (default: infer the architecture from the keys and shapes)")
+    parser.add_argument("--arch", help="check the file against this backbone preset, e.g. resnet34 "
+                        "(default: infer the architecture from the keys and shapes)")
     args = parser.parse_args(argv)
     start_tensorflow_quietly()
     from kerasflow.backbones.convert import convert_file
@@ -32,4 +32,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

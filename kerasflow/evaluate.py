@@ -5,8 +5,6 @@ the flow stream; writes ``confusion_matrix.png`` and ``evaluation.json`` to the 
 the model file, or to ``--output``). ``--json`` prints one JSON object on stdout and nothing else.
 """
 
-import argparse
-import json
 import math
 import os
 import sys
@@ -14,19 +12,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from kerasflow.cli import (  # noqa: E402
-    add_json_option,
-    add_set_option,
-    bad_videos_as_user_errors,
-    json_mode,
-    positive_int,
-    start_tensorflow_quietly,
-)
-from kerasflow.errors import UserError, cli_entry  # noqa: E402
-from kerasflow.files import write_json  # noqa: E402
-from kerasflow.model_files import find_model_file, load_model_file, read_model_metadata  # noqa: E402
+from kerasflow.cli import add_set_option, bad_videos_as_user_errors, positive_int, report_command  # noqa: E402
+from kerasflow.errors import UserError  # noqa: E402
+from kerasflow.atomic import write_json  # noqa: E402
+from kerasflow.model_io import find_model_file, load_model_file, read_model_info  # noqa: E402
+from kerasflow.training.run_folder import RECIPE_FILE  # noqa: E402
 
-RECIPE_FILE = "recipe.yaml"
 # A model file saved in a run folder lies in it (model.keras) or two levels down (stages/<stage>/best.keras).
 RECIPE_SEARCH_DEPTH = 3
 
@@ -41,45 +32,43 @@ def find_recipe(model_file, recipe=None):
     raise UserError(f"{model_file} is not inside a run folder; pass the recipe it was trained with (--recipe)")
 
 
-def check_model_matches_recipe(metadata, recipe, model_file):
-    if metadata["kind"] != recipe.model.kind:
-        raise UserError(f"{model_file} is a model file of another kind ({metadata['kind']}) than the recipe's "
+def check_model_matches_recipe(info, recipe, model_file):
+    if info.kind != recipe.model.kind:
+        raise UserError(f"{model_file} is a model file of another kind ({info.kind}) than the recipe's "
                         f"model.kind ({recipe.model.kind}); pass the recipe it was trained with")
 
 
-def subset_dataset(recipe, metadata, subset, batch_size, bad_videos):
-    """The ``(index, dataset)`` of the recipe's ``subset``, fed as the model's metadata says."""
-    from kerasflow.training import clip_dataset, dataset_indexes
+def subset_dataset(recipe, info, subset, batch_size, bad_videos):
+    """The ``(index, dataset)`` of the recipe's ``subset``, fed as the model's ``ModelInfo`` says."""
+    from kerasflow.data.feeds import model_dataset, recipe_indexes
 
-    train, test = dataset_indexes(recipe.data)
+    train, test = recipe_indexes(recipe.data)
     index = test if subset == "test" else train
-    if index.class_names != metadata["class_names"]:
+    if list(index.class_names) != list(info.class_names):
         raise UserError(f"{recipe.data.root}: its classes ({len(index.class_names)}) differ from the "
-                        f"{len(metadata['class_names'])} the model was trained on; set data.root to that dataset")
-    dataset = clip_dataset(
-        recipe, index, subset, streams=metadata["streams"], frames=metadata["rgb_frames"], batch_size=batch_size,
-        training=False, seed=recipe.runtime.seed, bad_videos=bad_videos,
-    )
+                        f"{len(info.class_names)} the model was trained on; set data.root to that dataset")
+    dataset = model_dataset(recipe.data, index, subset, info.inputs, batch_size=batch_size, training=False,
+                            seed=recipe.runtime.seed, bad_videos=bad_videos)
     return index, dataset
 
 
-def evaluate_run(model, metadata, model_file, recipe, subset="test", batch_size=None, output=None):
+def evaluate_run(model, info, model_file, recipe, subset="test", batch_size=None, output=None):
     """Evaluate ``model`` on the recipe's ``subset``; write the PNG and JSON; return the report dict."""
     from tqdm import tqdm
 
-    from kerasflow import evaluation
+    from kerasflow import metrics
     from kerasflow.data.pipeline import BadVideoLog
     from kerasflow.models.common import streams_of
 
     batch_size = batch_size or recipe.data.batch_size
     bad_videos = BadVideoLog()
-    index, dataset = subset_dataset(recipe, metadata, subset, batch_size, bad_videos)
-    class_names = metadata["class_names"]
+    index, dataset = subset_dataset(recipe, info, subset, batch_size, bad_videos)
+    class_names = list(info.class_names)
     batches = tqdm(dataset, total=math.ceil(len(index) / batch_size), desc=f"evaluating {subset}",
                    unit="batch", file=sys.stderr, disable=None)
     try:
         with bad_videos_as_user_errors():
-            result = evaluation.evaluate(model, batches, len(class_names), streams=list(streams_of(model).values()))
+            result = metrics.evaluate(model, batches, len(class_names), streams=list(streams_of(model).values()))
     finally:
         batches.close()
 
@@ -88,14 +77,13 @@ def evaluate_run(model, metadata, model_file, recipe, subset="test", batch_size=
     suffix = "" if subset == "test" else f"_{subset}"
     png, report_file = folder / f"confusion_matrix{suffix}.png", folder / f"evaluation{suffix}.json"
     confusion = result.confusion()
-    evaluation.plot_confusion_matrix(
-        confusion, class_names, str(png),
-        f"{metadata['kind']} ({metadata.get('stage', '?')}), {subset}: top-1 {result.top1:.3f}",
+    metrics.plot_confusion_matrix(
+        confusion, class_names, str(png), f"{info.kind} ({info.stage}), {subset}: top-1 {result.top1:.3f}",
     )
     report = {
         "model": str(model_file),
-        "kind": metadata["kind"],
-        "stage": metadata.get("stage"),
+        "kind": info.kind,
+        "stage": info.stage,
         "subset": subset,
         **result.summary(class_names),
         "skipped_videos": bad_videos.paths,
@@ -129,8 +117,7 @@ def format_report(report):
     return "\n".join(lines)
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m kerasflow.evaluate", description=__doc__.splitlines()[0])
+def add_arguments(parser):
     parser.add_argument("model", help="run folder (uses its model.keras and recipe.yaml) or a .keras model file")
     parser.add_argument("--recipe", help="recipe the model was trained with (default: the run folder's recipe.yaml)")
     add_set_option(parser)
@@ -138,26 +125,21 @@ def parse_args(argv):
     parser.add_argument("--batch-size", type=positive_int, help="default: the recipe's data.batch_size")
     parser.add_argument("--output", help="folder for confusion_matrix.png and evaluation.json "
                         "(default: the model file's folder)")
-    add_json_option(parser)
-    return parser.parse_args(argv)
 
 
-@cli_entry
-def main(argv=None):
-    args = parse_args(argv)
-    start_tensorflow_quietly()
-    from kerasflow.recipes import load_recipe
+def evaluate_model(args):
+    """The report of ``python -m kerasflow.evaluate`` for its parsed ``args``."""
+    from kerasflow.config import load_recipe
 
-    with json_mode(args.json):
-        model_file = find_model_file(args.model)
-        recipe = load_recipe(find_recipe(model_file, args.recipe), args.overrides)
-        metadata = read_model_metadata(model_file)
-        check_model_matches_recipe(metadata, recipe, model_file)
-        model = load_model_file(model_file)
-        report = evaluate_run(model, metadata, model_file, recipe, args.subset, args.batch_size, args.output)
-    print(json.dumps(report) if args.json else format_report(report))
-    return 0
+    model_file = find_model_file(args.model)
+    recipe = load_recipe(find_recipe(model_file, args.recipe), args.overrides)
+    info = read_model_info(model_file)
+    check_model_matches_recipe(info, recipe, model_file)
+    model = load_model_file(model_file)
+    return evaluate_run(model, info, model_file, recipe, args.subset, args.batch_size, args.output)
 
+
+main = report_command("evaluate", __doc__, add_arguments, evaluate_model, format_report)
 
 if __name__ == "__main__":
     raise SystemExit(main())

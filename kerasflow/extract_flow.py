@@ -1,11 +1,12 @@
 """Extract TV-L1 optical flow as dense_flow-style JPEGs for the optical-flow baseline stream.
 
-    python tools/extract_flow.py SRC_ROOT OUT_ROOT [--workers N] [--bound PIXELS] [--size SHORTER_SIDE]
-                                 [--limit K] [--strict]
+    python -m kerasflow.extract_flow SRC_ROOT OUT_ROOT [--workers N] [--bound PIXELS] [--size SHORTER_SIDE]
+                                     [--limit K] [--strict]
 
-Writes ``OUT_ROOT/flow_x/<rel>/flow_x_00001.jpg`` and ``OUT_ROOT/flow_y/<rel>/flow_y_00001.jpg`` for
-every video file or frame folder under SRC_ROOT (``<rel>`` = its path under SRC_ROOT without the video
-extension), skips videos finished by an earlier run, and writes per-video seconds to
+(``python tools/extract_flow.py`` is the same command.)
+
+Writes the flow of every video file or frame folder under SRC_ROOT into OUT_ROOT in the layout of
+``kerasflow.data.flow_files``, skips videos finished by an earlier run, and writes per-video seconds to
 ``OUT_ROOT/flow_timing.json``. See ``kerasflow.data.tvl1``.
 """
 
@@ -26,7 +27,7 @@ def _positive_float(text):
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="extract_flow.py",
+        prog="python -m kerasflow.extract_flow",
         description="TV-L1 optical flow (OpenCV DualTVL1, default parameters) as 8-bit JPEGs, "
         "dense_flow coding, ego-rnn layout.",
     )

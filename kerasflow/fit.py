@@ -1,21 +1,44 @@
 """``python -m kerasflow.fit RECIPE [--set KEY=VALUE ...]``: run a recipe's staged training.
 
-Re-running the same command resumes an interrupted run from the last finished epoch of its current
-stage; a finished run is not trained again.
+RECIPE is a YAML file or the name of an installed recipe (``demo``, ``egtea``, ...). Re-running the
+same command resumes an interrupted run from the last finished epoch of its current stage; a finished
+run is not trained again. From Python, ``kerasflow.fit(recipe)`` does the same.
 """
 
-import argparse
 import os
+import sys
+import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from kerasflow.cli import add_set_option, bad_videos_as_user_errors, start_tensorflow_quietly  # noqa: E402
+from kerasflow.cli import (  # noqa: E402
+    add_set_option,
+    bad_videos_as_user_errors,
+    command_parser,
+    start_tensorflow_quietly,
+)
 from kerasflow.errors import cli_entry  # noqa: E402
+
+# The demo's table: a row per trained stream, from the stage that trained it last.
+TABLE_ROWS = (("RGB only (EgoRCNN)", ("rgb_stage2", "rgb_stage1")), ("flow stream only", ("flow",)),
+              ("two-stream", ("joint",)))
+
+
+def comparison_table(metrics):
+    """Test accuracy and seconds per video of each trained stream, as the demo prints it."""
+    lines = [f"{'model':<24} {'top-1':>7} {'top-5':>7} {'s/video':>9}"]
+    for label, stages in TABLE_ROWS:
+        result = next((metrics["stages"][stage] for stage in stages if stage in metrics["stages"]), None)
+        if result is not None:
+            lines.append(f"{label:<24} {result['top1']:>7.3f} {result['top5']:>7.3f} "
+                         f"{result['seconds_per_video']:>9.4f}")
+    return "\n".join(lines)
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m kerasflow.fit", description=__doc__.splitlines()[0])
-    parser.add_argument("recipe", help="YAML recipe, e.g. recipes/demo.yaml")
+    parser = command_parser("fit", __doc__)
+    parser.add_argument("recipe", help="YAML recipe (e.g. recipes/egtea.yaml) or an installed recipe's name "
+                                       "(e.g. demo)")
     add_set_option(parser)
     return parser.parse_args(argv)
 
@@ -23,11 +46,11 @@ def parse_args(argv):
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
-    from kerasflow.recipes import load_recipe
+    from kerasflow.config import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
     start_tensorflow_quietly(initialize_devices=recipe.runtime.distribution != "multi_worker_mirrored")
-    from kerasflow.training import comparison_table, train_recipe
+    from kerasflow.training.staged import train_recipe
 
     with bad_videos_as_user_errors():
         metrics = train_recipe(recipe)
@@ -36,6 +59,17 @@ def main(argv=None):
           f"(test top-1 {metrics['final']['top1']:.3f})")
     return 0
 
+
+class _CallableModule(types.ModuleType):
+    """``import kerasflow.fit`` makes ``kerasflow.fit`` this module; calling it still runs ``kerasflow.api.fit``."""
+
+    def __call__(self, *args, **kwargs):
+        from kerasflow.api import fit
+
+        return fit(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -5,7 +5,8 @@ import time
 
 import numpy as np
 
-from kerasflow.files import atomic_path
+from kerasflow.atomic import atomic_path
+from kerasflow.data.inputs import RGB_CLIP
 from kerasflow.layers import UniformFrames
 
 
@@ -76,9 +77,10 @@ def confusion_matrix(labels, predictions, num_classes):
 
 
 def evaluate(model, dataset, num_classes, streams=()):
-    """Run ``model`` over ``dataset`` (``(inputs, label)`` batches), timing decoding and the model.
+    """Run ``model`` over ``dataset`` (``(inputs, label, weight)`` batches), timing decoding and the model.
 
-    ``streams``: sub-models (e.g. ``rgb_stream``, ``flow_stream``) to time separately on the same batches.
+    Examples of weight 0 (bad clips the pipeline skipped) are left out. ``streams``: sub-models (e.g.
+    ``rgb_stream``, ``flow_stream``) to time separately on the same batches.
     """
     logits, labels = [], []
     decode = compute = 0.0
@@ -87,20 +89,20 @@ def evaluate(model, dataset, num_classes, streams=()):
     while True:
         start = time.perf_counter()
         try:
-            inputs, label = next(iterator)
+            inputs, label, weight = next(iterator)
         except StopIteration:
             break
         decode += time.perf_counter() - start
         start = time.perf_counter()
         # A plain call, not predict_on_batch: it gives one row per video under any tf.distribute
         # strategy and times the forward pass without a first-call trace.
-        logits.append(np.asarray(model(inputs, training=False), np.float32))
+        output = np.asarray(model(inputs, training=False), np.float32)
         compute += time.perf_counter() - start
-        labels.append(np.asarray(label))
+        kept = np.asarray(weight) > 0
+        logits.append(output[kept])
+        labels.append(np.asarray(label)[kept])
         for stream in streams:
-            feed = inputs[stream.inputs[0].name] if isinstance(inputs, dict) else inputs
-            if feed.ndim == 5 and stream.inputs[0].shape[1] != feed.shape[1]:
-                feed = UniformFrames(stream.inputs[0].shape[1])(feed)
+            feed = _stream_feed(stream, inputs)
             start = time.perf_counter()
             stream(feed, training=False)
             stream_seconds[stream.name] += time.perf_counter() - start
@@ -108,6 +110,16 @@ def evaluate(model, dataset, num_classes, streams=()):
         return EvaluationResult(np.zeros((0, num_classes), np.float32), np.zeros(0, np.int64), decode, 0.0, {})
     return EvaluationResult(np.concatenate(logits), np.concatenate(labels).astype(np.int64), decode, compute,
                             stream_seconds)
+
+
+def _stream_feed(stream, inputs):
+    """The batch a stream body takes from a model's inputs: its own input, or the RGB clip (its frames
+    subsampled as the two-stream model does)."""
+    name, shape = stream.inputs[0].name, stream.inputs[0].shape
+    feed = inputs[name] if name in inputs else inputs[RGB_CLIP]
+    if feed.ndim == 5 and shape[1] != feed.shape[1]:
+        feed = UniformFrames(shape[1])(feed)
+    return feed
 
 
 def plot_confusion_matrix(confusion, class_names, path, title="Confusion matrix"):

@@ -1,25 +1,83 @@
-"""Model files as kerasflow writes them: ``X.keras`` plus ``X.keras.json`` metadata, written atomically.
+"""Saved models as kerasflow writes them: ``X.keras`` plus ``X.keras.json``, a typed ``ModelInfo``.
 
-The metadata says how to feed the model (kind, stage, streams, frames, crop size, flow stack) and
-names its classes, so evaluate and predict need nothing else. Weights checkpoints are ``.weights.h5``.
+The info says how to feed the model (its kind, the training stage that made it, each input with its
+frames and crop size) and names its classes, so evaluate, predict and export need nothing else.
+Both files are written atomically. Weights checkpoints are ``.weights.h5``.
 """
 
+import dataclasses
 import json
 import zipfile
 from pathlib import Path
+from typing import Optional
 
+from kerasflow import __version__
+from kerasflow.atomic import atomic_path, write_json
+from kerasflow.data.inputs import InputSpec
 from kerasflow.errors import UserError
-from kerasflow.files import atomic_path, write_json
 
 MODEL_FILE = "model.keras"
-METADATA_KEYS = ("kind", "streams", "rgb_frames", "flow_stack", "frame_size", "class_names")
+INFO_FORMAT = 2  # format 1 (kerasflow 0.1) had no "format" key and flat frame counts
 
 
-def save_model(model, path, metadata):
-    """Save ``model`` to ``path`` (``.keras``) and its metadata to ``path + ".json"``, both atomically."""
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """What a saved model is and how to feed it (the ``X.keras.json`` next to ``X.keras``).
+
+    Attributes:
+        kind: the recipe's ``model.kind``.
+        stage: the training stage that produced the model.
+        model: which of the kind's models it is (``rgb``, ``flow`` or ``joint``).
+        inputs: the model's inputs (``InputSpec``), in order.
+        class_names: class names in label order.
+        val_accuracy: the validation top-1 for which it was kept (a stage's best model), or None.
+        version: the kerasflow version that wrote it.
+    """
+
+    kind: str
+    stage: str
+    model: str
+    inputs: tuple
+    class_names: tuple
+    val_accuracy: Optional[float] = None
+    version: str = __version__
+
+    @property
+    def input_names(self):
+        return [spec.name for spec in self.inputs]
+
+    def input(self, name):
+        """The ``InputSpec`` called ``name``; ``KeyError`` when the model has no such input."""
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def to_dict(self):
+        values = dataclasses.asdict(self)
+        values["inputs"] = [spec.to_dict() for spec in self.inputs]
+        values["class_names"] = list(self.class_names)
+        return {"format": INFO_FORMAT, **values}
+
+    @classmethod
+    def from_dict(cls, values):
+        values = dict(values)
+        values.pop("format")
+        values["inputs"] = tuple(InputSpec.from_dict(spec) for spec in values["inputs"])
+        values["class_names"] = tuple(values["class_names"])
+        return cls(**values)
+
+
+def info_path(model_file):
+    """``X.keras`` -> ``X.keras.json``."""
+    return Path(f"{model_file}.json")
+
+
+def save_model(model, path, info):
+    """Save ``model`` to ``path`` (``.keras``) and its ``ModelInfo`` next to it, both atomically."""
     with atomic_path(path, ".keras") as temporary:
         model.save(temporary)
-    write_json(f"{path}.json", metadata)
+    write_json(info_path(path), info.to_dict())
 
 
 def save_weights(model, path):
@@ -42,20 +100,25 @@ def find_model_file(path):
     return path
 
 
-def read_model_metadata(model_file):
-    """The ``X.keras.json`` metadata ``kerasflow.fit`` writes next to a model file (see ``save_model``)."""
-    metadata_file = Path(f"{model_file}.json")
+def read_model_info(model_file):
+    """The ``ModelInfo`` ``kerasflow.fit`` writes next to a model file (see ``save_model``)."""
+    metadata_file = info_path(model_file)
     try:
-        metadata = json.loads(metadata_file.read_text())
+        values = json.loads(metadata_file.read_text())
     except FileNotFoundError:
         raise UserError(f"{metadata_file} is missing: a model file needs the metadata kerasflow.fit writes "
-                        "next to it (kind, streams, frames, class names)") from None
+                        "next to it (kind, inputs, class names)") from None
     except (ValueError, OSError):
         raise UserError(f"{metadata_file} is not readable JSON; copy it again from the run folder") from None
-    missing = [key for key in METADATA_KEYS if key not in metadata]
-    if missing:
-        raise UserError(f"{metadata_file} lacks {', '.join(missing)}; copy it again from the run folder")
-    return metadata
+    if not isinstance(values, dict) or values.get("format") != INFO_FORMAT:
+        raise UserError(f"{metadata_file} was written by another kerasflow version (metadata format "
+                        f"{values.get('format', 1) if isinstance(values, dict) else '?'}, this version reads "
+                        f"{INFO_FORMAT}); train the model again with this version")
+    try:
+        return ModelInfo.from_dict(values)
+    except (KeyError, TypeError, ValueError) as error:
+        raise UserError(f"{metadata_file} is damaged ({type(error).__name__}: {error}); "
+                        "copy it again from the run folder") from None
 
 
 def load_model_file(model_file):
@@ -65,7 +128,7 @@ def load_model_file(model_file):
                         "copy it again from the run folder")
     import keras
 
-    import kerasflow.models  # noqa: F401  (registers the custom layers the file refers to)
+    import kerasflow.models.builders  # noqa: F401  (registers every custom layer a model file can refer to)
 
     try:
         return keras.saving.load_model(model_file, compile=False)
@@ -75,7 +138,7 @@ def load_model_file(model_file):
 
 
 def load_saved_model(path):
-    """``(keras.Model, metadata, model_file)`` of a run folder or a ``.keras`` file (with its ``.json``)."""
+    """``(keras.Model, ModelInfo, model_file)`` of a run folder or a ``.keras`` file (with its ``.json``)."""
     model_file = find_model_file(path)
-    metadata = read_model_metadata(model_file)
-    return load_model_file(model_file), metadata, model_file
+    info = read_model_info(model_file)
+    return load_model_file(model_file), info, model_file

@@ -6,16 +6,15 @@ also draws the sampled frames with the RGB stream's CAM attention overlaid (EgoR
 Optical-flow models read a TV-L1 flow folder (``--flow-dir``) instead of decoding flow.
 """
 
-import argparse
-import json
 import os
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from kerasflow.cli import add_json_option, json_mode, positive_int, start_tensorflow_quietly  # noqa: E402
-from kerasflow.errors import UserError, cli_entry  # noqa: E402
+from kerasflow.cli import positive_int, report_command  # noqa: E402
+from kerasflow.data.inputs import RGB_CLIP, TVL1_STACK  # noqa: E402
+from kerasflow.errors import UserError  # noqa: E402
 
 
 def softmax(logits):
@@ -35,24 +34,7 @@ def top_k(probabilities, class_names, k):
     return [{"class": class_names[i], "probability": float(probabilities[i])} for i in order]
 
 
-def decode_inputs(video, metadata, flow_dir=None):
-    """``(inputs, display)``: the model's batch-of-one inputs by stream name, and the uint8 RGB frames
-    ``(T, S, S, 3)`` shown in a CAM picture (None for a flow-only model)."""
-    from kerasflow.data.pipeline import load_video_for_prediction, normalize_flow, transform_planes
-    from kerasflow.data.video import read_flow_stack
-
-    inputs, display = {}, None
-    if "rgb" in metadata["streams"]:
-        clip, display = load_video_for_prediction(video, metadata["rgb_frames"], metadata["frame_size"])
-        inputs["rgb"] = clip[None]
-    if "flow" in metadata["streams"]:
-        stack = read_flow_stack(flow_dir, metadata["flow_stack"], training=False)
-        planes = transform_planes(stack, metadata["frame_size"], flow=True)
-        inputs["flow"] = normalize_flow(planes).numpy()[None]
-    return inputs, display
-
-
-def check_request(video, model_path, metadata, flow_dir, cam=None):
+def check_request(video, model_path, info, flow_dir, cam=None):
     """The one-line refusals that need no model: a missing video, a missing or needless flow folder,
     a ``--cam`` picture that cannot be written."""
     if not os.path.exists(video):
@@ -61,20 +43,21 @@ def check_request(video, model_path, metadata, flow_dir, cam=None):
         folder = os.path.dirname(os.path.abspath(cam))
         if not os.path.isdir(folder) or os.path.isdir(cam):
             raise UserError(f"cannot write the --cam picture {cam!r}: give a file path in an existing folder")
-    takes_flow = "flow" in metadata["streams"]
+    takes_flow = TVL1_STACK in info.input_names
     if takes_flow and flow_dir is None:
         raise UserError(f"{model_path} is an optical-flow model: it needs the video's TV-L1 flow folder; "
-                        "pass --flow-dir <flow_x folder of this video> (tools/extract_flow.py makes it)")
+                        "pass --flow-dir <flow_x folder of this video> (python -m kerasflow.extract_flow makes it)")
     if not takes_flow and flow_dir is not None:
         raise UserError(f"--flow-dir is only read by optical-flow models; {model_path} takes RGB clips only")
     if takes_flow and not os.path.isdir(flow_dir):
         raise UserError(f"flow folder {flow_dir!r} does not exist; pass the video's flow_x folder")
 
 
-def predict_video(model, metadata, video, top=5, flow_dir=None, cam=None):
+def predict_video(model, info, video, top=5, flow_dir=None, cam=None):
     """Predict one video; with ``cam`` also write the attention picture there. Returns the report dict."""
     import numpy as np
 
+    from kerasflow.data.feeds import video_inputs
     from kerasflow.data.video import BadVideo
     from kerasflow.models import cam_maps_model
     from kerasflow.models.common import streams_of
@@ -82,10 +65,10 @@ def predict_video(model, metadata, video, top=5, flow_dir=None, cam=None):
 
     if cam is not None and "rgb_stream" not in streams_of(model):
         raise UserError(f"--cam needs a model with an RGB stream (the CAM comes from EgoRCNN's RGB stream); "
-                        f"this {metadata['kind']} model of stage {metadata.get('stage')} has none")
+                        f"this {info.kind} model of stage {info.stage} has none")
     start = time.perf_counter()
     try:
-        inputs, display = decode_inputs(video, metadata, flow_dir)
+        inputs, display = video_inputs(video, info.inputs, flow_dir)
     except BadVideo as error:
         raise UserError(f"bad video {error.path!r}: {error.reason}; check or re-encode it") from None
     decode_seconds = time.perf_counter() - start
@@ -93,7 +76,7 @@ def predict_video(model, metadata, video, top=5, flow_dir=None, cam=None):
     logits = np.asarray(model(inputs, training=False), np.float64)[0]
     model_seconds = time.perf_counter() - start
     probabilities = softmax(logits)
-    predictions = top_k(probabilities, metadata["class_names"], top)
+    predictions = top_k(probabilities, list(info.class_names), top)
     report = {
         "video": str(video),
         "predictions": predictions,
@@ -101,7 +84,7 @@ def predict_video(model, metadata, video, top=5, flow_dir=None, cam=None):
     }
     if cam is not None:
         start = time.perf_counter()
-        maps = np.asarray(cam_maps_model(model)(inputs["rgb"], training=False))[0]
+        maps = np.asarray(cam_maps_model(model)(inputs[RGB_CLIP], training=False))[0]
         best = predictions[0]
         write_png(cam, cam_grid(display, maps, f"{best['class']} ({best['probability']:.2f})"))
         report["seconds"]["cam"] = time.perf_counter() - start
@@ -121,32 +104,26 @@ def format_report(report):
     return "\n".join(lines)
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m kerasflow.predict", description=__doc__.splitlines()[0])
+def add_arguments(parser):
     parser.add_argument("video", help="video file or frame folder")
     parser.add_argument("--model", required=True, help="run folder (its model.keras) or a .keras model file")
     parser.add_argument("--top-k", type=positive_int, default=5, help="how many classes to list (default 5)")
     parser.add_argument("--cam", metavar="OUT.png", help="also write the frames with CAM attention overlaid")
     parser.add_argument("--flow-dir", help="optical-flow models: the video's flow_x folder (TV-L1 JPEGs)")
-    add_json_option(parser)
-    return parser.parse_args(argv)
 
 
-@cli_entry
-def main(argv=None):
-    args = parse_args(argv)
-    start_tensorflow_quietly()
-    from kerasflow.model_files import find_model_file, load_model_file, read_model_metadata
+def predict_file(args):
+    """The report of ``python -m kerasflow.predict`` for its parsed ``args``."""
+    from kerasflow.model_io import find_model_file, load_model_file, read_model_info
 
-    with json_mode(args.json):
-        model_file = find_model_file(args.model)
-        metadata = read_model_metadata(model_file)
-        check_request(args.video, model_file, metadata, args.flow_dir, args.cam)
-        model = load_model_file(model_file)
-        report = predict_video(model, metadata, Path(args.video), args.top_k, args.flow_dir, args.cam)
-    print(json.dumps(report) if args.json else format_report(report))
-    return 0
+    model_file = find_model_file(args.model)
+    info = read_model_info(model_file)
+    check_request(args.video, model_file, info, args.flow_dir, args.cam)
+    model = load_model_file(model_file)
+    return predict_video(model, info, Path(args.video), args.top_k, args.flow_dir, args.cam)
 
+
+main = report_command("predict", __doc__, add_arguments, predict_file, format_report)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from kerasflow.errors import UserError
-from kerasflow.files import atomic_path
+from kerasflow.atomic import atomic_path
 
 MAX_GRID_FRAMES = 8
 GRID_COLUMNS = 4

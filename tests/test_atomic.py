@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from kerasflow.files import atomic_path, write_json
+from kerasflow.atomic import atomic_path, write_json
 
 
 def test_interrupted_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):

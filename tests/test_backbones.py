@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from kerasflow.backbones import RESNET_PRESETS, ResNetBackbone, resnet_backbone
+from kerasflow.backbones import ResNetBackbone, from_preset, preset_names
+from kerasflow.backbones.presets import PRESETS
 from kerasflow.errors import UserError
 
 TINY = {"stackwise_num_filters": (4, 8, 8, 8), "stackwise_num_blocks": (1, 2, 1, 1), "stem_filters": 4,
@@ -27,13 +28,13 @@ def randomize(model, seed=0):
     ("resnet18", 11_689_512), ("resnet34", 21_797_672), ("resnet50", 25_557_032), ("resnet101", 44_549_160),
 ])
 def test_preset_parameter_counts_equal_torchvision(name, expected):
-    backbone = resnet_backbone(name)
+    backbone = from_preset(name)
     assert trainable_count(backbone) == expected
-    assert backbone.feature_channels == (512 if RESNET_PRESETS[name]["block_type"] == "basic_block" else 2048)
+    assert backbone.feature_channels == (512 if PRESETS[name]["config"]["block_type"] == "basic_block" else 2048)
 
 
 def test_flow_variant_counts_and_shapes():
-    flow = resnet_backbone("resnet34", input_channels=10, include_head=False, image_size=224)
+    flow = ResNetBackbone.from_preset("resnet34", input_channels=10, include_head=False, image_size=224)
     # torchvision resnet34 minus fc (512*1000 + 1000) plus 7 more conv1 input channels (64*7*7*7)
     assert trainable_count(flow) == 21_797_672 - 513_000 + 64 * 7 * 7 * 7
     assert flow.head is None and set(flow.output) == {"stage1", "stage2", "stage3", "stage4", "stage4_pre_bn",
@@ -111,5 +112,20 @@ def test_bad_arguments_raise_user_error(overrides, message):
 
 
 def test_unknown_preset_lists_valid_names():
-    with pytest.raises(UserError, match=r"'resnet99'.*'resnet18', 'resnet34', 'resnet50', 'resnet101'"):
-        resnet_backbone("resnet99")
+    assert preset_names() == ("resnet18", "resnet34", "resnet50", "resnet101", "tiny")
+    with pytest.raises(UserError, match=r"'resnet99'; use one of resnet18, resnet34, resnet50, resnet101, tiny"):
+        from_preset("resnet99")
+
+
+def test_apply_stages_runs_a_range_of_stages():
+    backbone = from_preset("tiny", num_head_classes=3)
+    randomize(backbone, seed=7)
+    image = np.random.default_rng(8).normal(size=(1, 64, 64, 3)).astype("float32")
+    outputs = backbone(image)
+    stem = backbone.stem(image)
+    middle, _ = backbone.apply_stages(stem, 0, 2)
+    np.testing.assert_allclose(middle, outputs["stage2"], rtol=1e-5, atol=1e-5)
+    end, pre_bn = backbone.apply_stages(middle, 2)
+    np.testing.assert_allclose(end, outputs["stage4"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pre_bn, outputs["stage4_pre_bn"], rtol=1e-5, atol=1e-5)
+

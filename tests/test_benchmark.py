@@ -1,34 +1,20 @@
-"""tools/benchmark.py at tiny size: every requested model is timed and the JSON report is complete."""
+"""python -m kerasflow.benchmark at tiny size: every requested model is timed and the JSON report is complete."""
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-from kerasflow.recipes import MODEL_KINDS
-
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "benchmark.py"
-
-
-@pytest.fixture(scope="module")
-def benchmark():
-    spec = importlib.util.spec_from_file_location("kerasflow_tools_benchmark", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+from kerasflow import benchmark
+from kerasflow.models.kinds import kind_names
 
 
-def test_tiny_benchmark_reports_every_model(benchmark, tmp_path, capsys):
+def test_tiny_benchmark_reports_every_model(tmp_path, capsys):
     import keras
 
     out = tmp_path / "bench.json"
     kinds = ["rgb", "representation_flow", "two_stream", "optical_flow", "two_stream_optical_flow"]
-    assert sorted(kinds) == sorted(MODEL_KINDS)
+    assert sorted(kinds) == sorted(kind_names())
     status = benchmark.main([
         "--models", ",".join(kinds), "--backbone", "tiny", "--frame-size", "32", "--rgb-frames", "4",
         "--flow-frames", "4", "--flow-stack", "2", "--classes", "3", "--repeats", "1", "--warmup", "0",
@@ -59,7 +45,7 @@ def test_tiny_benchmark_reports_every_model(benchmark, tmp_path, capsys):
     assert all(kind in printed for kind in kinds) and "median s/video" in printed
 
 
-def test_tvl1_video_is_timed_and_added_to_the_optical_flow_model(benchmark, tmp_path):
+def test_tvl1_video_is_timed_and_added_to_the_optical_flow_model(tmp_path):
     clip = benchmark.write_synthetic_clip(tmp_path, frames=5, width=64, height=48)
     out = tmp_path / "bench.json"
     benchmark.main([
@@ -75,7 +61,7 @@ def test_tvl1_video_is_timed_and_added_to_the_optical_flow_model(benchmark, tmp_
     assert total["seconds_per_video"] == pytest.approx(tvl1["seconds"] + report["models"][0]["median_s_per_video"])
 
 
-def test_tvl1_runs_on_one_opencv_thread_like_extract_flow_workers(benchmark, tmp_path):
+def test_tvl1_runs_on_one_opencv_thread_like_extract_flow_workers(tmp_path):
     import cv2
 
     clip = benchmark.write_synthetic_clip(tmp_path, frames=3, width=64, height=48)
@@ -85,7 +71,7 @@ def test_tvl1_runs_on_one_opencv_thread_like_extract_flow_workers(benchmark, tmp
     assert result["opencv_threads"] == 1 and cv2.getNumThreads() == threads
 
 
-def test_totals_add_tvl1_to_optical_flow_models(benchmark):
+def test_totals_add_tvl1_to_optical_flow_models():
     models = [{"model": "two_stream", "median_s_per_video": 0.2},
               {"model": "two_stream_optical_flow", "median_s_per_video": 0.125}]
     totals = benchmark.totals_with_tvl1(models, {"seconds": 25.25})
@@ -93,7 +79,7 @@ def test_totals_add_tvl1_to_optical_flow_models(benchmark):
     assert benchmark.totals_with_tvl1(models, None) == []
 
 
-def test_bad_settings_exit_with_one_line(benchmark, tmp_path, capsys):
+def test_bad_settings_exit_with_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         benchmark.main(["--models", "representation_flow", "--flow-frames", "2", "--backbone", "tiny"])
     assert exit_info.value.code == 2

@@ -1,12 +1,14 @@
 """Dataset indexes of tiny real layouts: GTEA61, EGTEA Gaze+, HMDB51 and folder."""
 
 import logging
+import shutil
 
 import cv2
 import numpy as np
 import pytest
 
-from kerasflow.data.indexes import build_index
+from kerasflow.data.datasets import build_index
+from kerasflow.data.indexes import folder_index
 from kerasflow.data.tvl1 import extract_all as extract_flow_all
 from kerasflow.data.synthetic import write_video
 from kerasflow.errors import UserError
@@ -63,8 +65,11 @@ def test_gtea61_split_by_subject_with_global_labels(gtea_root, caplog):
 
 
 def test_gtea61_errors_name_the_path(gtea_root, tmp_path):
-    with pytest.raises(UserError, match="S5"):
+    with pytest.raises(UserError, match="^gtea61 has splits 1 to 4; got split 5$"):
         build_index("gtea61", gtea_root, split=5)
+    shutil.rmtree(gtea_root / "frames" / "S3")
+    with pytest.raises(UserError, match="split 3 tests on subject S3 but .*S3' does not exist"):
+        build_index("gtea61", gtea_root, split=3)
     with pytest.raises(UserError, match="nowhere"):
         build_index("gtea61", tmp_path / "nowhere")
     with pytest.raises(UserError, match="frames"):
@@ -224,13 +229,13 @@ def test_folder_stratified_split_is_seeded_and_disjoint(tmp_path):
     _folder_dataset(root)
     flow = tmp_path / "flow" / "flow_x" / "jump" / "clip (1) jump"
     flow.mkdir(parents=True)
-    train = build_index("folder", root, subset="train", seed=3, flow_root=tmp_path / "flow")
-    test = build_index("folder", root, subset="test", seed=3, flow_root=tmp_path / "flow")
+    train = folder_index(root, 1, "train", tmp_path / "flow", seed=3)
+    test = folder_index(root, 1, "test", tmp_path / "flow", seed=3)
     assert len(train) + len(test) == 9  # 5 jump clips (one a frame folder) + 4 run clips; txt/.DS_Store ignored
     assert test.class_counts().tolist() == [1, 1]  # round(5 * 0.25) = 1, round(4 * 0.25) = 1
     assert not {i.source for i in train.items} & {i.source for i in test.items}
-    assert [i.source for i in build_index("folder", root, subset="test", seed=3).items] == [i.source for i in test.items]
-    test_sets = {tuple(i.source for i in build_index("folder", root, subset="test", seed=s).items) for s in range(6)}
+    assert [i.source for i in folder_index(root, 1, "test", root, seed=3).items] == [i.source for i in test.items]
+    test_sets = {tuple(i.source for i in folder_index(root, 1, "test", root, seed=s).items) for s in range(6)}
     assert len(test_sets) > 1
     flows = [item.flow_source for item in train.items + test.items if item.flow_source]
     assert flows == [str(flow)]
@@ -239,11 +244,11 @@ def test_folder_stratified_split_is_seeded_and_disjoint(tmp_path):
 def test_folder_split_of_a_class_ignores_the_other_classes(tmp_path):
     root = tmp_path / "data"
     _folder_dataset(root, per_class=8)
-    before = build_index("folder", root, subset="test", seed=3)
+    before = folder_index(root, 1, "test", root, seed=3)
     _video(root / "a new class" / "x.avi")
     _video(root / "a new class" / "y.avi")
     (root / "flow_x" / "jump" / "clip (1) jump").mkdir(parents=True)  # flow in the root: no class
-    after = build_index("folder", root, subset="test", seed=3)
+    after = folder_index(root, 1, "test", root, seed=3)
     assert after.class_names == ["a new class", "jump", "run, fast!"]
     assert [i.source for i in after.items if "a new class" not in i.source] == [i.source for i in before.items]
     assert after.class_counts().tolist() == [1, 2, 2]

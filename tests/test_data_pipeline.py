@@ -9,15 +9,15 @@ import tensorflow as tf
 
 from kerasflow.data import pipeline
 
+from kerasflow.data.feeds import video_inputs
 from kerasflow.data.indexes import VideoIndex, VideoItem
+from kerasflow.data.inputs import InputSpec
 from kerasflow.data.pipeline import (
     BadVideoLog,
-    BadVideoReport,
     CropDraw,
     bad_video_from_tf_error,
     crop_origins,
     load_example,
-    load_video_for_prediction,
     make_dataset,
     scaled_shape,
     short_side_for,
@@ -27,6 +27,15 @@ from kerasflow.data.pipeline import (
 from kerasflow.data.synthetic import write_video
 from kerasflow.data.tfrecord import transform_frames
 from kerasflow.errors import UserError
+from kerasflow.training.callbacks import BadVideoReport
+
+
+def rgb_input(frames, size=16):
+    return [InputSpec("rgb", frames, size)]
+
+
+def flow_input(pairs, size=16):
+    return [InputSpec("flow", pairs, size)]
 
 
 def _texture(seed, height=24, width=32):
@@ -57,11 +66,11 @@ def test_rgb_normalisation_known_answer(tmp_path):
     colour = np.array([200, 100, 50], np.uint8)
     source = _png_clip(tmp_path / "flat", [np.broadcast_to(colour, (24, 32, 3)).copy()] * 4)
     index = VideoIndex([VideoItem(source, 1)], ["a", "b"], "folder", "test")
-    inputs, label = next(iter(make_dataset(index, rgb_frames=3, frame_size=16, batch_size=2)))
+    inputs, label, weight = next(iter(make_dataset(index, rgb_input(3), batch_size=2)))
     assert set(inputs) == {"rgb"} and inputs["rgb"].shape == (1, 3, 16, 16, 3) and inputs["rgb"].dtype == tf.float32
     expected = (colour / 255 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
     np.testing.assert_allclose(inputs["rgb"].numpy()[0, 1, 5, 7], expected, atol=1e-5)
-    assert label.numpy().tolist() == [1] and label.dtype == tf.int32
+    assert label.numpy().tolist() == [1] and label.dtype == tf.int32 and weight.numpy().tolist() == [1.0]
 
 
 @pytest.fixture
@@ -80,7 +89,7 @@ def grey_clip_with_flow(tmp_path):
 def test_one_augmentation_draw_shared_by_frames_and_flow(grey_clip_with_flow):
     draws, crops = set(), set()
     for seed in range(12):
-        rgb, flow = load_example(grey_clip_with_flow, ("rgb", "flow"), 4, 3, 20, True, seed)
+        rgb, flow = load_example(grey_clip_with_flow, rgb_input(4, 20) + flow_input(3, 20), True, seed)
         assert rgb.shape == (4, 20, 20, 3) and flow.shape == (20, 20, 6)
         for frame in rgb[1:]:
             np.testing.assert_array_equal(frame, rgb[0])
@@ -94,7 +103,7 @@ def test_one_augmentation_draw_shared_by_frames_and_flow(grey_clip_with_flow):
             np.testing.assert_allclose(flow[..., 2 * plane], 255 - grey if draw.flip else grey, atol=1 if draw.flip else 0)
     assert {flip for flip, _, _ in draws} == {True, False}
     assert len(crops) >= 6
-    rgb_test, flow_test = load_example(grey_clip_with_flow, ("rgb", "flow"), 4, 3, 20, False, 0)
+    rgb_test, flow_test = load_example(grey_clip_with_flow, rgb_input(4, 20) + flow_input(3, 20), False, 0)
     centre = cv2.resize(_texture(0), (short_side_for(20) * 32 // 24, short_side_for(20)), interpolation=cv2.INTER_LINEAR)
     y, x = crop_origins(*centre.shape, 20)[0]
     np.testing.assert_array_equal(rgb_test[0, ..., 0], centre[y : y + 20, x : x + 20])
@@ -107,32 +116,34 @@ def clips(tmp_path):
 
 
 def _batches(dataset):
-    return [(inputs["rgb"].numpy(), label.numpy()) for inputs, label in dataset]
+    """``(rgb clips, labels)`` of each batch, without the examples of weight 0 (skipped bad clips)."""
+    return [(inputs["rgb"].numpy()[weight.numpy() > 0], label.numpy()[weight.numpy() > 0])
+            for inputs, label, weight in dataset]
 
 
 def test_training_pipeline_deterministic_given_seed(clips):
     index = VideoIndex(clips, ["a", "b"], "folder", "train")
-    first = make_dataset(index, rgb_frames=4, frame_size=16, batch_size=4, training=True, seed=5)
+    first = make_dataset(index, rgb_input(4), batch_size=4, training=True, seed=5)
     epoch1, epoch2 = _batches(first), _batches(first)
-    second = make_dataset(index, rgb_frames=4, frame_size=16, batch_size=4, training=True, seed=5)
+    second = make_dataset(index, rgb_input(4), batch_size=4, training=True, seed=5)
     assert len(epoch1) == 1 and epoch1[0][0].shape == (4, 4, 16, 16, 3)  # 6 clips, drop_remainder in training
     for (a, la), (b, lb) in zip(epoch1 + epoch2, _batches(second) + _batches(second)):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(la, lb)
     assert not np.array_equal(epoch1[0][0], epoch2[0][0])
-    other = _batches(make_dataset(index, rgb_frames=4, frame_size=16, batch_size=4, training=True, seed=6))
+    other = _batches(make_dataset(index, rgb_input(4), batch_size=4, training=True, seed=6))
     assert not np.array_equal(other[0][0], epoch1[0][0])
-    test = _batches(make_dataset(index, rgb_frames=4, frame_size=16, batch_size=4))
+    test = _batches(make_dataset(index, rgb_input(4), batch_size=4))
     assert [len(labels) for _, labels in test] == [4, 2]
     assert np.concatenate([labels for _, labels in test]).tolist() == [0, 1, 0, 1, 0, 1]
 
 
 def test_prediction_loader_matches_test_pipeline(clips):
-    normalised, display = load_video_for_prediction(clips[2].source, 4, 16)
+    inputs, display = video_inputs(clips[2].source, rgb_input(4))
     assert display.shape == (4, 16, 16, 3) and display.dtype == np.uint8
     index = VideoIndex([clips[2]], ["a", "b"], "folder", "test")
-    batch = _batches(make_dataset(index, rgb_frames=4, frame_size=16, batch_size=1))[0][0]
-    np.testing.assert_allclose(normalised, batch[0], atol=1e-6)
+    batch = _batches(make_dataset(index, rgb_input(4), batch_size=1))[0][0]
+    np.testing.assert_allclose(inputs["rgb"], batch, atol=1e-6)
 
 
 @pytest.fixture
@@ -148,13 +159,15 @@ def index_with_bad_clips(tmp_path, clips):
 def test_bad_videos_are_skipped_counted_and_reported(index_with_bad_clips, capsys):
     index, bad_paths = index_with_bad_clips
     log = BadVideoLog()
-    dataset = make_dataset(index, rgb_frames=4, frame_size=16, batch_size=3, bad_videos=log)
+    dataset = make_dataset(index, rgb_input(4), batch_size=3, bad_videos=log)
+    assert dataset.cardinality().numpy() == 3  # known before decoding: bad clips stay in, with weight 0
+    weights = np.concatenate([weight.numpy() for _, _, weight in dataset])
+    assert weights.tolist() == [1, 1, 0, 0, 0, 1, 1]
     batches = _batches(dataset)
-    assert [len(labels) for _, labels in batches] == [3, 1]
     assert np.concatenate([labels for _, labels in batches]).tolist() == [0, 1, 0, 1]
     assert log.count == 3 and sorted(log.paths) == sorted(bad_paths)
     _batches(dataset)  # second epoch: same clips, counted once each
-    assert log.count == 3 and log.skips == 6
+    assert log.count == 3 and log.skips == 9
     summary = log.summary()
     assert "\n" not in summary and summary.startswith("skipped 3 bad videos")
     BadVideoReport(log).on_epoch_end(0)
@@ -166,28 +179,25 @@ def test_bad_videos_are_skipped_counted_and_reported(index_with_bad_clips, capsy
 def test_flow_stack_too_short_is_a_bad_video(tmp_path, grey_clip_with_flow):
     index = VideoIndex([grey_clip_with_flow], ["c"], "folder", "test")
     log = BadVideoLog()
-    dataset = make_dataset(index, streams=("flow",), flow_stack=8, frame_size=16, batch_size=2, bad_videos=log)
-    assert _batches_of(dataset) == 0 and log.count == 1 and "needs 8" in log.summary()
-    flow = next(iter(make_dataset(index, streams=("flow",), flow_stack=3, frame_size=16, batch_size=2)))[0]["flow"]
-    assert flow.shape == (1, 16, 16, 6)
+    dataset = make_dataset(index, flow_input(8), batch_size=2, bad_videos=log)
+    assert [weight.numpy().tolist() for _, _, weight in dataset] == [[0.0]]
+    assert log.count == 1 and "needs 8" in log.summary()
+    stack = next(iter(make_dataset(index, flow_input(3), batch_size=2)))[0]["flow"]
+    assert stack.shape == (1, 16, 16, 6)
     with pytest.raises(UserError, match="flow"):
-        make_dataset(VideoIndex([VideoItem("x.avi", 0)], ["c"], "folder", "test"), streams=("flow",))
-
-
-def _batches_of(dataset):
-    return sum(1 for _ in dataset)
+        make_dataset(VideoIndex([VideoItem("x.avi", 0)], ["c"], "folder", "test"), flow_input(5))
 
 
 def test_fail_policy_stops_with_the_path(index_with_bad_clips):
     index, bad_paths = index_with_bad_clips
-    dataset = make_dataset(index, rgb_frames=4, frame_size=16, batch_size=3, on_bad_video="fail")
+    dataset = make_dataset(index, rgb_input(4), batch_size=3, on_bad_video="fail")
     with pytest.raises(tf.errors.OpError) as caught:
         _batches(dataset)
     error = bad_video_from_tf_error(caught.value)
     assert error is not None and error.path == bad_paths[0] and "cannot be opened" in error.reason
     assert bad_video_from_tf_error(RuntimeError("unrelated")) is None
     with pytest.raises(UserError, match="on_bad_video"):
-        make_dataset(index, on_bad_video="ignore")
+        make_dataset(index, rgb_input(4), on_bad_video="ignore")
 
 
 ALL_DRAWS = [
@@ -213,8 +223,8 @@ def test_long_clips_and_flow_stacks_resize_like_single_frames():
 def test_a_50_frame_clip_is_not_a_bad_video(tmp_path):
     frames = [np.repeat(_texture(n)[..., None], 3, 2) for n in range(50)]
     item = VideoItem(_png_clip(tmp_path / "long", frames), 0)
-    (rgb,) = load_example(item, ("rgb",), 50, 5, 16, True, 3)
-    assert rgb.shape == (50, 16, 16, 3)
+    (clip,) = load_example(item, rgb_input(50), True, 3)
+    assert clip.shape == (50, 16, 16, 3)
 
 
 def test_tf_reader_augmentation_equals_transform_clip():
@@ -237,8 +247,7 @@ def gradient_index(tmp_path):
 
 @pytest.mark.parametrize("random_flip", [False, True])
 def test_random_flip_known_answer(gradient_index, random_flip):
-    dataset = make_dataset(gradient_index, rgb_frames=2, frame_size=16, batch_size=8, training=True, seed=2,
-                           random_flip=random_flip)
+    dataset = make_dataset(gradient_index, rgb_input(2), batch_size=8, training=True, seed=2, random_flip=random_flip)
     clips = np.concatenate([batch for batch, _ in _batches(dataset) + _batches(dataset)])  # 16 draws
     # the brightness rises from left to right, or (flipped) falls: never flat
     rising = clips[:, :, :, -1, 0].mean(axis=(1, 2)) > clips[:, :, :, 0, 0].mean(axis=(1, 2))
@@ -257,8 +266,8 @@ def test_only_decoding_errors_become_bad_videos(grey_clip_with_flow, monkeypatch
 
     monkeypatch.setattr(pipeline, "read_clip", broken_decoder)
     with pytest.raises(pipeline.BadVideo, match="error: .*decoder"):
-        load_example(grey_clip_with_flow, ("rgb",), 4, 3, 16, False, 0)
+        load_example(grey_clip_with_flow, rgb_input(4), False, 0)
     monkeypatch.undo()
     monkeypatch.setattr(pipeline, "transform_planes", broken_transform)
     with pytest.raises(ValueError, match="configuration bug"):
-        load_example(grey_clip_with_flow, ("flow",), 4, 3, 16, False, 0)
+        load_example(grey_clip_with_flow, flow_input(3), False, 0)

@@ -8,7 +8,9 @@ import pytest
 import tensorflow as tf
 
 from kerasflow.data.__main__ import main
-from kerasflow.data.indexes import VideoIndex, build_index
+from kerasflow.data.datasets import build_index
+from kerasflow.data.indexes import VideoIndex
+from kerasflow.data.inputs import InputSpec
 from kerasflow.data.pipeline import make_dataset
 from kerasflow.data.synthetic import DIRECTIONS, make_synthetic_dataset, render_video
 from kerasflow.data.tfrecord import LABEL_KEY, MEDIA_ID_KEY, make_tfrecord_dataset, pack_index, read_sidecar
@@ -94,20 +96,24 @@ def test_packed_reader_matches_numpy_reader(synthetic, tmp_path):
     index.items.pop()
     by_source = {item.source: item for item in index.items}
     index.items = [by_source[source] for source, _ in _records(record)]  # the packed order
-    expected = list(make_dataset(index, rgb_frames=5, frame_size=24, batch_size=5))
-    packed = list(make_tfrecord_dataset([record], rgb_frames=5, frame_size=24, batch_size=5))
-    assert [labels.numpy().tolist() for _, labels in packed] == [labels.numpy().tolist() for _, labels in expected]
-    a = np.concatenate([inputs["rgb"].numpy() for inputs, _ in expected])
-    b = np.concatenate([inputs["rgb"].numpy() for inputs, _ in packed])
+    spec = InputSpec("rgb", 5, 24)
+    expected = list(make_dataset(index, [spec], batch_size=5))
+    packed_dataset = make_tfrecord_dataset([record], spec, batch_size=5)
+    assert packed_dataset.cardinality().numpy() == 3  # 12 clips, known from the sidecar
+    packed = list(packed_dataset)
+    assert [labels.numpy().tolist() for _, labels, _ in packed] == [labels.numpy().tolist() for _, labels, _ in expected]
+    assert all(weights.numpy().tolist() == [1.0] * len(weights) for _, _, weights in packed)
+    a = np.concatenate([inputs["rgb"].numpy() for inputs, _, _ in expected])
+    b = np.concatenate([inputs["rgb"].numpy() for inputs, _, _ in packed])
     assert a.shape == b.shape == (12, 5, 24, 24, 3)
     difference = np.abs(a - b)
     assert difference.mean() < 0.06 and np.percentile(difference, 99) < 0.4  # JPEG re-encoding only
     # a different clip would be far off
     assert np.abs(a[0] - b[1]).mean() > 5 * difference.mean()
-    training = list(make_tfrecord_dataset(str(record), rgb_frames=5, frame_size=24, batch_size=4, training=True, seed=1))
-    again = list(make_tfrecord_dataset(str(record), rgb_frames=5, frame_size=24, batch_size=4, training=True, seed=1))
+    training = list(make_tfrecord_dataset(str(record), spec, batch_size=4, training=True, seed=1))
+    again = list(make_tfrecord_dataset(str(record), spec, batch_size=4, training=True, seed=1))
     assert len(training) == 3 and training[0][0]["rgb"].shape == (4, 5, 24, 24, 3)
-    for (x, y), (x2, y2) in zip(training, again):
+    for (x, y, _), (x2, y2, _) in zip(training, again):
         np.testing.assert_array_equal(x["rgb"].numpy(), x2["rgb"].numpy())
         np.testing.assert_array_equal(y.numpy(), y2.numpy())
 

@@ -9,7 +9,8 @@ import pytest
 
 from kerasflow.data import video
 from kerasflow.data.synthetic import write_video
-from kerasflow.data.video import BadVideo, flow_y_folder, list_frame_files, read_clip, read_flow_stack, sample_indices
+from kerasflow.data.flow_files import flow_y_folder, read_flow_stack
+from kerasflow.data.video import BadVideo, list_frame_files, read_clip, sample_indices
 
 
 def test_sample_indices_known_answers():
@@ -177,5 +178,7 @@ def test_flow_stack_too_short_and_twin_folder(tmp_path):
         read_flow_stack(x_folder, stack=5)
     assert str(flow_y_folder("/d/flow_x_processed/S1/a/1")) == "/d/flow_y_processed/S1/a/1"
     assert str(flow_y_folder("/d/my flow_x data/flow_x/S1/a")) == "/d/my flow_x data/flow_y/S1/a"
-    with pytest.raises(BadVideo, match="flow_x"):
-        flow_y_folder("/d/frames/S1/a")
+    assert flow_y_folder("/d/frames/S1/a") is None
+    (tmp_path / "frames").mkdir()
+    with pytest.raises(BadVideo, match="no 'flow_x' component"):
+        read_flow_stack(tmp_path / "frames", stack=5)

@@ -16,12 +16,15 @@ import numpy as np
 import pytest
 
 from kerasflow import evaluate, predict
-from kerasflow.data.indexes import VideoIndex, VideoItem, build_index
+from kerasflow.config import load_recipe
+from kerasflow.data.datasets import build_index
+from kerasflow.data.indexes import VideoIndex, VideoItem
+from kerasflow.data.inputs import InputSpec
 from kerasflow.data.pipeline import make_dataset
+from kerasflow.model_io import save_model
 from kerasflow.models import build_stage_models
-from kerasflow.recipes import load_recipe
-from kerasflow.model_files import save_model
-from kerasflow.training import model_metadata, train_recipe
+from kerasflow.training.run_folder import model_info
+from kerasflow.training.staged import train_recipe
 from kerasflow.visualize import MIN_TILE, TITLE_HEIGHT, grid_frames, overlay_attention
 
 DEMO = Path(__file__).resolve().parents[1] / "recipes" / "demo.yaml"
@@ -70,11 +73,11 @@ def assert_one_error_line(status, err, *fragments):
         assert fragment in errors[0]
 
 
-def independent_logits(model_file, index, streams=("rgb",), batch_size=3):
+def independent_logits(model_file, index, batch_size=3):
     model = keras.saving.load_model(model_file)
-    dataset = make_dataset(index, streams=streams, rgb_frames=FRAMES, frame_size=SIZE, batch_size=batch_size)
-    labels = np.concatenate([label.numpy() for _, label in dataset])
-    return model.predict(dataset, verbose=0), labels
+    dataset = make_dataset(index, [InputSpec("rgb", FRAMES, SIZE)], batch_size=batch_size)
+    labels = np.concatenate([label.numpy() for _, label, _ in dataset])
+    return model.predict(dataset.map(lambda inputs, label, weight: inputs), verbose=0), labels
 
 
 # ------------------------------------------------------------------------------------------------
@@ -255,7 +258,7 @@ def optical_flow_model(run, tmp_path_factory):
     recipe = load_recipe(DEMO, tiny_overrides(folder) + ["model.kind=optical_flow", f"stages={stage}"])
     class_names = json.loads((run / "classes.json").read_text())
     model = build_stage_models(recipe.model, recipe.data, len(class_names))["flow"]
-    save_model(model, str(folder / "flow.keras"), model_metadata(recipe, class_names, "flow"))
+    save_model(model, str(folder / "flow.keras"), model_info(recipe, class_names, "flow"))
     return folder / "flow.keras", _flow_folder(folder), class_names
 
 
@@ -268,7 +271,7 @@ def test_predict_optical_flow_model_reads_flow_dir(optical_flow_model, held_out,
     report = json.loads(out)
     one = VideoIndex([VideoItem(video, 0, str(flow_dir))], class_names, "folder", "test")
     model = keras.saving.load_model(model_file)
-    inputs, _ = next(iter(make_dataset(one, streams=("flow",), frame_size=SIZE, batch_size=1)))
+    inputs, _, _ = next(iter(make_dataset(one, [InputSpec("flow", 5, SIZE)], batch_size=1)))
     expected = softmax(np.asarray(model.predict_on_batch(inputs), np.float64)[0])
     got = {p["class"]: p["probability"] for p in report["predictions"]}
     np.testing.assert_allclose([got[name] for name in class_names], expected, rtol=1e-4)

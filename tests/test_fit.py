@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -159,8 +160,8 @@ MIRRORED = """
 import sys, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from kerasflow.recipes import load_recipe
-from kerasflow.training import train_recipe
+from kerasflow.config import load_recipe
+from kerasflow.training.staged import train_recipe
 train_recipe(load_recipe(sys.argv[1], ["runtime.distribution=mirrored"]))
 """
 
@@ -197,7 +198,7 @@ def test_mixed_precision_run(tmp_path):
 
 
 def test_packed_tfrecords_feed_the_rgb_clips(tmp_path):
-    from kerasflow.data.indexes import build_index
+    from kerasflow.data.datasets import build_index
     from kerasflow.data.synthetic import make_synthetic_dataset
     from kerasflow.data.tfrecord import pack_index
 
@@ -295,6 +296,44 @@ def test_tvl1_two_stream_baseline_end_to_end(tmp_path):
     run_fit(recipe, "--set", "data.on_bad_video=fail")
     run = tmp_path / "run"
     metadata = json.loads((run / "model.keras.json").read_text())
-    assert metadata["streams"] == ["rgb", "flow"] and metadata["flow_stack"] == 2
+    assert [(spec["name"], spec["frames"]) for spec in metadata["inputs"]] == [("rgb", 4), ("flow", 2)]
     assert json.loads((run / "metrics.json").read_text())["final"]["num_videos"] == 4
     assert csv_rows(run / "stages" / "flow" / "log.csv") == 1
+
+
+def test_the_demo_recipe_on_a_folder_of_ones_own_videos(tmp_path):
+    """README: ``python -m kerasflow.fit demo --set data.dataset=folder --set data.root=DIR`` (here at a tiny size)."""
+    from kerasflow.data.synthetic import DIRECTIONS, render_video, write_video
+
+    videos = tmp_path / "my videos"
+    for label, (name, direction) in enumerate(DIRECTIONS[:2]):
+        (videos / name).mkdir(parents=True)
+        for number in range(6):
+            rng = np.random.default_rng([label, number])
+            write_video(videos / name / f"clip {number}.avi", render_video(rng, direction, 6, 32))
+    tiny = ["data.frame_size=32", "data.rgb_frames=4", "data.flow_frames=4", "data.batch_size=4",
+            "model.flow_iterations=2", "model.convlstm_units=4", "model.num_head_classes=10"]
+    tiny += [f"stages.{stage}.epochs=1" for stage in ("rgb_stage1", "rgb_stage2", "flow", "joint")]
+    command = [sys.executable, "-m", "kerasflow.fit", "demo", "--set", "data.dataset=folder",
+               "--set", f"data.root={videos}"] + [item for override in tiny for item in ("--set", override)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CI="1")
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ("recipe demo: data.synthetic is only read with data.dataset: synthetic; ignoring it "
+            "(data.dataset is folder)") in result.stderr
+    assert "Your input ran out of data" not in result.stdout + result.stderr
+    metrics = json.loads((tmp_path / "runs" / "demo-folder" / "metrics.json").read_text())
+    assert metrics["final"]["num_videos"] == 4 and sorted(metrics["stages"]) == ["flow", "joint", "rgb_stage1",
+                                                                                  "rgb_stage2"]
+    assert json.loads((tmp_path / "runs" / "demo-folder" / "classes.json").read_text()) == ["left", "right"]
+
+
+def test_a_kind_runs_only_its_stages_of_the_recipe(tmp_path):
+    recipe = tiny_recipe(tmp_path, kind="two_stream", epochs=(1, 1, 2, 1))
+    result = run_fit(recipe, "--set", "model.kind=representation_flow")
+    assert ("model.kind representation_flow trains flow; skipping the recipe's rgb_stage1, rgb_stage2, joint"
+            in result.stdout)
+    run = tmp_path / "run"
+    assert json.loads((run / "state.json").read_text())["completed"] == ["flow"]
+    assert not (run / "stages" / "rgb_stage1").exists() and csv_rows(run / "stages" / "flow" / "log.csv") == 2
+    assert json.loads((run / "model.keras.json").read_text())["stage"] == "flow"

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import keras
 
-from kerasflow.backbones import resnet_backbone
+from kerasflow.backbones import from_preset
 from kerasflow.backbones.weights import config_path
+from kerasflow.models.kinds import get_kind
 from kerasflow.models import (
     build_optical_flow_stream,
     build_representation_flow_stream,
@@ -56,16 +57,15 @@ def test_stage_models_and_output_shapes(kind, keys, joint_inputs):
     assert sorted(models) == sorted(keys)
     inputs = {
         "rgb": clip(),
+        "flow_clip": clip(frames=DATA.flow_frames),
         "flow": np.zeros((2, SIZE, SIZE, 4), "float32"),
     }
     for key, model in models.items():
         names = [t.name for t in model.inputs]
+        assert sorted(names) == sorted(get_kind(kind).inputs[key])
         if key == "joint":
             assert names == joint_inputs
-        feed = {name: inputs[name] for name in names}
-        if key == "flow" and names == ["rgb"]:
-            feed = {"rgb": clip(frames=DATA.flow_frames)}
-        assert model(feed).shape == (2, CLASSES)
+        assert model({name: inputs[name] for name in names}).shape == (2, CLASSES)
 
 
 def test_flow_block_position_and_time_steps():
@@ -137,7 +137,7 @@ def test_one_training_step_lowers_the_loss():
         set_trainable_for_stage(model, stage)
         model.compile(optimizer=keras.optimizers.SGD(0.05),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        feed = {"rgb": clip(batch=4, frames=DATA.flow_frames, seed=1) if key == "flow" else x}
+        feed = {"flow_clip": clip(batch=4, frames=DATA.flow_frames, seed=1)} if key == "flow" else {"rgb": x}
         model.layers[-2].rate = 0.0  # no dropout noise: compare the same function before and after
         before = float(model.evaluate(feed, y, verbose=0))
         model.train_on_batch(feed, y)
@@ -158,7 +158,7 @@ def test_keras_save_and_load_give_identical_outputs(tmp_path):
 
 
 def test_imagenet_weights_reach_the_streams(tmp_path):
-    source = resnet_backbone("tiny", num_head_classes=10)
+    source = from_preset("tiny", num_head_classes=10)
     rng = np.random.default_rng(7)
     source.set_weights([rng.normal(size=w.shape).astype("float32") for w in source.get_weights()])
     path = tmp_path / "tiny.weights.h5"

@@ -3,7 +3,7 @@
 import numpy as np
 import keras
 
-from kerasflow.optimizers import TorchAdam, TorchSGD
+from kerasflow.training.optimizers import TorchAdam, TorchSGD
 
 STEPS = 4
 

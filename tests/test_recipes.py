@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from kerasflow.errors import UserError
-from kerasflow.recipes import (
+from kerasflow.config import (
     Recipe,
     load_recipe,
     recipe_from_dict,
@@ -90,7 +90,7 @@ def test_demo_recipe_is_small_synthetic_two_stream():
     assert (recipe.model.num_flow_layers, recipe.model.flow_iterations) == (2, 10)
     assert all(s.optimizer == "adam" for s in recipe.stages) and sum(s.epochs for s in recipe.stages) <= 60
     assert recipe.data.random_flip is False and recipe.model.flow_position == 1
-    assert recipe.runtime.output_dir == os.path.abspath("runs/demo")
+    assert recipe.runtime.output_dir == os.path.abspath("runs/demo-synthetic")
 
 
 def test_defaults_are_filled_in():
@@ -231,21 +231,32 @@ def test_missing_required_keys():
 
 @pytest.mark.parametrize("kind, names, fragment", [
     ("two_stream", ["rgb_stage1", "rgb_stage2", "flow"],
-     "stages: model.kind two_stream trains rgb_stage1, rgb_stage2, flow, joint in this order; "
+     "stages: model.kind two_stream trains rgb_stage1, rgb_stage2, flow, joint; "
      "got rgb_stage1, rgb_stage2, flow (missing joint)"),
-    ("rgb", ["rgb_stage1", "rgb_stage2", "flow"],
-     "model.kind rgb trains rgb_stage1, rgb_stage2 in this order; got rgb_stage1, rgb_stage2, flow "
-     "(not used by this kind: flow)"),
-    ("representation_flow", ["rgb_stage1"], "(missing flow; not used by this kind: rgb_stage1)"),
+    ("representation_flow", ["rgb_stage1"], "got rgb_stage1 (missing flow)"),
     ("optical_flow", ["flow", "flow"], "got flow, flow (repeated: flow)"),
-    ("two_stream_optical_flow", ["rgb_stage2", "rgb_stage1", "flow", "joint"], "(wrong order)"),
     ("rgb", [], "got no stages (missing rgb_stage1, rgb_stage2)"),
 ])
-def test_stages_must_match_model_kind(kind, names, fragment):
+def test_stages_a_kind_needs_must_be_there_once(kind, names, fragment):
     raw = minimal(kind)
     raw["stages"] = [{"name": n, "epochs": 1, "optimizer": "adam", "learning_rate": 1e-3}
                      for n in names]
     assert fragment in error_of(raw)
+
+
+def test_a_kind_trains_its_stages_in_its_order_and_skips_the_others():
+    raw = minimal("two_stream")
+    raw["stages"] = [{"name": n, "epochs": e, "optimizer": "adam", "learning_rate": 1e-3}
+                     for n, e in (("joint", 4), ("flow", 3), ("rgb_stage2", 2), ("rgb_stage1", 1))]
+    recipe = recipe_from_dict(raw)
+    assert [(s.name, s.epochs) for s in recipe.trained_stages] == [
+        ("rgb_stage1", 1), ("rgb_stage2", 2), ("flow", 3), ("joint", 4)]
+    assert recipe.skipped_stages == []
+    raw["model"]["kind"] = "representation_flow"
+    recipe = recipe_from_dict(raw)
+    assert [s.name for s in recipe.trained_stages] == ["flow"]
+    assert recipe.skipped_stages == ["joint", "rgb_stage2", "rgb_stage1"]
+    assert [spec.name for spec in recipe.inputs_for("flow")] == ["flow_clip"]
 
 
 @pytest.mark.parametrize("kind", ["two_stream", "rgb", "representation_flow", "optical_flow",
@@ -275,12 +286,43 @@ def test_cross_key_frame_checks():
     raw["stages"][0]["frames"] = 12
     assert "data.synthetic.frames = 10 is not allowed: expected at least 12" in error_of(raw)
     raw = minimal()
-    raw["data"]["synthetic"] = {"classes": 3}
-    assert "data.synthetic is only read with data.dataset: synthetic (data.dataset is folder)" in (
-        error_of(raw))
+    raw["data"]["synthetic"] = {"classes": 1}
     raw["data"]["dataset"] = "synthetic"
     raw["data"]["synthetic"]["classes"] = 1
     assert "data.synthetic.classes = 1 is not allowed: expected an integer >= 2" in error_of(raw)
+
+
+def test_another_dataset_ignores_the_synthetic_options(caplog):
+    """The demo on one's own videos: --set data.dataset=folder leaves data.synthetic unread, with a note."""
+    raw = minimal()
+    raw["data"]["synthetic"] = {"classes": 3}
+    recipe = recipe_from_dict(raw, source="demo")
+    assert recipe.data.synthetic is None
+    assert caplog.messages == ["demo: data.synthetic is only read with data.dataset: synthetic; ignoring it "
+                               "(data.dataset is folder)"]
+    demo = load_recipe("demo", ["data.dataset=folder", "data.root=my_videos"])
+    assert (demo.data.dataset, demo.data.synthetic) == ("folder", None)
+    assert demo.runtime.output_dir == os.path.abspath("runs/demo-folder")
+
+
+def test_output_dir_fields(tmp_path):
+    raw = minimal()
+    raw["runtime"]["output_dir"] = "runs/{dataset}-split{split}-{kind}-{backbone}"
+    assert recipe_from_dict(raw).runtime.output_dir == os.path.abspath("runs/folder-split1-two_stream-resnet34")
+    egtea = load_recipe(RECIPES / "egtea.yaml", ["data.split=3"])
+    assert egtea.runtime.output_dir == os.path.abspath("runs/egtea-split3")
+    for bad in ("runs/{nope}", "runs/{", "runs/{}"):
+        raw["runtime"]["output_dir"] = bad
+        assert ("runtime.output_dir = " in error_of(raw) and
+                "expected a path whose {...} fields are {dataset}, {split}, {kind}, {backbone}" in error_of(raw))
+
+
+def test_installed_recipes_load_by_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no recipes/ folder here: the installed copies are read
+    assert load_recipe("demo") == load_recipe(RECIPES / "demo.yaml")
+    assert load_recipe("egtea.yaml").data.dataset == "egtea"
+    with pytest.raises(UserError, match=r"^recipe demo: unknown key data.rgb_frame; did you mean data.rgb_frames\?$"):
+        load_recipe("demo", ["data.rgb_frame=3"])
 
 
 def test_per_stage_batch_and_frame_overrides():
@@ -305,7 +347,8 @@ def test_numbers_written_like_python_are_floats():
 
 
 def test_file_errors(tmp_path):
-    with pytest.raises(UserError, match=r"^recipe file not found: .*nope\.yaml$"):
+    with pytest.raises(UserError, match=r"^recipe file not found: .*nope\.yaml \(installed recipes: demo, egtea, "
+                                        r"gtea61, hmdb51\)$"):
         load_recipe(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: [1, 2\nmodel: {}\n")
@@ -320,7 +363,7 @@ def test_file_errors(tmp_path):
     empty.write_text("")
     with pytest.raises(UserError, match="empty.yaml: .*got an empty document"):
         load_recipe(empty)
-    with pytest.raises(UserError, match="cannot read recipe file"):
+    with pytest.raises(UserError, match="is a folder; pass a YAML recipe file or an installed recipe's name"):
         load_recipe(tmp_path)
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"\xff\xfe\x00bad")

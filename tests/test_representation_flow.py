@@ -186,7 +186,8 @@ def test_block_shapes_identity_start_and_gradients_after_a_step():
 
 @pytest.mark.parametrize("layer_cls,kwargs,output_shape,mixed_dtype", [
     (RepresentationFlow, dict(n_iter=3, theta=0.2, tau=0.3, lambda_=0.1, image_gradient="central", normalize=False, trainable_kernels=False), (1, 4, 6, 6, 6), "float32"),
-    (RepresentationFlowBlock, dict(num_flow_layers=3, bottleneck=2, n_iter=2, image_gradient="central"), (1, 2, 6, 6, 3), "float16"),
+    (RepresentationFlowBlock, dict(num_flow_layers=3, bottleneck=2, n_iter=2, flow_options={"image_gradient": "central"}),
+     (1, 2, 6, 6, 3), "float16"),
 ])
 def test_layer_contract(layer_cls, kwargs, output_shape, mixed_dtype):
     # Config round trip, shapes, a .keras file reloaded in a fresh process, mixed precision, a training step.
@@ -194,6 +195,8 @@ def test_layer_contract(layer_cls, kwargs, output_shape, mixed_dtype):
     layer = run_layer_test(layer_cls, kwargs, x, output_shape, atol=1e-6, mixed_precision_dtype=mixed_dtype)
     if not kwargs.get("trainable_kernels", True):
         assert len(layer.trainable_weights) == 3
+    if layer_cls is RepresentationFlowBlock:  # the options reach every flow layer
+        assert [(flow.image_gradient, flow.n_iter) for flow in layer.flows] == [("central", 2)] * 3
 
 
 def test_symbolic_call_with_unknown_batch():

@@ -1,14 +1,25 @@
-"""Image backbones (torchvision-equivalent ResNets) and their converted ImageNet weights."""
+"""Image backbones (torchvision-equivalent ResNets), their presets and their converted ImageNet weights.
 
-from kerasflow.backbones.convert import convert_file, convert_state_dict
-from kerasflow.backbones.resnet import RESNET_PRESETS, ResNetBackbone, resnet_backbone
-from kerasflow.backbones.weights import load_imagenet_weights
+``from_preset(name, weights=None, **overrides)`` builds a preset; ``preset_names()`` lists them.
+Names load on first use, so ``preset_names`` answers without starting TensorFlow.
+"""
+
+from kerasflow._lazy import lazy_attributes
 
 __all__ = [
-    "RESNET_PRESETS",
     "ResNetBackbone",
     "convert_file",
     "convert_state_dict",
+    "from_preset",
     "load_imagenet_weights",
-    "resnet_backbone",
+    "preset_names",
 ]
+
+__getattr__, __dir__ = lazy_attributes(__name__, {
+    "ResNetBackbone": "kerasflow.backbones.resnet",
+    "convert_file": "kerasflow.backbones.convert",
+    "convert_state_dict": "kerasflow.backbones.convert",
+    "from_preset": "kerasflow.backbones.presets",
+    "load_imagenet_weights": "kerasflow.backbones.weights",
+    "preset_names": "kerasflow.backbones.presets",
+})

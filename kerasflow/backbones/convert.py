@@ -16,10 +16,11 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file
 from tqdm import tqdm
 
-from kerasflow.backbones.resnet import TORCHVISION_STRIDES, ResNetBackbone, resnet_backbone
+from kerasflow.backbones.presets import TORCHVISION_STRIDES, from_preset
+from kerasflow.backbones.resnet import ResNetBackbone
 from kerasflow.backbones.weights import config_path
 from kerasflow.errors import UserError
-from kerasflow.files import atomic_path
+from kerasflow.atomic import atomic_path
 
 IGNORED_SUFFIX = ".num_batches_tracked"
 # keras value = np.transpose(torch value, axes)
@@ -122,7 +123,7 @@ def check_layout(layout, state_dict, source, what="a ResNet"):
 def convert_state_dict(state_dict, arch=None, source="<state dict>"):
     """The ``ResNetBackbone`` described by ``state_dict`` (torchvision keys, NumPy arrays), with its weights.
 
-    ``arch`` (a ``RESNET_PRESETS`` name) checks the file against that preset instead of inferring the
+    ``arch`` (a backbone preset name) checks the file against that preset instead of inferring the
     architecture; the head (present or not, number of classes) always follows the file.
     ``source`` names the state dict in error messages.
     """
@@ -133,7 +134,7 @@ def convert_state_dict(state_dict, arch=None, source="<state dict>"):
         backbone = ResNetBackbone(**config)
         what = f"a {config['block_type']} ResNet"
     else:
-        backbone = resnet_backbone(arch, **head)
+        backbone = from_preset(arch, **head)
         what = f"a {arch}"
     layout = torch_layout(backbone)
     check_layout(layout, state_dict, source, what)

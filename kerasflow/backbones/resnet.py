@@ -1,44 +1,21 @@
 """ResNet-18/34/50/101 backbones, layer for layer equal to torchvision's (v1.5 bottleneck).
 
-The backbone is built from nested sub-models (``stem``, ``stages``, ``pool``, ``head``) so that other
-models (the EgoRCNN RGB stream, the flow stream) can call them on their own tensors. Layer names are
-torchvision's state-dict prefixes with ``_`` for ``.`` (``layer2_0_downsample_conv`` is
-``layer2.0.downsample.0``), which is what the ImageNet weight converter relies on.
+Layer names are torchvision's state-dict prefixes with ``_`` for ``.`` (``layer2_0_downsample_conv``
+is ``layer2.0.downsample.0``), which is what the ImageNet weight converter relies on. The presets
+(``resnet18`` ... ``tiny``) are in ``kerasflow.backbones.presets``.
 """
 
 import difflib
 
 import keras
 
+from kerasflow.backbones.presets import LAYER_GROUPS, from_preset
 from kerasflow.errors import UserError
 
 BLOCK_EXPANSION = {"basic_block": 1, "bottleneck_block": 4}
 NUM_STAGES = 4
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # keras momentum 0.9 == torch momentum 0.1
-TORCHVISION_STRIDES = (1, 2, 2, 2)
-
-RESNET_PRESETS = {
-    "resnet18": {"stackwise_num_blocks": (2, 2, 2, 2), "block_type": "basic_block"},
-    "resnet34": {"stackwise_num_blocks": (3, 4, 6, 3), "block_type": "basic_block"},
-    "resnet50": {"stackwise_num_blocks": (3, 4, 6, 3), "block_type": "bottleneck_block"},
-    "resnet101": {"stackwise_num_blocks": (3, 4, 23, 3), "block_type": "bottleneck_block"},
-}
-for _preset in RESNET_PRESETS.values():
-    _preset.update(
-        stackwise_num_filters=(64, 128, 256, 512),
-        stackwise_num_strides=TORCHVISION_STRIDES,
-        stem_filters=64,
-    )
-# A ResNet-10-shaped toy at 1/8 width, for the demo recipe and the tests (no ImageNet weights exist).
-RESNET_PRESETS["tiny"] = {
-    "stackwise_num_filters": (8, 16, 32, 64),
-    "stackwise_num_blocks": (1, 1, 1, 1),
-    "stackwise_num_strides": (1, 2, 2, 2),
-    "block_type": "basic_block",
-    "stem_filters": 8,
-}
-
 
 def _conv(x, filters, kernel_size, strides, name):
     """Bias-free conv padded like torch (``(k - 1) // 2`` zeros on each side)."""
@@ -149,9 +126,27 @@ class ResNetBackbone(keras.Model):
     (``(batch, feature_channels)``, global average of ``stage4``) and, with ``include_head``,
     ``logits`` (``(batch, num_head_classes)``, the ImageNet ``fc``).
 
-    Sub-models for reuse: ``stem``, ``stages`` (4 models, each returning ``[output, pre_bn]``),
-    ``pool`` and ``head`` (``None`` without head). ``find_layer("layer4_2_conv2")`` reaches inside them.
+    What a stream builds on (the interface every kerasflow backbone declares):
+
+    - ``stem``: a model from the image to the first feature map; ``stages``: 4 models named
+      ``layer1`` ... ``layer4``, each returning ``[output, pre_bn]``; ``apply_stages(x, first, last)``
+      runs a range of them; ``pool``: global average pooling; ``head``: the ImageNet ``fc`` (``None``
+      without head); ``feature_channels``: channels of the last stage.
+    - ``LAYER_GROUPS``: the layer paths, relative to the backbone's place in a stream, that the
+      training stages' trainable rules name (``kerasflow.backbones.presets.LAYER_GROUPS``).
+
+    ``find_layer("layer4_2_conv2")`` reaches any layer by its torchvision name.
+
+    Example:
+
+    ```python
+    from kerasflow.backbones import ResNetBackbone
+    backbone = ResNetBackbone.from_preset("tiny", num_head_classes=10)
+    backbone.output["logits"].shape  # (None, 10)
+    ```
     """
+
+    LAYER_GROUPS = LAYER_GROUPS
 
     def __init__(
         self,
@@ -216,6 +211,21 @@ class ResNetBackbone(keras.Model):
         self.pool = pool
         self.head = head
 
+    @classmethod
+    def from_preset(cls, name, weights=None, **overrides):
+        """``kerasflow.backbones.from_preset``: the preset ``name``, optionally with ImageNet ``weights``."""
+        backbone = from_preset(name, weights, **overrides)
+        if not isinstance(backbone, cls):
+            raise UserError(f"backbone preset {name!r} is a {type(backbone).__name__}, not a {cls.__name__}")
+        return backbone
+
+    def apply_stages(self, x, first=0, last=None):
+        """Run ``stages[first:last]`` on ``x``; returns ``(output, pre_bn)`` of the last stage run."""
+        pre_bn = None
+        for stage in self.stages[first:last]:
+            x, pre_bn = stage(x)
+        return x, pre_bn
+
     def get_config(self):
         return {
             "name": self.name,
@@ -249,13 +259,3 @@ class ResNetBackbone(keras.Model):
             close = difflib.get_close_matches(name, list(layers), n=5)
             raise ValueError(f"{self.name} has no layer {name!r}; close names: {close}")
         return layers[name]
-
-
-def resnet_backbone(name, **overrides):
-    """Build the preset ``name`` (``"resnet18"``, ``"resnet34"``, ``"resnet50"``, ``"resnet101"``).
-
-    ``overrides`` replace constructor arguments, e.g. ``input_channels=10, include_head=False``.
-    """
-    if name not in RESNET_PRESETS:
-        raise UserError(f"unknown ResNet preset {name!r}; use one of {list(RESNET_PRESETS)}")
-    return ResNetBackbone(**{**RESNET_PRESETS[name], "name": name, **overrides})

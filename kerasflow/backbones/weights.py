@@ -1,4 +1,4 @@
-"""Load converted ImageNet weights (``tools/convert_weights.py`` output) into a ``ResNetBackbone``."""
+"""Load converted ImageNet weights (``python -m kerasflow.convert_weights`` output) into a ``ResNetBackbone``."""
 
 import json
 import os
@@ -23,7 +23,7 @@ def read_weights_config(weights_path):
     """The constructor arguments stored next to ``weights_path`` by the converter."""
     weights_path = str(weights_path)
     if not os.path.isfile(weights_path):
-        raise UserError(f"{weights_path}: no such file; convert the weights with tools/convert_weights.py")
+        raise UserError(f"{weights_path}: no such file; convert the weights with python -m kerasflow.convert_weights")
     sidecar = config_path(weights_path)
     try:
         with open(sidecar) as file:
@@ -33,7 +33,7 @@ def read_weights_config(weights_path):
         reason = " ".join(f"{type(error).__name__}: {error}".split())
         raise UserError(
             f"{sidecar}: cannot read the architecture of {weights_path} ({reason}); "
-            "re-run tools/convert_weights.py"
+            "re-run python -m kerasflow.convert_weights"
         ) from None
 
 
@@ -70,7 +70,7 @@ def load_imagenet_weights(backbone, path):
     except (OSError, ValueError, KeyError) as error:
         reason = " ".join(str(error).split())
         raise UserError(
-            f"{path}: cannot load the weights ({reason}); re-run tools/convert_weights.py"
+            f"{path}: cannot load the weights ({reason}); re-run python -m kerasflow.convert_weights"
         ) from None
     for layer in source.leaf_layers():
         if not layer.weights or (layer is source.head and not backbone.include_head):

@@ -3,7 +3,8 @@
 import argparse
 
 from kerasflow.cli import positive_int
-from kerasflow.data.indexes import DATASETS, SUBSETS
+from kerasflow.data.datasets import dataset_names
+from kerasflow.data.indexes import SUBSETS
 from kerasflow.data.video import BAD_VIDEO_POLICIES
 from kerasflow.errors import cli_entry
 
@@ -22,7 +23,7 @@ def _parser():
     synth.add_argument("--test-fraction", type=float, default=0.25, help="share of each class in test.txt")
 
     pack = commands.add_parser("pack", help="pack a dataset split into a TFRecord file of JPEG frames")
-    pack.add_argument("--dataset", required=True, choices=DATASETS)
+    pack.add_argument("--dataset", required=True, choices=dataset_names())
     pack.add_argument("--root", required=True, help="dataset root folder")
     pack.add_argument("--split", type=int, default=1)
     pack.add_argument("--subset", default="train", choices=SUBSETS)
@@ -40,18 +41,11 @@ def main(argv=None):
     if args.command == "synth":
         from kerasflow.data.synthetic import make_synthetic_dataset
 
-        out = make_synthetic_dataset(
-            args.out_dir,
-            classes=args.classes,
-            videos_per_class=args.videos_per_class,
-            frames=args.frames,
-            size=args.size,
-            seed=args.seed,
-            test_fraction=args.test_fraction,
-        )
+        options = ("classes", "videos_per_class", "frames", "size", "seed", "test_fraction")
+        out = make_synthetic_dataset(args.out_dir, **{name: getattr(args, name) for name in options})
         print(f"synthetic dataset ready in {out} (folder layout, train.txt / test.txt)")
         return 0
-    from kerasflow.data.indexes import build_index
+    from kerasflow.data.datasets import build_index
     from kerasflow.data.tfrecord import pack_index
 
     index = build_index(args.dataset, args.root, split=args.split, subset=args.subset)

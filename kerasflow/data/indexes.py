@@ -13,9 +13,8 @@ Layouts (see README "Datasets"):
   ``test.txt`` lists of ``<class>/<name>`` paths; without them a seeded stratified split. The classes
   are the folders on disk (``flow_x``/``flow_y`` excepted).
 
-Flow (``flow_root``, default ``root``): ``<flow_root>/flow_x/<rel>/`` and its ``flow_y`` twin, where
-``<rel>`` is the clip's path without its video extension below the folder ``tools/extract_flow.py``
-was run on: ``<root>/cropped_clips`` for egtea, ``root`` for the others (GTEA61: ``frames``' twins).
+Stored TV-L1 flow is found under ``flow_root`` (default ``root``) as ``kerasflow.data.flow_files``
+lays it out. The datasets are registered by name in ``kerasflow.data.datasets``.
 
 A clip listed by a split file but absent on disk (or a list line that names no class folder, or an
 absolute path) is logged, dropped and counted in ``VideoIndex.missing``.
@@ -29,16 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasflow.data.tvl1 import output_rel_path
+from kerasflow.data.flow_files import FLOW_FOLDERS, GTEA_FLOW_X_FOLDERS, flow_folder_of
 from kerasflow.data.video import frame_folder_files, is_video_file
 from kerasflow.errors import UserError
 
 logger = logging.getLogger("kerasflow.data")
 
-DATASETS = ("gtea61", "egtea", "hmdb51", "folder")
 SUBSETS = ("train", "test")
 FOLDER_TEST_FRACTION = 0.25
-FLOW_FOLDERS = ("flow_x", "flow_y")  # written by tools/extract_flow.py into a root; never a class
 _MISSING_NAMED = 10  # missing clips named one by one in the log; the rest are counted
 
 
@@ -69,30 +66,13 @@ class VideoIndex:
         return np.bincount([item.label for item in self.items], minlength=len(self.class_names))
 
 
-def build_index(dataset, root, split=1, subset="train", flow_root=None, seed=0, test_fraction=FOLDER_TEST_FRACTION):
-    """Index of the clips of ``dataset`` under ``root`` for ``split`` and ``subset`` ("train" or "test").
-
-    ``flow_root`` (default ``root``) holds the ``flow_x/`` and ``flow_y/`` trees ``tools/extract_flow.py``
-    writes: they mirror the video paths, without their extension, below ``<root>/cropped_clips`` for
-    egtea and below ``root`` for the other datasets.
-    ``seed`` and ``test_fraction`` only matter for a ``folder`` dataset without list files.
-    """
-    if dataset not in DATASETS:
-        raise UserError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}")
-    if subset not in SUBSETS:
-        raise UserError(f"unknown subset {subset!r}; use 'train' or 'test'")
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"dataset root {str(root)!r} does not exist or is not a folder; check the path")
-    builders = {"gtea61": _gtea61, "egtea": _egtea, "hmdb51": _hmdb51, "folder": _folder}
-    flow_root = Path(flow_root) if flow_root else root
-    index = builders[dataset](root, int(split), subset, flow_root, seed, test_fraction)
+def report_missing_clips(index, split):
+    """Log how many listed clips of ``index`` are missing on disk (each was named as it was found)."""
     if index.missing:
         logger.warning(
             "%d clips listed for %s %s split %s are missing on disk and were dropped",
-            len(index.missing), dataset, subset, split,
+            len(index.missing), index.dataset, index.subset, split,
         )
-    return index
 
 
 def _report_missing(missing, path):
@@ -105,15 +85,6 @@ def _visible_dirs(folder):
     return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir() and not entry.name.startswith("."))
 
 
-def _flow_for(source, source_root, flow_root):
-    """``<flow_root>/flow_x/<source below source_root, video extension removed>`` when it exists, else None.
-
-    ``source_root`` is the folder ``tools/extract_flow.py`` was run on, so the path is the one it wrote.
-    """
-    candidate = flow_root / "flow_x" / output_rel_path(source, source_root)
-    return str(candidate) if candidate.is_dir() else None
-
-
 def _first_dir(root, names, what):
     for name in names:
         if (root / name).is_dir():
@@ -121,9 +92,10 @@ def _first_dir(root, names, what):
     raise UserError(f"{what} folder not found: none of {', '.join(repr(str(root / n)) for n in names)} exists")
 
 
-def _gtea61(root, split, subset, flow_root, seed, test_fraction):
+def gtea61_index(root, split, subset, flow_root):
+    """GTEA61 (ego-rnn layout): split k tests on subject Sk."""
     frames_root = _first_dir(root, ("frames", "processed_frames2"), "GTEA61 frames")
-    flow_x_root = next((flow_root / n for n in ("flow_x", "flow_x_processed") if (flow_root / n).is_dir()), None)
+    flow_x_root = next((flow_root / n for n in GTEA_FLOW_X_FOLDERS if (flow_root / n).is_dir()), None)
     subjects = [name for name in _visible_dirs(frames_root) if re.fullmatch(r"S\d+", name)]
     test_subject = f"S{split}"
     if test_subject not in subjects:
@@ -181,7 +153,8 @@ def _read_egtea_split(path):
     return entries
 
 
-def _egtea(root, split, subset, flow_root, seed, test_fraction):
+def egtea_index(root, split, subset, flow_root):
+    """EGTEA Gaze+ trimmed clips and their split lists."""
     annotations = root / "action_annotation" if (root / "action_annotation").is_dir() else root
     clips_root = _first_dir(root, ("cropped_clips",), "EGTEA clips")
     entries = _read_egtea_split(annotations / f"{subset}_split{split}.txt")
@@ -201,13 +174,14 @@ def _egtea(root, split, subset, flow_root, seed, test_fraction):
         if path is None:
             _report_missing(missing, clips_root / session / f"{clip}.mp4")
             continue
-        items.append(VideoItem(str(path), label, _flow_for(path, clips_root, flow_root)))
+        items.append(VideoItem(str(path), label, flow_folder_of(path, clips_root, flow_root)))
     if not items:
         raise UserError(f"no clip of {str(annotations / f'{subset}_split{split}.txt')!r} exists under {str(clips_root)!r}")
     return VideoIndex(items, class_names, "egtea", subset, missing)
 
 
-def _hmdb51(root, split, subset, flow_root, seed, test_fraction):
+def hmdb51_index(root, split, subset, flow_root):
+    """HMDB51 videos and the official split files (tags 1 train, 2 test)."""
     videos_root = root / "videos" if (root / "videos").is_dir() else root
     splits_root = _first_dir(root, ("testTrainMulti_7030_splits",), "HMDB51 split")
     suffix = f"_test_split{split}.txt"
@@ -226,7 +200,7 @@ def _hmdb51(root, split, subset, flow_root, seed, test_fraction):
             if not path.is_file():
                 _report_missing(missing, path)
                 continue
-            items.append(VideoItem(str(path), label, _flow_for(path, root, flow_root)))
+            items.append(VideoItem(str(path), label, flow_folder_of(path, root, flow_root)))
     if not items and not missing:
         raise UserError(f"the files '*{suffix}' in {str(splits_root)!r} tag no video {wanted_tag} ({subset})")
     if not items:
@@ -247,7 +221,8 @@ def _read_list(path):
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")]
 
 
-def _folder(root, split, subset, flow_root, seed, test_fraction):
+def folder_index(root, split, subset, flow_root, seed=0, test_fraction=FOLDER_TEST_FRACTION):
+    """``<root>/<class>/<clip>``, split by list files or a seeded stratified split."""
     list_paths = {name: root / f"{name}.txt" for name in SUBSETS}
     class_names = [name for name in _visible_dirs(root) if name not in FLOW_FOLDERS]
     label_of = {name: label for label, name in enumerate(class_names)}
@@ -262,7 +237,7 @@ def _folder(root, split, subset, flow_root, seed, test_fraction):
             if Path(line).is_absolute() or len(parts) < 2 or ".." in parts or parts[0] not in label_of or not path.exists():
                 _report_missing(missing, path)
                 continue
-            items.append(VideoItem(str(path), label_of[parts[0]], _flow_for(path, root, flow_root)))
+            items.append(VideoItem(str(path), label_of[parts[0]], flow_folder_of(path, root, flow_root)))
         if not items:
             raise UserError(f"list {str(list_paths[subset])!r} names no existing clip; write '<class>/<video>' lines")
         return VideoIndex(items, class_names, "folder", subset, missing)
@@ -275,7 +250,7 @@ def _folder(root, split, subset, flow_root, seed, test_fraction):
         chosen = order[:num_test] if subset == "test" else order[num_test:]
         for position in sorted(chosen):
             path = root / name / clips[position]
-            items.append(VideoItem(str(path), label, _flow_for(path, root, flow_root)))
+            items.append(VideoItem(str(path), label, flow_folder_of(path, root, flow_root)))
     if not items:
         raise UserError(f"folder dataset {str(root)!r} has no {subset} clips: expected <class>/<video file or frame folder>")
     return VideoIndex(items, class_names, "folder", subset)

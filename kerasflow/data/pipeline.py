@@ -11,17 +11,12 @@ import logging
 import threading
 
 import cv2
-import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasflow.data.video import (  # noqa: F401 (BAD_VIDEO_POLICIES and scaled_shape are re-exported)
-    BAD_VIDEO_POLICIES,
-    BadVideo,
-    read_clip,
-    read_flow_stack,
-    scaled_shape,
-)
+from kerasflow.data.flow_files import read_flow_stack
+from kerasflow.data.inputs import TVL1_STACK
+from kerasflow.data.video import BAD_VIDEO_POLICIES, BadVideo, read_clip, scaled_shape
 from kerasflow.errors import UserError
 
 logger = logging.getLogger("kerasflow.data")
@@ -32,7 +27,6 @@ FLOW_MEAN = 0.449
 FLOW_STD = 0.226
 CROP_SCALES_OVER_32 = (32, 28, 24, 21)  # 1, 0.875, 0.75, 0.65625 as exact fractions
 NUM_CROP_POSITIONS = 5  # centre, top-left, top-right, bottom-left, bottom-right
-STREAMS = ("rgb", "flow")
 MAX_RESIZE_CHANNELS = 128  # cv2.resize's limit on channels (CV_CN_MAX)
 
 
@@ -164,18 +158,6 @@ class BadVideoLog:
             return f"skipped {len(self._reasons)} bad videos ({self.skips} skips in all): {named}{more}"
 
 
-class BadVideoReport(keras.callbacks.Callback):
-    """Prints the ``BadVideoLog`` summary at the end of every epoch in which any clip was skipped so far."""
-
-    def __init__(self, bad_videos):
-        super().__init__()
-        self.bad_videos = bad_videos
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.bad_videos.count > 0:
-            print(f"epoch {epoch + 1}: {self.bad_videos.summary()}", flush=True)
-
-
 def bad_video_from_tf_error(exc):
     """The ``BadVideo`` carried by an error raised out of a ``make_dataset`` pipeline, or None."""
     if isinstance(exc, BadVideo):
@@ -187,24 +169,24 @@ class _BadVideoInPipeline(RuntimeError):
     """Raised inside ``tf.numpy_function``; its text carries the ``BadVideo`` marker through TF's wrapping."""
 
 
-def load_example(item, streams, rgb_frames, flow_stack, frame_size, training, seed, random_flip=True):
-    """Decoded, augmented uint8 arrays of one clip, in ``streams`` order.
+def load_example(item, inputs, training, seed, random_flip=True):
+    """Decoded, augmented uint8 arrays of one clip, one per ``InputSpec`` of ``inputs``, in order.
 
-    rgb: ``(rgb_frames, frame_size, frame_size, 3)``; flow: ``(frame_size, frame_size, 2 * flow_stack)``.
-    One generator seeded with ``seed`` draws the temporal sampling and the shared crop.
+    A clip input gives ``(T, S, S, 3)``, a TV-L1 stack ``(S, S, 2K)`` (``InputSpec.shape``). One
+    generator seeded with ``seed`` draws the temporal sampling and the crop that all inputs share.
     """
     rng = np.random.default_rng(seed)
     draw = CropDraw(rng, random_flip) if training else None
     arrays = []
-    for stream in streams:
-        if stream == "rgb":
-            clip = _decoded(item, read_clip, item.source, rgb_frames, training, rng)
-            arrays.append(transform_clip(clip, frame_size, draw))
+    for spec in inputs:
+        if spec.is_clip:
+            clip = _decoded(item, read_clip, item.source, spec.frames, training, rng)
+            arrays.append(transform_clip(clip, spec.size, draw))
         else:
             if item.flow_source is None:
                 raise BadVideo(item.source, "has no flow_x folder (extract flow or pass flow_root)")
-            stack = _decoded(item, read_flow_stack, item.flow_source, flow_stack, training, rng)
-            arrays.append(transform_planes(stack, frame_size, draw, flow=True))
+            stack = _decoded(item, read_flow_stack, item.flow_source, spec.frames, training, rng)
+            arrays.append(transform_planes(stack, spec.size, draw, flow=True))
     return arrays
 
 
@@ -217,27 +199,24 @@ def _decoded(item, reader, *args):
         raise BadVideo(item.source, f"{type(error).__name__}: {first_line}") from error
 
 
-def _check_options(streams, on_bad_video, index):
-    if not streams or any(stream not in STREAMS for stream in streams):
-        raise UserError(f"streams {list(streams)!r} invalid; use a non-empty subset of {list(STREAMS)}")
+def _check_options(inputs, on_bad_video, index):
+    if not inputs:
+        raise UserError("a dataset needs at least one model input")
     if on_bad_video not in BAD_VIDEO_POLICIES:
         raise UserError(f"on_bad_video {on_bad_video!r} invalid; use one of {', '.join(BAD_VIDEO_POLICIES)}")
     if not index.items:
         raise UserError(f"{index.dataset} {index.subset} index has no clips")
-    if "flow" in streams and all(item.flow_source is None for item in index.items):
+    if any(not spec.is_clip for spec in inputs) and all(item.flow_source is None for item in index.items):
         raise UserError(
             f"the flow stream needs flow_x/flow_y folders but no {index.dataset} {index.subset} clip has one; "
-            "extract TV-L1 flow (tools/extract_flow.py) and set flow_root"
+            "extract TV-L1 flow (python -m kerasflow.extract_flow) and set flow_root"
         )
 
 
 def make_dataset(
     index,
+    inputs,
     *,
-    streams=("rgb",),
-    rgb_frames=25,
-    flow_stack=5,
-    frame_size=224,
     batch_size=32,
     training=False,
     seed=0,
@@ -247,48 +226,45 @@ def make_dataset(
     shuffle=None,
     random_flip=True,
 ):
-    """A ``tf.data.Dataset`` of ``(inputs, label)`` batches for a ``VideoIndex``.
+    """A ``tf.data.Dataset`` of ``(inputs, label, weight)`` batches for a ``VideoIndex``.
 
-    ``inputs["rgb"]``: float32 ``(B, rgb_frames, frame_size, frame_size, 3)``, ImageNet-normalised;
-    ``inputs["flow"]``: float32 ``(B, frame_size, frame_size, 2 * flow_stack)``; label int32 ``(B,)``.
-    Only the requested ``streams`` are decoded. ``shuffle`` and ``drop_remainder`` default to
-    ``training``. ``random_flip=False`` turns the horizontal flip off. The same ``seed`` gives the same sequence of batches (each pass over the dataset, i.e.
-    each epoch, shuffles and augments differently). Bad clips are logged and skipped (recorded in
-    ``bad_videos``) or stop the iteration with an error ``bad_video_from_tf_error`` understands.
+    ``inputs`` lists the model's ``InputSpec``s; each batch's inputs are a dict by their names: an RGB
+    clip float32 ``(B, T, S, S, 3)`` ImageNet-normalised, a TV-L1 stack float32 ``(B, S, S, 2K)``.
+    The label is int32 ``(B,)``; the weight float32 ``(B,)`` is 1, or 0 for a bad clip that was
+    skipped (its inputs are zeros), so Keras' loss and metrics leave it out and every epoch has the
+    same, known number of batches. ``shuffle`` and ``drop_remainder`` default to ``training``.
+    ``random_flip=False`` turns the horizontal flip off. The same ``seed`` gives the same sequence of
+    batches (each pass over the dataset, i.e. each epoch, shuffles and augments differently). Bad clips
+    are logged and skipped (recorded in ``bad_videos``) or stop the iteration with an error
+    ``bad_video_from_tf_error`` understands.
     """
-    streams = tuple(streams)
-    _check_options(streams, on_bad_video, index)
+    inputs = tuple(inputs)
+    _check_options(inputs, on_bad_video, index)
     bad_videos = BadVideoLog() if bad_videos is None else bad_videos
     shuffle = training if shuffle is None else shuffle
     drop_remainder = training if drop_remainder is None else drop_remainder
     items = list(index.items)
-    shapes = {
-        "rgb": (rgb_frames, frame_size, frame_size, 3),
-        "flow": (frame_size, frame_size, 2 * flow_stack),
-    }
 
     def decode(position, element_seed):
         item = items[int(position)]
         try:
-            arrays = load_example(
-                item, streams, rgb_frames, flow_stack, frame_size, training, int(element_seed), random_flip
-            )
+            arrays = load_example(item, inputs, training, int(element_seed), random_flip)
         except BadVideo as error:
             if on_bad_video == "fail":
                 raise _BadVideoInPipeline(error.marker()) from error
             if bad_videos.record(error):
                 logger.warning("skipping %s", error)
-            return (*[np.zeros(shapes[stream], np.uint8) for stream in streams], False)
-        return (*arrays, True)
+            return (*[np.zeros(spec.shape, np.uint8) for spec in inputs], np.float32(0.0))
+        return (*arrays, np.float32(1.0))
 
     def decode_in_graph(position, element_seed, label):
         outputs = tf.numpy_function(
-            decode, [position, element_seed], [tf.uint8] * len(streams) + [tf.bool], stateful=False
+            decode, [position, element_seed], [tf.uint8] * len(inputs) + [tf.float32], stateful=False
         )
-        for output, stream in zip(outputs, streams):
-            output.set_shape(shapes[stream])
+        for output, spec in zip(outputs, inputs):
+            output.set_shape(spec.shape)
         outputs[-1].set_shape(())
-        return dict(zip(streams, outputs[:-1])), label, outputs[-1]
+        return {spec.name: output for spec, output in zip(inputs, outputs)}, label, outputs[-1]
 
     labels = np.array([item.label for item in items], np.int32)
     dataset = tf.data.Dataset.from_tensor_slices((np.arange(len(items), dtype=np.int64), labels))
@@ -300,7 +276,6 @@ def make_dataset(
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
-    dataset = dataset.filter(_decoded_ok).map(_without_ok_flag)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     return dataset.map(normalize_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
@@ -315,25 +290,8 @@ def _non_negative(value):
     return tf.math.floormod(value, tf.constant(2**62, tf.int64))
 
 
-def _decoded_ok(inputs, label, ok):
-    return ok
-
-
-def _without_ok_flag(inputs, label, ok):
-    return inputs, label
-
-
-def normalize_inputs(inputs, label):
-    """Normalises each stream of an ``inputs`` dict of uint8 (or 0..255 float) tensors."""
-    normalizers = {"rgb": normalize_rgb, "flow": normalize_flow}
-    return {stream: normalizers[stream](value) for stream, value in inputs.items()}, label
-
-
-def load_video_for_prediction(path, rgb_frames, frame_size):
-    """(normalised float32 ``(T, S, S, 3)``, display uint8 ``(T, S, S, 3)``) of a clip, centre crop.
-
-    Raises ``BadVideo`` when the clip cannot be used.
-    """
-    clip = read_clip(path, rgb_frames, training=False)
-    display = transform_clip(clip, frame_size)
-    return normalize_rgb(display).numpy(), display
+def normalize_inputs(inputs, *rest):
+    """Normalises each input of an ``inputs`` dict of uint8 (or 0..255 float) tensors by its name;
+    passes the label and weight (``rest``) through."""
+    return {name: normalize_flow(value) if name == TVL1_STACK else normalize_rgb(value)
+            for name, value in inputs.items()}, *rest

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from kerasflow.data.video import BadVideo, count_video_frames
 from kerasflow.errors import UserError
-from kerasflow.files import atomic_path, write_json, write_text
+from kerasflow.atomic import atomic_path, write_json, write_text
 
 DIRECTIONS = (
     ("right", (0, 1)),

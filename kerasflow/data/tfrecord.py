@@ -5,7 +5,7 @@ Record layout (TF Model Garden's video keys): context ``clip/label/index`` (int6
 (one JPEG per frame, every frame of the clip). Clips are written in a seeded random order, so a
 reader's shuffle buffer of a few hundred clips mixes the classes. A ``<out>.json`` sidecar holds the
 class names.
-The reader samples, augments and normalises exactly like ``make_dataset`` (rgb stream only).
+The reader samples, augments and normalises one clip input exactly like ``make_dataset``.
 """
 
 import json
@@ -23,13 +23,12 @@ from kerasflow.data.pipeline import (
     NUM_CROP_POSITIONS,
     crop_origins,
     normalize_inputs,
-    scaled_shape,
     short_side_for,
     with_element_seeds,
 )
-from kerasflow.data.video import BAD_VIDEO_POLICIES, BadVideo, iter_clip_frames
+from kerasflow.data.video import BAD_VIDEO_POLICIES, BadVideo, iter_clip_frames, scaled_shape
 from kerasflow.errors import UserError
-from kerasflow.files import atomic_path, write_json
+from kerasflow.atomic import atomic_path, write_json
 
 logger = logging.getLogger("kerasflow.data")
 
@@ -172,9 +171,8 @@ def transform_frames(frames, frame_size, flip=None, scale=None, position=None):
 
 def make_tfrecord_dataset(
     paths,
+    spec,
     *,
-    rgb_frames=25,
-    frame_size=224,
     batch_size=32,
     training=False,
     seed=0,
@@ -183,33 +181,38 @@ def make_tfrecord_dataset(
     shuffle_buffer=256,
     random_flip=True,
 ):
-    """``(inputs, label)`` batches from packed TFRecord files, ``inputs["rgb"]`` as in ``make_dataset``.
+    """``(inputs, label, weight)`` batches from packed TFRecord files, as ``make_dataset`` gives them.
 
-    Pure TF: parse, sample ``rgb_frames`` indices, ``tf.io.decode_jpeg`` only those frames, augment,
-    normalise, batch, prefetch. Deterministic given ``seed``. ``random_flip=False`` never flips.
+    ``spec`` is the one clip input (``InputSpec``) to read, e.g. ``rgb``; the weight is always 1.
+    Pure TF: parse, sample ``spec.frames`` indices, ``tf.io.decode_jpeg`` only those frames, augment,
+    normalise, batch, prefetch. Deterministic given ``seed``. ``random_flip=False`` never flips. The
+    number of batches is known from the files' sidecars (``pack_index`` writes them).
     """
     paths = [str(path) for path in ([paths] if isinstance(paths, (str, Path)) else paths)]
     for path in paths:
         if not os.path.isfile(path):
             raise UserError(f"TFRecord file {path!r} does not exist; pack it with 'python -m kerasflow.data pack'")
+    if not spec.is_clip:
+        raise UserError(f"packed TFRecords hold RGB frames; the {spec.name!r} input cannot be read from them")
+    clips = sum(read_sidecar(path)["clips"] for path in paths)
     shuffle = training if shuffle is None else shuffle
     drop_remainder = training if drop_remainder is None else drop_remainder
 
     def load(serialized, element_seed):
         encoded, label = _parse_clip(serialized)
         seed = tf.stack([element_seed, tf.constant(0, tf.int64)])
-        positions = _sample_positions(tf.shape(encoded)[0], rgb_frames, training, seed)
+        positions = _sample_positions(tf.shape(encoded)[0], spec.frames, training, seed)
         frames = tf.map_fn(
             lambda data: tf.io.decode_jpeg(data, channels=3),
             tf.gather(encoded, positions),
             fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
         )
-        frames = _augment(tf.cast(frames, tf.float32), frame_size, training, seed, random_flip)
+        frames = _augment(tf.cast(frames, tf.float32), spec.size, training, seed, random_flip)
         frames = tf.clip_by_value(tf.round(frames), 0.0, 255.0)
-        frames.set_shape((rgb_frames, frame_size, frame_size, 3))
-        return {"rgb": frames}, label
+        frames.set_shape(spec.shape)
+        return {spec.name: frames}, label, tf.constant(1.0)
 
-    dataset = tf.data.TFRecordDataset(paths)
+    dataset = tf.data.TFRecordDataset(paths).apply(tf.data.experimental.assert_cardinality(clips))
     if shuffle:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     dataset = with_element_seeds(dataset, seed)

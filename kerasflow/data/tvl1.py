@@ -2,12 +2,9 @@
 
 For every source (a video file or a folder of jpg/png frames) under a source root, the frames are
 decoded with OpenCV, converted to grey, resized to the first frame's size (frame folders may mix
-sizes) or, with ``size``, so that the shorter side is ``size`` (``video.scaled_shape``), and the TV-L1 flow between each pair of consecutive frames is written as two 8-bit grey JPEGs::
-
-    <out_root>/flow_x/<relative path, video extension removed>/flow_x_00001.jpg ...
-    <out_root>/flow_y/<relative path, video extension removed>/flow_y_00001.jpg ...
-
-numbered from 1, one file per frame pair (N frames -> N - 1 files per component). Each component is
+sizes) or, with ``size``, so that the shorter side is ``size`` (``video.scaled_shape``), and the TV-L1
+flow between each pair of consecutive frames is written as two 8-bit grey JPEGs in the layout of
+``kerasflow.data.flow_files`` (N frames -> N - 1 files per component). Each component is
 coded as ``yjxiong/dense_flow`` does with ``-b 20``: ``round((clip(f, -b, b) + b) * 255 / (2 b))``, so
 grey 127.5 is zero motion and one grey level is ``2 b / 255`` pixels (0.157 px for b = 20).
 
@@ -37,6 +34,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from kerasflow.data.flow_files import DONE_MARKER, FLOW_FOLDERS, flow_file_name, flow_folders, rel_path
 from kerasflow.data.video import (
     VIDEO_EXTENSIONS,
     BadVideo,
@@ -46,9 +44,8 @@ from kerasflow.data.video import (
     scaled_shape,
 )
 from kerasflow.errors import UserError
-from kerasflow.files import write_json
+from kerasflow.atomic import write_json
 
-DONE_MARKER = ".done"
 PARTIAL_DIR = ".flow_partial"
 TIMING_FILE = "flow_timing.json"
 JPEG_QUALITY = 95  # OpenCV's default, which dense_flow's cv::imencode(".jpg", ...) uses.
@@ -140,12 +137,6 @@ def find_sources(src_root, exclude=()):
     return sorted(sources, key=lambda path: _natural_key(path.relative_to(src_root).as_posix()))
 
 
-def output_rel_path(source, src_root):
-    """Relative output path of a source: its path under src_root with a video extension removed."""
-    rel = Path(source).relative_to(src_root)
-    return rel.with_suffix("") if is_video_file(rel) else rel
-
-
 def iter_grey_frames(source, size=None):
     """Grey uint8 frames (H, W) of a video file or frame folder, all of one size (bilinear resize).
 
@@ -172,14 +163,9 @@ def _write_jpeg(path, image):
     Path(path).write_bytes(data.tobytes())
 
 
-def _flow_dirs(out_root, rel_path):
-    out_root = Path(out_root)
-    return out_root / "flow_x" / rel_path, out_root / "flow_y" / rel_path
-
-
-def read_done_marker(out_root, rel_path):
+def read_done_marker(out_root, rel):
     """The marker dict (seconds, pairs) of a finished video, or None if it is not finished."""
-    x_dir, y_dir = _flow_dirs(out_root, rel_path)
+    x_dir, y_dir = flow_folders(out_root, rel)
     marker = x_dir / DONE_MARKER
     if not (marker.is_file() and y_dir.is_dir()):
         return None
@@ -197,13 +183,13 @@ def _move_into_place(partial, final):
     os.replace(partial, final)
 
 
-def extract_video(source, out_root, rel_path, bound=20, size=None):
-    """Extract TV-L1 flow of one source into ``out_root/flow_{x,y}/rel_path/`` and mark it done.
+def extract_video(source, out_root, rel, bound=20, size=None):
+    """Extract TV-L1 flow of one source into ``out_root/flow_{x,y}/rel/`` and mark it done.
 
     Args:
         source: video file or frame folder.
         out_root: output root (gets ``flow_x/`` and ``flow_y/``).
-        rel_path: output path relative to ``out_root/flow_x``.
+        rel: output path relative to ``out_root/flow_x`` (``flow_files.rel_path``).
         bound: clip value in pixels for the JPEG coding.
         size: shorter side in pixels after resizing, or None to keep the decoded size.
 
@@ -216,13 +202,13 @@ def extract_video(source, out_root, rel_path, bound=20, size=None):
         system fails on it (``cv2.error``, ``OSError``).
     """
     try:
-        return _extract_video(source, Path(out_root), rel_path, bound, size)
+        return _extract_video(source, Path(out_root), rel, bound, size)
     except (cv2.error, OSError) as error:
         lines = str(error).strip().splitlines()
         raise BadVideo(source, f"{type(error).__name__}: {lines[-1] if lines else ''}") from error
 
 
-def _extract_video(source, out_root, rel_path, bound, size):
+def _extract_video(source, out_root, rel, bound, size):
     start = time.perf_counter()
     partial_root = out_root / PARTIAL_DIR
     partial_root.mkdir(parents=True, exist_ok=True)
@@ -234,7 +220,7 @@ def _extract_video(source, out_root, rel_path, bound, size):
         pairs, (height, width) = _write_flow(source, partial_x, partial_y, bound, size)
         seconds = time.perf_counter() - start
         (partial_x / DONE_MARKER).write_text(json.dumps({"seconds": seconds, "pairs": pairs}))
-        x_dir, y_dir = _flow_dirs(out_root, rel_path)
+        x_dir, y_dir = flow_folders(out_root, rel)
         _move_into_place(partial_y, y_dir)
         _move_into_place(partial_x, x_dir)  # the commit point: the marker arrives with flow_x
         return {"timing": seconds, "pairs": pairs, "width": width, "height": height}
@@ -249,8 +235,8 @@ def _write_flow(source, x_folder, y_folder, bound, size):
     pairs = 0
     for pairs, flow in enumerate(iter_tvl1_flow(itertools.chain([first], frames)), start=1):
         x, y = encode_flow(flow, bound)
-        _write_jpeg(x_folder / f"flow_x_{pairs:05d}.jpg", x)
-        _write_jpeg(y_folder / f"flow_y_{pairs:05d}.jpg", y)
+        _write_jpeg(x_folder / flow_file_name("x", pairs), x)
+        _write_jpeg(y_folder / flow_file_name("y", pairs), y)
     if pairs == 0:
         raise BadVideo(source, "fewer than 2 frames decode, flow needs a pair")
     return pairs, first.shape
@@ -260,10 +246,10 @@ def _init_worker():
     cv2.setNumThreads(1)  # one core per process; parallelism comes from the process pool
 
 
-def _extract_or_report(source, out_root, rel_path, bound, size):
+def _extract_or_report(source, out_root, rel, bound, size):
     """``extract_video`` for a worker: a bad video comes back as ``{"error": "<path>: <reason>"}``."""
     try:
-        return extract_video(source, out_root, rel_path, bound, size)
+        return extract_video(source, out_root, rel, bound, size)
     except BadVideo as error:
         return {"error": f"{error.path}: {error.reason}"}
 
@@ -271,7 +257,7 @@ def _extract_or_report(source, out_root, rel_path, bound, size):
 def _check_unique_outputs(sources, src_root):
     seen = {}
     for source in sources:
-        rel = output_rel_path(source, src_root)
+        rel = rel_path(source, src_root)
         if rel in seen:
             raise UserError(
                 f"{seen[rel]} and {source} would both write flow_x/{rel.as_posix()}; rename or move one"
@@ -304,7 +290,7 @@ def extract_all(src_root, out_root, workers=None, bound=20, size=None, limit=Non
     workers = workers or os.cpu_count() or 1
     if workers < 1:
         raise UserError(f"--workers {workers} is not positive; pass 1 or more")
-    sources = find_sources(src_root, exclude=[out_root / "flow_x", out_root / "flow_y"])
+    sources = find_sources(src_root, exclude=[out_root / name for name in FLOW_FOLDERS])
     if not sources:
         raise UserError(
             f"source folder {src_root} holds no videos ({', '.join(VIDEO_EXTENSIONS)}) or frame folders"
@@ -315,7 +301,7 @@ def extract_all(src_root, out_root, workers=None, bound=20, size=None, limit=Non
 
     finished, todo = {}, []
     for source in sources:
-        rel = output_rel_path(source, src_root)
+        rel = rel_path(source, src_root)
         marker = read_done_marker(out_root, rel)
         if marker is None:
             todo.append((source, rel))

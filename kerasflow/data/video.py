@@ -1,4 +1,4 @@
-"""Decoding clips with OpenCV: video files and frame folders, uniform temporal sampling, flow stacks.
+"""Decoding clips with OpenCV: video files and frame folders, uniform temporal sampling.
 
 Every function returns plain numpy ``uint8`` arrays in RGB order and raises ``BadVideo`` (a
 ``UserError`` naming the path) for anything a user's data can get wrong: a file that does not open,
@@ -281,44 +281,3 @@ def iter_clip_frames(source):
             raise BadVideo(path, "no frame decodes")
     finally:
         capture.release()
-
-
-def flow_y_folder(flow_x_folder):
-    """The ``flow_y`` twin of a ``flow_x`` folder: the last path component starting with ``flow_x`` is renamed."""
-    parts = list(Path(flow_x_folder).parts)
-    for position in range(len(parts) - 1, -1, -1):
-        if parts[position].startswith("flow_x"):
-            parts[position] = parts[position].replace("flow_x", "flow_y", 1)
-            return Path(*parts)
-    raise BadVideo(flow_x_folder, "flow folder path has no 'flow_x' component to find its flow_y twin")
-
-
-def read_flow_stack(flow_source, stack=5, training=False, rng=None):
-    """``stack`` consecutive TV-L1 flow frames, uint8 ``(H, W, 2 * stack)`` interleaved x0, y0, x1, y1, ...
-
-    ``flow_source`` holds ``flow_x_%05d.jpg``; the y components are read from its ``flow_y`` twin.
-    Start: uniform over all valid starts in training, the centre stack ``(N - stack) // 2`` in test.
-    """
-    x_folder = str(flow_source)
-    if not os.path.isdir(x_folder):
-        raise BadVideo(x_folder, "flow folder does not exist")
-    y_folder = flow_y_folder(x_folder)
-    x_files = list_frame_files(x_folder, prefix="flow_x")
-    if len(x_files) < stack:
-        raise BadVideo(x_folder, f"has {len(x_files)} flow frames, the flow stack needs {stack}")
-    if training:
-        rng = np.random.default_rng() if rng is None else rng
-        start = int(rng.integers(0, len(x_files) - stack + 1))
-    else:
-        start = (len(x_files) - stack) // 2
-    planes = []
-    for x_file in x_files[start : start + stack]:
-        y_file = os.path.join(y_folder, os.path.basename(x_file).replace("flow_x", "flow_y", 1))
-        for file in (x_file, y_file):
-            plane = cv2.imread(file, cv2.IMREAD_GRAYSCALE)
-            if plane is None:
-                raise BadVideo(x_folder, f"flow frame {file!r} is missing or does not decode")
-            planes.append(plane)
-    if any(plane.shape != planes[0].shape for plane in planes):
-        raise BadVideo(x_folder, "flow frames differ in size")
-    return np.stack(planes, axis=-1)

@@ -5,9 +5,6 @@ from keras import ops
 
 from kerasflow.layers.representation_flow import RepresentationFlow
 
-FLOW_OPTIONS = ("theta", "tau", "lambda_", "image_gradient", "normalize", "trainable_kernels")
-
-
 def _frame_conv(filters, kernel_size, use_bias, name):
     """A per-frame 2-D convolution on ``(B, T, H, W, C)``: a Conv3D whose kernel spans one frame."""
     return keras.layers.Conv3D(
@@ -34,8 +31,8 @@ class RepresentationFlowBlock(keras.layers.Layer):
         num_flow_layers: int in 1..3. Defaults to 2 (the paper's best, Table 5).
         bottleneck: int. Channels the flow layers work on. Defaults to 32 (§III-A).
         n_iter: int. Iterations of each flow layer. Defaults to 20 (Table 6).
-        theta, tau, lambda_, image_gradient, normalize, trainable_kernels: passed to every
-            ``RepresentationFlow`` layer.
+        flow_options: dict. Further ``RepresentationFlow`` arguments for every flow layer (``theta``,
+            ``tau``, ``lambda_``, ``image_gradient``, ``normalize``, ...). Defaults to the layer's own.
 
     Input shape: ``(B, T, H, W, C)`` with ``T > num_flow_layers``.
     Output shape: ``(B, T - num_flow_layers, H, W, C)``.
@@ -54,19 +51,7 @@ class RepresentationFlowBlock(keras.layers.Layer):
     ```
     """
 
-    def __init__(
-        self,
-        num_flow_layers=2,
-        bottleneck=32,
-        n_iter=20,
-        theta=0.3,
-        tau=0.25,
-        lambda_=0.15,
-        image_gradient="sobel",
-        normalize=True,
-        trainable_kernels=True,
-        **kwargs,
-    ):
+    def __init__(self, num_flow_layers=2, bottleneck=32, n_iter=20, flow_options=None, **kwargs):
         if int(num_flow_layers) not in (1, 2, 3):
             raise ValueError(
                 f"`num_flow_layers` must be 1, 2 or 3 (0 means: no block). "
@@ -76,14 +61,7 @@ class RepresentationFlowBlock(keras.layers.Layer):
         self.num_flow_layers = int(num_flow_layers)
         self.bottleneck = int(bottleneck)
         self.n_iter = int(n_iter)
-        self.flow_options = dict(
-            theta=theta,
-            tau=tau,
-            lambda_=lambda_,
-            image_gradient=image_gradient,
-            normalize=normalize,
-            trainable_kernels=trainable_kernels,
-        )
+        self.flow_options = dict(flow_options or {})
         width = self.bottleneck
         self.reduce = _frame_conv(width, 1, False, "reduce")
         self.flows, self.between, self.re_reduce = [], [], []
@@ -150,7 +128,7 @@ class RepresentationFlowBlock(keras.layers.Layer):
                 "num_flow_layers": self.num_flow_layers,
                 "bottleneck": self.bottleneck,
                 "n_iter": self.n_iter,
-                **self.flow_options,
+                "flow_options": dict(self.flow_options),
             }
         )
         return config

@@ -1,13 +1,12 @@
-"""The paper's models: EgoRCNN RGB stream, representation-flow and TV-L1 flow streams, two-stream fusion."""
+"""The paper's models: EgoRCNN RGB stream, representation-flow and TV-L1 flow streams, two-stream fusion.
 
-from kerasflow.models.action_models import single_stream_model, two_stream_model
-from kerasflow.models.factory import STAGE_MODEL, build_stage_models
-from kerasflow.models.flow_streams import build_optical_flow_stream, build_representation_flow_stream
-from kerasflow.models.rgb_stream import build_rgb_stream, cam_maps_model
-from kerasflow.models.stages import STAGE_RULES, set_trainable_for_stage, trainable_layers
+``kinds`` is the table of model kinds (stages, inputs, builder); ``builders`` builds each kind's
+models; ``stages`` says which layers train in each stage. Names load on first use (Keras with them).
+"""
+
+from kerasflow._lazy import lazy_attributes
 
 __all__ = [
-    "STAGE_MODEL",
     "STAGE_RULES",
     "build_optical_flow_stream",
     "build_representation_flow_stream",
@@ -19,3 +18,16 @@ __all__ = [
     "trainable_layers",
     "two_stream_model",
 ]
+
+__getattr__, __dir__ = lazy_attributes(__name__, {
+    "STAGE_RULES": "kerasflow.models.stages",
+    "build_optical_flow_stream": "kerasflow.models.flow_streams",
+    "build_representation_flow_stream": "kerasflow.models.flow_streams",
+    "build_rgb_stream": "kerasflow.models.rgb_stream",
+    "build_stage_models": "kerasflow.models.kinds",
+    "cam_maps_model": "kerasflow.models.rgb_stream",
+    "set_trainable_for_stage": "kerasflow.models.stages",
+    "single_stream_model": "kerasflow.models.action_models",
+    "trainable_layers": "kerasflow.models.stages",
+    "two_stream_model": "kerasflow.models.action_models",
+})

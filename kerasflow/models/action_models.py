@@ -2,6 +2,7 @@
 
 import keras
 
+from kerasflow.data.inputs import RGB_CLIP, TVL1_STACK
 from kerasflow.layers import UniformFrames
 
 
@@ -15,8 +16,8 @@ def _classify(features, num_classes, dropout, inputs, name):
 def single_stream_model(stream, num_classes, dropout, name):
     """``stream`` (a body model) + dropout + ``Dense(num_classes)``: logits ``(B, num_classes)``.
 
-    Models take a dict of named inputs, as the data pipeline yields them: ``{"rgb": clip}`` or
-    ``{"flow": stack}`` (and both for the TV-L1 two-stream model).
+    Models take a dict of named inputs, as the data pipeline yields them (``kerasflow.data.inputs``):
+    ``{"rgb": clip}``, ``{"flow_clip": clip}`` or ``{"flow": stack}``.
 
     EgoRCNN's heads: dropout 0.7 for the RGB stream, 0.5 for the flow streams.
     """
@@ -33,13 +34,13 @@ def two_stream_model(rgb_stream, flow_stream, num_classes, dropout=0.5, name="tw
     ``UniformFrames`` of the RGB stream's ``T`` frames. With the optical-flow stream the model has
     a second input, ``"flow"``.
     """
-    rgb = keras.Input(rgb_stream.inputs[0].shape[1:], name="rgb")
-    flow_input_shape = flow_stream.inputs[0].shape[1:]
-    if flow_stream.inputs[0].name == "flow":
-        flow = keras.Input(flow_input_shape, name="flow")
-        inputs, flow_features = {"rgb": rgb, "flow": flow}, flow_stream(flow)
+    rgb = keras.Input(rgb_stream.inputs[0].shape[1:], name=RGB_CLIP)
+    flow_input = flow_stream.inputs[0]
+    if flow_input.name == TVL1_STACK:
+        flow = keras.Input(flow_input.shape[1:], name=TVL1_STACK)
+        inputs, flow_features = {RGB_CLIP: rgb, TVL1_STACK: flow}, flow_stream(flow)
     else:
-        clip = UniformFrames(flow_input_shape[0], name="flow_frames")(rgb)
-        inputs, flow_features = {"rgb": rgb}, flow_stream(clip)
+        clip = UniformFrames(flow_input.shape[1], name="flow_frames")(rgb)
+        inputs, flow_features = {RGB_CLIP: rgb}, flow_stream(clip)
     features = keras.layers.Concatenate(name="fused_features")([flow_features, rgb_stream(rgb)])
     return _classify(features, num_classes, dropout, inputs, name)

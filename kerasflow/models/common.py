@@ -1,32 +1,6 @@
-"""Pieces every stream shares: the backbone by name (with its ImageNet weights) and layer walking."""
+"""Finding things inside the models: the stream bodies of a model, and every layer by its path."""
 
 import keras
-
-from kerasflow.backbones import resnet_backbone
-from kerasflow.backbones.weights import load_imagenet_weights
-
-
-def make_backbone(name, weights=None, input_channels=3, include_head=True, num_head_classes=1000, image_size=None):
-    """The ResNet preset ``name`` with the converted ImageNet ``weights`` file loaded (or random if None)."""
-    backbone = resnet_backbone(
-        name,
-        input_channels=input_channels,
-        include_head=include_head,
-        num_head_classes=num_head_classes,
-        image_size=image_size,
-    )
-    if weights:
-        load_imagenet_weights(backbone, weights)
-    return backbone
-
-
-def apply_backbone_stages(backbone, x, first, last):
-    """Run ``backbone.stages[first:last]`` on ``x``; returns ``(output, pre_bn)`` of the last one run."""
-    pre_bn = None
-    for stage in backbone.stages[first:last]:
-        x, pre_bn = stage(x)
-    return x, pre_bn
-
 
 STREAM_NAMES = ("rgb_stream", "flow_stream")
 

@@ -3,8 +3,9 @@
 import keras
 from keras import ops
 
+from kerasflow.backbones.presets import from_preset
+from kerasflow.data.inputs import FLOW_CLIP, TVL1_STACK
 from kerasflow.layers import FoldTime, RepresentationFlowBlock, UnfoldTime
-from kerasflow.models.common import apply_backbone_stages, make_backbone
 
 
 @keras.saving.register_keras_serializable(package="kerasflow")
@@ -41,10 +42,10 @@ def build_representation_flow_stream(
     """
     if not 1 <= flow_position <= 3:
         raise ValueError(f"`flow_position` must be 1, 2 or 3. Received: {flow_position}")
-    resnet = make_backbone(backbone, weights, include_head=False)
-    clip = keras.Input((frames, frame_size, frame_size, 3), name="rgb")
+    resnet = from_preset(backbone, weights, include_head=False)
+    clip = keras.Input((frames, frame_size, frame_size, 3), name=FLOW_CLIP)
     x = resnet.stem(FoldTime(name="frames")(clip))
-    x, _ = apply_backbone_stages(resnet, x, 0, flow_position)
+    x, _ = resnet.apply_stages(x, 0, flow_position)
     steps = frames
     if num_flow_layers:
         x = UnfoldTime(frames, name="before_flow")(x)
@@ -53,7 +54,7 @@ def build_representation_flow_stream(
         )(x)
         steps = frames - num_flow_layers
         x = FoldTime(name="after_flow")(x)
-    x, _ = apply_backbone_stages(resnet, x, flow_position, 4)
+    x, _ = resnet.apply_stages(x, flow_position)
     x = resnet.pool(x)
     x = TimeAverage(name="time_average")(UnfoldTime(steps, name="steps")(x))
     return keras.Model(clip, x, name="flow_stream")
@@ -66,7 +67,7 @@ def build_optical_flow_stream(frame_size, stack=5, backbone="resnet34", weights=
     ImageNet ``conv1`` averaged over RGB and repeated (``load_imagenet_weights`` does it).
     Returns a ``keras.Model`` named ``"flow_stream"``.
     """
-    resnet = make_backbone(backbone, weights, input_channels=2 * stack, include_head=False)
-    flow = keras.Input((frame_size, frame_size, 2 * stack), name="flow")
-    x, _ = apply_backbone_stages(resnet, resnet.stem(flow), 0, 4)
+    resnet = from_preset(backbone, weights, input_channels=2 * stack, include_head=False)
+    flow = keras.Input((frame_size, frame_size, 2 * stack), name=TVL1_STACK)
+    x, _ = resnet.apply_stages(resnet.stem(flow))
     return keras.Model(flow, resnet.pool(x), name="flow_stream")

@@ -2,8 +2,10 @@
 
 import keras
 
+from kerasflow.backbones.presets import from_preset
+from kerasflow.data.inputs import RGB_CLIP
 from kerasflow.layers import CamSpatialAttention, FoldTime, UnfoldTime, egornn_convlstm
-from kerasflow.models.common import apply_backbone_stages, make_backbone, streams_of
+from kerasflow.models.common import streams_of
 
 
 def build_rgb_stream(frames, frame_size, backbone="resnet34", weights=None, units=512, num_head_classes=1000):
@@ -18,11 +20,10 @@ def build_rgb_stream(frames, frame_size, backbone="resnet34", weights=None, unit
     ``cam_maps_model`` gives the per-frame attention maps ``(B, T, S/32, S/32)`` for pictures.
     Returns a ``keras.Model`` named ``"rgb_stream"`` with output ``(B, units)``.
     """
-    resnet = make_backbone(backbone, weights, num_head_classes=num_head_classes)
-    clip = keras.Input((frames, frame_size, frame_size, 3), name="rgb")
-    x = FoldTime(name="frames")(clip)
-    x = resnet.stem(x)
-    x, pre_bn = apply_backbone_stages(resnet, x, 0, 4)
+    resnet = from_preset(backbone, weights, num_head_classes=num_head_classes)
+    clip = keras.Input((frames, frame_size, frame_size, 3), name=RGB_CLIP)
+    x = resnet.stem(FoldTime(name="frames")(clip))
+    x, pre_bn = resnet.apply_stages(x)
     cam = CamSpatialAttention(num_head_classes, name="cam_attention")
     attended, _ = cam([x, pre_bn], return_attention=True)
     sequence = UnfoldTime(frames, name="attended_frames")(attended)
@@ -31,10 +32,9 @@ def build_rgb_stream(frames, frame_size, backbone="resnet34", weights=None, unit
     stream = keras.Model(clip, features, name="rgb_stream")
     # The CAM layer owns the ImageNet head (EgoRCNN's ``weight_softmax`` is ``resNet.fc.weight``).
     cam.set_weights(resnet.head.get_weights())
-    for layer in (resnet.stem, *resnet.stages):
-        for inner in layer.layers:
-            if isinstance(inner, keras.layers.BatchNormalization):
-                inner.trainable = False
+    for layer in resnet.leaf_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
     return stream
 
 

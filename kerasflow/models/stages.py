@@ -1,23 +1,30 @@
-"""Which layers train in each training stage, by name (EgoRCNN §2/§5 of the notes, seed §II-B, §III-A).
+"""Which layers train in each training stage, by name (seed §II-B and §III-A; EgoRCNN's scripts).
 
 A rule is a list of glob patterns over layer paths such as ``rgb_stream/layer4/layer4_0_conv1``
 (``walk_layers``); a layer trains in a stage when its path matches one of the stage's patterns.
-Batch norms inside the RGB stream never train, so they stay in inference mode (EgoRCNN).
+Patterns inside a backbone come from the layer groups every backbone declares
+(``kerasflow.backbones.presets.LAYER_GROUPS``). Batch norms inside the RGB stream never train, so
+they stay in inference mode, as in EgoRCNN.
 """
 
 import fnmatch
 
 import keras
 
+from kerasflow.backbones.presets import LAYER_GROUPS
 from kerasflow.models.common import walk_layers
 
-RGB_LAYER4_CONVS = ("rgb_stream/layer4/layer4_*_conv1", "rgb_stream/layer4/layer4_*_conv2")
+
+def _group(stream, group):
+    return tuple(f"{stream}/{pattern}" for pattern in LAYER_GROUPS[group])
+
 
 STAGE_RULES = {
     # Stage 1: the ConvLSTM and the classifier only.
     "rgb_stage1": ("rgb_stream/convlstm", "classifier"),
-    # Stage 2: also conv1/conv2 of every layer4 block and the ImageNet head the CAM comes from.
-    "rgb_stage2": ("rgb_stream/convlstm", "classifier", "rgb_stream/cam_attention", *RGB_LAYER4_CONVS),
+    # Stage 2: also the last stage's convolutions and the ImageNet head the CAM comes from.
+    "rgb_stage2": ("rgb_stream/convlstm", "classifier", "rgb_stream/cam_attention",
+                   *_group("rgb_stream", "last_stage_convs")),
     # The motion stream trains whole, batch norms included.
     "flow": ("*",),
     # Joint fusion: the new classifier, the RGB stage-2 set, the flow stream's last stage and its
@@ -26,8 +33,8 @@ STAGE_RULES = {
         "classifier",
         "rgb_stream/convlstm",
         "rgb_stream/cam_attention",
-        *RGB_LAYER4_CONVS,
-        "flow_stream/layer4/*",
+        *_group("rgb_stream", "last_stage_convs"),
+        *_group("flow_stream", "last_stage"),
         "flow_stream/flow_block",
     ),
 }

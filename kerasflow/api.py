@@ -1,0 +1,75 @@
+"""kerasflow from Python, for people who do not use the command line.
+
+```python
+import kerasflow
+
+recipe = kerasflow.load_recipe("demo", ["stages.flow.epochs=2"])  # a path or an installed recipe's name
+metrics = kerasflow.fit(recipe)                                  # = python -m kerasflow.fit demo
+model = kerasflow.load_model(recipe.runtime.output_dir)          # the run's model.keras
+report = kerasflow.predict_video(model, "clip.avi", top_k=3)     # {"predictions": [...], "seconds": ...}
+```
+
+Errors a user can cause raise ``kerasflow.errors.UserError`` with a one-line message.
+"""
+
+from kerasflow.config import Recipe, load_recipe
+
+__all__ = ["build_model", "fit", "load_model", "load_recipe", "predict_video"]
+
+
+def _recipe(recipe, overrides=()):
+    if isinstance(recipe, Recipe):
+        if overrides:
+            raise TypeError("overrides apply to a recipe path or name, not to a loaded Recipe")
+        return recipe
+    return load_recipe(recipe, overrides)
+
+
+def fit(recipe, overrides=(), log=print):
+    """Train a recipe (a ``Recipe``, a YAML path or an installed name) as ``python -m kerasflow.fit``
+    does, resuming its run folder; returns the run's metrics (``metrics.json``)."""
+    from kerasflow.cli import bad_videos_as_user_errors
+    from kerasflow.training.staged import train_recipe
+
+    recipe = _recipe(recipe, overrides)
+    with bad_videos_as_user_errors():
+        return train_recipe(recipe, log=log)
+
+
+def build_model(recipe, overrides=(), num_classes=None):
+    """The model a run of ``recipe`` ends with (e.g. the joint two-stream model), untrained, with the
+    ImageNet weights ``model.weights`` names. ``num_classes`` defaults to the classes of the recipe's dataset
+    (which indexes it, making the synthetic set if needed)."""
+    from kerasflow.data.feeds import recipe_indexes
+
+    recipe = _recipe(recipe, overrides)
+    if num_classes is None:
+        num_classes = len(recipe_indexes(recipe.data)[0].class_names)
+    models = recipe.kind.build_models(recipe.model, recipe.data, num_classes)
+    return models[recipe.kind.final_model]
+
+
+def load_model(path):
+    """The ``keras.Model`` of a run folder or a ``.keras`` file, with its ``ModelInfo`` (inputs, class
+    names) as ``model.kerasflow_info``."""
+    from kerasflow.model_io import load_saved_model
+
+    model, info, _ = load_saved_model(path)
+    model.kerasflow_info = info
+    return model
+
+
+def predict_video(model, video, top_k=5, flow_dir=None):
+    """The ``top_k`` classes of one video (a file or a frame folder) with their probabilities.
+
+    ``model`` is what ``load_model`` returns, or a run folder or ``.keras`` path. ``flow_dir`` is the
+    video's TV-L1 ``flow_x`` folder, for optical-flow models. Returns ``{"video", "predictions":
+    [{"class", "probability"}, ...], "seconds": {"decode", "model"}}``.
+    """
+    from kerasflow.predict import check_request
+    from kerasflow.predict import predict_video as predict
+
+    if not hasattr(model, "kerasflow_info"):
+        model = load_model(model)
+    check_request(str(video), getattr(model, "name", "the model"), model.kerasflow_info, flow_dir)
+    return predict(model, model.kerasflow_info, video, top_k, flow_dir)

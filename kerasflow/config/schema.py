@@ -1,0 +1,325 @@
+"""The recipe schema: what each key of a training recipe means, its default and what it allows.
+
+A recipe has four sections: ``data`` (which videos, how many frames, batch size), ``model`` (which
+network), ``stages`` (the training stages, each with its optimizer and learning-rate schedule) and
+``runtime`` (output folder, seed, distribution, mixed precision). The names a key accepts come from
+the registries: datasets (``kerasflow.data.datasets``), model kinds (``kerasflow.models.kinds``) and
+backbone presets (``kerasflow.backbones.presets``). The checking itself is ``validation.build``.
+
+Path keys (``data.root``, ``data.flow_root``, ``model.weights``, ``runtime.output_dir``) are absolute
+in a ``Recipe``: ``loading`` resolves them against the working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import string
+import typing
+from dataclasses import dataclass
+from typing import Optional
+
+from kerasflow.backbones.presets import preset_names
+from kerasflow.config.validation import join_key, option
+from kerasflow.data.datasets import dataset_names, get_dataset, option_keys
+from kerasflow.data.inputs import FLOW_CLIP, RGB_CLIP, TVL1_STACK, InputSpec
+from kerasflow.data.video import BAD_VIDEO_POLICIES
+from kerasflow.models.kinds import STAGE_ORDER, get_kind, kind_names
+
+logger = logging.getLogger("kerasflow")
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("multistep", "exponential", "constant")
+DISTRIBUTIONS = ("none", "mirrored", "multi_worker_mirrored")
+# runtime.output_dir may name these recipe values, e.g. runs/egtea-split{split}.
+OUTPUT_DIR_FIELDS = ("dataset", "split", "kind", "backbone")
+
+# Keras defaults, written into the resolved recipe when a stage leaves them out.
+DEFAULT_SGD_MOMENTUM = 0.0
+DEFAULT_ADAM_EPSILON = 1e-7
+DEFAULT_MULTISTEP_GAMMA = 0.1
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Options of the generated motion dataset (``data.dataset: synthetic``), made on first use."""
+
+    classes: int = option(4, minimum=2)
+    videos_per_class: int = option(24, minimum=2)
+    frames: int = option(32, minimum=2)
+    size: int = option(64, minimum=16)
+    seed: int = option(0, minimum=0)  # the dataset's own seed: runtime.seed does not change the data
+
+
+@dataclass(frozen=True)
+class PackedConfig:
+    """TFRecord files of the train and test subsets (``python -m kerasflow.data pack``).
+
+    When given, the RGB clips are read from them by the pure-TF reader instead of decoding videos.
+    """
+
+    train: str = option(path=True)
+    test: str = option(path=True)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which videos, how they are sampled, and the default batch size."""
+
+    dataset: str = option(choices=dataset_names)
+    root: str = option(path=True)
+    split: int = option(1, minimum=1)
+    frame_size: int = option(224, minimum=32)
+    rgb_frames: int = option(25, minimum=1)
+    flow_frames: int = option(16, minimum=1)
+    flow_stack: int = option(5, minimum=1)
+    flow_root: Optional[str] = option(None, path=True)
+    batch_size: int = option(32, minimum=1)
+    on_bad_video: str = option("skip", choices=BAD_VIDEO_POLICIES)
+    random_flip: bool = option(True)
+    synthetic: Optional[SyntheticConfig] = option(None)
+    packed: Optional[PackedConfig] = option(None)
+
+    @staticmethod
+    def _finish(values, key, checker):
+        dataset = get_dataset(values["dataset"])
+        if values["split"] > dataset.splits:
+            allowed = "1" if dataset.splits == 1 else f"an integer from 1 to {dataset.splits}"
+            checker.invalid(join_key(key, "split"), values["split"],
+                            f"{allowed} ({dataset.name} has {dataset.splits} split{'s' if dataset.splits > 1 else ''})")
+        hints = typing.get_type_hints(DataConfig)
+        for option_key, owner in option_keys().items():
+            if owner == dataset.name and values[option_key] is None:
+                (options_class,) = [arg for arg in typing.get_args(hints[option_key]) if arg is not type(None)]
+                values[option_key] = options_class()
+            elif owner != dataset.name and values[option_key] is not None:
+                # A recipe made for one dataset stays usable with another: e.g. the demo on one's own videos.
+                logger.warning("%s: %s is only read with data.dataset: %s; ignoring it (data.dataset is %s)",
+                               checker.source, join_key(key, option_key), owner, dataset.name)
+                values[option_key] = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network: which streams, backbone, ImageNet weights and representation-flow settings."""
+
+    kind: str = option(choices=kind_names)
+    backbone: str = option("resnet34", choices=preset_names)
+    weights: Optional[str] = option(None, path=True)
+    num_flow_layers: int = option(2, minimum=0, maximum=3)
+    flow_iterations: int = option(20, minimum=1)
+    flow_position: int = option(2, minimum=1, maximum=3)
+    flow_bottleneck: int = option(32, minimum=1)
+    rgb_dropout: float = option(0.7, minimum=0.0, below=1.0)
+    flow_dropout: float = option(0.5, minimum=0.0, below=1.0)
+    fusion_dropout: float = option(0.5, minimum=0.0, below=1.0)
+    convlstm_units: int = option(512, minimum=1)
+    num_head_classes: int = option(1000, minimum=1)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Per-epoch learning-rate schedule: ``multistep`` (x gamma at each milestone epoch),
+    ``exponential`` (x gamma every epoch) or ``constant``."""
+
+    type: str = option(choices=SCHEDULES)
+    milestones: Optional[list[int]] = option(None, minimum=1)
+    gamma: Optional[float] = option(None, above=0.0, maximum=1.0)
+
+    def factor(self, epoch: int) -> float:
+        """Multiplier of the base learning rate in 0-based ``epoch``.
+
+        ``multistep``: gamma ** (number of milestones <= epoch), i.e. PyTorch ``MultiStepLR`` as
+        EgoRCNN steps it; ``exponential``: gamma ** epoch; ``constant``: 1.
+        """
+        if self.type == "multistep":
+            return self.gamma ** sum(1 for milestone in self.milestones if milestone <= epoch)
+        if self.type == "exponential":
+            return self.gamma ** epoch
+        return 1.0
+
+    @staticmethod
+    def _finish(values, key, checker):
+        kind, milestones, gamma = values["type"], values["milestones"], values["gamma"]
+        if kind == "multistep":
+            if not milestones:
+                checker.fail(f"missing required key {join_key(key, 'milestones')} "
+                             "(a list of increasing epochs, e.g. [25, 75, 150]) for type: multistep")
+            if any(later <= earlier for earlier, later in zip(milestones, milestones[1:])):
+                checker.invalid(join_key(key, "milestones"), milestones, "strictly increasing epochs")
+            if gamma is None:
+                values["gamma"] = DEFAULT_MULTISTEP_GAMMA
+            return
+        if milestones is not None:
+            checker.fail(f"{join_key(key, 'milestones')} is only read with type: multistep "
+                         f"(type is {kind}); remove it")
+        if kind == "exponential" and gamma is None:
+            checker.fail(f"missing required key {join_key(key, 'gamma')} "
+                         "(the per-epoch decay factor, e.g. 0.99) for type: exponential")
+        if kind == "constant" and gamma is not None:
+            checker.fail(f"{join_key(key, 'gamma')} is not read with type: constant; remove it")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One training stage: what it trains is given by ``name``; how, by the other keys.
+
+    ``batch_size`` and ``frames`` are per-stage overrides of ``data.batch_size`` and of the stage's
+    frame count (``data.rgb_frames`` for the RGB stages, ``data.flow_frames`` for the
+    representation-flow stage). ``flow_learning_rate`` (joint stage only) is the base learning rate of
+    the flow stream's fine-tuned layers (EgoRCNN: 1e-4 while the rest uses 1e-2); null = same as
+    ``learning_rate``.
+    """
+
+    name: str = option(choices=STAGE_ORDER)
+    epochs: int = option(minimum=1)
+    optimizer: str = option(choices=OPTIMIZERS)
+    learning_rate: float = option(above=0.0)
+    weight_decay: float = option(0.0, minimum=0.0)
+    momentum: Optional[float] = option(None, minimum=0.0, below=1.0)
+    epsilon: Optional[float] = option(None, above=0.0)
+    schedule: ScheduleConfig = option(ScheduleConfig("constant"))
+    batch_size: Optional[int] = option(None, minimum=1)
+    frames: Optional[int] = option(None, minimum=1)
+    flow_learning_rate: Optional[float] = option(None, above=0.0)
+
+    def learning_rate_at(self, epoch: int) -> float:
+        """Learning rate in 0-based ``epoch``: ``learning_rate * schedule.factor(epoch)``."""
+        return self.learning_rate * self.schedule.factor(epoch)
+
+    @staticmethod
+    def _finish(values, key, checker):
+        optimizer = values["optimizer"]
+        for name, owner, default in (("momentum", "sgd", DEFAULT_SGD_MOMENTUM),
+                                     ("epsilon", "adam", DEFAULT_ADAM_EPSILON)):
+            if optimizer == owner and values[name] is None:
+                values[name] = default
+            elif optimizer != owner and values[name] is not None:
+                checker.fail(f"{join_key(key, name)} is only read with optimizer: {owner} "
+                             f"(optimizer is {optimizer}); remove it")
+        if values["name"] == "joint" and values["frames"] is not None:
+            checker.fail(f"{join_key(key, 'frames')} is not read by the joint stage; "
+                         "set data.rgb_frames and data.flow_frames instead")
+        if values["name"] != "joint" and values["flow_learning_rate"] is not None:
+            checker.fail(f"{join_key(key, 'flow_learning_rate')} is only read by the joint stage "
+                         f"(this stage is {values['name']}); remove it")
+        if values["flow_learning_rate"] is not None and optimizer != "sgd":
+            checker.fail(f"{join_key(key, 'flow_learning_rate')} needs optimizer: sgd (a second learning rate "
+                         f"is a gradient scale, exact for SGD only); remove it or use sgd")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where the run folder goes and how training is executed.
+
+    ``output_dir`` may name recipe values in braces, filled in when the recipe is loaded:
+    ``{dataset}``, ``{split}``, ``{kind}``, ``{backbone}`` (e.g. ``runs/egtea-split{split}``).
+    """
+
+    output_dir: str = option(path=True)
+    seed: int = option(0, minimum=0)
+    distribution: str = option("none", choices=DISTRIBUTIONS)
+    mixed_precision: bool = option(False)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A checked training recipe. Build it with ``load_recipe`` or ``recipe_from_dict``."""
+
+    data: DataConfig = option()
+    model: ModelConfig = option()
+    stages: list[StageConfig] = option()
+    runtime: RuntimeConfig = option()
+
+    @property
+    def kind(self):
+        """The ``ModelKind`` of ``model.kind``."""
+        return get_kind(self.model.kind)
+
+    @property
+    def trained_stages(self):
+        """The stages the model kind runs, in its order (the recipe may list more)."""
+        return [self.stage(name) for name in self.kind.stages]
+
+    @property
+    def skipped_stages(self):
+        """Names of the recipe's stages that its model kind does not run."""
+        return [stage.name for stage in self.stages if stage.name not in self.kind.stages]
+
+    def stage(self, name: str) -> StageConfig:
+        """The stage called ``name``; ``KeyError`` when this recipe has none."""
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(name)
+
+    def batch_size_for(self, stage: StageConfig) -> int:
+        """The stage's batch size: its own ``batch_size`` or ``data.batch_size``."""
+        return stage.batch_size if stage.batch_size is not None else self.data.batch_size
+
+    def frames_for(self, stage: StageConfig) -> tuple[int, int]:
+        """``(rgb_frames, flow_frames)`` that ``stage`` samples per video, overrides applied."""
+        rgb, flow = self.data.rgb_frames, self.data.flow_frames
+        if stage.frames is not None and stage.name in ("rgb_stage1", "rgb_stage2"):
+            rgb = stage.frames
+        elif stage.frames is not None and stage.name == "flow":
+            flow = stage.frames
+        return rgb, flow
+
+    def inputs_for(self, stage_name: str) -> list[InputSpec]:
+        """The inputs of the model ``stage_name`` trains, as the pipelines sample them for it."""
+        rgb, flow = self.frames_for(self.stage(stage_name))
+        frames = {RGB_CLIP: rgb, FLOW_CLIP: flow, TVL1_STACK: self.data.flow_stack}
+        return [InputSpec(name, frames[name], self.data.frame_size) for name in self.kind.stage_inputs(stage_name)]
+
+    @staticmethod
+    def _finish(values, key, checker):
+        data, model, stages = values["data"], values["model"], values["stages"]
+        kind = get_kind(model.kind)
+        _check_stage_names(kind, [stage.name for stage in stages], checker)
+        values["runtime"] = _fill_output_dir(values["runtime"], data, model, checker)
+        recipe = Recipe(**values)
+        for index, stage in enumerate(stages):
+            if kind.flow == "optical" and stage.name == "flow" and stage.frames is not None:
+                checker.fail(f"stages[{index}].frames is not read by the optical-flow stream; "
+                             "set data.flow_stack (flow frames per stack) instead")
+        if kind.flow == "representation":
+            needed = model.num_flow_layers + 1
+            for where, frames in [("data.flow_frames", data.flow_frames)] + [
+                    (f"stages[{index}].frames", stage.frames) for index, stage in enumerate(stages)
+                    if stage.name == "flow" and stage.frames is not None]:
+                if frames < needed:
+                    checker.invalid(where, frames, f"at least {needed} (each of the "
+                                    f"model.num_flow_layers = {model.num_flow_layers} representation-"
+                                    "flow layers uses one frame pair)")
+        if data.synthetic is not None:
+            longest = max(max(recipe.frames_for(stage)) for stage in recipe.trained_stages)
+            if data.synthetic.frames < longest:
+                checker.invalid("data.synthetic.frames", data.synthetic.frames,
+                                f"at least {longest}, the most frames a stage samples per video")
+
+
+def _check_stage_names(kind, names, checker):
+    """Each stage at most once; every stage the kind runs present (others are skipped, with a note)."""
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    missing = [name for name in kind.stages if name not in names]
+    if repeated or missing:
+        problem = f"repeated: {', '.join(repeated)}" if repeated else f"missing {', '.join(missing)}"
+        checker.fail(f"stages: model.kind {kind.name} trains {', '.join(kind.stages)}; "
+                     f"got {', '.join(names) or 'no stages'} ({problem})")
+
+
+def _fill_output_dir(runtime, data, model, checker):
+    """``runtime`` with the ``{dataset}``-style fields of ``output_dir`` filled in."""
+    values = {"dataset": data.dataset, "split": data.split, "kind": model.kind, "backbone": model.backbone}
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(runtime.output_dir) if name is not None]
+    except ValueError:
+        names = ["{"]
+    unknown = [name for name in names if name not in OUTPUT_DIR_FIELDS]
+    if unknown:
+        checker.invalid("runtime.output_dir", runtime.output_dir,
+                        "a path whose {...} fields are " + ", ".join("{" + f + "}" for f in OUTPUT_DIR_FIELDS))
+    if not names:
+        return runtime
+    return dataclasses.replace(runtime, output_dir=runtime.output_dir.format(**values))

@@ -1,0 +1,67 @@
+"""The data of a recipe, as fit, evaluate and predict feed it to a model.
+
+``recipe_indexes`` makes (if the dataset has a prepare step) and indexes a recipe's train and test
+subsets; ``model_dataset`` is the ``tf.data`` pipeline that feeds a model its inputs
+(``InputSpec``s, as a saved model's ``ModelInfo`` lists them); ``video_inputs`` decodes one video for
+prediction exactly as the test subset is decoded.
+"""
+
+from kerasflow.data.datasets import build_index, get_dataset
+from kerasflow.data.flow_files import read_flow_stack
+from kerasflow.data.video import read_clip
+from kerasflow.errors import UserError
+
+
+def recipe_indexes(data):
+    """The train and test ``VideoIndex`` of the recipe's ``data`` section.
+
+    Neither depends on ``runtime.seed``: runs with different seeds see the same data and test set.
+    """
+    spec = get_dataset(data.dataset)
+    if spec.prepare is not None:
+        spec.prepare(data)
+    train, test = (build_index(data.dataset, data.root, data.split, subset, data.flow_root)
+                   for subset in ("train", "test"))
+    if train.class_names != test.class_names:
+        raise UserError(f"{data.root}: the train and test subsets list different classes; check the split files")
+    return train, test
+
+
+def model_dataset(data, index, subset, inputs, *, batch_size, training, seed, bad_videos):
+    """The ``(inputs, label, weight)`` batches of ``index`` (the recipe's ``subset``) for a model's ``inputs``.
+
+    With ``data.packed``, a model that takes one RGB clip reads it from the packed TFRecords; every other
+    model decodes the videos (``make_dataset``).
+    """
+    from kerasflow.data.pipeline import make_dataset
+    from kerasflow.data.tfrecord import make_tfrecord_dataset, read_sidecar
+
+    common = dict(batch_size=batch_size, training=training, seed=seed, random_flip=data.random_flip)
+    if data.packed is not None and len(inputs) == 1 and inputs[0].is_clip:
+        path = data.packed.train if subset == "train" else data.packed.test
+        if read_sidecar(path).get("class_names") != index.class_names:
+            raise UserError(f"{path} was packed with other classes than {data.root} holds; pack it again")
+        return make_tfrecord_dataset(path, inputs[0], **common)
+    return make_dataset(index, inputs, on_bad_video=data.on_bad_video, bad_videos=bad_videos, **common)
+
+
+def video_inputs(video, inputs, flow_dir=None):
+    """``(model inputs, display)`` of one video, decoded as the test subset is (uniform frames, centre crop).
+
+    ``inputs`` are the model's ``InputSpec``s; the result maps their names to normalised float32 batches
+    of one. ``display`` is the uint8 RGB clip ``(T, S, S, 3)`` of the first clip input, for pictures
+    (None without one). ``flow_dir`` is the video's ``flow_x`` folder, for a TV-L1 stack input.
+    Raises ``BadVideo`` when the video (or its flow) cannot be used.
+    """
+    from kerasflow.data.pipeline import normalize_flow, normalize_rgb, transform_clip, transform_planes
+
+    batch, display = {}, None
+    for spec in inputs:
+        if spec.is_clip:
+            clip = transform_clip(read_clip(video, spec.frames, training=False), spec.size)
+            display = clip if display is None else display
+            batch[spec.name] = normalize_rgb(clip).numpy()[None]
+        else:
+            stack = transform_planes(read_flow_stack(flow_dir, spec.frames, training=False), spec.size, flow=True)
+            batch[spec.name] = normalize_flow(stack).numpy()[None]
+    return batch, display

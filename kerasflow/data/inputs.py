@@ -1,0 +1,61 @@
+"""What a model input holds, by name, and how the pipelines sample it for a video.
+
+- ``rgb``: an RGB clip for EgoRCNN's RGB stream, uint8 ``(T, S, S, 3)`` (``data.rgb_frames`` frames);
+- ``flow_clip``: an RGB clip for the representation-flow stream, uint8 ``(T, S, S, 3)``
+  (``data.flow_frames`` frames);
+- ``flow``: a stack of ``K`` TV-L1 flow frame pairs for the optical-flow baseline, uint8
+  ``(S, S, 2K)`` interleaved ``x0, y0, x1, y1, ...``.
+
+An ``InputSpec`` is part of every saved model's metadata (``kerasflow.model_io.ModelInfo``), so the
+pipelines feed a saved model exactly as it was trained.
+"""
+
+import dataclasses
+
+RGB_CLIP = "rgb"
+FLOW_CLIP = "flow_clip"
+TVL1_STACK = "flow"
+INPUT_NAMES = (RGB_CLIP, FLOW_CLIP, TVL1_STACK)
+SAMPLINGS = ("segments",)  # T frames spread over the whole video, one per equal segment (EgoRCNN)
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """One model input.
+
+    Attributes:
+        name: ``rgb``, ``flow_clip`` or ``flow`` (what it holds, see the module docstring).
+        frames: frames of a clip, or flow frame pairs of a TV-L1 stack.
+        size: side of the square crop in pixels.
+        sampling: how a clip's frames are chosen (``segments``).
+        stride: frames between two sampled frames where the sampling uses one.
+    """
+
+    name: str
+    frames: int
+    size: int
+    sampling: str = "segments"
+    stride: int = 1
+
+    def __post_init__(self):
+        if self.name not in INPUT_NAMES:
+            raise ValueError(f"unknown model input {self.name!r}; inputs are {', '.join(INPUT_NAMES)}")
+
+    @property
+    def is_clip(self):
+        """True for RGB clips, False for a TV-L1 flow stack."""
+        return self.name != TVL1_STACK
+
+    @property
+    def shape(self):
+        """Shape of one example (no batch axis)."""
+        if self.is_clip:
+            return (self.frames, self.size, self.size, 3)
+        return (self.size, self.size, 2 * self.frames)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        return cls(**values)
