@@ -1,10 +1,14 @@
 """CamSpatialAttention against a NumPy computation of eqs. (1)-(2) as EgoRCNN runs them."""
 
+import math
+
 import numpy as np
 import keras
+import pytest
 import tensorflow as tf
 
 from kerasflow.layers import CamSpatialAttention, egornn_convlstm
+from kerasflow.layers.convlstm import GlorotNormalPerGate
 from layer_testing import run_layer_test
 
 
@@ -102,3 +106,30 @@ def test_convlstm_has_egornn_parameter_count_and_cell_state():
     assert h.shape == c.shape == (1, 5, 5, 4)
     # h = o * tanh(c) with o in (0, 1): |h| < |tanh(c)|, so c is not h.
     assert np.all(np.abs(h.numpy()) <= np.abs(np.tanh(c.numpy())) + 1e-7)
+
+
+def test_convlstm_initialises_each_gate_as_its_own_xavier_normal_conv():
+    # EgoRCNN: one xavier_normal 3x3 conv per gate, std sqrt(2 / (9 C_in + 9 units)); biases 0.
+    channels, units = 32, 64
+    layer = egornn_convlstm(units)
+    layer.build((None, 3, 7, 7, channels))
+    kernel, recurrent, bias = layer.get_weights()
+    assert kernel.shape == (3, 3, channels, 4 * units) and recurrent.shape == (3, 3, units, 4 * units)
+    np.testing.assert_array_equal(bias, 0.0)
+    for weights, fan_in in ((kernel, channels), (recurrent, units)):
+        want = math.sqrt(2.0 / (9 * fan_in + 9 * units))
+        fused = math.sqrt(2.0 / (9 * fan_in + 9 * 4 * units))  # Keras' glorot_normal on the whole kernel
+        gates = [weights[..., g * units : (g + 1) * units] for g in range(4)]
+        for gate in gates:  # 18,432 or 36,864 values each: a sample std within about 1 %
+            assert gate.std() == pytest.approx(want, rel=0.03) and abs(gate.mean()) < 0.05 * want
+            assert abs(gate.std() - fused) > 0.3 * fused
+        assert abs(np.corrcoef(gates[0].ravel(), gates[1].ravel())[0, 1]) < 0.05  # not one draw repeated
+
+
+def test_per_gate_initializer_serializes_and_checks_the_gates():
+    init = GlorotNormalPerGate(gates=4, seed=3)
+    revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(init))
+    assert type(revived) is GlorotNormalPerGate and revived.get_config() == {"gates": 4, "seed": 3}
+    np.testing.assert_array_equal(init((3, 3, 2, 8)), revived((3, 3, 2, 8)))
+    with pytest.raises(ValueError, match="gates"):
+        init((3, 3, 2, 6))

@@ -3,7 +3,11 @@
 import keras
 from keras import ops
 
-from kerasflow.layers.representation_flow import RepresentationFlow
+from kerasflow.layers.representation_flow import RepresentationFlow, upgrade_flow_options
+
+# The original's BatchNorm3d: torch's eps 1e-5 and momentum 0.1 (Keras counts momentum the other way).
+NORM_EPSILON = 1e-5
+NORM_MOMENTUM = 0.9
 
 def _frame_conv(filters, kernel_size, use_bias, name):
     """A per-frame 2-D convolution on ``(B, T, H, W, C)``: a Conv3D whose kernel spans one frame."""
@@ -23,7 +27,8 @@ class RepresentationFlowBlock(keras.layers.Layer):
        ``h = Conv3x3(2b -> 2b)(h)``, the convolution between flow layers that keeps the flow
        consistent (§II-D).
     3. ``h = BatchNorm(Conv3x3(2b -> C, no bias)(h))`` with the scale (gamma) initialised to 0, so a
-       new block starts as the identity of its residual (§III-A restores the channel count).
+       new block starts as the identity of its residual (§III-A restores the channel count). The batch
+       norm is the original's: epsilon 1e-5, momentum 0.9 (torch's 0.1).
     4. Output ``ReLU(h + r)``, where ``r`` is the mean of ``x`` over each window of ``L + 1``
        consecutive frames.
 
@@ -32,7 +37,11 @@ class RepresentationFlowBlock(keras.layers.Layer):
         bottleneck: int. Channels the flow layers work on. Defaults to 32 (§III-A).
         n_iter: int. Iterations of each flow layer. Defaults to 20 (Table 6).
         flow_options: dict. Further ``RepresentationFlow`` arguments for every flow layer (``theta``,
-            ``tau``, ``lambda_``, ``image_gradient``, ``normalize``, ...). Defaults to the layer's own.
+            ``tau``, ``lambda_``, ``image_gradient``, ``normalize``, ``learnable``). Defaults to the
+            layer's own.
+
+    ``flow_parameters`` lists the variables of all its flow layers (theta, tau, lambda and the six
+    kernels of each), trainable or not, e.g. for an optimiser group of their own.
 
     Input shape: ``(B, T, H, W, C)`` with ``T > num_flow_layers``.
     Output shape: ``(B, T - num_flow_layers, H, W, C)``.
@@ -74,7 +83,9 @@ class RepresentationFlowBlock(keras.layers.Layer):
             if k < self.num_flow_layers:
                 self.between.append(_frame_conv(2 * width, 3, True, f"smooth_{k}"))
         self.expand = None
-        self.norm = keras.layers.BatchNormalization(gamma_initializer="zeros", name="norm")
+        self.norm = keras.layers.BatchNormalization(
+            momentum=NORM_MOMENTUM, epsilon=NORM_EPSILON, gamma_initializer="zeros", name="norm"
+        )
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -101,6 +112,11 @@ class RepresentationFlowBlock(keras.layers.Layer):
         self.expand.build(shape)
         shape = self.expand.compute_output_shape(shape)
         self.norm.build(shape)
+
+    @property
+    def flow_parameters(self):
+        """The variables of every flow layer, trainable or not (see ``RepresentationFlow``)."""
+        return [weight for flow in self.flows for weight in flow.flow_parameters]
 
     def call(self, inputs, training=None):
         h = self.reduce(inputs)
@@ -132,3 +148,9 @@ class RepresentationFlowBlock(keras.layers.Layer):
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["flow_options"] = upgrade_flow_options(config.get("flow_options") or {})
+        return super().from_config(config)

@@ -4,7 +4,10 @@ Seed paper §II-C, Algorithm 1, eqs. (9)-(17); Piergiovanni & Ryoo, CVPR 2019. T
 pinned down in ``docs/representation-flow.md``; this module follows it step by step.
 """
 
+import numbers
+
 import keras
+import numpy as np
 from keras import ops
 
 GRADIENT_KERNELS = {
@@ -15,6 +18,73 @@ GRADIENT_KERNELS = {
 }
 GRADIENT_SCALE = {"sobel": 1.0 / 8.0, "central": 1.0}
 EPSILON = 1e-12
+# What the min-max rescaling to [0, 255] takes its min and max over (axes of (B, T, H, W, C)).
+NORMALIZE_AXES = {"sample": (1, 2, 3, 4), "sample_channel": (1, 2, 3), "none": None}
+# The booleans of files saved before the modes existed.
+LEGACY_NORMALIZE = {True: "sample_channel", False: "none"}
+# The reference code's `params`, in its order; the default is the author's best setting (1 = trains).
+LEARNABLE_NAMES = ("image_gradient", "grad_div", "theta", "lambda", "tau")
+DEFAULT_LEARNABLE = (False, True, True, True, True)
+# The floor that theta, tau and lambda are clamped to after every optimiser step.
+PARAMETER_FLOOR = 1e-4
+
+
+def normalize_mode(normalize):
+    """``"sample"``, ``"sample_channel"`` or ``"none"``; the booleans are read as their legacy meaning."""
+    if isinstance(normalize, bool):
+        return LEGACY_NORMALIZE[normalize]
+    if isinstance(normalize, str) and normalize in NORMALIZE_AXES:
+        return normalize
+    raise ValueError(
+        f"`normalize` must be one of {list(NORMALIZE_AXES)} (or True / False, read as "
+        f"'sample_channel' / 'none'). Received: normalize={normalize!r}"
+    )
+
+
+def learnable_flags(learnable):
+    """Five booleans, in the order of ``LEARNABLE_NAMES``, from five booleans or 0/1 integers."""
+    try:
+        flags = None if isinstance(learnable, (str, bytes)) else list(learnable)
+    except TypeError:  # not a sequence
+        flags = None
+    if (
+        flags is None
+        or len(flags) != len(LEARNABLE_NAMES)
+        or not all(isinstance(f, (numbers.Integral, np.bool_)) and f in (0, 1) for f in flags)
+    ):
+        raise ValueError(
+            f"`learnable` must be {len(LEARNABLE_NAMES)} booleans or 0/1 integers, for "
+            f"{list(LEARNABLE_NAMES)}. Received: learnable={learnable!r}"
+        )
+    return tuple(bool(f) for f in flags)
+
+
+def upgrade_flow_options(options):
+    """Reads the ``RepresentationFlow`` arguments of a file saved before ``learnable`` existed: its
+    ``trainable_kernels`` flag covered all six kernels, and the three scalars always trained."""
+    options = dict(options)
+    if "trainable_kernels" in options:
+        kernels = int(bool(options.pop("trainable_kernels")))
+        options.setdefault("learnable", [kernels, kernels, 1, 1, 1])
+    return options
+
+
+@keras.saving.register_keras_serializable(package="kerasflow")
+class PositiveFloor(keras.constraints.Constraint):
+    """Clamps a weight to ``>= minimum`` (applied by the optimiser after each step).
+
+    Args:
+        minimum: float. The smallest value the weight may take. Defaults to 1e-4.
+    """
+
+    def __init__(self, minimum=PARAMETER_FLOOR):
+        self.minimum = float(minimum)
+
+    def __call__(self, w):
+        return ops.maximum(w, ops.cast(self.minimum, w.dtype))
+
+    def get_config(self):
+        return {"minimum": self.minimum}
 
 
 def _channel_kernel(taps, channels):
@@ -42,14 +112,22 @@ class RepresentationFlow(keras.layers.Layer):
 
     Args:
         n_iter: int. Number of unrolled TV-L1 iterations. Defaults to 20.
-        theta: float. Initial value of the trainable coupling weight theta. Defaults to 0.3.
-        tau: float. Initial value of the trainable dual step tau. Defaults to 0.25.
-        lambda_: float. Initial value of the trainable data weight lambda. Defaults to 0.15.
+        theta: float. Initial value of the coupling weight theta. Defaults to 0.3.
+        tau: float. Initial value of the dual step tau. Defaults to 0.25.
+        lambda_: float. Initial value of the data weight lambda. Defaults to 0.15.
         image_gradient: str. ``"sobel"`` (eq. 9, scaled by 1/8) or ``"central"`` (``[-0.5, 0, 0.5]``).
-        normalize: bool. Min-max rescale each sample and channel to ``[0, 255]`` over ``(T, H, W)``
-            first. Defaults to True.
-        trainable_kernels: bool. Whether the image-gradient kernels and the ``[-1, 1]`` gradient and
-            divergence kernels train. Defaults to True.
+        normalize: str. The min-max rescaling to ``[0, 255]`` done first:
+            ``255 * (x - min) / (max - min + 1e-6)``, with min and max per sample over
+            ``(T, H, W, C)`` for ``"sample"`` (the default), per sample and channel over ``(T, H, W)``
+            for ``"sample_channel"``, and no rescaling for ``"none"``. ``True`` and ``False`` are read
+            as ``"sample_channel"`` and ``"none"`` (their meaning in older files).
+        learnable: five booleans or 0/1 ints, which parameters train, in the reference code's order
+            ``[image_gradient, grad_div, theta, lambda, tau]``: the two image-gradient kernels, the four
+            ``[-1, 1]`` kernels of ``grad`` and ``div``, and the three scalars. Defaults to
+            ``(False, True, True, True, True)``, the original author's best setting.
+
+    theta, tau and lambda are kept ``>= 1e-4`` after every optimiser step (``PositiveFloor``).
+    ``flow_parameters`` lists the layer's nine variables, trainable or not, e.g. for an optimiser group.
 
     Input shape: ``(B, T, H, W, C)`` with ``T >= 2``.
     Output shape: ``(B, T - 1, H, W, 2 * C)``: ``concat([u_x, u_y], axis=-1)`` per frame pair.
@@ -73,8 +151,8 @@ class RepresentationFlow(keras.layers.Layer):
         tau=0.25,
         lambda_=0.15,
         image_gradient="sobel",
-        normalize=True,
-        trainable_kernels=True,
+        normalize="sample",
+        learnable=DEFAULT_LEARNABLE,
         **kwargs,
     ):
         if int(n_iter) < 1:
@@ -92,8 +170,8 @@ class RepresentationFlow(keras.layers.Layer):
         self.tau = float(tau)
         self.lambda_ = float(lambda_)
         self.image_gradient = image_gradient
-        self.normalize = bool(normalize)
-        self.trainable_kernels = bool(trainable_kernels)
+        self.normalize = normalize_mode(normalize)
+        self.learnable = learnable_flags(learnable)
 
     def build(self, input_shape):
         if len(input_shape) != 5:
@@ -104,34 +182,57 @@ class RepresentationFlow(keras.layers.Layer):
         if channels is None:
             raise ValueError(f"The channel dimension must be known. Received shape: {input_shape}")
 
+        learns = dict(zip(LEARNABLE_NAMES, self.learnable))
+
         def scalar(name, value):
             return self.add_weight(
-                name=name, shape=(), initializer=keras.initializers.Constant(value), trainable=True
+                name=name,
+                shape=(),
+                initializer=keras.initializers.Constant(value),
+                constraint=PositiveFloor(),
+                trainable=learns[name],
             )
 
         self.theta_weight = scalar("theta", self.theta)
         self.tau_weight = scalar("tau", self.tau)
         self.lambda_weight = scalar("lambda", self.lambda_)
 
-        def kernel(name, taps):
+        def kernel(name, taps, group):
             return self.add_weight(
                 name=name,
                 shape=(len(taps), len(taps[0]), channels, 1),
                 initializer=_channel_kernel(taps, channels),
-                trainable=self.trainable_kernels,
+                trainable=learns[group],
             )
 
         taps = GRADIENT_KERNELS[self.image_gradient]
         scale = GRADIENT_SCALE[self.image_gradient]
         taps_x = [[scale * v for v in row] for row in taps]
         taps_y = [list(col) for col in zip(*taps_x)]
-        self.image_grad_x = kernel("image_grad_x", taps_x)
-        self.image_grad_y = kernel("image_grad_y", taps_y)
+        self.image_grad_x = kernel("image_grad_x", taps_x, "image_gradient")
+        self.image_grad_y = kernel("image_grad_y", taps_y, "image_gradient")
         # Eqs. (16)-(17): separate [-1, 1] kernels for grad(u) and for div(p), as the references train them.
-        self.flow_grad_x = kernel("flow_grad_x", [[-1.0, 1.0]])
-        self.flow_grad_y = kernel("flow_grad_y", [[-1.0], [1.0]])
-        self.div_x = kernel("div_x", [[-1.0, 1.0]])
-        self.div_y = kernel("div_y", [[-1.0], [1.0]])
+        self.flow_grad_x = kernel("flow_grad_x", [[-1.0, 1.0]], "grad_div")
+        self.flow_grad_y = kernel("flow_grad_y", [[-1.0], [1.0]], "grad_div")
+        self.div_x = kernel("div_x", [[-1.0, 1.0]], "grad_div")
+        self.div_y = kernel("div_y", [[-1.0], [1.0]], "grad_div")
+
+    @property
+    def flow_parameters(self):
+        """The layer's own variables, trainable or not: theta, tau, lambda and the six kernels."""
+        if not self.built:
+            return []
+        return [
+            self.theta_weight,
+            self.tau_weight,
+            self.lambda_weight,
+            self.image_grad_x,
+            self.image_grad_y,
+            self.flow_grad_x,
+            self.flow_grad_y,
+            self.div_x,
+            self.div_y,
+        ]
 
     def _forward_grad(self, u):
         """``(u[:, x+1] - u[:, x], u[y+1] - u[y])`` with 0 in the last column (resp. row), eq. (17)."""
@@ -157,9 +258,10 @@ class RepresentationFlow(keras.layers.Layer):
 
     def call(self, inputs):
         x = ops.cast(inputs, "float32")
-        if self.normalize:
-            low = ops.min(x, axis=(1, 2, 3), keepdims=True)
-            high = ops.max(x, axis=(1, 2, 3), keepdims=True)
+        axes = NORMALIZE_AXES[self.normalize]
+        if axes is not None:
+            low = ops.min(x, axis=axes, keepdims=True)
+            high = ops.max(x, axis=axes, keepdims=True)
             x = 255.0 * (x - low) / (high - low + 1e-6)
 
         shape = ops.shape(x)
@@ -220,7 +322,11 @@ class RepresentationFlow(keras.layers.Layer):
                 "lambda_": self.lambda_,
                 "image_gradient": self.image_gradient,
                 "normalize": self.normalize,
-                "trainable_kernels": self.trainable_kernels,
+                "learnable": [int(f) for f in self.learnable],
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        return super().from_config(upgrade_flow_options(config))
