@@ -38,7 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from kerasflow.cli import positive_int, start_tensorflow_quietly  # noqa: E402
-from kerasflow.errors import UserError, cli_entry  # noqa: E402
+from kerasflow.errors import UserError, cli_entry, run_command  # noqa: E402
 from kerasflow.atomic import write_json  # noqa: E402
 from kerasflow.backbones.presets import preset_names  # noqa: E402
 from kerasflow.config.schema import DataConfig, ModelConfig  # noqa: E402
@@ -359,4 +359,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_command(main)

@@ -99,15 +99,21 @@ def start_tensorflow_quietly(initialize_devices=True):
 
 @contextlib.contextmanager
 def bad_videos_as_user_errors():
-    """Turn a bad video that stopped a tf.data pipeline (``on_bad_video: fail``) into a one-line UserError."""
+    """Turn what stops a tf.data pipeline and is the data's fault into a one-line UserError: a bad video
+    (``on_bad_video: fail``) or a truncated or corrupt TFRecord file."""
     import tensorflow as tf
 
     from kerasflow.data.pipeline import bad_video_from_tf_error
 
     try:
         yield
+    except tf.errors.DataLossError as error:
+        reason = " ".join(str(error.message).split())[:200]
+        raise UserError(f"a packed TFRecord file (data.packed) is truncated or corrupt ({reason}); "
+                        "pack it again with python -m kerasflow.data pack") from None
     except (tf.errors.UnknownError, tf.errors.InvalidArgumentError) as error:
         bad = bad_video_from_tf_error(error)
         if bad is None:
             raise
-        raise UserError(f"{bad} (data.on_bad_video is fail; set it to skip to leave such videos out)") from None
+        raise UserError(f"{bad}; re-encode or remove it, or set data.on_bad_video: skip to leave such videos "
+                        "out") from None

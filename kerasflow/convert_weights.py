@@ -9,7 +9,7 @@ Writes OUT.weights.h5 and OUT.weights.h5.json (the ResNetBackbone arguments); lo
 """
 
 from kerasflow.cli import command_parser, start_tensorflow_quietly
-from kerasflow.errors import cli_entry
+from kerasflow.errors import cli_entry, run_command
 
 
 @cli_entry
@@ -32,4 +32,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_command(main)

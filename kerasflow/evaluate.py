@@ -5,6 +5,8 @@ the flow stream; writes ``confusion_matrix.png`` and ``evaluation.json`` to the 
 the model file, or to ``--output``). ``--json`` prints one JSON object on stdout and nothing else.
 """
 
+import hashlib
+import json
 import math
 import os
 import sys
@@ -13,8 +15,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from kerasflow.cli import add_set_option, bad_videos_as_user_errors, positive_int, report_command  # noqa: E402
-from kerasflow.errors import UserError  # noqa: E402
-from kerasflow.atomic import write_json  # noqa: E402
+from kerasflow.errors import UserError, run_command  # noqa: E402
+from kerasflow.atomic import ensure_writable_folder, write_json  # noqa: E402
+from kerasflow.config import recipe_to_dict  # noqa: E402
 from kerasflow.model_io import find_model_file, load_model_file, read_model_info  # noqa: E402
 from kerasflow.training.run_folder import RECIPE_FILE  # noqa: E402
 
@@ -52,6 +55,25 @@ def subset_dataset(recipe, info, subset, batch_size, bad_videos):
     return index, dataset
 
 
+def output_folder(model_file, recipe, subset, output=None):
+    """Where evaluate writes its picture and JSON: ``output``, or a folder of its own next to the model,
+    ``evaluations/<model>-<subset>-<dataset>-<digest of the data section>``, so evaluating on other data
+    never overwrites fit's pictures nor another evaluation. Checked to be writable before any work."""
+    if output is None:
+        data = json.dumps(recipe_to_dict(recipe)["data"], sort_keys=True).encode("utf-8")
+        tag = f"{Path(model_file).name.split('.')[0]}-{subset}-{recipe.data.dataset}-{hashlib.sha1(data).hexdigest()[:8]}"
+        folder = Path(model_file).parent / "evaluations" / tag
+    else:
+        folder = Path(output)
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"--output {output} is a file; pass a folder (it is created if missing)")
+        if (folder / RECIPE_FILE).is_file():
+            raise UserError(f"--output {output} is a run folder; leave --output out (evaluate then writes to "
+                            "evaluations/ inside it) or pass another folder")
+    ensure_writable_folder(folder)
+    return folder
+
+
 def evaluate_run(model, info, model_file, recipe, subset="test", batch_size=None, output=None):
     """Evaluate ``model`` on the recipe's ``subset``; write the PNG and JSON; return the report dict."""
     from tqdm import tqdm
@@ -60,6 +82,7 @@ def evaluate_run(model, info, model_file, recipe, subset="test", batch_size=None
     from kerasflow.data.pipeline import BadVideoLog
     from kerasflow.models.common import streams_of
 
+    folder = output_folder(model_file, recipe, subset, output)
     batch_size = batch_size or recipe.data.batch_size
     bad_videos = BadVideoLog()
     index, dataset = subset_dataset(recipe, info, subset, batch_size, bad_videos)
@@ -71,11 +94,10 @@ def evaluate_run(model, info, model_file, recipe, subset="test", batch_size=None
             result = metrics.evaluate(model, batches, len(class_names), streams=list(streams_of(model).values()))
     finally:
         batches.close()
-
-    folder = Path(output) if output else Path(model_file).parent
-    folder.mkdir(parents=True, exist_ok=True)
-    suffix = "" if subset == "test" else f"_{subset}"
-    png, report_file = folder / f"confusion_matrix{suffix}.png", folder / f"evaluation{suffix}.json"
+    if result.num_videos == 0:
+        raise UserError(f"none of the {len(index)} {subset} videos of {recipe.data.root} could be decoded "
+                        f"({bad_videos.summary(shown=2)}); repair or replace them")
+    png, report_file = folder / "confusion_matrix.png", folder / "evaluation.json"
     confusion = result.confusion()
     metrics.plot_confusion_matrix(
         confusion, class_names, str(png), f"{info.kind} ({info.stage}), {subset}: top-1 {result.top1:.3f}",
@@ -123,8 +145,8 @@ def add_arguments(parser):
     add_set_option(parser)
     parser.add_argument("--subset", choices=("test", "train"), default="test", help="which subset (default test)")
     parser.add_argument("--batch-size", type=positive_int, help="default: the recipe's data.batch_size")
-    parser.add_argument("--output", help="folder for confusion_matrix.png and evaluation.json "
-                        "(default: the model file's folder)")
+    parser.add_argument("--output", help="folder for confusion_matrix.png and evaluation.json (default: "
+                        "evaluations/<model>-<subset>-<dataset>-<data digest>/ next to the model)")
 
 
 def evaluate_model(args):
@@ -142,4 +164,4 @@ def evaluate_model(args):
 main = report_command("evaluate", __doc__, add_arguments, evaluate_model, format_report)
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_command(main)

@@ -15,7 +15,7 @@ import argparse
 from kerasflow.cli import positive_int
 from kerasflow.data.tvl1 import TIMING_FILE, extract_all
 from kerasflow.data.video import VIDEO_EXTENSIONS
-from kerasflow.errors import cli_entry
+from kerasflow.errors import cli_entry, run_command
 
 
 def _positive_float(text):
@@ -65,4 +65,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_command(main)

@@ -17,7 +17,7 @@ from kerasflow.cli import (  # noqa: E402
     command_parser,
     start_tensorflow_quietly,
 )
-from kerasflow.errors import cli_entry  # noqa: E402
+from kerasflow.errors import cli_entry, run_command  # noqa: E402
 
 # The demo's table: a row per trained stream, from the stage that trained it last.
 TABLE_ROWS = (("RGB only (EgoRCNN)", ("rgb_stage2", "rgb_stage1")), ("flow stream only", ("flow",)),
@@ -43,7 +43,7 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-@cli_entry
+@cli_entry(interrupted="every finished epoch is saved; run the same command again to resume from the last one")
 def main(argv=None):
     args = parse_args(argv)
     from kerasflow.config import load_recipe
@@ -72,4 +72,4 @@ class _CallableModule(types.ModuleType):
 sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_command(main)

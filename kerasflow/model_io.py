@@ -11,6 +11,8 @@ import zipfile
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 from kerasflow import __version__
 from kerasflow.atomic import atomic_path, write_json
 from kerasflow.data.inputs import InputSpec
@@ -73,30 +75,48 @@ def info_path(model_file):
     return Path(f"{model_file}.json")
 
 
+def stored_bytes(model):
+    """About how many bytes ``model``'s weights and its optimizer's state take in a file."""
+    optimizer = getattr(model, "optimizer", None)
+    variables = list(model.weights) + (list(optimizer.variables) if optimizer is not None else [])
+    return sum(int(np.prod(variable.shape)) * np.dtype(variable.dtype).itemsize for variable in variables)
+
+
 def save_model(model, path, info):
     """Save ``model`` to ``path`` (``.keras``) and its ``ModelInfo`` next to it, both atomically."""
-    with atomic_path(path, ".keras") as temporary:
+    with atomic_path(path, ".keras", needed_bytes=stored_bytes(model)) as temporary:
         model.save(temporary)
     write_json(info_path(path), info.to_dict())
 
 
 def save_weights(model, path):
     """Save ``model``'s weights (and its optimizer's state) to ``path`` (``.weights.h5``) atomically."""
-    with atomic_path(path, ".weights.h5") as temporary:
+    with atomic_path(path, ".weights.h5", needed_bytes=stored_bytes(model)) as temporary:
         model.save_weights(temporary)
 
 
 def find_model_file(path):
-    """``RUN_DIR/model.keras`` for a run folder, else ``path`` itself; ``UserError`` when missing."""
+    """``RUN_DIR/model.keras`` for a run folder, else the ``.keras`` file ``path``; ``UserError`` otherwise."""
     path = Path(path)
     if path.is_dir():
         model_file = path / MODEL_FILE
-        if not model_file.is_file():
-            raise UserError(f"{path} has no {MODEL_FILE}; finish its training with "
-                            f"python -m kerasflow.fit {path / 'recipe.yaml'}, or pass a .keras model file")
-        return model_file
+        if model_file.is_file():
+            return model_file
+        if (path / "state.json").is_file() and (path / "recipe.yaml").is_file():
+            raise UserError(f"{path} has no {MODEL_FILE} yet; finish its training with "
+                            f"python -m kerasflow.fit {path / 'recipe.yaml'}")
+        raise UserError(f"{path} is not a run folder (it has no {MODEL_FILE}); pass a run folder or a .keras "
+                        "model file")
     if not path.exists():
         raise UserError(f"model {str(path)!r} does not exist; pass a run folder or a .keras model file")
+    if path.name.endswith(".weights.h5"):
+        raise UserError(f"{path} is a weights checkpoint, not a model file; pass the run folder or a .keras "
+                        "model file")
+    if path.suffix in (".yaml", ".yml"):
+        raise UserError(f"{path} is a recipe, not a model file; pass the run folder or a .keras model file "
+                        "(evaluate takes a recipe with --recipe)")
+    if path.suffix != ".keras":
+        raise UserError(f"{path} is not a model file; pass a run folder or a .keras model file")
     return path
 
 

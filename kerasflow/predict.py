@@ -14,7 +14,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from kerasflow.cli import positive_int, report_command  # noqa: E402
 from kerasflow.data.inputs import RGB_CLIP, TVL1_STACK  # noqa: E402
-from kerasflow.errors import UserError  # noqa: E402
+from kerasflow.errors import UserError, run_command  # noqa: E402
+from kerasflow.visualize import is_png  # noqa: E402
 
 
 def softmax(logits):
@@ -43,6 +44,10 @@ def check_request(video, model_path, info, flow_dir, cam=None):
         folder = os.path.dirname(os.path.abspath(cam))
         if not os.path.isdir(folder) or os.path.isdir(cam):
             raise UserError(f"cannot write the --cam picture {cam!r}: give a file path in an existing folder")
+        if not cam.lower().endswith(".png"):
+            raise UserError(f"--cam {cam}: the picture is a PNG; give a path ending in .png")
+        if os.path.exists(cam) and not is_png(cam):
+            raise UserError(f"--cam {cam} exists and is not a PNG picture; it is not overwritten: give another path")
     takes_flow = TVL1_STACK in info.input_names
     if takes_flow and flow_dir is None:
         raise UserError(f"{model_path} is an optical-flow model: it needs the video's TV-L1 flow folder; "
@@ -126,4 +131,4 @@ def predict_file(args):
 main = report_command("predict", __doc__, add_arguments, predict_file, format_report)
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_command(main)

@@ -83,6 +83,15 @@ def cam_grid(frames, attention_maps, title, max_frames=MAX_GRID_FRAMES):
     return picture
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def is_png(path):
+    """Whether the file at ``path`` starts with the PNG signature."""
+    with open(path, "rb") as file:
+        return file.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE
+
+
 def write_png(path, image):
     """Write uint8 RGB ``image`` to ``path`` as PNG, atomically."""
     path = str(path)
@@ -117,7 +126,7 @@ def plot_training_curves(stage_logs, path):
     for stage, log in stage_logs.items():
         with open(log, newline="") as file:
             rows = list(csv.DictReader(file))
-        if not rows:
+        if not rows or "loss" not in rows[0]:
             continue
         epochs = [start + int(row["epoch"]) + 1 for row in rows]
         for axis, metric in zip(axes, ("loss", "accuracy")):

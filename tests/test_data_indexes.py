@@ -1,7 +1,9 @@
 """Dataset indexes of tiny real layouts: GTEA61, EGTEA Gaze+, HMDB51 and folder."""
 
+import hashlib
 import logging
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -224,31 +226,76 @@ def test_folder_list_lines_outside_the_class_folders_are_missing(tmp_path, caplo
     assert len(train.missing) == 5 and "jmup" in caplog.text
 
 
-def test_folder_stratified_split_is_seeded_and_disjoint(tmp_path):
+def _subset_of(index):
+    return {Path(item.source).relative_to(index_root(index)).as_posix(): index.subset for item in index.items}
+
+
+def index_root(index):
+    return Path(index.items[0].source).parents[1]
+
+
+def test_folder_split_follows_a_hash_of_each_clip_path(tmp_path):
     root = tmp_path / "data"
     _folder_dataset(root)
     flow = tmp_path / "flow" / "flow_x" / "jump" / "clip (1) jump"
     flow.mkdir(parents=True)
-    train = folder_index(root, 1, "train", tmp_path / "flow", seed=3)
-    test = folder_index(root, 1, "test", tmp_path / "flow", seed=3)
+    train = folder_index(root, 1, "train", tmp_path / "flow")
+    test = folder_index(root, 1, "test", tmp_path / "flow")
     assert len(train) + len(test) == 9  # 5 jump clips (one a frame folder) + 4 run clips; txt/.DS_Store ignored
-    assert test.class_counts().tolist() == [1, 1]  # round(5 * 0.25) = 1, round(4 * 0.25) = 1
     assert not {i.source for i in train.items} & {i.source for i in test.items}
-    assert [i.source for i in folder_index(root, 1, "test", root, seed=3).items] == [i.source for i in test.items]
-    test_sets = {tuple(i.source for i in folder_index(root, 1, "test", root, seed=s).items) for s in range(6)}
-    assert len(test_sets) > 1
+    # Known answer, computed independently: a clip tests when sha256("<class>/<name>")[:8] / 2**64 < 0.25;
+    # a class whose clips all fall above keeps its lowest one in test.
+    positions = {f"{Path(i.source).parent.name}/{Path(i.source).name}":
+                 int.from_bytes(hashlib.sha256(f"{Path(i.source).parent.name}/{Path(i.source).name}".encode()).digest()[:8],
+                                "big") / 2**64 for i in train.items + test.items}
+    for name in ("jump", "run, fast!"):
+        own = {clip: p for clip, p in positions.items() if clip.startswith(name + "/")}
+        expected = {clip for clip, p in own.items() if p < 0.25} or {min(own, key=own.get)}
+        assert {clip for clip in own if clip in _subset_of(test)} == expected
+    assert test.class_counts().min() >= 1 and train.class_counts().min() >= 1
     flows = [item.flow_source for item in train.items + test.items if item.flow_source]
     assert flows == [str(flow)]
+
+
+def test_removing_or_adding_clips_moves_no_other_clip(tmp_path):
+    root = tmp_path / "data"
+    _folder_dataset(root, per_class=12)
+    before = {**_subset_of(folder_index(root, 1, "train", root)), **_subset_of(folder_index(root, 1, "test", root))}
+    removed = sorted(before)[3]
+    (root / removed).unlink()
+    _video(root / "jump" / "a new clip.avi")
+    after = {**_subset_of(folder_index(root, 1, "train", root)), **_subset_of(folder_index(root, 1, "test", root))}
+    assert {clip: subset for clip, subset in after.items() if clip in before} == {
+        clip: subset for clip, subset in before.items() if clip != removed}
+
+
+def test_an_empty_class_folder_is_no_class(tmp_path, caplog):
+    root = tmp_path / "data"
+    _folder_dataset(root)
+    (root / "empty class").mkdir()
+    (root / "empty class" / "notes.txt").write_text("no video here")
+    with caplog.at_level(logging.WARNING, logger="kerasflow.data"):
+        train = build_index("folder", root, subset="train")
+    assert train.class_names == ["jump", "run, fast!"]
+    assert "empty class' holds no video or frame folder; it is not a class" in caplog.text
+
+
+def test_list_files_with_a_byte_order_mark_keep_their_first_clip(tmp_path):
+    root = tmp_path / "data"
+    _folder_dataset(root)
+    (root / "train.txt").write_text("\ufeffjump/clip (0) jump.avi\nrun, fast!/clip (1) run, fast!.avi\n", encoding="utf-8")
+    (root / "test.txt").write_text("\ufeffrun, fast!/clip (2) run, fast!.avi\n", encoding="utf-8")
+    assert len(build_index("folder", root, subset="train")) == 2 and len(build_index("folder", root, subset="test")) == 1
 
 
 def test_folder_split_of_a_class_ignores_the_other_classes(tmp_path):
     root = tmp_path / "data"
     _folder_dataset(root, per_class=8)
-    before = folder_index(root, 1, "test", root, seed=3)
+    before = folder_index(root, 1, "test", root)
     _video(root / "a new class" / "x.avi")
     _video(root / "a new class" / "y.avi")
     (root / "flow_x" / "jump" / "clip (1) jump").mkdir(parents=True)  # flow in the root: no class
-    after = folder_index(root, 1, "test", root, seed=3)
+    after = folder_index(root, 1, "test", root)
     assert after.class_names == ["a new class", "jump", "run, fast!"]
     assert [i.source for i in after.items if "a new class" not in i.source] == [i.source for i in before.items]
-    assert after.class_counts().tolist() == [1, 2, 2]
+    assert after.class_counts().tolist()[0] == 1

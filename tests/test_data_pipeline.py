@@ -170,9 +170,9 @@ def test_bad_videos_are_skipped_counted_and_reported(index_with_bad_clips, capsy
     assert log.count == 3 and log.skips == 9
     summary = log.summary()
     assert "\n" not in summary and summary.startswith("skipped 3 bad videos")
-    BadVideoReport(log).on_epoch_end(0)
-    assert "epoch 1: skipped 3 bad videos" in capsys.readouterr().out
-    BadVideoReport(BadVideoLog()).on_epoch_end(0)
+    BadVideoReport((BadVideoLog(), log)).on_epoch_end(0)
+    assert capsys.readouterr().out.startswith("epoch 1 (test): skipped 3 bad videos")
+    BadVideoReport((BadVideoLog(), BadVideoLog())).on_epoch_end(0)
     assert capsys.readouterr().out == ""
 
 

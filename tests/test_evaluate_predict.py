@@ -85,6 +85,7 @@ def independent_logits(model_file, index, batch_size=3):
 
 
 def test_evaluate_json_equals_independent_predict(run, held_out, capsys):
+    fits_picture = (run / "confusion_matrix.png").read_bytes()
     status, out, _ = call(evaluate, [str(run), "--json"], capsys)
     assert status == 0
     report = json.loads(out)  # stdout holds exactly one JSON object
@@ -107,12 +108,14 @@ def test_evaluate_json_equals_independent_predict(run, held_out, capsys):
     assert report["seconds_per_video"] == pytest.approx(split["decode"] + split["model"])
 
     png = Path(report["confusion_matrix_png"])
-    assert png == run / "confusion_matrix.png"
+    # Its own folder: evaluate never writes over fit's pictures.
+    assert png.parent.parent == run / "evaluations" and png.parent.name.startswith("model-test-synthetic-")
+    assert (run / "confusion_matrix.png").read_bytes() == fits_picture
     assert png.read_bytes()[:8] == PNG_SIGNATURE and png.stat().st_size > 5000
     image = cv2.imread(str(png))
     assert image.shape[0] >= 200 and image.shape[1] >= 200 and image.std() > 10
-    assert json.loads((run / "evaluation.json").read_text()) == report
-    assert not list(run.glob("*.tmp*"))
+    assert json.loads((png.parent / "evaluation.json").read_text()) == report
+    assert not list(run.rglob(".*tmp*"))
 
 
 def test_evaluate_model_file_finds_run_recipe_and_prints_table(run, held_out, capsys, tmp_path):

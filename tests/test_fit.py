@@ -151,9 +151,11 @@ def test_recipe_errors_are_one_line(tmp_path, capsys):
 def test_a_run_folder_of_another_recipe_is_refused(tmp_path):
     recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(1,))
     run_fit(recipe)
-    result = run_fit(recipe, "--set", "model.flow_iterations=3", check=False)
+    result = run_fit(recipe, "--set", "model.flow_iterations=3", "--set", "stages.flow.epochs=4", check=False)
     assert result.returncode == 2
-    assert "holds a run of a different recipe" in result.stderr.strip().splitlines()[-1]
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path / 'run'} holds a run of another recipe: model.flow_iterations is 2 there and 3 now "
+        "(and 1 more keys); set another runtime.output_dir, or delete that folder to start over")
 
 
 MIRRORED = """
@@ -179,7 +181,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
 def test_mixed_precision_run(tmp_path):
     import keras
 
-    import kerasflow.models  # noqa: F401  (registers the layers)
+    import kerasflow.layers  # noqa: F401  (registers the layers the model file names)
     from kerasflow.layers import RepresentationFlow
     from kerasflow.models.common import walk_layers
 
@@ -323,8 +325,10 @@ def test_the_demo_recipe_on_a_folder_of_ones_own_videos(tmp_path):
             "(data.dataset is folder)") in result.stderr
     assert "Your input ran out of data" not in result.stdout + result.stderr
     metrics = json.loads((tmp_path / "runs" / "demo-folder" / "metrics.json").read_text())
-    assert metrics["final"]["num_videos"] == 4 and sorted(metrics["stages"]) == ["flow", "joint", "rgb_stage1",
-                                                                                  "rgb_stage2"]
+    split = json.loads((tmp_path / "runs" / "demo-folder" / "split.json").read_text())
+    assert len(split["train"]) + len(split["test"]) == 12 and split["test"]
+    assert metrics["final"]["num_videos"] == len(split["test"])
+    assert sorted(metrics["stages"]) == ["flow", "joint", "rgb_stage1", "rgb_stage2"]
     assert json.loads((tmp_path / "runs" / "demo-folder" / "classes.json").read_text()) == ["left", "right"]
 
 

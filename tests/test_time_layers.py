@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import keras
 
-from kerasflow.layers import FoldTime, UniformFrames, UnfoldTime
+from kerasflow.layers import FoldTime, TimeAverage, UniformFrames, UnfoldTime
 from layer_testing import run_layer_test
 
 CLIPS = np.random.default_rng(0).random((2, 4, 5, 5, 3)).astype("float32")
@@ -17,6 +17,10 @@ def test_fold_time():
 def test_unfold_time():
     frames = CLIPS.reshape(8, 5, 5, 3)
     run_layer_test(UnfoldTime, dict(frames=4), frames, (2, 4, 5, 5, 3), expected_output=CLIPS, atol=0)
+
+
+def test_time_average():
+    run_layer_test(TimeAverage, {}, CLIPS, (2, 5, 5, 3), expected_output=CLIPS.mean(axis=1), atol=1e-6)
 
 
 def test_uniform_frames():

@@ -1,6 +1,6 @@
 """Thin entry point: ``python tools/benchmark.py ...`` is ``python -m kerasflow.benchmark ...`` (see that module)."""
 
-from kerasflow.benchmark import main
+from kerasflow.commands import benchmark
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    benchmark()

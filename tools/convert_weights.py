@@ -1,6 +1,6 @@
 """Thin entry point: ``python tools/convert_weights.py ...`` is ``python -m kerasflow.convert_weights ...`` (see that module)."""
 
-from kerasflow.convert_weights import main
+from kerasflow.commands import convert_weights
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    convert_weights()

@@ -1,6 +1,6 @@
 """Thin entry point: ``python tools/extract_flow.py ...`` is ``python -m kerasflow.extract_flow ...`` (see that module)."""
 
-from kerasflow.extract_flow import main
+from kerasflow.commands import extract_flow
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    extract_flow()

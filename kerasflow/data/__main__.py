@@ -1,16 +1,17 @@
-"""``python -m kerasflow.data synth OUT_DIR`` and ``python -m kerasflow.data pack ... OUT.tfrecord``."""
+"""``python -m kerasflow.data synth OUT_DIR``, ``python -m kerasflow.data pack ... OUT.tfrecord`` and
+``python -m kerasflow.data check RECIPE`` (can every video of a recipe's dataset be used?)."""
 
 import argparse
 
-from kerasflow.cli import positive_int
+from kerasflow.cli import add_set_option, positive_int, start_tensorflow_quietly
 from kerasflow.data.datasets import dataset_names
 from kerasflow.data.indexes import SUBSETS
 from kerasflow.data.video import BAD_VIDEO_POLICIES
-from kerasflow.errors import cli_entry
+from kerasflow.errors import cli_entry, run_command
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="python -m kerasflow.data", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m kerasflow.data", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     synth = commands.add_parser("synth", help="write the synthetic motion dataset (folder layout, .avi files)")
@@ -32,7 +33,32 @@ def _parser():
     pack.add_argument("--jpeg-quality", type=int, default=95)
     pack.add_argument("--on-bad-video", default=BAD_VIDEO_POLICIES[0], choices=BAD_VIDEO_POLICIES)
     pack.add_argument("out", help="output .tfrecord path (a .json sidecar is written next to it)")
+
+    check = commands.add_parser(
+        "check", help="check that every video of a recipe's dataset can be used, as fit does first (cached)"
+    )
+    check.add_argument("recipe", help="recipe YAML file or installed recipe name (e.g. demo)")
+    add_set_option(check)
+    check.add_argument("--workers", type=positive_int, default=None,
+                       help="videos probed at once (default: the number of CPUs, at most 8)")
     return parser
+
+
+def _check(args):
+    """Index the recipe's data and check it for the inputs of every stage it trains; no TensorFlow."""
+    from kerasflow.config import load_recipe
+    from kerasflow.data.check import check_recipe_data, recipe_inputs
+    from kerasflow.data.feeds import recipe_indexes
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    if not recipe_inputs(recipe):
+        print("data check: every stage reads the packed TFRecord files (data.packed); no video to check")
+        return 0
+    train, test = recipe_indexes(recipe.data)
+    result = check_recipe_data(recipe, train, test, workers=args.workers)
+    if result.summary is None:
+        print(f"data check: all {len(train.items) + len(test.items)} videos can be used")
+    return 0
 
 
 @cli_entry
@@ -45,6 +71,9 @@ def main(argv=None):
         out = make_synthetic_dataset(args.out_dir, **{name: getattr(args, name) for name in options})
         print(f"synthetic dataset ready in {out} (folder layout, train.txt / test.txt)")
         return 0
+    if args.command == "check":
+        return _check(args)
+    start_tensorflow_quietly()  # packing writes TFRecords: TensorFlow, whose start-up notices would bury errors
     from kerasflow.data.datasets import build_index
     from kerasflow.data.tfrecord import pack_index
 
@@ -57,4 +86,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -24,6 +24,9 @@ def recipe_indexes(data):
                    for subset in ("train", "test"))
     if train.class_names != test.class_names:
         raise UserError(f"{data.root}: the train and test subsets list different classes; check the split files")
+    if len(train.class_names) < 2:
+        raise UserError(f"{data.root} holds {len(train.class_names)} class ({', '.join(train.class_names)}): a "
+                        "classifier needs at least 2; add class folders or fix data.root")
     return train, test
 
 

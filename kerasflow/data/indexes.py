@@ -10,8 +10,9 @@ Layouts (see README "Datasets"):
 - ``hmdb51``: ``<root>/<class>/*.avi`` (or ``<root>/videos/<class>/*.avi``) and
   ``<root>/testTrainMulti_7030_splits/<class>_test_split{k}.txt`` (tags 1 train, 2 test, 0 unused).
 - ``folder``: ``<root>/<class>/<video file or frame folder>``, with optional ``train.txt`` /
-  ``test.txt`` lists of ``<class>/<name>`` paths; without them a seeded stratified split. The classes
-  are the folders on disk (``flow_x``/``flow_y`` excepted).
+  ``test.txt`` lists of ``<class>/<name>`` paths; without them a split by a hash of each clip's path
+  (stable when clips are added or removed). The classes are the folders on disk that hold clips
+  (``flow_x``/``flow_y`` excepted).
 
 Stored TV-L1 flow is found under ``flow_root`` (default ``root``) as ``kerasflow.data.flow_files``
 lays it out. The datasets are registered by name in ``kerasflow.data.datasets``.
@@ -20,6 +21,7 @@ A clip listed by a split file but absent on disk (or a list line that names no c
 absolute path) is logged, dropped and counted in ``VideoIndex.missing``.
 """
 
+import hashlib
 import logging
 import os
 import re
@@ -126,7 +128,7 @@ def gtea61_index(root, split, subset, flow_root):
 def _read_id_names(path):
     """``<name with spaces> <1-based id>`` lines -> names in id order."""
     by_id = {}
-    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not line.strip():
             continue
         fields = line.strip().rsplit(maxsplit=1)
@@ -141,7 +143,7 @@ def _read_egtea_split(path):
     if not path.is_file():
         raise UserError(f"EGTEA split file {str(path)!r} does not exist; check the root and split (1-3)")
     entries = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
@@ -192,7 +194,7 @@ def hmdb51_index(root, split, subset, flow_root):
     class_names = [p.name[: -len(suffix)] for p in split_files]
     items, missing = [], []
     for label, split_file in enumerate(split_files):
-        for line in split_file.read_text(encoding="utf-8", errors="replace").splitlines():
+        for line in split_file.read_text(encoding="utf-8-sig", errors="replace").splitlines():
             fields = line.rsplit(maxsplit=1)
             if len(fields) != 2 or fields[1] != wanted_tag:
                 continue
@@ -218,13 +220,56 @@ def _folder_clips(class_folder):
 
 
 def _read_list(path):
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")]
+    return [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()
+            if line.strip() and not line.startswith("#")]
 
 
-def folder_index(root, split, subset, flow_root, seed=0, test_fraction=FOLDER_TEST_FRACTION):
-    """``<root>/<class>/<clip>``, split by list files or a seeded stratified split."""
+def split_position(relative_path):
+    """Where a clip falls in [0, 1) for the folder dataset's split: a hash of ``<class>/<name>``, so a
+    clip's subset never depends on which other clips exist."""
+    digest = hashlib.sha256(relative_path.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _hashed_split(clips, test_fraction):
+    """``{clip name: subset}`` for one class folder: test where ``split_position`` < ``test_fraction``; a
+    class of two or more clips keeps at least one clip on each side (the lowest position tests)."""
+    positions = {clip: split_position(clip) for clip in clips}
+    test = {clip for clip, position in positions.items() if position < test_fraction}
+    ranked = sorted(clips, key=positions.get)
+    if len(clips) >= 2 and not test:
+        test = {ranked[0]}
+    if len(clips) >= 2 and len(test) == len(clips):
+        test.discard(ranked[-1])
+    return {clip: "test" if clip in test else "train" for clip in clips}
+
+
+_EMPTY_CLASSES_WARNED = set()
+
+
+def _folder_classes(root):
+    """``{class name: clip names}`` of a folder dataset: the folders that hold clips (``flow_x``/``flow_y``
+    excepted); an empty class folder is left out with a warning, once."""
+    classes = {}
+    for name in _visible_dirs(root):
+        if name in FLOW_FOLDERS:
+            continue
+        clips = _folder_clips(root / name)
+        if clips:
+            classes[name] = clips
+        elif (str(root), name) not in _EMPTY_CLASSES_WARNED:
+            _EMPTY_CLASSES_WARNED.add((str(root), name))
+            logger.warning("class folder %r holds no video or frame folder; it is not a class", str(root / name))
+    return classes
+
+
+def folder_index(root, split, subset, flow_root, test_fraction=FOLDER_TEST_FRACTION):
+    """``<root>/<class>/<clip>``, split by ``train.txt``/``test.txt`` or, without them, by a hash of each
+    clip's path (``split_position``): about ``test_fraction`` of each class tests, and adding or removing
+    a clip never moves another one between the subsets."""
     list_paths = {name: root / f"{name}.txt" for name in SUBSETS}
-    class_names = [name for name in _visible_dirs(root) if name not in FLOW_FOLDERS]
+    classes = _folder_classes(root)
+    class_names = list(classes)
     label_of = {name: label for label, name in enumerate(class_names)}
     if any(path.is_file() for path in list_paths.values()):
         if not list_paths[subset].is_file():
@@ -242,14 +287,10 @@ def folder_index(root, split, subset, flow_root, seed=0, test_fraction=FOLDER_TE
             raise UserError(f"list {str(list_paths[subset])!r} names no existing clip; write '<class>/<video>' lines")
         return VideoIndex(items, class_names, "folder", subset, missing)
     items = []
-    for label, name in enumerate(class_names):
-        clips = _folder_clips(root / name)
-        # One generator per class, seeded by the class name: adding a class leaves the others' split alone.
-        order = np.random.default_rng([seed, int.from_bytes(name.encode("utf-8"), "little")]).permutation(len(clips))
-        num_test = max(1, round(len(clips) * test_fraction)) if len(clips) >= 2 else 0
-        chosen = order[:num_test] if subset == "test" else order[num_test:]
-        for position in sorted(chosen):
-            path = root / name / clips[position]
+    for label, (name, clips) in enumerate(classes.items()):
+        subsets = _hashed_split([f"{name}/{clip}" for clip in clips], test_fraction)
+        for relative in sorted(clip for clip, chosen in subsets.items() if chosen == subset):
+            path = root / relative
             items.append(VideoItem(str(path), label, flow_folder_of(path, root, flow_root)))
     if not items:
         raise UserError(f"folder dataset {str(root)!r} has no {subset} clips: expected <class>/<video file or frame folder>")

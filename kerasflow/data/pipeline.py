@@ -253,7 +253,7 @@ def make_dataset(
             if on_bad_video == "fail":
                 raise _BadVideoInPipeline(error.marker()) from error
             if bad_videos.record(error):
-                logger.warning("skipping %s", error)
+                logger.warning("skipping %s (re-encode or remove it)", error)
             return (*[np.zeros(spec.shape, np.uint8) for spec in inputs], np.float32(0.0))
         return (*arrays, np.float32(1.0))
 

@@ -102,12 +102,13 @@ def pack_index(index, out_path, *, short_side=None, jpeg_quality=95, on_bad_vide
             except BadVideo as error:
                 if on_bad_video == "fail":
                     raise
-                logger.warning("skipping %s", error)
+                logger.warning("skipping %s (re-encode or remove it)", error)
                 skipped.append(error.path)
                 continue
             writer.write(example.SerializeToString())
             written += 1
     summary = {
+        "bytes": out_path.stat().st_size,
         "dataset": index.dataset,
         "subset": index.subset,
         "class_names": index.class_names,
@@ -194,7 +195,13 @@ def make_tfrecord_dataset(
             raise UserError(f"TFRecord file {path!r} does not exist; pack it with 'python -m kerasflow.data pack'")
     if not spec.is_clip:
         raise UserError(f"packed TFRecords hold RGB frames; the {spec.name!r} input cannot be read from them")
-    clips = sum(read_sidecar(path)["clips"] for path in paths)
+    clips = 0
+    for path in paths:
+        sidecar = read_sidecar(path)
+        if sidecar.get("bytes", os.path.getsize(path)) != os.path.getsize(path):
+            raise UserError(f"TFRecord file {path!r} has {os.path.getsize(path)} bytes but was packed with "
+                            f"{sidecar['bytes']}: it is truncated or was replaced; pack it again")
+        clips += sidecar["clips"]
     shuffle = training if shuffle is None else shuffle
     drop_remainder = training if drop_remainder is None else drop_remainder
 

@@ -44,7 +44,7 @@ from kerasflow.data.video import (
     scaled_shape,
 )
 from kerasflow.errors import UserError
-from kerasflow.atomic import write_json
+from kerasflow.atomic import ensure_writable_folder, write_json
 
 PARTIAL_DIR = ".flow_partial"
 TIMING_FILE = "flow_timing.json"
@@ -287,6 +287,9 @@ def extract_all(src_root, out_root, workers=None, bound=20, size=None, limit=Non
     """
     wall_start = time.perf_counter()
     src_root, out_root = Path(src_root), Path(out_root)
+    if out_root.exists() and not out_root.is_dir():
+        raise UserError(f"output root {out_root} is a file; pass a folder (it is created if missing)")
+    ensure_writable_folder(out_root)
     workers = workers or os.cpu_count() or 1
     if workers < 1:
         raise UserError(f"--workers {workers} is not positive; pass 1 or more")

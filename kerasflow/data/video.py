@@ -38,9 +38,7 @@ class BadVideo(UserError):
     def __init__(self, path, reason):
         self.path = str(path)
         self.reason = reason
-        super().__init__(
-            f"bad video {self.path!r}: {reason}; re-encode or remove it, or set on_bad_video: skip"
-        )
+        super().__init__(f"bad video {self.path!r}: {reason}")
 
     def marker(self):
         """This error as a tagged string that survives TensorFlow's wrapping (see ``from_text``)."""
@@ -164,7 +162,7 @@ def _stack_rgb(bgr_frames):
     return np.stack([cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) for frame in frames])
 
 
-def _open_video(path):
+def open_video(path):
     capture = cv2.VideoCapture(path)
     if not capture.isOpened():
         capture.release()
@@ -198,7 +196,7 @@ def _count_frames(capture):
 
 def count_video_frames(path):
     """Number of frames of a video file that really decode (reads the whole stream)."""
-    capture = _open_video(path)
+    capture = open_video(path)
     try:
         return _count_frames(capture)
     finally:
@@ -211,7 +209,7 @@ def _sample_video(path, count, num_frames, training, rng):
     Returns (BGR frames, None, stated), or (None, frames that really decode, stated) when the stream
     ends first or the header states no count; ``stated`` is the header's count.
     """
-    capture = _open_video(path)
+    capture = open_video(path)
     try:
         stated = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         count = stated if count is None else count
@@ -233,6 +231,16 @@ def _remember_frame_count(path, count, stated):
             "video %r breaks mid-way: its header states %d frames but only %d decode; sampling over those",
             path, stated, count,
         )
+
+
+def remember_frame_count(path, count):
+    """Record that only ``count`` frames of the video file ``path`` decode (its header overstates or lacks
+    the count), so that the pipelines sample its clips over those without decoding it twice.
+
+    ``path`` must be spelled as the pipelines get it (``VideoItem.source``). A count already known stays.
+    """
+    with _frame_counts_lock:
+        _frame_counts.setdefault(str(path), int(count))
 
 
 def _read_video_clip(path, num_frames, training, rng):
@@ -268,7 +276,7 @@ def iter_clip_frames(source):
         return
     if not os.path.isfile(path):
         raise BadVideo(path, "file does not exist")
-    capture = _open_video(path)
+    capture = open_video(path)
     try:
         count = 0
         while True:

@@ -4,13 +4,14 @@ from kerasflow.layers.cam_attention import CamSpatialAttention
 from kerasflow.layers.convlstm import egornn_convlstm
 from kerasflow.layers.flow_block import RepresentationFlowBlock
 from kerasflow.layers.representation_flow import RepresentationFlow
-from kerasflow.layers.time import FoldTime, UniformFrames, UnfoldTime
+from kerasflow.layers.time import FoldTime, TimeAverage, UniformFrames, UnfoldTime
 
 __all__ = [
     "CamSpatialAttention",
     "FoldTime",
     "RepresentationFlow",
     "RepresentationFlowBlock",
+    "TimeAverage",
     "UniformFrames",
     "UnfoldTime",
     "egornn_convlstm",

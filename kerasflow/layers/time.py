@@ -29,8 +29,21 @@ class FoldTime(keras.layers.Layer):
         return (merged, *input_shape[2:])
 
 
+class _FramesLayer(keras.layers.Layer):
+    """A layer with a number of ``frames`` in its config."""
+
+    def __init__(self, frames, **kwargs):
+        super().__init__(**kwargs)
+        self.frames = int(frames)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"frames": self.frames})
+        return config
+
+
 @keras.saving.register_keras_serializable(package="kerasflow")
-class UnfoldTime(keras.layers.Layer):
+class UnfoldTime(_FramesLayer):
     """Splits the batch axis back: ``(B * T, *rest)`` -> ``(B, T, *rest)``.
 
     Args:
@@ -49,10 +62,6 @@ class UnfoldTime(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, frames, **kwargs):
-        super().__init__(**kwargs)
-        self.frames = int(frames)
-
     def call(self, inputs):
         return ops.reshape(inputs, (-1, self.frames, *ops.shape(inputs)[1:]))
 
@@ -61,14 +70,9 @@ class UnfoldTime(keras.layers.Layer):
         batch = None if merged is None else merged // self.frames
         return (batch, self.frames, *input_shape[1:])
 
-    def get_config(self):
-        config = super().get_config()
-        config.update({"frames": self.frames})
-        return config
-
 
 @keras.saving.register_keras_serializable(package="kerasflow")
-class UniformFrames(keras.layers.Layer):
+class UniformFrames(_FramesLayer):
     """Picks ``frames`` frames spread uniformly over a clip ``(B, T, ...)`` -> ``(B, frames, ...)``.
 
     The indices are ``floor(linspace(0, T, frames, endpoint=False))``, EgoRCNN's sampling, so the
@@ -92,10 +96,6 @@ class UniformFrames(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, frames, **kwargs):
-        super().__init__(**kwargs)
-        self.frames = int(frames)
-
     def call(self, inputs):
         total = inputs.shape[1]
         if total is None:
@@ -106,7 +106,25 @@ class UniformFrames(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.frames, *input_shape[2:])
 
-    def get_config(self):
-        config = super().get_config()
-        config.update({"frames": self.frames})
-        return config
+
+@keras.saving.register_keras_serializable(package="kerasflow")
+class TimeAverage(keras.layers.Layer):
+    """Mean over the time axis: ``(B, T, ...)`` -> ``(B, ...)``.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from kerasflow.layers import TimeAverage
+
+    features = np.arange(12, dtype="float32").reshape(1, 3, 4)
+    averaged = TimeAverage()(features)  # the mean of the 3 time steps
+    averaged.shape  # (1, 4)
+    ```
+    """
+
+    def call(self, inputs):
+        return ops.mean(inputs, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *input_shape[2:])

@@ -1,22 +1,10 @@
 """The motion streams: representation flow inside a ResNet (seed §II-C/D) and the TV-L1 baseline."""
 
 import keras
-from keras import ops
 
 from kerasflow.backbones.presets import from_preset
 from kerasflow.data.inputs import FLOW_CLIP, TVL1_STACK
-from kerasflow.layers import FoldTime, RepresentationFlowBlock, UnfoldTime
-
-
-@keras.saving.register_keras_serializable(package="kerasflow")
-class TimeAverage(keras.layers.Layer):
-    """Mean over the time axis: ``(B, T, ...)`` -> ``(B, ...)``."""
-
-    def call(self, inputs):
-        return ops.mean(inputs, axis=1)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], *input_shape[2:])
+from kerasflow.layers import FoldTime, RepresentationFlowBlock, TimeAverage, UnfoldTime
 
 
 def build_representation_flow_stream(

@@ -4,6 +4,7 @@ import json
 
 import keras
 
+from kerasflow.errors import UserError
 from kerasflow.model_io import save_model, save_weights
 from kerasflow.training.run_folder import model_info
 
@@ -36,12 +37,40 @@ class StageCheckpoint(keras.callbacks.Callback):
 
 
 class BadVideoReport(keras.callbacks.Callback):
-    """Prints the ``BadVideoLog`` summary at the end of every epoch in which any clip was skipped so far."""
+    """Prints the ``BadVideoLog`` summaries at the end of every epoch in which any clip was skipped so far.
+
+    ``bad_videos``: the ``(train, test)`` logs of the stage's two datasets.
+    """
 
     def __init__(self, bad_videos):
         super().__init__()
         self.bad_videos = bad_videos
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.bad_videos.count > 0:
-            print(f"epoch {epoch + 1}: {self.bad_videos.summary()}", flush=True)
+        for subset, log in zip(("train", "test"), self.bad_videos):
+            if log.count > 0:
+                print(f"epoch {epoch + 1} ({subset}): {log.summary()}", flush=True)
+
+
+class TrainingDataGuard(keras.callbacks.Callback):
+    """Stops a stage whose epoch decoded no training clip at all (every one skipped as bad), so it is
+    never recorded as trained on nothing."""
+
+    def __init__(self, train_log, stage, batch_size):
+        super().__init__()
+        self.train_log, self.stage, self.batch_size = train_log, stage, batch_size
+        self._skips_before = 0
+        self._batches = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._skips_before, self._batches = self.train_log.skips, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches = batch + 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        skipped = self.train_log.skips - self._skips_before
+        if skipped and skipped >= self._batches * self.batch_size:
+            raise UserError(f"stage {self.stage}: no training video could be decoded in epoch {epoch + 1} (all "
+                            f"{skipped} were skipped as bad: {self.train_log.summary(shown=2)}); repair or replace "
+                            "them, then run the same command again")

@@ -5,6 +5,7 @@
     recipe.yaml              the resolved recipe (a re-run must match it)
     state.json               finished stages, and the current stage's last finished epoch
     classes.json             class names, in label order
+    split.json               the clips of the train and test subsets (paths below data.root)
     stages/<stage>/          checkpoint-<epoch>.weights.h5 (model + optimizer, atomic), best.keras (+ .json),
                              final.weights.h5, log.csv
     tensorboard/<stage>/     TensorBoard logs
@@ -15,14 +16,19 @@
 """
 
 import json
+import logging
 from pathlib import Path
 
-from kerasflow.atomic import write_json
+from kerasflow.atomic import remove_stale_temporaries, write_json
 from kerasflow.config import load_recipe, recipe_to_dict, save_recipe
+from kerasflow.config.validation import show_value
 from kerasflow.errors import UserError
 from kerasflow.model_io import MODEL_FILE, ModelInfo
 
+logger = logging.getLogger("kerasflow")
+
 RECIPE_FILE = "recipe.yaml"
+SPLIT_FILE = "split.json"
 STATE_FILE = "state.json"
 CLASSES_FILE = "classes.json"
 METRICS_FILE = "metrics.json"
@@ -38,54 +44,121 @@ def model_info(recipe, class_names, stage, val_accuracy=None):
 
 
 class RunFolder:
-    """A run folder and its ``state.json``: which stages are finished, where the current one stands."""
+    """A run folder and its ``state.json``: which stages are finished, where the current one stands.
+
+    Opening one checks that an existing run was made with the same recipe (wherever the folder now
+    is) and clears the temporary files a killed process left; nothing is written before ``start``, so
+    a run that fails its checks leaves no folder behind.
+    """
 
     def __init__(self, recipe):
         self.recipe = recipe
         self.folder = Path(recipe.runtime.output_dir)
         self.state_path = self.folder / STATE_FILE
-        self._check_or_save_recipe()
         self.state = {"completed": [], "current": {}}
-        if self.state_path.exists():
-            try:
-                self.state = json.loads(self.state_path.read_text())
-            except ValueError:
-                raise UserError(f"{self.state_path} is corrupt; delete the run folder to start again") from None
+        self.resumed = (self.folder / RECIPE_FILE).exists()
+        if self.resumed:
+            self._check_recipe()
+            remove_stale_temporaries(self.folder)
+            self.state = self._read_state()
 
-    def _check_or_save_recipe(self):
+    def _check_recipe(self):
         saved = self.folder / RECIPE_FILE
-        if saved.exists():
-            previous = load_recipe(saved)
-            if recipe_to_dict(previous) != recipe_to_dict(self.recipe):
-                raise UserError(
-                    f"{self.folder} holds a run of a different recipe ({saved}); "
-                    "set another runtime.output_dir or delete that folder"
-                )
-        else:
-            try:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                save_recipe(self.recipe, saved)
-            except OSError as error:
-                raise UserError(
-                    f"cannot write the run folder {self.folder} ({error.strerror}); set runtime.output_dir "
-                    "to a writable folder"
-                ) from None
+        previous = recipe_to_dict(load_recipe(saved))
+        current = recipe_to_dict(self.recipe)
+        previous["runtime"]["output_dir"] = current["runtime"]["output_dir"]  # the folder may have moved
+        differing = _differing_keys(previous, current)
+        if differing:
+            key = differing[0]
+            more = f" (and {len(differing) - 1} more keys)" if len(differing) > 1 else ""
+            raise UserError(
+                f"{self.folder} holds a run of another recipe: {key} is {show_value(_lookup(previous, key))} "
+                f"there and {show_value(_lookup(current, key))} now{more}; set another runtime.output_dir, or "
+                "delete that folder to start over"
+            )
 
-    def check_classes(self, class_names):
-        """Record the class list, or refuse a resumed run whose dataset now has other classes."""
-        path = self.folder / CLASSES_FILE
-        if path.exists():
-            previous = json.loads(path.read_text())
-            if previous != class_names:
-                added = sorted(set(class_names) - set(previous))
-                removed = sorted(set(previous) - set(class_names))
-                raise UserError(
-                    f"{self.folder} was trained on other classes than {self.recipe.data.root} holds now "
-                    f"(added {added}, removed {removed}, or reordered); restore the dataset or use another "
-                    "runtime.output_dir"
-                )
-        else:
-            write_json(path, class_names)
+    def _read_state(self):
+        try:
+            state = json.loads(self.state_path.read_text())
+            if isinstance(state.get("completed"), list) and isinstance(state.get("current"), dict):
+                return state
+        except (OSError, ValueError, AttributeError):
+            pass
+        return self._recover_state()
+
+    def _recover_state(self):
+        """The state as the stage folders show it, when ``state.json`` is missing or damaged."""
+        completed = []
+        for stage in self.recipe.trained_stages:
+            if not (self.folder / "stages" / stage.name / "final.weights.h5").exists():
+                break
+            completed.append(stage.name)
+        state = {"completed": completed, "current": {}}
+        pending = [stage.name for stage in self.recipe.trained_stages if stage.name not in completed]
+        if pending:
+            folder = self.folder / "stages" / pending[0]
+            epochs = [int(path.name.split("-")[1].split(".")[0]) for path in folder.glob("checkpoint-*.weights.h5")]
+            if epochs:
+                best_file = folder / "best.keras.json"
+                best = json.loads(best_file.read_text()).get("val_accuracy", -1.0) if best_file.exists() else -1.0
+                state["current"] = {"stage": pending[0], "epoch": max(epochs), "best": best}
+        logger.warning("%s was unreadable; rebuilt it from the stage folders: finished %s%s", self.state_path,
+                       ", ".join(completed) or "no stage",
+                       f", {state['current']['stage']} after epoch {state['current']['epoch']}" if state["current"] else "")
+        return state
+
+    def start(self, class_names, train, test):
+        """Record a new run (recipe, classes, split), or check that a resumed one sees the same data.
+
+        A resumed run refuses other classes, and a split that moved clips between train and test (a
+        model would then train on former test clips); clips added or removed are noted in one line.
+        """
+        if self.resumed:
+            self._check_classes(class_names)
+            self._check_split(train, test)
+            return
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            save_recipe(self.recipe, self.folder / RECIPE_FILE)
+        except OSError as error:
+            raise UserError(f"cannot write the run folder {self.folder} ({error.strerror}); set "
+                            "runtime.output_dir to a writable folder") from None
+        write_json(self.folder / CLASSES_FILE, list(class_names))
+        write_json(self.folder / SPLIT_FILE, self._split(train, test))
+
+    def _split(self, train, test):
+        root = Path(self.recipe.data.root)
+        return {subset: sorted(_relative(item.source, root) for item in index.items)
+                for subset, index in (("train", train), ("test", test))}
+
+    def _check_classes(self, class_names):
+        previous = json.loads((self.folder / CLASSES_FILE).read_text())
+        if previous != list(class_names):
+            added = sorted(set(class_names) - set(previous))
+            removed = sorted(set(previous) - set(class_names))
+            raise UserError(
+                f"{self.folder} was trained on other classes than {self.recipe.data.root} holds now "
+                f"(added {added}, removed {removed}, or reordered); restore the dataset or use another "
+                "runtime.output_dir"
+            )
+
+    def _check_split(self, train, test):
+        path = self.folder / SPLIT_FILE
+        if not path.exists():
+            return
+        before, now = json.loads(path.read_text()), self._split(train, test)
+        moved = sorted((set(before["train"]) & set(now["test"])) | (set(before["test"]) & set(now["train"])))
+        if moved:
+            raise UserError(
+                f"the split of {self.recipe.data.root} changed since this run started: {len(moved)} clips moved "
+                f"between train and test (e.g. {moved[0]!r}), so the run would train on former test clips; "
+                "restore the split files or use another runtime.output_dir"
+            )
+        gone = sum(len(set(before[s]) - set(now[s])) for s in before)
+        new = sum(len(set(now[s]) - set(before[s])) for s in now)
+        if gone or new:
+            logger.warning("%s: %d clips removed and %d added since this run started; no clip changed subset",
+                           self.recipe.data.root, gone, new)
 
     def stage_dir(self, stage):
         folder = self.folder / "stages" / stage
@@ -112,3 +185,30 @@ class RunFolder:
     def finished(self):
         """All stages trained and the final model and metrics written (the last step of a run)."""
         return self.stages_done and (self.folder / MODEL_FILE).exists() and "final" in self.read_metrics()
+
+
+def _relative(source, root):
+    try:
+        return Path(source).relative_to(root).as_posix()
+    except ValueError:
+        return Path(source).as_posix()
+
+
+def _flatten(value, prefix=""):
+    """``{"data.root": ..., "stages[0].epochs": ...}`` of a nested recipe dict."""
+    if isinstance(value, dict):
+        items = [_flatten(child, f"{prefix}.{key}" if prefix else key) for key, child in value.items()]
+        return {key: leaf for item in items for key, leaf in item.items()}
+    if isinstance(value, list) and value and all(isinstance(child, dict) for child in value):
+        items = [_flatten(child, f"{prefix}[{index}]") for index, child in enumerate(value)]
+        return {key: leaf for item in items for key, leaf in item.items()}
+    return {prefix: value}
+
+
+def _differing_keys(before, after):
+    flat_before, flat_after = _flatten(before), _flatten(after)
+    return [key for key in dict.fromkeys([*flat_before, *flat_after]) if flat_before.get(key) != flat_after.get(key)]
+
+
+def _lookup(values, key):
+    return _flatten(values).get(key)

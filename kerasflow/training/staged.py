@@ -7,6 +7,7 @@ run folder (``run_folder``) records every epoch, so re-running the same recipe r
 """
 
 import dataclasses
+import logging
 import os
 import tempfile
 
@@ -14,6 +15,7 @@ import keras
 
 from kerasflow import metrics
 from kerasflow.backbones.weights import read_weights_config
+from kerasflow.data.check import check_recipe_data
 from kerasflow.data.feeds import model_dataset, recipe_indexes
 from kerasflow.data.pipeline import BadVideoLog
 from kerasflow.errors import UserError
@@ -21,11 +23,14 @@ from kerasflow.model_io import MODEL_FILE, load_model_file, save_model, save_wei
 from kerasflow.models.common import walk_layers
 from kerasflow.models.kinds import STAGE_MODEL
 from kerasflow.models.stages import set_trainable_for_stage
-from kerasflow.training.callbacks import BadVideoReport, StageCheckpoint
+from kerasflow.atomic import disk_errors_as_user_errors
+from kerasflow.training.callbacks import BadVideoReport, StageCheckpoint, TrainingDataGuard
 from kerasflow.training.optimizers import TorchAdam, TorchSGD
 from kerasflow.training.run_folder import RunFolder, model_info
 from kerasflow.training.runtime import configure, is_chief
 from kerasflow.visualize import plot_training_curves
+
+logger = logging.getLogger("kerasflow")
 
 
 def _optimizer(model, stage):
@@ -59,27 +64,42 @@ def _compile(model, stage):
 
 
 def stage_datasets(recipe, stage, train, test, bad_videos, seed):
-    """Training and test datasets of ``stage``, fed as the model that stage trains takes them."""
-    batch_size = recipe.batch_size_for(stage)
-    if batch_size > len(train.items):
-        raise UserError(
-            f"stage {stage.name}: batch size {batch_size} is larger than the {len(train.items)} "
-            "training videos (training drops incomplete batches); lower data.batch_size or the stage's batch_size"
-        )
-    options = dict(inputs=recipe.inputs_for(stage.name), batch_size=batch_size, seed=seed, bad_videos=bad_videos)
+    """Training and test datasets of ``stage``, fed as the model that stage trains takes them.
+
+    ``bad_videos`` is a ``(train log, test log)`` pair of ``BadVideoLog``s.
+    """
+    options = dict(inputs=recipe.inputs_for(stage.name), batch_size=recipe.batch_size_for(stage), seed=seed)
     return (
-        model_dataset(recipe.data, train, "train", training=True, **options),
-        model_dataset(recipe.data, test, "test", training=False, **options),
+        model_dataset(recipe.data, train, "train", training=True, bad_videos=bad_videos[0], **options),
+        model_dataset(recipe.data, test, "test", training=False, bad_videos=bad_videos[1], **options),
     )
 
 
-def _check_weights_file(recipe):
-    """Fail before any work when ``model.weights`` names a missing or unconverted file."""
+def _check_before_start(recipe, train):
+    """Fail before any work on what the recipe asks that cannot run: the ImageNet weights file, a batch
+    larger than the training set."""
     if recipe.model.weights:
         try:
             read_weights_config(recipe.model.weights)
         except UserError as error:
             raise UserError(f"model.weights: {error}") from None
+    for stage in recipe.trained_stages:
+        batch_size = recipe.batch_size_for(stage)
+        if batch_size > len(train.items):
+            raise UserError(
+                f"stage {stage.name}: batch size {batch_size} is larger than the {len(train.items)} "
+                "training videos (training drops incomplete batches); lower data.batch_size or the stage's "
+                "batch_size"
+            )
+
+
+def _evaluate(model, test_data, class_names, what):
+    """``metrics.evaluate`` that refuses a test subset of which no video could be decoded."""
+    result = metrics.evaluate(model, test_data, len(class_names))
+    if result.num_videos == 0:
+        raise UserError(f"{what}: no test video could be decoded (every one was skipped as bad); repair or "
+                        "replace them, then run the same command again")
+    return result
 
 
 def train_recipe(recipe, log=print):
@@ -92,28 +112,28 @@ def train_recipe(recipe, log=print):
     if recipe.skipped_stages:
         log(f"model.kind {recipe.model.kind} trains {', '.join(recipe.kind.stages)}; "
             f"skipping the recipe's {', '.join(recipe.skipped_stages)}")
-    _check_weights_file(recipe)
     strategy = configure(recipe.runtime)
     if not is_chief(strategy):
         # Other multi-worker workers train in step with the chief but keep their files to themselves.
         runtime = dataclasses.replace(recipe.runtime, output_dir=tempfile.mkdtemp(prefix="kerasflow-worker-"))
         recipe = dataclasses.replace(recipe, runtime=runtime)
         run = RunFolder(recipe)
-    train, test = recipe_indexes(recipe.data)
+    train, test, _ = check_recipe_data(recipe, *recipe_indexes(recipe.data), log=log)
+    _check_before_start(recipe, train)
     class_names = train.class_names
-    run.check_classes(class_names)
+    run.start(class_names, train, test)
     log(f"{recipe.data.dataset}: {len(train.items)} training and {len(test.items)} test videos, "
         f"{len(class_names)} classes; {strategy.num_replicas_in_sync} replica(s)")
     run_metrics = run.read_metrics()
-    bad_videos = BadVideoLog()
+    bad_videos = (BadVideoLog(), BadVideoLog())
     if not run.stages_done:
         _train_stages(recipe, run, strategy, train, test, class_names, run_metrics, bad_videos, log)
 
     last = recipe.trained_stages[-1]
     best = load_model_file(run.stage_dir(last.name) / "best.keras")
-    save_model(best, str(run.folder / MODEL_FILE), model_info(recipe, class_names, last.name))
     _, test_data = stage_datasets(recipe, last, train, test, bad_videos, recipe.runtime.seed)
-    result = metrics.evaluate(best, test_data, len(class_names))
+    result = _evaluate(best, test_data, class_names, "the final model")
+    save_model(best, str(run.folder / MODEL_FILE), model_info(recipe, class_names, last.name))
     run_metrics["final"] = {"stage": last.name, **result.summary(class_names)}
     metrics.plot_confusion_matrix(
         result.confusion(), class_names, str(run.folder / "confusion_matrix.png"),
@@ -121,6 +141,28 @@ def train_recipe(recipe, log=print):
     )
     run.write_metrics(run_metrics)
     return run_metrics
+
+
+def _resume_epoch(run, stage, model, log):
+    """The epoch the current stage resumes after (its checkpoint loaded into ``model``), or 0 when it
+    starts, or starts again because its checkpoint is missing or damaged."""
+    current = run.state.get("current", {})
+    folder = run.stage_dir(stage.name)
+    if current.get("stage") == stage.name and current.get("epoch"):
+        epoch = current["epoch"]
+        checkpoint = folder / f"checkpoint-{epoch}.weights.h5"
+        try:
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(checkpoint)
+            log(f"{stage.name}: resuming after epoch {epoch} of {stage.epochs}")
+            return epoch
+        except (OSError, ValueError, KeyError) as error:
+            reason = "is missing" if not checkpoint.exists() else f"cannot be read ({type(error).__name__})"
+            logger.warning("%s %s; training stage %s again from its first epoch", checkpoint, reason, stage.name)
+            for path in folder.iterdir():
+                path.unlink()
+    run.update_state(current={"stage": stage.name, "epoch": 0, "best": -1.0})
+    return 0
 
 
 def _train_stages(recipe, run, strategy, train, test, class_names, run_metrics, bad_videos, log):
@@ -134,23 +176,16 @@ def _train_stages(recipe, run, strategy, train, test, class_names, run_metrics, 
             continue
         model = models[STAGE_MODEL[stage.name]]
         folder = run.stage_dir(stage.name)
-        initial_epoch = 0
         with strategy.scope():
             trainable = set_trainable_for_stage(model, stage.name)
             _compile(model, stage)
-            current = run.state.get("current", {})
-            if current.get("stage") == stage.name and current.get("epoch"):
-                initial_epoch = current["epoch"]
-                model.optimizer.build(model.trainable_variables)
-                model.load_weights(folder / f"checkpoint-{initial_epoch}.weights.h5")
-                log(f"{stage.name}: resuming after epoch {initial_epoch} of {stage.epochs}")
-            else:
-                run.update_state(current={"stage": stage.name, "epoch": 0, "best": -1.0})
+            initial_epoch = _resume_epoch(run, stage, model, log)
         log(f"{stage.name}: training {len(trainable)} layers for {stage.epochs} epochs")
         # A resumed run must not replay the first epochs' shuffling and augmentation.
         train_data, test_data = stage_datasets(recipe, stage, train, test, bad_videos,
                                                recipe.runtime.seed + initial_epoch)
         callbacks = [
+            TrainingDataGuard(bad_videos[0], stage.name, recipe.batch_size_for(stage)),
             keras.callbacks.LearningRateScheduler(stage.learning_rate_at),
             StageCheckpoint(run, stage.name, class_names),
             keras.callbacks.CSVLogger(str(folder / "log.csv"), append=True),
@@ -158,17 +193,18 @@ def _train_stages(recipe, run, strategy, train, test, class_names, run_metrics, 
             BadVideoReport(bad_videos),
         ]
         if initial_epoch < stage.epochs:
-            model.fit(
-                train_data,
-                validation_data=test_data,
-                epochs=stage.epochs,
-                initial_epoch=initial_epoch,
-                callbacks=callbacks,
-                shuffle=False,  # the tf.data pipeline shuffles, seeded
-                verbose=2 if os.environ.get("CI") else "auto",
-            )
+            with disk_errors_as_user_errors(run.folder):
+                model.fit(
+                    train_data,
+                    validation_data=test_data,
+                    epochs=stage.epochs,
+                    initial_epoch=initial_epoch,
+                    callbacks=callbacks,
+                    shuffle=False,  # the tf.data pipeline shuffles, seeded
+                    verbose=2 if os.environ.get("CI") else "auto",
+                )
+        result = _evaluate(model, test_data, class_names, f"stage {stage.name}")
         save_weights(model, str(folder / "final.weights.h5"))
-        result = metrics.evaluate(model, test_data, len(class_names))
         run_metrics["stages"][stage.name] = result.summary(class_names)
         run.write_metrics(run_metrics)
         run.update_state(completed=run.state["completed"] + [stage.name], current={})

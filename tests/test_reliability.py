@@ -1,0 +1,396 @@
+"""Hostile use, written as the user's command and the outcome expected: one ``error:`` line and exit 2
+(never an abort or a traceback), bad data found before training, full disks, interrupted and moved
+runs, and outputs that never overwrite what they should not."""
+
+import json
+import os
+import pty
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CI="1")
+CLASSES = ("left", "right")
+
+
+def _frames_folder(folder, frames=8, seed=0, size=32):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for number in range(1, frames + 1):
+        cv2.imwrite(str(folder / f"img_{number:05d}.jpg"), rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+    return folder
+
+
+def _corrupt_middle(folder):
+    """Every frame but the first and the last stops decoding: the data check (first and last frame)
+    passes, the pipeline's sampled frames fail."""
+    files = sorted(folder.glob("*.jpg"))
+    for path in files[1:-1]:
+        path.write_bytes(b"not a jpeg")
+
+
+def make_dataset(root, per_class=6, test_per_class=2):
+    """A folder dataset of frame folders with explicit train/test lists (so the split is known)."""
+    lines = {"train": [], "test": []}
+    for label, name in enumerate(CLASSES):
+        for number in range(per_class):
+            _frames_folder(root / name / f"clip{number}", seed=label * 100 + number)
+            lines["test" if number < test_per_class else "train"].append(f"{name}/clip{number}")
+    for subset, names in lines.items():
+        (root / f"{subset}.txt").write_text("".join(f"{line}\n" for line in names))
+    return root
+
+
+def write_recipe(folder, root, epochs=1, **data):
+    recipe = {
+        "data": {"dataset": "folder", "root": str(root), "frame_size": 32, "rgb_frames": 4, "flow_frames": 4,
+                 "batch_size": 4, "random_flip": False, **data},
+        "model": {"kind": "representation_flow", "backbone": "tiny", "flow_iterations": 2, "flow_position": 1,
+                  "flow_bottleneck": 4},
+        "stages": [{"name": "flow", "epochs": epochs, "optimizer": "adam", "learning_rate": 1e-3}],
+        "runtime": {"output_dir": str(folder / "run")},
+    }
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def command(*args, cwd=ROOT, timeout=300):
+    return subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True, env=ENV,
+                          cwd=cwd, timeout=timeout)
+
+
+def last_error(result):
+    """The one ``error:`` line of a failed command, checked to be the only one and the last line."""
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "terminate called" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert [line for line in lines if line.startswith("error:")] == [lines[-1]], result.stderr[-2000:]
+    return lines[-1]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished two-epoch representation-flow run on a frame-folder dataset; tests work on copies."""
+    folder = tmp_path_factory.mktemp("finished")
+    recipe = write_recipe(folder, make_dataset(folder / "data"), epochs=2)
+    result = command("kerasflow.fit", recipe)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    """A copy of the finished run (its data shared), with its recipe rewritten to point at the copy."""
+    shutil.copytree(finished_run / "run", tmp_path / "run")
+    recipe = yaml.safe_load((finished_run / "recipe.yaml").read_text())
+    recipe["runtime"]["output_dir"] = str(tmp_path / "run")
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    return tmp_path
+
+
+def unfinish(run):
+    """As if the run was killed after its stages, before the final model: a re-run finishes it."""
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics.pop("final")
+    (run / "metrics.json").write_text(json.dumps(metrics))
+
+
+# ------------------------------------------------------------------------------------------------
+# Errors end in one line, on a line of their own, exit 2
+
+
+def test_a_video_failing_mid_epoch_with_fail_is_one_line_after_the_progress_bar(tmp_path):
+    root = make_dataset(tmp_path / "data")
+    for number in range(2, 6):
+        _corrupt_middle(root / "left" / f"clip{number}")
+    recipe = write_recipe(tmp_path, root, on_bad_video="fail")
+    controller, terminal = pty.openpty()  # a terminal: Keras draws its progress bar with carriage returns
+    process = subprocess.Popen([sys.executable, "-m", "kerasflow.fit", str(recipe)], stdout=terminal,
+                               stderr=terminal, env={**ENV, "CI": ""}, cwd=ROOT)
+    os.close(terminal)
+    output = b""
+    while True:
+        ready, _, _ = select.select([controller], [], [], 300)
+        try:
+            chunk = os.read(controller, 65536) if ready else b""
+        except OSError:
+            chunk = b""
+        if not chunk:
+            break
+        output += chunk
+    status = process.wait(timeout=60)
+    text = output.decode(errors="replace")
+    assert status == 2 and "Traceback" not in text and "terminate called" not in text, text[-3000:]
+    lines = text.replace("\r\n", "\n").split("\n")
+    errors = [line for line in lines if "error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("error: bad video "), text[-3000:]
+    assert "does not decode; re-encode or remove it, or set data.on_bad_video: skip" in errors[0]
+
+
+def test_bad_videos_are_named_before_training(tmp_path):
+    root = make_dataset(tmp_path / "data")
+    (root / "left" / "clip5" / "img_00001.jpg").write_bytes(b"")
+    shutil.rmtree(root / "right" / "clip4")
+    (root / "right" / "clip4").mkdir()
+    recipe = write_recipe(tmp_path, root, on_bad_video="fail")
+    error = last_error(command("kerasflow.fit", recipe))
+    assert error.startswith(f"error: data check: 2 of 12 videos in '{root}' cannot be used: ")
+    assert "'left/clip5' (" in error and "'right/clip4' (" in error and error.endswith(
+        "fix or remove them, or set data.on_bad_video: skip to leave them out")
+    assert not (tmp_path / "run").exists()  # a start that fails leaves nothing behind
+
+    result = command("kerasflow.fit", recipe, "--set", "data.on_bad_video=skip")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "data check: left out 2 of 12 videos" in result.stdout
+    assert result.stdout.index("data check: left out") < result.stdout.index("flow: training")
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]["num_videos"] == 4
+
+
+def test_a_stage_that_decodes_no_training_video_is_not_marked_finished(tmp_path):
+    root = make_dataset(tmp_path / "data")
+    backups = {}
+    for name in CLASSES:
+        for number in range(2, 6):
+            folder = root / name / f"clip{number}"
+            backups[folder] = {path: path.read_bytes() for path in folder.iterdir()}
+            _corrupt_middle(folder)
+    recipe = write_recipe(tmp_path, root)
+    error = last_error(command("kerasflow.fit", recipe))
+    assert error.startswith("error: stage flow: no training video could be decoded in epoch 1 (all 8 were skipped")
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["completed"] == []
+    for folder, files in backups.items():  # repaired: the same command now trains
+        for path, data in files.items():
+            path.write_bytes(data)
+    result = command("kerasflow.fit", recipe)
+    assert result.returncode == 0 and json.loads((tmp_path / "run" / "state.json").read_text())["completed"] == ["flow"]
+
+
+def test_one_class_and_missing_weights_are_refused_and_leave_nothing(tmp_path):
+    root = make_dataset(tmp_path / "data")
+    recipe = write_recipe(tmp_path, root)
+    error = last_error(command("kerasflow.fit", recipe, "--set", f"model.weights={tmp_path / 'resnet.weights.h5'}"))
+    assert error == (f"error: model.weights: {tmp_path / 'resnet.weights.h5'}: no such file; convert the weights "
+                     "with python -m kerasflow.convert_weights")
+    assert not (tmp_path / "run").exists()
+    shutil.rmtree(root / "right")
+    (root / "train.txt").write_text("left/clip2\nleft/clip3\n")
+    (root / "test.txt").write_text("left/clip0\n")
+    error = last_error(command("kerasflow.fit", recipe))
+    assert error == f"error: {root} holds 1 class (left): a classifier needs at least 2; add class folders or fix data.root"
+    assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# Resuming: moved folders, changed recipes and splits, damaged state, stale files
+
+
+def test_a_moved_run_folder_resumes_and_stale_temporaries_go(run_copy):
+    moved = run_copy / "moved"
+    (run_copy / "run").rename(moved)
+    unfinish(moved)
+    stale = moved / "stages" / "flow" / ".checkpoint-2.weights.h5.999999999.tmp.weights.h5"
+    stale.write_bytes(b"\0" * 1000)
+    result = command("kerasflow.fit", run_copy / "recipe.yaml", "--set", f"runtime.output_dir={moved}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "flow: training" not in result.stdout and "final model" in result.stdout
+    assert not stale.exists()
+
+
+def test_a_changed_split_is_refused_and_removed_clips_are_noted(run_copy, tmp_path):
+    recipe = yaml.safe_load((run_copy / "recipe.yaml").read_text())
+    data = tmp_path / "data"
+    shutil.copytree(recipe["data"]["root"], data)
+    # The run was trained on the copied data's twin: record it as trained on this copy.
+    recipe["data"]["root"] = str(data)
+    (run_copy / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    saved = yaml.safe_load((run_copy / "run" / "recipe.yaml").read_text())
+    saved["data"]["root"] = str(data)
+    (run_copy / "run" / "recipe.yaml").write_text(yaml.safe_dump(saved))
+    unfinish(run_copy / "run")
+    (data / "test.txt").write_text("left/clip0\nright/clip0\nright/clip1\nleft/clip2\n")  # left/clip2 was train
+    error = last_error(command("kerasflow.fit", run_copy / "recipe.yaml"))
+    assert error.startswith(f"error: the split of {data} changed since this run started: 1 clips moved between "
+                            "train and test (e.g. 'left/clip2')")
+    (data / "test.txt").write_text("left/clip0\nleft/clip1\nright/clip0\nright/clip1\n")
+    (data / "train.txt").write_text("".join(f"{c}/clip{n}\n" for c in CLASSES for n in range(2, 6) if (c, n) != ("left", 5)))
+    result = command("kerasflow.fit", run_copy / "recipe.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{data}: 1 clips removed and 0 added since this run started; no clip changed subset" in result.stderr
+
+
+def test_a_damaged_state_is_rebuilt_from_the_checkpoints(run_copy):
+    run = run_copy / "run"
+    (run / "state.json").write_text('{"completed": ["fl')
+    result = command("kerasflow.fit", run_copy / "recipe.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "was unreadable; rebuilt it from the stage folders: finished flow" in result.stderr
+    assert "nothing to train" in result.stdout
+
+
+def test_a_missing_or_damaged_checkpoint_restarts_its_stage(run_copy):
+    run = run_copy / "run"
+    (run / "stages" / "flow" / "final.weights.h5").unlink()
+    (run / "state.json").write_text(json.dumps({"completed": [], "current": {"stage": "flow", "epoch": 2, "best": 0.5}}))
+    (run / "stages" / "flow" / "checkpoint-2.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
+    unfinish(run)
+    result = command("kerasflow.fit", run_copy / "recipe.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "checkpoint-2.weights.h5 cannot be read" in result.stderr
+    assert "training stage flow again from its first epoch" in result.stderr
+    rows = (run / "stages" / "flow" / "log.csv").read_text().strip().splitlines()[1:]
+    assert [row.split(",")[0] for row in rows] == ["0", "1"]  # each epoch logged once
+
+
+def test_sigterm_keeps_every_finished_epoch_and_says_how_to_resume(tmp_path):
+    recipe = write_recipe(tmp_path, make_dataset(tmp_path / "data"), epochs=12)
+    process = subprocess.Popen([sys.executable, "-m", "kerasflow.fit", str(recipe)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+    state = tmp_path / "run" / "state.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (state.exists() and json.loads(state.read_text())["current"].get("epoch")):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == (
+        "interrupted: every finished epoch is saved; run the same command again to resume from the last one")
+    assert not list((tmp_path / "run").rglob(".*.tmp*"))
+    epoch = json.loads(state.read_text())["current"]["epoch"]
+    resumed = command("kerasflow.fit", recipe)
+    assert f"flow: resuming after epoch {epoch} of 12" in resumed.stdout, resumed.stderr[-2000:]
+    rows = (tmp_path / "run" / "stages" / "flow" / "log.csv").read_text().strip().splitlines()[1:]
+    assert [row.split(",")[0] for row in rows] == [str(e) for e in range(12)]
+
+
+# ------------------------------------------------------------------------------------------------
+# Outputs that must not overwrite, and one-line refusals of the other commands
+
+
+def test_evaluate_and_predict_refuse_what_is_not_theirs(run_copy, tmp_path):
+    run = run_copy / "run"
+    video = str(Path(yaml.safe_load((run / "recipe.yaml").read_text())["data"]["root"]) / "left" / "clip0")
+    model_bytes = (run / "model.keras").read_bytes()
+    a_file = tmp_path / "a file"
+    a_file.write_text("keep me")
+    cases = [
+        (("kerasflow.predict", video, "--model", run, "--cam", run / "model.keras"), "the picture is a PNG"),
+        (("kerasflow.predict", video, "--model", run, "--cam", a_file), "the picture is a PNG"),
+        (("kerasflow.predict", video, "--model", run / "stages" / "flow" / "final.weights.h5"),
+         "is a weights checkpoint, not a model file"),
+        (("kerasflow.predict", video, "--model", run / "recipe.yaml"), "is a recipe, not a model file"),
+        (("kerasflow.predict", video, "--model", tmp_path), "is not a run folder (it has no model.keras)"),
+        (("kerasflow.evaluate", run, "--output", a_file), "is a file; pass a folder"),
+        (("kerasflow.evaluate", run, "--output", run), "is a run folder"),
+    ]
+    for args, fragment in cases:
+        error = last_error(command(*args))
+        assert fragment in error, (args, error)
+    assert (run / "model.keras").read_bytes() == model_bytes and a_file.read_text() == "keep me"
+
+
+def test_evaluate_on_data_it_cannot_decode_fails_and_writes_nothing(run_copy, tmp_path):
+    other = tmp_path / "other"
+    for name in CLASSES:
+        (other / name / "broken.avi").parent.mkdir(parents=True)
+        (other / name / "broken.avi").write_bytes(b"")
+    (other / "train.txt").write_text("left/broken.avi\n")
+    (other / "test.txt").write_text("left/broken.avi\nright/broken.avi\n")
+    run = run_copy / "run"
+    pictures = sorted(path.name for path in run.rglob("*.png"))
+    error = last_error(command("kerasflow.evaluate", run, "--set", f"data.root={other}"))
+    assert error.startswith(f"error: none of the 2 test videos of {other} could be decoded")
+    assert sorted(path.name for path in run.rglob("*.png")) == pictures
+
+
+def test_other_commands_end_in_one_line(tmp_path, run_copy):
+    a_file = tmp_path / "out"
+    a_file.write_text("x")
+    recipe = yaml.safe_load((run_copy / "recipe.yaml").read_text())
+    error = last_error(command("kerasflow.extract_flow", recipe["data"]["root"], a_file))
+    assert error == f"error: output root {a_file} is a file; pass a folder (it is created if missing)"
+    result = command("kerasflow.data", "pack", "--dataset", "folder", "--root", recipe["data"]["root"], tmp_path)
+    assert result.stderr.strip().splitlines() == [
+        f"error: output {str(tmp_path)!r} is a folder; pass a file path such as {str(tmp_path / 'train.tfrecord')!r}"]
+
+
+def test_a_truncated_packed_file_is_one_line(run_copy, tmp_path):
+    from kerasflow.data.datasets import build_index
+    from kerasflow.data.tfrecord import pack_index
+
+    recipe = yaml.safe_load((run_copy / "recipe.yaml").read_text())
+    root = recipe["data"]["root"]
+    for subset in ("train", "test"):
+        pack_index(build_index("folder", root, subset=subset), tmp_path / f"{subset}.tfrecord")
+    record = tmp_path / "train.tfrecord"
+    record.write_bytes(record.read_bytes()[: record.stat().st_size // 2])
+    recipe["data"]["packed"] = {"train": str(record), "test": str(tmp_path / "test.tfrecord")}
+    recipe["runtime"]["output_dir"] = str(tmp_path / "packed-run")
+    (tmp_path / "packed.yaml").write_text(yaml.safe_dump(recipe))
+    error = last_error(command("kerasflow.fit", tmp_path / "packed.yaml"))
+    assert error.startswith(f"error: TFRecord file {str(record)!r} has ") and "it is truncated or was replaced" in error
+
+
+# ------------------------------------------------------------------------------------------------
+# A full disk and a read-only folder (a small tmpfs in a private mount namespace)
+
+
+FULL_DISK_SCRIPT = """
+set -u
+mount -t tmpfs -o size=3M tmpfs "$DISK" || exit 99
+cd "$REPO"
+python -m kerasflow.fit "$RECIPE" > "$OUT/first.out" 2> "$OUT/first.err"; echo $? > "$OUT/first.status"
+mount -o remount,size=40M "$DISK"
+python -m kerasflow.fit "$RECIPE" > "$OUT/second.out" 2> "$OUT/second.err"; echo $? > "$OUT/second.status"
+mount -o remount,ro "$DISK"
+python -m kerasflow.evaluate "$DISK/run" > "$OUT/evaluate.out" 2> "$OUT/evaluate.err"; echo $? > "$OUT/evaluate.status"
+cp -r "$DISK/run" "$OUT/run-copy"
+"""
+
+
+def _in_private_mount_namespace(script, env):
+    """Run ``script`` with a mount namespace of its own (unprivileged with user namespaces, or as root)."""
+    for prefix in (["unshare", "--user", "--map-root-user", "--mount"], ["unshare", "--mount"]):
+        if shutil.which("unshare") is None:
+            break
+        result = subprocess.run([*prefix, "sh", "-c", script], env=env, capture_output=True, text=True, timeout=900)
+        if result.returncode != 99 and "Operation not permitted" not in result.stderr:
+            return result
+    pytest.skip("no way to mount a small filesystem here (unshare needs user namespaces or root)")
+
+
+def test_a_full_disk_keeps_the_last_checkpoint_and_a_rerun_resumes(tmp_path):
+    recipe = write_recipe(tmp_path, make_dataset(tmp_path / "data"), epochs=6)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    raw = yaml.safe_load(recipe.read_text())
+    raw["runtime"]["output_dir"] = str(disk / "run")
+    recipe.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**ENV, "DISK": str(disk), "RECIPE": str(recipe), "OUT": str(out), "REPO": str(ROOT)}
+    result = _in_private_mount_namespace(FULL_DISK_SCRIPT, env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    first_err = (out / "first.err").read_text()
+    assert (out / "first.status").read_text().strip() == "2", first_err[-2000:]
+    error = first_err.strip().splitlines()[-1]
+    assert error.startswith(f"error: cannot write {disk / 'run'}") and "the disk is full (it needs about" in error
+    assert "free some space and run the same command again" in error and "Traceback" not in first_err
+    assert (out / "second.status").read_text().strip() == "0", (out / "second.err").read_text()[-2000:]
+    assert "flow: resuming after epoch" in (out / "second.out").read_text()
+    rows = (out / "run-copy" / "stages" / "flow" / "log.csv").read_text().strip().splitlines()[1:]
+    assert [row.split(",")[0] for row in rows] == [str(epoch) for epoch in range(6)]
+    evaluate_err = (out / "evaluate.err").read_text()
+    assert (out / "evaluate.status").read_text().strip() == "2"
+    assert evaluate_err.strip().splitlines()[-1].startswith(f"error: cannot write {disk / 'run' / 'evaluations'}")
+    assert "Read-only file system" in evaluate_err and "Traceback" not in evaluate_err
