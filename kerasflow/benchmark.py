@@ -42,6 +42,7 @@ from kerasflow.errors import UserError, cli_entry, run_command  # noqa: E402
 from kerasflow.atomic import write_json  # noqa: E402
 from kerasflow.backbones.presets import preset_names  # noqa: E402
 from kerasflow.config.schema import DataConfig, ModelConfig  # noqa: E402
+from kerasflow.config.validation import Checker, build  # noqa: E402
 from kerasflow.models.kinds import get_kind, kind_names  # noqa: E402
 
 DEFAULT_MODELS = kind_names()
@@ -106,7 +107,7 @@ def check_arguments(args):
         raise UserError(f"--frame-size {args.frame_size} is too small; use 32 or more")
     if args.warmup < 0:
         raise UserError(f"--warmup {args.warmup} is negative; use 0 or more")
-    flow_layers = ModelConfig(kind="representation_flow").num_flow_layers
+    flow_layers = ModelConfig(kind="representation_flow").flow.num_layers
     if any(get_kind(kind).flow == "representation" for kind in args.models):
         if args.flow_frames <= flow_layers:
             raise UserError(f"--flow-frames {args.flow_frames} leaves no time step after {flow_layers} "
@@ -117,7 +118,7 @@ def check_arguments(args):
 
 def build_benchmark_model(kind, backbone, frame_size, rgb_frames, flow_frames, flow_stack, classes):
     """The model a recipe of ``kind`` ends with (random weights, the recipe's other model defaults)."""
-    model_cfg = ModelConfig(kind=kind, backbone=backbone)
+    model_cfg = build(ModelConfig, {"kind": kind, "backbone": backbone}, "model", Checker("benchmark"))
     data_cfg = argparse.Namespace(frame_size=frame_size, rgb_frames=rgb_frames, flow_frames=flow_frames,
                                   flow_stack=flow_stack)
     return get_kind(kind).build_models(model_cfg, data_cfg, classes)[get_kind(kind).final_model]

@@ -41,7 +41,7 @@ def check_model_matches_recipe(info, recipe, model_file):
                         f"model.kind ({recipe.model.kind}); pass the recipe it was trained with")
 
 
-def subset_dataset(recipe, info, subset, batch_size, bad_videos):
+def subset_dataset(recipe, info, subset, batch_size, bad_videos, clips=1):
     """The ``(index, dataset)`` of the recipe's ``subset``, fed as the model's ``ModelInfo`` says."""
     from kerasflow.data.feeds import model_dataset, recipe_indexes
 
@@ -51,17 +51,18 @@ def subset_dataset(recipe, info, subset, batch_size, bad_videos):
         raise UserError(f"{recipe.data.root}: its classes ({len(index.class_names)}) differ from the "
                         f"{len(info.class_names)} the model was trained on; set data.root to that dataset")
     dataset = model_dataset(recipe.data, index, subset, info.inputs, batch_size=batch_size, training=False,
-                            seed=recipe.runtime.seed, bad_videos=bad_videos)
+                            seed=recipe.runtime.seed, bad_videos=bad_videos, clips=clips)
     return index, dataset
 
 
-def output_folder(model_file, recipe, subset, output=None):
+def output_folder(model_file, recipe, subset, output=None, clips=1):
     """Where evaluate writes its picture and JSON: ``output``, or a folder of its own next to the model,
     ``evaluations/<model>-<subset>-<dataset>-<digest of the data section>``, so evaluating on other data
     never overwrites fit's pictures nor another evaluation. Checked to be writable before any work."""
     if output is None:
         data = json.dumps(recipe_to_dict(recipe)["data"], sort_keys=True).encode("utf-8")
         tag = f"{Path(model_file).name.split('.')[0]}-{subset}-{recipe.data.dataset}-{hashlib.sha1(data).hexdigest()[:8]}"
+        tag += f"-{clips}clips" if clips > 1 else ""
         folder = Path(model_file).parent / "evaluations" / tag
     else:
         folder = Path(output)
@@ -74,24 +75,27 @@ def output_folder(model_file, recipe, subset, output=None):
     return folder
 
 
-def evaluate_run(model, info, model_file, recipe, subset="test", batch_size=None, output=None):
+def evaluate_run(model, info, model_file, recipe, subset="test", batch_size=None, output=None, clips=None):
     """Evaluate ``model`` on the recipe's ``subset``; write the PNG and JSON; return the report dict."""
     from tqdm import tqdm
 
     from kerasflow import metrics
+    from kerasflow.data.feeds import test_clips
     from kerasflow.data.pipeline import BadVideoLog
     from kerasflow.models.common import streams_of
 
-    folder = output_folder(model_file, recipe, subset, output)
+    clips = test_clips(info.inputs, clips or recipe.evaluation.clips)
+    folder = output_folder(model_file, recipe, subset, output, clips)
     batch_size = batch_size or recipe.data.batch_size
     bad_videos = BadVideoLog()
-    index, dataset = subset_dataset(recipe, info, subset, batch_size, bad_videos)
+    index, dataset = subset_dataset(recipe, info, subset, batch_size, bad_videos, clips)
     class_names = list(info.class_names)
     batches = tqdm(dataset, total=math.ceil(len(index) / batch_size), desc=f"evaluating {subset}",
                    unit="batch", file=sys.stderr, disable=None)
     try:
         with bad_videos_as_user_errors():
-            result = metrics.evaluate(model, batches, len(class_names), streams=list(streams_of(model).values()))
+            result = metrics.evaluate(model, batches, len(class_names), streams=list(streams_of(model).values()),
+                                      clips=clips)
     finally:
         batches.close()
     if result.num_videos == 0:
@@ -107,6 +111,7 @@ def evaluate_run(model, info, model_file, recipe, subset="test", batch_size=None
         "kind": info.kind,
         "stage": info.stage,
         "subset": subset,
+        "clips": clips,
         **result.summary(class_names),
         "skipped_videos": bad_videos.paths,
         "class_names": class_names,
@@ -126,7 +131,8 @@ def format_report(report):
     streams = ", ".join(f"{name} {split[name]:.4f}" for name in STREAM_NAMES if name in split)
     lines = [
         f"model: {report['model']} ({report['kind']}, stage {report['stage']})",
-        f"{report['subset']} subset: {report['num_videos']} videos of {len(report['class_names'])} classes"
+        f"{report['subset']} subset: {report['num_videos']} videos of {len(report['class_names'])} classes, "
+        f"{report['clips']} clip{'s' if report['clips'] > 1 else ''} per video"
         + (f", {len(report['skipped_videos'])} bad videos skipped" if report["skipped_videos"] else ""),
         f"top-1 {report['top1']:.4f}   top-5 {report['top5']:.4f}",
         "per-class accuracy:",
@@ -145,6 +151,8 @@ def add_arguments(parser):
     add_set_option(parser)
     parser.add_argument("--subset", choices=("test", "train"), default="test", help="which subset (default test)")
     parser.add_argument("--batch-size", type=positive_int, help="default: the recipe's data.batch_size")
+    parser.add_argument("--clips", type=positive_int, help="clips per video whose softmax is averaged: evenly spaced "
+                        "flow windows or TV-L1 stacks (default: the recipe's evaluation.clips, 1)")
     parser.add_argument("--output", help="folder for confusion_matrix.png and evaluation.json (default: "
                         "evaluations/<model>-<subset>-<dataset>-<data digest>/ next to the model)")
 
@@ -158,7 +166,7 @@ def evaluate_model(args):
     info = read_model_info(model_file)
     check_model_matches_recipe(info, recipe, model_file)
     model = load_model_file(model_file)
-    return evaluate_run(model, info, model_file, recipe, args.subset, args.batch_size, args.output)
+    return evaluate_run(model, info, model_file, recipe, args.subset, args.batch_size, args.output, args.clips)
 
 
 main = report_command("evaluate", __doc__, add_arguments, evaluate_model, format_report)

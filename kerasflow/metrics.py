@@ -6,8 +6,6 @@ import time
 import numpy as np
 
 from kerasflow.atomic import atomic_path
-from kerasflow.data.inputs import RGB_CLIP
-from kerasflow.layers import UniformFrames
 
 
 @dataclasses.dataclass
@@ -76,11 +74,13 @@ def confusion_matrix(labels, predictions, num_classes):
     return matrix
 
 
-def evaluate(model, dataset, num_classes, streams=()):
+def evaluate(model, dataset, num_classes, streams=(), clips=1):
     """Run ``model`` over ``dataset`` (``(inputs, label, weight)`` batches), timing decoding and the model.
 
     Examples of weight 0 (bad clips the pipeline skipped) are left out. ``streams``: sub-models (e.g.
-    ``rgb_stream``, ``flow_stream``) to time separately on the same batches.
+    ``rgb_stream``, ``flow_stream``) to time separately on the same batches. ``clips`` > 1: the inputs
+    hold that many clips per video (``(B, clips, ...)``); the video's logits are the log of the mean
+    of its clips' softmax.
     """
     logits, labels = [], []
     decode = compute = 0.0
@@ -93,18 +93,21 @@ def evaluate(model, dataset, num_classes, streams=()):
         except StopIteration:
             break
         decode += time.perf_counter() - start
+        if clips > 1:
+            inputs = {name: np.reshape(value, (-1, *value.shape[2:])) for name, value in inputs.items()}
         start = time.perf_counter()
         # A plain call, not predict_on_batch: it gives one row per video under any tf.distribute
         # strategy and times the forward pass without a first-call trace.
         output = np.asarray(model(inputs, training=False), np.float32)
         compute += time.perf_counter() - start
+        if clips > 1:
+            output = average_clip_scores(output.reshape(-1, clips, output.shape[-1]))
         kept = np.asarray(weight) > 0
         logits.append(output[kept])
         labels.append(np.asarray(label)[kept])
         for stream in streams:
-            feed = _stream_feed(stream, inputs)
             start = time.perf_counter()
-            stream(feed, training=False)
+            stream(inputs[stream.inputs[0].name], training=False)
             stream_seconds[stream.name] += time.perf_counter() - start
     if not logits:
         return EvaluationResult(np.zeros((0, num_classes), np.float32), np.zeros(0, np.int64), decode, 0.0, {})
@@ -112,14 +115,11 @@ def evaluate(model, dataset, num_classes, streams=()):
                             stream_seconds)
 
 
-def _stream_feed(stream, inputs):
-    """The batch a stream body takes from a model's inputs: its own input, or the RGB clip (its frames
-    subsampled as the two-stream model does)."""
-    name, shape = stream.inputs[0].name, stream.inputs[0].shape
-    feed = inputs[name] if name in inputs else inputs[RGB_CLIP]
-    if feed.ndim == 5 and shape[1] != feed.shape[1]:
-        feed = UniformFrames(shape[1])(feed)
-    return feed
+def average_clip_scores(logits):
+    """``(B, clips, K)`` logits -> ``(B, K)``: the log of the mean of the clips' softmax."""
+    shifted = np.asarray(logits, np.float64) - np.max(logits, axis=-1, keepdims=True)
+    probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True)
+    return np.log(np.maximum(probabilities.mean(axis=1), 1e-12)).astype(np.float32)
 
 
 def plot_confusion_matrix(confusion, class_names, path, title="Confusion matrix"):

@@ -58,11 +58,14 @@ def check_request(video, model_path, info, flow_dir, cam=None):
         raise UserError(f"flow folder {flow_dir!r} does not exist; pass the video's flow_x folder")
 
 
-def predict_video(model, info, video, top=5, flow_dir=None, cam=None):
-    """Predict one video; with ``cam`` also write the attention picture there. Returns the report dict."""
+def predict_video(model, info, video, top=5, flow_dir=None, cam=None, clips=1):
+    """Predict one video; with ``cam`` also write the attention picture there. Returns the report dict.
+
+    ``clips`` > 1 averages the softmax of that many evenly spaced flow windows (or TV-L1 stacks)."""
     import numpy as np
 
-    from kerasflow.data.feeds import video_inputs
+    from kerasflow.data.feeds import test_clips, video_inputs
+    from kerasflow.metrics import average_clip_scores
     from kerasflow.data.video import BadVideo
     from kerasflow.models import cam_maps_model
     from kerasflow.models.common import streams_of
@@ -71,20 +74,25 @@ def predict_video(model, info, video, top=5, flow_dir=None, cam=None):
     if cam is not None and "rgb_stream" not in streams_of(model):
         raise UserError(f"--cam needs a model with an RGB stream (the CAM comes from EgoRCNN's RGB stream); "
                         f"this {info.kind} model of stage {info.stage} has none")
+    clips = test_clips(info.inputs, clips)
     start = time.perf_counter()
     try:
-        inputs, display = video_inputs(video, info.inputs, flow_dir)
+        inputs, display = video_inputs(video, info.inputs, flow_dir, clips)
     except BadVideo as error:
         raise UserError(f"bad video {error.path!r}: {error.reason}; check or re-encode it") from None
     decode_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    logits = np.asarray(model(inputs, training=False), np.float64)[0]
+    if clips > 1:
+        inputs = {name: value[0] for name, value in inputs.items()}  # the clips as a batch
+    logits = np.asarray(model(inputs, training=False), np.float64)
+    logits = average_clip_scores(logits[None])[0] if clips > 1 else logits[0]
     model_seconds = time.perf_counter() - start
     probabilities = softmax(logits)
     predictions = top_k(probabilities, list(info.class_names), top)
     report = {
         "video": str(video),
         "predictions": predictions,
+        "clips": clips,
         "seconds": {"decode": decode_seconds, "model": model_seconds},
     }
     if cam is not None:
@@ -115,6 +123,8 @@ def add_arguments(parser):
     parser.add_argument("--top-k", type=positive_int, default=5, help="how many classes to list (default 5)")
     parser.add_argument("--cam", metavar="OUT.png", help="also write the frames with CAM attention overlaid")
     parser.add_argument("--flow-dir", help="optical-flow models: the video's flow_x folder (TV-L1 JPEGs)")
+    parser.add_argument("--clips", type=positive_int, default=1, help="clips whose softmax is averaged: evenly "
+                        "spaced flow windows or TV-L1 stacks (default 1)")
 
 
 def predict_file(args):
@@ -125,7 +135,7 @@ def predict_file(args):
     info = read_model_info(model_file)
     check_request(args.video, model_file, info, args.flow_dir, args.cam)
     model = load_model_file(model_file)
-    return predict_video(model, info, Path(args.video), args.top_k, args.flow_dir, args.cam)
+    return predict_video(model, info, Path(args.video), args.top_k, args.flow_dir, args.cam, args.clips)
 
 
 main = report_command("predict", __doc__, add_arguments, predict_file, format_report)

@@ -264,7 +264,7 @@ def test_only_decoding_errors_become_bad_videos(grey_clip_with_flow, monkeypatch
     def broken_transform(*args, **kwargs):
         raise ValueError("a configuration bug")
 
-    monkeypatch.setattr(pipeline, "read_clip", broken_decoder)
+    monkeypatch.setattr(pipeline, "read_frames", broken_decoder)
     with pytest.raises(pipeline.BadVideo, match="error: .*decoder"):
         load_example(grey_clip_with_flow, rgb_input(4), False, 0)
     monkeypatch.undo()

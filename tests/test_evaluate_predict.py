@@ -37,7 +37,7 @@ def tiny_overrides(folder):
         f"data.root={folder}/data", f"runtime.output_dir={folder}/run",
         f"data.synthetic.classes={CLASSES}", "data.synthetic.videos_per_class=6", "data.synthetic.frames=8",
         "data.synthetic.size=32", f"data.frame_size={SIZE}", f"data.rgb_frames={FRAMES}",
-        f"data.flow_frames={FRAMES}", "data.batch_size=4", "model.flow_iterations=2", "model.convlstm_units=8",
+        f"data.flow_frames={FRAMES}", "data.batch_size=4", "model.flow.iterations=2", "model.convlstm_units=8",
     ] + [f"stages.{stage}.epochs=1" for stage in ("rgb_stage1", "rgb_stage2", "flow", "joint")]
 
 
@@ -75,7 +75,9 @@ def assert_one_error_line(status, err, *fragments):
 
 def independent_logits(model_file, index, batch_size=3):
     model = keras.saving.load_model(model_file)
-    dataset = make_dataset(index, [InputSpec("rgb", FRAMES, SIZE)], batch_size=batch_size)
+    inputs = [InputSpec(**spec) for spec in json.loads(Path(f"{model_file}.json").read_text())["inputs"]]
+    assert sorted(spec.name for spec in inputs) == sorted(tensor.name for tensor in model.inputs)
+    dataset = make_dataset(index, inputs, batch_size=batch_size)
     labels = np.concatenate([label.numpy() for _, label, _ in dataset])
     return model.predict(dataset.map(lambda inputs, label, weight: inputs), verbose=0), labels
 

@@ -35,10 +35,7 @@ def tiny_recipe(folder, kind="two_stream", epochs=(1, 1, 1, 1), **runtime):
         "model": {
             "kind": kind,
             "backbone": "tiny",
-            "num_flow_layers": 2,
-            "flow_iterations": 2,
-            "flow_position": 1,
-            "flow_bottleneck": 4,
+            "flow": {"num_layers": 2, "iterations": 2, "position": 1, "bottleneck": 4},
             "convlstm_units": 4,
             "num_head_classes": 10,
         },
@@ -151,10 +148,10 @@ def test_recipe_errors_are_one_line(tmp_path, capsys):
 def test_a_run_folder_of_another_recipe_is_refused(tmp_path):
     recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(1,))
     run_fit(recipe)
-    result = run_fit(recipe, "--set", "model.flow_iterations=3", "--set", "stages.flow.epochs=4", check=False)
+    result = run_fit(recipe, "--set", "model.flow.iterations=3", "--set", "stages.flow.epochs=4", check=False)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
-        f"error: {tmp_path / 'run'} holds a run of another recipe: model.flow_iterations is 2 there and 3 now "
+        f"error: {tmp_path / 'run'} holds a run of another recipe: model.flow.iterations is 2 there and 3 now "
         "(and 1 more keys); set another runtime.output_dir, or delete that folder to start over")
 
 
@@ -194,7 +191,7 @@ def test_mixed_precision_run(tmp_path):
     model = keras.saving.load_model(tmp_path / "run" / "model.keras", compile=False)
     policies = {path: layer.dtype_policy.name for path, layer in walk_layers(model)}
     assert policies["flow_stream/stem/conv1"] == "mixed_float16"
-    assert policies["classifier"] == "float32"
+    assert policies["flow_classifier"] == "float32"
     flow_layers = model.get_layer("flow_stream").get_layer("flow_block").flows
     assert flow_layers and all(isinstance(f, RepresentationFlow) and f.compute_dtype == "float32" for f in flow_layers)
 
@@ -314,7 +311,7 @@ def test_the_demo_recipe_on_a_folder_of_ones_own_videos(tmp_path):
             rng = np.random.default_rng([label, number])
             write_video(videos / name / f"clip {number}.avi", render_video(rng, direction, 6, 32))
     tiny = ["data.frame_size=32", "data.rgb_frames=4", "data.flow_frames=4", "data.batch_size=4",
-            "model.flow_iterations=2", "model.convlstm_units=4", "model.num_head_classes=10"]
+            "model.flow.iterations=2", "model.convlstm_units=4", "model.num_head_classes=10"]
     tiny += [f"stages.{stage}.epochs=1" for stage in ("rgb_stage1", "rgb_stage2", "flow", "joint")]
     command = [sys.executable, "-m", "kerasflow.fit", "demo", "--set", "data.dataset=folder",
                "--set", f"data.root={videos}"] + [item for override in tiny for item in ("--set", override)]
@@ -326,7 +323,7 @@ def test_the_demo_recipe_on_a_folder_of_ones_own_videos(tmp_path):
     assert "Your input ran out of data" not in result.stdout + result.stderr
     metrics = json.loads((tmp_path / "runs" / "demo-folder" / "metrics.json").read_text())
     split = json.loads((tmp_path / "runs" / "demo-folder" / "split.json").read_text())
-    assert len(split["train"]) + len(split["test"]) == 12 and split["test"]
+    assert len(split["train"]) + len(split["validation"]) + len(split["test"]) == 12 and split["validation"]
     assert metrics["final"]["num_videos"] == len(split["test"])
     assert sorted(metrics["stages"]) == ["flow", "joint", "rgb_stage1", "rgb_stage2"]
     assert json.loads((tmp_path / "runs" / "demo-folder" / "classes.json").read_text()) == ["left", "right"]

@@ -9,6 +9,8 @@ import keras
 
 from kerasflow.backbones import from_preset
 from kerasflow.backbones.weights import config_path
+from kerasflow.config.schema import ModelConfig
+from kerasflow.config.validation import Checker, build
 from kerasflow.models.kinds import get_kind
 from kerasflow.models import (
     build_optical_flow_stream,
@@ -26,13 +28,11 @@ FRAMES, SIZE, CLASSES = 4, 64, 3
 
 
 def model_cfg(kind, **overrides):
-    values = dict(
-        kind=kind, backbone="tiny", weights=None, num_flow_layers=2, flow_iterations=3, flow_position=2,
-        flow_bottleneck=4, rgb_dropout=0.7, flow_dropout=0.5, fusion_dropout=0.5, convlstm_units=8,
-        num_head_classes=10,
-    )
+    """A checked recipe ``model`` section at tiny size."""
+    values = dict(kind=kind, backbone="tiny", flow={"iterations": 3, "position": 2, "bottleneck": 4},
+                  convlstm_units=8, num_head_classes=10)
     values.update(overrides)
-    return types.SimpleNamespace(**values)
+    return build(ModelConfig, values, "model", Checker("test"))
 
 
 DATA = types.SimpleNamespace(frame_size=SIZE, rgb_frames=FRAMES, flow_frames=3, flow_stack=2)
@@ -48,7 +48,7 @@ def clip(batch=2, frames=FRAMES, seed=0):
         ("rgb", ["rgb"], None),
         ("representation_flow", ["flow"], None),
         ("optical_flow", ["flow"], None),
-        ("two_stream", ["rgb", "flow", "joint"], ["rgb"]),
+        ("two_stream", ["rgb", "flow", "joint"], ["flow_clip", "rgb"]),
         ("two_stream_optical_flow", ["rgb", "flow", "joint"], ["flow", "rgb"]),
     ],
 )
@@ -83,9 +83,9 @@ def test_flow_block_position_and_time_steps():
 def test_trainable_sets_per_stage():
     models = build_stage_models(model_cfg("two_stream"), DATA, CLASSES)
     rgb, flow, joint = models["rgb"], models["flow"], models["joint"]
-    assert trainable_layers(rgb, "rgb_stage1") == ["rgb_stream/convlstm", "classifier"]
+    assert trainable_layers(rgb, "rgb_stage1") == ["rgb_stream/convlstm", "rgb_classifier"]
     assert sorted(trainable_layers(rgb, "rgb_stage2")) == [
-        "classifier",
+        "rgb_classifier",
         "rgb_stream/cam_attention",
         "rgb_stream/convlstm",
         "rgb_stream/layer4/layer4_0_conv1",
@@ -94,7 +94,6 @@ def test_trainable_sets_per_stage():
     flow_layers = trainable_layers(flow, "flow")
     assert "flow_stream/flow_block" in flow_layers and "flow_stream/stem/bn1" in flow_layers
     assert sorted(trainable_layers(joint, "joint")) == [
-        "classifier",
         "flow_stream/flow_block",
         "flow_stream/layer4/layer4_0_bn1",
         "flow_stream/layer4/layer4_0_bn2",
@@ -102,6 +101,7 @@ def test_trainable_sets_per_stage():
         "flow_stream/layer4/layer4_0_conv2",
         "flow_stream/layer4/layer4_0_downsample_bn",
         "flow_stream/layer4/layer4_0_downsample_conv",
+        "fusion_classifier",
         "rgb_stream/cam_attention",
         "rgb_stream/convlstm",
         "rgb_stream/layer4/layer4_0_conv1",
@@ -137,7 +137,8 @@ def test_one_training_step_lowers_the_loss():
         set_trainable_for_stage(model, stage)
         model.compile(optimizer=keras.optimizers.SGD(0.05),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        feed = {"flow_clip": clip(batch=4, frames=DATA.flow_frames, seed=1)} if key == "flow" else {"rgb": x}
+        flow_clip = clip(batch=4, frames=DATA.flow_frames, seed=1)
+        feed = {"flow": {"flow_clip": flow_clip}, "rgb": {"rgb": x}, "joint": {"rgb": x, "flow_clip": flow_clip}}[key]
         model.layers[-2].rate = 0.0  # no dropout noise: compare the same function before and after
         before = float(model.evaluate(feed, y, verbose=0))
         model.train_on_batch(feed, y)
@@ -148,10 +149,11 @@ def test_one_training_step_lowers_the_loss():
 def test_keras_save_and_load_give_identical_outputs(tmp_path):
     model = build_stage_models(model_cfg("two_stream"), DATA, CLASSES)["joint"]
     x = clip()
+    feed = {"rgb": x, "flow_clip": clip(frames=DATA.flow_frames, seed=3)}
     path = tmp_path / "two_stream.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(loaded.predict({"rgb": x}, verbose=0), model.predict({"rgb": x}, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(loaded.predict(feed, verbose=0), model.predict(feed, verbose=0), atol=1e-5)
     maps = cam_maps_model(loaded)(x)
     assert maps.shape == (2, FRAMES, 2, 2)
     np.testing.assert_allclose(np.asarray(maps).sum(axis=(2, 3)), 1.0, atol=1e-5)
@@ -194,10 +196,38 @@ def test_parameter_counts_match_the_originals():
     backbone_without_head = 21_797_672 - (512 * 1000 + 1000)
     cam_head = 512 * 1000 + 1000
     assert parameters(rgb) == backbone_without_head + cam_head + convlstm
-    model = single_stream_model(rgb, 61, 0.7, "rgb")
+    model = single_stream_model(rgb, 61, 0.7, "rgb", "rgb")
     assert parameters(model) == parameters(rgb) + 512 * 61 + 61
     flow = build_optical_flow_stream(224, stack=5, backbone="resnet34")
     # conv1 takes 10 planes instead of 3: 7 * 7 * 64 * 7 more weights than ResNet-34 without fc.
     assert parameters(flow) == backbone_without_head + 7 * 7 * 64 * 7
-    joint = two_stream_model(rgb, flow, 61)
+    flow_model = single_stream_model(flow, 61, 0.5, "optical_flow", "flow")
+    joint = two_stream_model(model, flow_model, 61)
     assert parameters(joint) == parameters(rgb) + parameters(flow) + 1024 * 61 + 61
+    # Fusing scores adds no layer: the two streams with their own classifiers.
+    scores = two_stream_model(model, flow_model, 61, fusion="scores")
+    assert parameters(scores) == parameters(model) + parameters(flow_model)
+
+
+def test_score_fusion_is_the_log_of_the_mean_softmax():
+    models = build_stage_models(model_cfg("two_stream", fusion="scores"), DATA, CLASSES)
+    feed = {"rgb": clip(seed=4), "flow_clip": clip(frames=DATA.flow_frames, seed=5)}
+    rgb = np.asarray(models["rgb"]({"rgb": feed["rgb"]}), np.float64)
+    flow = np.asarray(models["flow"]({"flow_clip": feed["flow_clip"]}), np.float64)
+
+    def softmax(logits):
+        exponentials = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return exponentials / exponentials.sum(axis=1, keepdims=True)
+
+    expected = np.log((softmax(rgb) + softmax(flow)) / 2)
+    np.testing.assert_allclose(np.asarray(models["joint"](feed)), expected, rtol=1e-5, atol=1e-5)
+    assert sorted(trainable_layers(models["joint"], "joint"))[:2] == ["flow_classifier", "flow_stream/flow_block"]
+    assert "rgb_classifier" in trainable_layers(models["joint"], "joint")
+
+
+def test_the_flow_stream_can_have_its_own_backbone():
+    models = build_stage_models(model_cfg("two_stream", flow_backbone="resnet18"), DATA, CLASSES)
+    flow_stream = models["joint"].get_layer("flow_stream")
+    assert flow_stream.get_layer("layer4").output[0].shape[-1] == 512 and len(
+        [layer for layer in flow_stream.get_layer("layer1").layers if layer.name.endswith("_conv1")]) == 2
+    assert models["joint"].get_layer("rgb_stream").get_layer("layer1").count_params() < 1e5  # tiny

@@ -37,17 +37,18 @@ def _numpy_gradients(weights, x, y):
 def test_torch_sgd_matches_pytorch_momentum_l2_and_param_groups():
     lr, momentum, wd, slow = 0.1, 0.9, 0.05, 0.01
     start, got, x, y = _train(
-        lambda layer: TorchSGD(l2=wd, slow_variables=layer.trainable_weights, slow_factor=slow,
-                               learning_rate=lr, momentum=momentum)
+        lambda layer: TorchSGD(l2=wd, groups=[(layer.trainable_weights, slow, 0.0)], learning_rate=lr,
+                               momentum=momentum)
     )
-    # torch.optim.SGD: g += wd * w; buf = momentum * buf + g; w -= group_lr * buf
+    # torch.optim.SGD, two groups: g += wd_group * w; buf = momentum * buf + g; w -= group_lr * buf
     weights = [w.astype(np.float64) for w in start]
     buffers = [np.zeros_like(w) for w in weights]
     group_lr = [lr * slow, lr * slow, lr, lr]
+    group_wd = [0.0, 0.0, wd, wd]
     for _ in range(STEPS):
         grads = _numpy_gradients(weights, x, y)
         for k in range(4):
-            g = grads[k] + wd * weights[k]
+            g = grads[k] + group_wd[k] * weights[k]
             buffers[k] = momentum * buffers[k] + g
             weights[k] = weights[k] - group_lr[k] * buffers[k]
     for want, have, before in zip(weights, got, start):
@@ -55,26 +56,29 @@ def test_torch_sgd_matches_pytorch_momentum_l2_and_param_groups():
         assert np.abs(have - before).max() > 1e-4
 
 
-def test_torch_adam_matches_pytorch_l2():
-    lr, wd, eps = 0.01, 0.1, 1e-4
-    start, got, x, y = _train(lambda layer: TorchAdam(l2=wd, learning_rate=lr, epsilon=eps))
-    # Keras' Adam update with its epsilon placement, on the L2-augmented gradient.
+def test_torch_adam_matches_pytorch_l2_and_param_groups():
+    lr, wd, eps, slow, slow_wd = 0.01, 0.1, 1e-4, 0.01, 1e-3
+    start, got, x, y = _train(lambda layer: TorchAdam(l2=wd, groups=[(layer.trainable_weights, slow, slow_wd)],
+                                                      learning_rate=lr, epsilon=eps))
+    # Keras' Adam update with its epsilon placement, on the L2-augmented gradient, per group.
     weights = [w.astype(np.float64) for w in start]
     m = [np.zeros_like(w) for w in weights]
     v = [np.zeros_like(w) for w in weights]
+    group_lr = [lr * slow, lr * slow, lr, lr]
+    group_wd = [slow_wd, slow_wd, wd, wd]
     for step in range(1, STEPS + 1):
         grads = _numpy_gradients(weights, x, y)
         for k in range(4):
-            g = grads[k] + wd * weights[k]
+            g = grads[k] + group_wd[k] * weights[k]
             m[k] = 0.9 * m[k] + 0.1 * g
             v[k] = 0.999 * v[k] + 0.001 * g * g
-            alpha = lr * np.sqrt(1 - 0.999**step) / (1 - 0.9**step)
+            alpha = group_lr[k] * np.sqrt(1 - 0.999**step) / (1 - 0.9**step)
             weights[k] = weights[k] - alpha * m[k] / (np.sqrt(v[k]) + eps)
     for want, have in zip(weights, got):
         np.testing.assert_allclose(have, want, rtol=1e-4, atol=1e-6)
 
 
 def test_config_round_trip():
-    sgd = TorchSGD.from_config(TorchSGD(l2=5e-4, slow_factor=0.01, learning_rate=0.1, momentum=0.9).get_config())
-    assert (sgd.l2, sgd.slow_factor) == (5e-4, 0.01)
+    sgd = TorchSGD.from_config(TorchSGD(l2=5e-4, learning_rate=0.1, momentum=0.9).get_config())
+    assert (sgd.l2, float(sgd.momentum)) == (5e-4, 0.9)
     assert TorchAdam.from_config(TorchAdam(l2=4e-5).get_config()).l2 == 4e-5

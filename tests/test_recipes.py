@@ -57,7 +57,10 @@ def test_paper_recipes_carry_section_3a_settings(name):
     assert recipe.data.dataset == name and recipe.data.split == PAPER_RECIPES[name]
     assert (recipe.data.frame_size, recipe.data.rgb_frames, recipe.data.flow_frames) == (224, 25, 16)
     assert (recipe.model.kind, recipe.model.backbone) == ("two_stream", "resnet34")
-    assert (recipe.model.num_flow_layers, recipe.model.flow_iterations) == (2, 20)
+    assert (recipe.model.flow.num_layers, recipe.model.flow.iterations) == (2, 20)
+    assert (recipe.model.flow.trainable, recipe.model.flow.learning_rate_scale, recipe.model.flow.weight_decay) == (
+        (0, 1, 1, 1, 1), 0.01, 0.0)
+    assert (recipe.data.flow_sampling, recipe.data.flow_stride, recipe.data.validation) == ("contiguous", 2, "test")
     assert recipe.model.weights == os.path.abspath("weights/resnet34.weights.h5")
     assert [s.name for s in recipe.stages] == ["rgb_stage1", "rgb_stage2", "flow", "joint"]
     rgb1, rgb2, flow, joint = recipe.stages
@@ -87,9 +90,10 @@ def test_demo_recipe_is_small_synthetic_two_stream():
     assert recipe.data.synthetic.classes == 4 and recipe.data.frame_size == 64
     assert (recipe.data.rgb_frames, recipe.data.flow_frames) == (8, 8)
     assert (recipe.model.backbone, recipe.model.weights) == ("tiny", None)
-    assert (recipe.model.num_flow_layers, recipe.model.flow_iterations) == (2, 10)
+    assert (recipe.model.flow.num_layers, recipe.model.flow.iterations) == (2, 10)
     assert all(s.optimizer == "adam" for s in recipe.stages) and sum(s.epochs for s in recipe.stages) <= 60
-    assert recipe.data.random_flip is False and recipe.model.flow_position == 1
+    assert recipe.data.random_flip is False and recipe.model.flow.position == 1
+    assert recipe.data.validation == 0.2  # the synthetic set holds out training clips to pick checkpoints
     assert recipe.runtime.output_dir == os.path.abspath("runs/demo-synthetic")
 
 
@@ -97,7 +101,7 @@ def test_defaults_are_filled_in():
     recipe = recipe_from_dict(minimal())
     assert (recipe.data.split, recipe.data.frame_size, recipe.data.batch_size) == (1, 224, 32)
     assert (recipe.data.on_bad_video, recipe.data.flow_stack, recipe.data.flow_root) == ("skip", 5, None)
-    assert (recipe.model.backbone, recipe.model.flow_position, recipe.model.rgb_dropout) == (
+    assert (recipe.model.backbone, recipe.model.flow.position, recipe.model.rgb_dropout) == (
         "resnet34", 2, 0.7)
     stage = recipe.stages[0]
     assert (stage.epsilon, stage.momentum, stage.schedule.type) == (1e-7, None, "constant")
@@ -122,7 +126,7 @@ def test_unknown_key_names_full_path_and_closest_key():
     assert "unknown key runtim; did you mean runtime?" in error_of(raw)
     raw = minimal()
     raw["model"]["zzz"] = 1
-    assert "unknown key model.zzz; valid keys: kind, backbone, weights" in error_of(raw)
+    assert "unknown key model.zzz; valid keys: kind, backbone, flow_backbone, weights" in error_of(raw)
 
 
 @pytest.mark.parametrize("section, key, value, fragment", [
@@ -139,9 +143,24 @@ def test_unknown_key_names_full_path_and_closest_key():
     ("model", "kind", "twostream", "model.kind = 'twostream' is not allowed: expected one of "
                                     "two_stream, rgb"),
     ("model", "backbone", "resnet152", "model.backbone = 'resnet152' is not allowed"),
-    ("model", "num_flow_layers", 4, "model.num_flow_layers = 4 is not allowed: expected an "
-                                    "integer >= 0 and <= 3"),
-    ("model", "flow_iterations", 0, "model.flow_iterations = 0 is not allowed"),
+    ("model", "flow", {"num_layers": 4}, "model.flow.num_layers = 4 is not allowed: expected an "
+                                         "integer >= 0 and <= 3"),
+    ("model", "flow", {"iterations": 0}, "model.flow.iterations = 0 is not allowed"),
+    ("model", "flow", {"trainable": [0, 1, 1]}, "model.flow.trainable = [0, 1, 1] is not allowed: expected 5 "
+                                                "flags 0/1: [image_gradient, grad_div, theta, lambda, tau]"),
+    ("model", "flow", {"trainable": [0, 1, 2, 1, 1]}, "model.flow.trainable[2] = 2 is not allowed: expected "
+                                                      "an integer >= 0 and <= 1"),
+    ("model", "flow", {"normalize": "batch"}, "model.flow.normalize = 'batch' is not allowed: expected one of "
+                                              "sample, sample_channel, none"),
+    ("model", "num_flow_layers", 2, "model.num_flow_layers is now model.flow.num_layers; rename it"),
+    ("model", "flow_iterations", 20, "model.flow_iterations is now model.flow.iterations; rename it"),
+    ("model", "fusion", "late", "model.fusion = 'late' is not allowed: expected one of features, scores"),
+    ("data", "flow_sampling", "random", "data.flow_sampling = 'random' is not allowed: expected one of "
+                                        "contiguous, segments"),
+    ("data", "validation", 1.5, "data.validation = 1.5 is not allowed: expected test, a fraction between 0 "
+                                "and 1, or a list file"),
+    ("data", "validation", "val.txt", "data.validation = 'val.txt' is not allowed: expected test, a fraction "
+                                      "between 0 and 1, or an existing list file"),
     ("model", "rgb_dropout", 1.0, "model.rgb_dropout = 1.0 is not allowed: expected a number "
                                   ">= 0.0 and < 1.0"),
     ("model", "weights", ["a"], "model.weights = ['a'] is not allowed: expected a path or null"),
@@ -267,7 +286,7 @@ def test_every_kind_loads_with_its_stages(kind):
 
 def test_cross_key_frame_checks():
     raw = minimal("representation_flow")
-    raw["model"]["num_flow_layers"] = 3
+    raw["model"]["flow"] = {"num_layers": 3}
     raw["data"]["flow_frames"] = 3
     assert "data.flow_frames = 3 is not allowed: expected at least 4" in error_of(raw)
     raw["data"]["flow_frames"] = 4
@@ -357,7 +376,7 @@ def test_file_errors(tmp_path):
     listed = tmp_path / "list.yaml"
     listed.write_text("- data\n- model\n")
     with pytest.raises(UserError, match=r"list\.yaml: expected a mapping with sections data, model, "
-                                        r"stages, runtime, got list$"):
+                                        r"stages, runtime, evaluation, got list$"):
         load_recipe(listed)
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
@@ -414,7 +433,7 @@ def test_overrides_by_index_name_nested_and_lists(tmp_path):
     ("data.root.x=3", "data.root is 'videos', not a section that has keys"),
     ("dta.root=x", "r.yaml: unknown key dta; did you mean data?"),
     ("stages.0.epoch=3", "unknown key stages[0].epoch; did you mean stages[0].epochs?"),
-    ("model.flow_iterations=many", "model.flow_iterations = 'many' is not allowed: expected an "
+    ("model.flow.iterations=many", "model.flow.iterations = 'many' is not allowed: expected an "
                                    "integer >= 1"),
 ])
 def test_override_errors(tmp_path, override, fragment):

@@ -54,9 +54,9 @@ def make_dataset(root, per_class=6, test_per_class=2):
 def write_recipe(folder, root, epochs=1, **data):
     recipe = {
         "data": {"dataset": "folder", "root": str(root), "frame_size": 32, "rgb_frames": 4, "flow_frames": 4,
-                 "batch_size": 4, "random_flip": False, **data},
-        "model": {"kind": "representation_flow", "backbone": "tiny", "flow_iterations": 2, "flow_position": 1,
-                  "flow_bottleneck": 4},
+                 "batch_size": 4, "random_flip": False, "validation": "test", **data},
+        "model": {"kind": "representation_flow", "backbone": "tiny", "flow": {"iterations": 2, "position": 1,
+                  "bottleneck": 4}},
         "stages": [{"name": "flow", "epochs": epochs, "optimizer": "adam", "learning_rate": 1e-3}],
         "runtime": {"output_dir": str(folder / "run")},
     }
@@ -221,7 +221,7 @@ def test_a_changed_split_is_refused_and_removed_clips_are_noted(run_copy, tmp_pa
     (data / "test.txt").write_text("left/clip0\nright/clip0\nright/clip1\nleft/clip2\n")  # left/clip2 was train
     error = last_error(command("kerasflow.fit", run_copy / "recipe.yaml"))
     assert error.startswith(f"error: the split of {data} changed since this run started: 1 clips moved between "
-                            "train and test (e.g. 'left/clip2')")
+                            "subsets (e.g. 'left/clip2')")
     (data / "test.txt").write_text("left/clip0\nleft/clip1\nright/clip0\nright/clip1\n")
     (data / "train.txt").write_text("".join(f"{c}/clip{n}\n" for c in CLASSES for n in range(2, 6) if (c, n) != ("left", 5)))
     result = command("kerasflow.fit", run_copy / "recipe.yaml")

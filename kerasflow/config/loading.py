@@ -75,8 +75,17 @@ def load_recipe(source, overrides=()) -> Recipe:
 
 
 def recipe_to_dict(recipe: Recipe) -> dict:
-    """The recipe as plain YAML-ready data; ``recipe_from_dict`` of it gives an equal ``Recipe``."""
-    return dataclasses.asdict(recipe)
+    """The recipe as plain YAML-ready data (lists, not tuples); ``recipe_from_dict`` of it gives an
+    equal ``Recipe``."""
+    return _plain(dataclasses.asdict(recipe))
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {key: _plain(child) for key, child in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(child) for child in value]
+    return value
 
 
 def recipe_to_yaml(recipe: Recipe) -> str:

@@ -1,8 +1,9 @@
 """The recipe schema: what each key of a training recipe means, its default and what it allows.
 
-A recipe has four sections: ``data`` (which videos, how many frames, batch size), ``model`` (which
-network), ``stages`` (the training stages, each with its optimizer and learning-rate schedule) and
-``runtime`` (output folder, seed, distribution, mixed precision). The names a key accepts come from
+A recipe has five sections: ``data`` (which videos, how they are sampled, batch size, validation),
+``model`` (which network), ``stages`` (the training stages, each with its optimizer and learning-rate
+schedule), ``runtime`` (output folder, seed, distribution, mixed precision) and ``evaluation`` (how
+models are tested). The names a key accepts come from
 the registries: datasets (``kerasflow.data.datasets``), model kinds (``kerasflow.models.kinds``) and
 backbone presets (``kerasflow.backbones.presets``). The checking itself is ``validation.build``.
 
@@ -14,21 +15,25 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import string
 import typing
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 from kerasflow.backbones.presets import preset_names
 from kerasflow.config.validation import join_key, option
 from kerasflow.data.datasets import dataset_names, get_dataset, option_keys
-from kerasflow.data.inputs import FLOW_CLIP, RGB_CLIP, TVL1_STACK, InputSpec
+from kerasflow.data.inputs import FLOW_CLIP, RGB_CLIP, SAMPLINGS, TVL1_STACK, InputSpec
 from kerasflow.data.video import BAD_VIDEO_POLICIES
 from kerasflow.models.kinds import STAGE_ORDER, get_kind, kind_names
 
 logger = logging.getLogger("kerasflow")
 
 OPTIMIZERS = ("adam", "sgd")
+FUSIONS = ("features", "scores")
+IMAGE_GRADIENTS = ("sobel", "central")
+NORMALIZE_MODES = ("sample", "sample_channel", "none")
 SCHEDULES = ("multistep", "exponential", "constant")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker_mirrored")
 # runtime.output_dir may name these recipe values, e.g. runs/egtea-split{split}.
@@ -77,12 +82,16 @@ class DataConfig:
     batch_size: int = option(32, minimum=1)
     on_bad_video: str = option("skip", choices=BAD_VIDEO_POLICIES)
     random_flip: bool = option(True)
+    flow_sampling: str = option("contiguous", choices=SAMPLINGS)
+    flow_stride: int = option(2, minimum=1)
+    validation: Optional[Union[float, str]] = option(None)
     synthetic: Optional[SyntheticConfig] = option(None)
     packed: Optional[PackedConfig] = option(None)
 
     @staticmethod
     def _finish(values, key, checker):
         dataset = get_dataset(values["dataset"])
+        values["validation"] = _validation(values["validation"], dataset, join_key(key, "validation"), checker)
         if values["split"] > dataset.splits:
             allowed = "1" if dataset.splits == 1 else f"an integer from 1 to {dataset.splits}"
             checker.invalid(join_key(key, "split"), values["split"],
@@ -99,22 +108,87 @@ class DataConfig:
                 values[option_key] = None
 
 
+def _validation(value, dataset, key, checker):
+    """``data.validation`` resolved: ``"test"``, a fraction in (0, 1), or an existing list file's absolute
+    path; null takes the dataset's default (the test subset for the paper's datasets, as ego-rnn)."""
+    if value is None:
+        value = dataset.validation
+    if isinstance(value, float):
+        if not 0.0 < value < 1.0:
+            checker.invalid(key, value, "test, a fraction between 0 and 1, or a list file")
+        return value
+    if value == "test":
+        return value
+    path = os.path.abspath(os.path.expanduser(value))
+    if not os.path.isfile(path):
+        checker.invalid(key, value, "test, a fraction between 0 and 1, or an existing list file of "
+                                    "training clips (<class>/<name> lines)")
+    return path
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """The representation-flow block and layers (``model.flow``), and how their parameters train.
+
+    ``trainable`` is the original code's five flags, in its order: [image_gradient, grad_div, theta,
+    lambda, tau]. ``learning_rate_scale`` and ``weight_decay`` make the flow layers' own parameters
+    (theta, tau, lambda and their kernels) an optimiser group of their own, as the original trains them
+    (0.01x the stage's rate, no decay).
+    """
+
+    num_layers: int = option(2, minimum=0, maximum=3)
+    iterations: int = option(20, minimum=1)
+    position: int = option(2, minimum=1, maximum=3)
+    bottleneck: int = option(32, minimum=1)
+    image_gradient: str = option("sobel", choices=IMAGE_GRADIENTS)
+    normalize: str = option("sample", choices=NORMALIZE_MODES)
+    trainable: list[int] = option((0, 1, 1, 1, 1), minimum=0, maximum=1)
+    learning_rate_scale: float = option(0.01, above=0.0)
+    weight_decay: float = option(0.0, minimum=0.0)
+
+    @staticmethod
+    def _finish(values, key, checker):
+        values["trainable"] = tuple(values["trainable"])
+        if len(values["trainable"]) != 5:
+            checker.invalid(join_key(key, "trainable"), list(values["trainable"]),
+                            "5 flags 0/1: [image_gradient, grad_div, theta, lambda, tau]")
+
+    @property
+    def layer_options(self):
+        """Arguments of every ``RepresentationFlow`` layer of the block."""
+        return {"image_gradient": self.image_gradient, "normalize": self.normalize, "learnable": list(self.trainable)}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """The network: which streams, backbone, ImageNet weights and representation-flow settings."""
+    """The network: which streams, backbone, ImageNet weights, representation-flow settings, fusion.
+
+    ``flow_backbone`` is the flow stream's backbone (null: ``backbone``) and ``flow_weights`` its
+    converted ImageNet file (null: ``weights`` when the two backbones are the same); ``fusion`` joins the two
+    streams: ``features`` (their features concatenated, a new classifier: EgoRCNN's joint model) or
+    ``scores`` (the mean of the two streams' softmax, no new layer).
+    """
+
+    _renamed = {"num_flow_layers": "flow.num_layers", "flow_iterations": "flow.iterations",
+                "flow_position": "flow.position", "flow_bottleneck": "flow.bottleneck"}
 
     kind: str = option(choices=kind_names)
     backbone: str = option("resnet34", choices=preset_names)
+    flow_backbone: Optional[str] = option(None, choices=preset_names)
     weights: Optional[str] = option(None, path=True)
-    num_flow_layers: int = option(2, minimum=0, maximum=3)
-    flow_iterations: int = option(20, minimum=1)
-    flow_position: int = option(2, minimum=1, maximum=3)
-    flow_bottleneck: int = option(32, minimum=1)
+    flow_weights: Optional[str] = option(None, path=True)
+    flow: FlowConfig = option(FlowConfig())
+    fusion: str = option("features", choices=FUSIONS)
     rgb_dropout: float = option(0.7, minimum=0.0, below=1.0)
     flow_dropout: float = option(0.5, minimum=0.0, below=1.0)
     fusion_dropout: float = option(0.5, minimum=0.0, below=1.0)
     convlstm_units: int = option(512, minimum=1)
     num_head_classes: int = option(1000, minimum=1)
+
+    @staticmethod
+    def _finish(values, key, checker):
+        if values["flow_backbone"] is None:
+            values["flow_backbone"] = values["backbone"]
 
 
 @dataclass(frozen=True)
@@ -203,9 +277,6 @@ class StageConfig:
         if values["name"] != "joint" and values["flow_learning_rate"] is not None:
             checker.fail(f"{join_key(key, 'flow_learning_rate')} is only read by the joint stage "
                          f"(this stage is {values['name']}); remove it")
-        if values["flow_learning_rate"] is not None and optimizer != "sgd":
-            checker.fail(f"{join_key(key, 'flow_learning_rate')} needs optimizer: sgd (a second learning rate "
-                         f"is a gradient scale, exact for SGD only); remove it or use sgd")
 
 
 @dataclass(frozen=True)
@@ -223,6 +294,17 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True)
+class EvaluationConfig:
+    """How models are tested (fit's test metrics and ``evaluate``'s default).
+
+    ``clips``: clips per video whose softmax is averaged: evenly spaced windows for a contiguous flow
+    clip, flow stacks for the TV-L1 stream (ego-rnn tests its flow stream on 5); 1 by default.
+    """
+
+    clips: int = option(1, minimum=1)
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A checked training recipe. Build it with ``load_recipe`` or ``recipe_from_dict``."""
 
@@ -230,6 +312,7 @@ class Recipe:
     model: ModelConfig = option()
     stages: list[StageConfig] = option()
     runtime: RuntimeConfig = option()
+    evaluation: EvaluationConfig = option(EvaluationConfig())
 
     @property
     def kind(self):
@@ -269,8 +352,12 @@ class Recipe:
     def inputs_for(self, stage_name: str) -> list[InputSpec]:
         """The inputs of the model ``stage_name`` trains, as the pipelines sample them for it."""
         rgb, flow = self.frames_for(self.stage(stage_name))
-        frames = {RGB_CLIP: rgb, FLOW_CLIP: flow, TVL1_STACK: self.data.flow_stack}
-        return [InputSpec(name, frames[name], self.data.frame_size) for name in self.kind.stage_inputs(stage_name)]
+        specs = {
+            RGB_CLIP: InputSpec(RGB_CLIP, rgb, self.data.frame_size),
+            FLOW_CLIP: InputSpec(FLOW_CLIP, flow, self.data.frame_size, self.data.flow_sampling, self.data.flow_stride),
+            TVL1_STACK: InputSpec(TVL1_STACK, self.data.flow_stack, self.data.frame_size),
+        }
+        return [specs[name] for name in self.kind.stage_inputs(stage_name)]
 
     @staticmethod
     def _finish(values, key, checker):
@@ -284,13 +371,13 @@ class Recipe:
                 checker.fail(f"stages[{index}].frames is not read by the optical-flow stream; "
                              "set data.flow_stack (flow frames per stack) instead")
         if kind.flow == "representation":
-            needed = model.num_flow_layers + 1
+            needed = model.flow.num_layers + 1
             for where, frames in [("data.flow_frames", data.flow_frames)] + [
                     (f"stages[{index}].frames", stage.frames) for index, stage in enumerate(stages)
                     if stage.name == "flow" and stage.frames is not None]:
                 if frames < needed:
                     checker.invalid(where, frames, f"at least {needed} (each of the "
-                                    f"model.num_flow_layers = {model.num_flow_layers} representation-"
+                                    f"model.flow.num_layers = {model.flow.num_layers} representation-"
                                     "flow layers uses one frame pair)")
         if data.synthetic is not None:
             longest = max(max(recipe.frames_for(stage)) for stage in recipe.trained_stages)

@@ -5,7 +5,8 @@ choices, bounds, whether the value is a path). ``build`` checks a raw mapping (a
 returns it) against such a dataclass, recursively, and either returns the instance or raises one
 ``UserError`` line that names the key, the value and what is allowed. A dataclass may define a
 static ``_finish(values, key, checker)`` hook for rules across its keys; it may fill defaults in
-``values`` or fail through ``checker``.
+``values`` or fail through ``checker``, and a ``_renamed`` mapping of old key names to their new
+dotted names (an old name is refused in one line that names the new one).
 
 Numbers such as ``1e-3`` may be written as in Python: PyYAML reads them as strings (YAML 1.1 wants
 ``1.0e-3``), and float fields accept such numeric strings.
@@ -102,8 +103,16 @@ def convert(kind, value, key, meta, checker, nullable=False):
         checker.invalid(key, value, allowed + (" or null" if nullable else ""))
 
     if typing.get_origin(kind) in (typing.Union, types.UnionType):
-        (inner,) = [arg for arg in typing.get_args(kind) if arg is not type(None)]
-        return None if value is None else convert(inner, value, key, meta, checker, nullable=True)
+        choices = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        nullable = nullable or len(choices) < len(typing.get_args(kind))
+        if value is None and nullable:
+            return None
+        for inner in choices[:-1]:  # e.g. float | str: the first type that takes the value
+            try:
+                return convert(inner, value, key, meta, checker, nullable=nullable)
+            except UserError:
+                continue
+        return convert(choices[-1], value, key, meta, checker, nullable=nullable)
     if dataclasses.is_dataclass(kind):
         if not isinstance(value, dict):
             reject(f"a mapping with keys {', '.join(field_names(kind))}")
@@ -148,7 +157,10 @@ def _convert_string(value, meta, reject):
 def build(cls, raw: dict, key: str, checker: Checker):
     """Check the mapping ``raw`` found at ``key`` and build the dataclass ``cls`` from it."""
     names = field_names(cls)
+    renamed = getattr(cls, "_renamed", {})
     for name in raw:
+        if name in renamed:
+            checker.fail(f"{join_key(key, name)} is now {join_key(key, renamed[name])}; rename it")
         if name not in names:
             full = join_key(key, str(name))
             close = difflib.get_close_matches(str(name), names, n=1, cutoff=0.5)

@@ -25,6 +25,9 @@ class DatasetSpec:
         summary: one line: the layout ``data.root`` must have.
         splits: number of official splits (``data.split`` runs from 1 to it).
         index: ``index(root, split, subset, flow_root) -> VideoIndex``.
+        validation: what ``data.validation`` defaults to: ``"test"`` (the test subset picks the best
+            checkpoint, as ego-rnn's scripts do for the paper's datasets) or a fraction of the training
+            clips held out.
         options: the ``data`` key holding this dataset's own options (read by ``prepare``), or None.
         prepare: ``prepare(data_cfg)``, run before indexing (e.g. making the data), or None.
     """
@@ -33,11 +36,13 @@ class DatasetSpec:
     summary: str
     splits: int
     index: Callable
+    validation: object = "test"
     options: Optional[str] = None
     prepare: Optional[Callable] = None
 
 
 DATASETS = {}
+HELD_OUT = 0.2  # the share of each class's training clips a folder dataset holds out to pick checkpoints
 
 
 def register_dataset(spec):
@@ -102,8 +107,9 @@ register_dataset(DatasetSpec(
 ))
 register_dataset(DatasetSpec(
     "folder", "<root>/<class>/<video or frame folder>, optional train.txt / test.txt", 1, indexes.folder_index,
+    validation=HELD_OUT,
 ))
 register_dataset(DatasetSpec(
     "synthetic", "a motion dataset made under <root> on first use (options: data.synthetic)", 1,
-    indexes.folder_index, options="synthetic", prepare=_make_synthetic,
+    indexes.folder_index, validation=HELD_OUT, options="synthetic", prepare=_make_synthetic,
 ))

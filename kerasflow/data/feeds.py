@@ -1,14 +1,13 @@
 """The data of a recipe, as fit, evaluate and predict feed it to a model.
 
 ``recipe_indexes`` makes (if the dataset has a prepare step) and indexes a recipe's train and test
-subsets; ``model_dataset`` is the ``tf.data`` pipeline that feeds a model its inputs
+subsets, ``validation_split`` holds out the clips that pick checkpoints; ``model_dataset`` is the ``tf.data`` pipeline that feeds a model its inputs
 (``InputSpec``s, as a saved model's ``ModelInfo`` lists them); ``video_inputs`` decodes one video for
 prediction exactly as the test subset is decoded.
 """
 
 from kerasflow.data.datasets import build_index, get_dataset
-from kerasflow.data.flow_files import read_flow_stack
-from kerasflow.data.video import read_clip
+from kerasflow.data.indexes import VideoItem, hold_out
 from kerasflow.errors import UserError
 
 
@@ -30,41 +29,52 @@ def recipe_indexes(data):
     return train, test
 
 
-def model_dataset(data, index, subset, inputs, *, batch_size, training, seed, bad_videos):
+def validation_split(data, train, test):
+    """``(train, validation)`` as ``data.validation`` says: the test subset itself (``"test"``, ego-rnn's
+    choice for the paper's datasets), or a class-balanced hold-out of the training clips."""
+    if data.validation == "test":
+        return train, test
+    return hold_out(train, data.validation, data.root)
+
+
+def test_clips(inputs, clips):
+    """How many test clips per video ``clips`` means for a model's ``inputs``: 1 when every input is a
+    segment-sampled clip (all its test clips would be the same clip)."""
+    return 1 if all(spec.is_clip and spec.sampling == "segments" for spec in inputs) else clips
+
+
+def model_dataset(data, index, subset, inputs, *, batch_size, training, seed, bad_videos, clips=1):
     """The ``(inputs, label, weight)`` batches of ``index`` (the recipe's ``subset``) for a model's ``inputs``.
 
-    With ``data.packed``, a model that takes one RGB clip reads it from the packed TFRecords; every other
-    model decodes the videos (``make_dataset``).
+    With ``data.packed``, a model that takes one clip reads it from the packed TFRecords; every other
+    model decodes the videos (``make_dataset``). ``clips`` > 1: that many test clips per video
+    (``make_dataset``); a model whose inputs are all segment-sampled clips has one test clip.
     """
     from kerasflow.data.pipeline import make_dataset
     from kerasflow.data.tfrecord import make_tfrecord_dataset, read_sidecar
 
+    clips = test_clips(inputs, clips)
     common = dict(batch_size=batch_size, training=training, seed=seed, random_flip=data.random_flip)
-    if data.packed is not None and len(inputs) == 1 and inputs[0].is_clip:
+    if data.packed is not None and len(inputs) == 1 and inputs[0].is_clip and clips == 1:
         path = data.packed.train if subset == "train" else data.packed.test
         if read_sidecar(path).get("class_names") != index.class_names:
             raise UserError(f"{path} was packed with other classes than {data.root} holds; pack it again")
         return make_tfrecord_dataset(path, inputs[0], **common)
-    return make_dataset(index, inputs, on_bad_video=data.on_bad_video, bad_videos=bad_videos, **common)
+    return make_dataset(index, inputs, on_bad_video=data.on_bad_video, bad_videos=bad_videos, clips=clips, **common)
 
 
-def video_inputs(video, inputs, flow_dir=None):
-    """``(model inputs, display)`` of one video, decoded as the test subset is (uniform frames, centre crop).
+def video_inputs(video, inputs, flow_dir=None, clips=1):
+    """``(model inputs, display)`` of one video, decoded as the test subset is (``load_example``).
 
     ``inputs`` are the model's ``InputSpec``s; the result maps their names to normalised float32 batches
-    of one. ``display`` is the uint8 RGB clip ``(T, S, S, 3)`` of the first clip input, for pictures
-    (None without one). ``flow_dir`` is the video's ``flow_x`` folder, for a TV-L1 stack input.
-    Raises ``BadVideo`` when the video (or its flow) cannot be used.
+    of one (with ``clips`` > 1, of ``clips`` clips: ``(1, clips, ...)``). ``display`` is the uint8 RGB
+    clip ``(T, S, S, 3)`` of the first clip input, for pictures (None without one). ``flow_dir`` is the
+    video's ``flow_x`` folder, for a TV-L1 stack input. Raises ``BadVideo`` when the video (or its flow)
+    cannot be used.
     """
-    from kerasflow.data.pipeline import normalize_flow, normalize_rgb, transform_clip, transform_planes
+    from kerasflow.data.pipeline import load_example, normalize_inputs
 
-    batch, display = {}, None
-    for spec in inputs:
-        if spec.is_clip:
-            clip = transform_clip(read_clip(video, spec.frames, training=False), spec.size)
-            display = clip if display is None else display
-            batch[spec.name] = normalize_rgb(clip).numpy()[None]
-        else:
-            stack = transform_planes(read_flow_stack(flow_dir, spec.frames, training=False), spec.size, flow=True)
-            batch[spec.name] = normalize_flow(stack).numpy()[None]
-    return batch, display
+    arrays = load_example(VideoItem(str(video), 0, flow_dir), inputs, training=False, seed=0, clips=clips)
+    display = next((array if clips == 1 else array[0] for spec, array in zip(inputs, arrays) if spec.is_clip), None)
+    batch, _ = normalize_inputs({spec.name: array[None] for spec, array in zip(inputs, arrays)}, None)
+    return {name: value.numpy() for name, value in batch.items()}, display

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from kerasflow.data.video import BadVideo, is_video_file, list_frame_files
+from kerasflow.data.video import BadVideo, is_video_file, list_frame_files, window_start
 
 FLOW_X = "flow_x"
 FLOW_Y = "flow_y"
@@ -69,12 +69,14 @@ def list_flow_x_files(folder):
     return list_frame_files(folder, prefix=FLOW_X)
 
 
-def read_flow_stack(flow_x_folder, stack=5, training=False, rng=None):
+def read_flow_stack(flow_x_folder, stack=5, training=False, rng=None, clip=0, clips=1):
     """``stack`` consecutive TV-L1 flow frames, uint8 ``(H, W, 2 * stack)`` interleaved x0, y0, x1, y1, ...
 
     ``flow_x_folder`` holds ``flow_x_%05d.jpg``; the y components are read from its ``flow_y`` twin.
-    Start: uniform over all valid starts in training, the centre stack ``(N - stack) // 2`` in test.
-    Raises ``BadVideo`` when the folders or frames are missing, too few, unreadable or of mixed sizes.
+    Start: uniform over all valid starts in training; in test the centre stack ``(N - stack) // 2``, or
+    with ``clips`` stacks the ``clip``-th of ``floor(linspace(0, N - stack + 1, clips, endpoint=False))``
+    (ego-rnn's 5-stack test of its flow stream). Raises ``BadVideo`` when the folders or frames are
+    missing, too few, unreadable or of mixed sizes.
     """
     x_folder = str(flow_x_folder)
     if not os.path.isdir(x_folder):
@@ -85,11 +87,10 @@ def read_flow_stack(flow_x_folder, stack=5, training=False, rng=None):
     x_files = list_flow_x_files(x_folder)
     if len(x_files) < stack:
         raise BadVideo(x_folder, f"has {len(x_files)} flow frames, the flow stack needs {stack}")
-    if training:
-        rng = np.random.default_rng() if rng is None else rng
-        start = int(rng.integers(0, len(x_files) - stack + 1))
+    if training or clips == 1:
+        start = window_start(len(x_files) - stack, training, rng)
     else:
-        start = (len(x_files) - stack) // 2
+        start = int(np.floor(np.linspace(0, len(x_files) - stack + 1, clips, endpoint=False)[clip]))
     planes = []
     for x_file in x_files[start : start + stack]:
         for file in (x_file, flow_y_file(x_file, y_folder)):

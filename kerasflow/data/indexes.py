@@ -21,6 +21,7 @@ A clip listed by a split file but absent on disk (or a list line that names no c
 absolute path) is logged, dropped and counted in ``VideoIndex.missing``.
 """
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -224,24 +225,59 @@ def _read_list(path):
             if line.strip() and not line.startswith("#")]
 
 
-def split_position(relative_path):
-    """Where a clip falls in [0, 1) for the folder dataset's split: a hash of ``<class>/<name>``, so a
-    clip's subset never depends on which other clips exist."""
-    digest = hashlib.sha256(relative_path.encode("utf-8")).digest()
+def split_position(relative_path, salt=""):
+    """Where a clip falls in [0, 1) for a split: a hash of ``salt`` and ``<class>/<name>``, so a clip's
+    subset never depends on which other clips exist."""
+    digest = hashlib.sha256(f"{salt}{relative_path}".encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def _hashed_split(clips, test_fraction):
-    """``{clip name: subset}`` for one class folder: test where ``split_position`` < ``test_fraction``; a
-    class of two or more clips keeps at least one clip on each side (the lowest position tests)."""
-    positions = {clip: split_position(clip) for clip in clips}
-    test = {clip for clip, position in positions.items() if position < test_fraction}
+def _hashed_split(clips, fraction, salt=""):
+    """The clips of one class that go to the smaller side: those whose ``split_position`` is below
+    ``fraction``; a class of two or more clips keeps at least one clip on each side."""
+    positions = {clip: split_position(clip, salt) for clip in clips}
+    chosen = {clip for clip, position in positions.items() if position < fraction}
     ranked = sorted(clips, key=positions.get)
-    if len(clips) >= 2 and not test:
-        test = {ranked[0]}
-    if len(clips) >= 2 and len(test) == len(clips):
-        test.discard(ranked[-1])
-    return {clip: "test" if clip in test else "train" for clip in clips}
+    if len(clips) >= 2 and not chosen:
+        chosen = {ranked[0]}
+    if len(clips) >= 2 and len(chosen) == len(clips):
+        chosen.discard(ranked[-1])
+    return chosen
+
+
+def relative_clip_path(item, root):
+    """A clip's path below the dataset root (``<class>/<name>`` for folder datasets), POSIX style."""
+    try:
+        return Path(item.source).relative_to(root).as_posix()
+    except ValueError:
+        return Path(item.source).as_posix()
+
+
+def hold_out(train, validation, root):
+    """``(train, validation)``: ``validation`` is a fraction of each class's training clips (chosen by a
+    hash of their paths, so the same clips every time) or a list file of ``<path below root>`` lines;
+    those clips leave the training subset."""
+    root = Path(root)
+    by_path = {relative_clip_path(item, root): item for item in train.items}
+    if isinstance(validation, float):
+        chosen = set()
+        for label in range(len(train.class_names)):
+            clips = [path for path, item in by_path.items() if item.label == label]
+            chosen |= _hashed_split(clips, validation, salt="validation:")
+    else:
+        chosen = set(_read_list(Path(validation)))
+        unknown = sorted(chosen - set(by_path))
+        if unknown:
+            raise UserError(f"data.validation list {validation} names {len(unknown)} clips that are not training "
+                            f"clips of {root} (e.g. {unknown[0]!r}); list '<path below data.root>' lines of "
+                            "training clips")
+    kept = [item for path, item in by_path.items() if path not in chosen]
+    held = [item for path, item in by_path.items() if path in chosen]
+    if not kept or not held:
+        raise UserError(f"data.validation = {validation} leaves {'no training' if not kept else 'no validation'} "
+                        f"clip of the {len(train.items)}; choose another fraction or list")
+    return (dataclasses.replace(train, items=kept),
+            dataclasses.replace(train, items=held, subset="validation", missing=[]))
 
 
 _EMPTY_CLASSES_WARNED = set()
@@ -288,8 +324,9 @@ def folder_index(root, split, subset, flow_root, test_fraction=FOLDER_TEST_FRACT
         return VideoIndex(items, class_names, "folder", subset, missing)
     items = []
     for label, (name, clips) in enumerate(classes.items()):
-        subsets = _hashed_split([f"{name}/{clip}" for clip in clips], test_fraction)
-        for relative in sorted(clip for clip, chosen in subsets.items() if chosen == subset):
+        relative_paths = [f"{name}/{clip}" for clip in clips]
+        test = _hashed_split(relative_paths, test_fraction)
+        for relative in sorted(path for path in relative_paths if (path in test) == (subset == "test")):
             path = root / relative
             items.append(VideoItem(str(path), label, flow_folder_of(path, root, flow_root)))
     if not items:

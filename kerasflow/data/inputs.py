@@ -16,7 +16,9 @@ RGB_CLIP = "rgb"
 FLOW_CLIP = "flow_clip"
 TVL1_STACK = "flow"
 INPUT_NAMES = (RGB_CLIP, FLOW_CLIP, TVL1_STACK)
-SAMPLINGS = ("segments",)  # T frames spread over the whole video, one per equal segment (EgoRCNN)
+# How a clip's T frames are chosen: "segments" spreads them over the whole video, one per equal segment
+# (EgoRCNN); "contiguous" takes T consecutive frames ``stride`` apart from one window (representation flow).
+SAMPLINGS = ("contiguous", "segments")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +29,7 @@ class InputSpec:
         name: ``rgb``, ``flow_clip`` or ``flow`` (what it holds, see the module docstring).
         frames: frames of a clip, or flow frame pairs of a TV-L1 stack.
         size: side of the square crop in pixels.
-        sampling: how a clip's frames are chosen (``segments``).
+        sampling: how a clip's frames are chosen (``segments`` or ``contiguous``, ``SAMPLINGS``).
         stride: frames between two sampled frames where the sampling uses one.
     """
 

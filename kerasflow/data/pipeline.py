@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from kerasflow.data.flow_files import read_flow_stack
 from kerasflow.data.inputs import TVL1_STACK
-from kerasflow.data.video import BAD_VIDEO_POLICIES, BadVideo, read_clip, scaled_shape
+from kerasflow.data.video import BAD_VIDEO_POLICIES, BadVideo, clip_indices, read_frames, scaled_shape
 from kerasflow.errors import UserError
 
 logger = logging.getLogger("kerasflow.data")
@@ -169,24 +169,36 @@ class _BadVideoInPipeline(RuntimeError):
     """Raised inside ``tf.numpy_function``; its text carries the ``BadVideo`` marker through TF's wrapping."""
 
 
-def load_example(item, inputs, training, seed, random_flip=True):
-    """Decoded, augmented uint8 arrays of one clip, one per ``InputSpec`` of ``inputs``, in order.
+def load_example(item, inputs, training, seed, random_flip=True, clips=1):
+    """Decoded, augmented uint8 arrays of one video, one per ``InputSpec`` of ``inputs``, in order.
 
-    A clip input gives ``(T, S, S, 3)``, a TV-L1 stack ``(S, S, 2K)`` (``InputSpec.shape``). One
-    generator seeded with ``seed`` draws the temporal sampling and the crop that all inputs share.
+    A clip input gives ``(T, S, S, 3)``, a TV-L1 stack ``(S, S, 2K)`` (``InputSpec.shape``); every clip
+    input is decoded from the same pass over the video. One generator seeded with ``seed`` draws the
+    temporal sampling and the crop that all inputs share. With ``clips`` > 1 (test time) each array
+    gains a leading axis of ``clips`` clips: evenly spaced windows or flow stacks (``clip_indices``).
     """
     rng = np.random.default_rng(seed)
     draw = CropDraw(rng, random_flip) if training else None
+    clip_specs = [spec for spec in inputs if spec.is_clip]
+    frames = []
+    if clip_specs:
+        def choose(count, rng):
+            return [clip_indices(count, spec.frames, spec.sampling, spec.stride, training, rng, clip, clips)
+                    for clip in range(clips) for spec in clip_specs]
+
+        frames = _decoded(item, read_frames, item.source, choose, rng)
     arrays = []
     for spec in inputs:
-        if spec.is_clip:
-            clip = _decoded(item, read_clip, item.source, spec.frames, training, rng)
-            arrays.append(transform_clip(clip, spec.size, draw))
-        else:
+        per_clip = []
+        for clip in range(clips):
+            if spec.is_clip:
+                per_clip.append(transform_clip(frames[clip * len(clip_specs) + clip_specs.index(spec)], spec.size, draw))
+                continue
             if item.flow_source is None:
                 raise BadVideo(item.source, "has no flow_x folder (extract flow or pass flow_root)")
-            stack = _decoded(item, read_flow_stack, item.flow_source, spec.frames, training, rng)
-            arrays.append(transform_planes(stack, spec.size, draw, flow=True))
+            stack = _decoded(item, read_flow_stack, item.flow_source, spec.frames, training, rng, clip, clips)
+            per_clip.append(transform_planes(stack, spec.size, draw, flow=True))
+        arrays.append(per_clip[0] if clips == 1 else np.stack(per_clip))
     return arrays
 
 
@@ -225,6 +237,7 @@ def make_dataset(
     drop_remainder=None,
     shuffle=None,
     random_flip=True,
+    clips=1,
 ):
     """A ``tf.data.Dataset`` of ``(inputs, label, weight)`` batches for a ``VideoIndex``.
 
@@ -236,25 +249,29 @@ def make_dataset(
     ``random_flip=False`` turns the horizontal flip off. The same ``seed`` gives the same sequence of
     batches (each pass over the dataset, i.e. each epoch, shuffles and augments differently). Bad clips
     are logged and skipped (recorded in ``bad_videos``) or stop the iteration with an error
-    ``bad_video_from_tf_error`` understands.
+    ``bad_video_from_tf_error`` understands. ``clips`` > 1 (test only) gives every input a clips axis
+    after the batch axis, ``(B, clips, ...)``, for ``metrics.evaluate`` to average.
     """
+    if clips > 1 and training:
+        raise ValueError("several clips per video are a test-time protocol; training samples one")
     inputs = tuple(inputs)
     _check_options(inputs, on_bad_video, index)
     bad_videos = BadVideoLog() if bad_videos is None else bad_videos
     shuffle = training if shuffle is None else shuffle
     drop_remainder = training if drop_remainder is None else drop_remainder
     items = list(index.items)
+    shapes = {spec.name: spec.shape if clips == 1 else (clips, *spec.shape) for spec in inputs}
 
     def decode(position, element_seed):
         item = items[int(position)]
         try:
-            arrays = load_example(item, inputs, training, int(element_seed), random_flip)
+            arrays = load_example(item, inputs, training, int(element_seed), random_flip, clips)
         except BadVideo as error:
             if on_bad_video == "fail":
                 raise _BadVideoInPipeline(error.marker()) from error
             if bad_videos.record(error):
                 logger.warning("skipping %s (re-encode or remove it)", error)
-            return (*[np.zeros(spec.shape, np.uint8) for spec in inputs], np.float32(0.0))
+            return (*[np.zeros(shapes[spec.name], np.uint8) for spec in inputs], np.float32(0.0))
         return (*arrays, np.float32(1.0))
 
     def decode_in_graph(position, element_seed, label):
@@ -262,7 +279,7 @@ def make_dataset(
             decode, [position, element_seed], [tf.uint8] * len(inputs) + [tf.float32], stateful=False
         )
         for output, spec in zip(outputs, inputs):
-            output.set_shape(spec.shape)
+            output.set_shape(shapes[spec.name])
         outputs[-1].set_shape(())
         return {spec.name: output for spec, output in zip(inputs, outputs)}, label, outputs[-1]
 

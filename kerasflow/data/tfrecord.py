@@ -129,11 +129,19 @@ def _parse_clip(serialized):
     return sequence[IMAGE_KEY], tf.cast(context[LABEL_KEY], tf.int32)
 
 
-def _sample_positions(num_available, num_samples, training, seed):
-    """TF twin of ``video.sample_indices``: segment starts, or a uniform draw per segment in training."""
-    offsets = tf.random.stateless_uniform([num_samples], seed=seed) if training else tf.zeros([num_samples])
-    positions = (tf.range(num_samples, dtype=tf.float32) + offsets) * tf.cast(num_available, tf.float32) / num_samples
-    return tf.minimum(tf.cast(tf.floor(positions), tf.int32), num_available - 1)
+def _sample_positions(num_available, spec, training, seed):
+    """TF twin of ``video.clip_indices`` for one clip: segment starts (or a uniform draw per segment in
+    training), or a contiguous window (random start in training, the centre at test)."""
+    if spec.sampling == "segments":
+        offsets = tf.random.stateless_uniform([spec.frames], seed=seed) if training else tf.zeros([spec.frames])
+        positions = (tf.range(spec.frames, dtype=tf.float32) + offsets) * tf.cast(num_available, tf.float32) / spec.frames
+        return tf.minimum(tf.cast(tf.floor(positions), tf.int32), num_available - 1)
+    last_start = tf.maximum(num_available - ((spec.frames - 1) * spec.stride + 1), 0)
+    if training:
+        start = tf.random.stateless_uniform([], seed=seed, maxval=last_start + 1, dtype=tf.int32)
+    else:
+        start = last_start // 2
+    return tf.minimum(start + tf.range(spec.frames) * spec.stride, num_available - 1)
 
 
 def _crop(frames, y, x, side, frame_size):
@@ -208,7 +216,7 @@ def make_tfrecord_dataset(
     def load(serialized, element_seed):
         encoded, label = _parse_clip(serialized)
         seed = tf.stack([element_seed, tf.constant(0, tf.int64)])
-        positions = _sample_positions(tf.shape(encoded)[0], spec.frames, training, seed)
+        positions = _sample_positions(tf.shape(encoded)[0], spec, training, seed)
         frames = tf.map_fn(
             lambda data: tf.io.decode_jpeg(data, channels=3),
             tf.gather(encoded, positions),

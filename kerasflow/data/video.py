@@ -125,32 +125,71 @@ def sample_indices(num_frames_available, num_samples, training=False, rng=None):
     return np.minimum(np.floor(positions).astype(np.int64), num_frames_available - 1)
 
 
-def read_clip(source, num_frames, training=False, rng=None):
-    """``num_frames`` sampled RGB frames of a video file or frame folder, uint8 ``(T, H, W, 3)``.
+def window_start(last_start, training=False, rng=None, clip=0, clips=1):
+    """Where a window starts among ``0 .. last_start``: uniformly drawn in training; in test the centre,
+    or with ``clips`` windows the ``clip``-th of ``clips`` evenly spaced starts (first and last included)."""
+    if training:
+        rng = np.random.default_rng() if rng is None else rng
+        return int(rng.integers(0, last_start + 1))
+    if clips == 1:
+        return last_start // 2
+    return int(np.floor(np.linspace(0, last_start, clips)[clip]))
 
+
+def clip_indices(num_frames_available, frames, sampling="segments", stride=1, training=False, rng=None, clip=0,
+                 clips=1):
+    """Indices of the ``frames`` frames of one clip of a video of ``num_frames_available`` frames.
+
+    ``segments``: spread over the whole video (``sample_indices``; every test clip is the same).
+    ``contiguous``: ``frames`` consecutive frames ``stride`` apart, the representation-flow code's clips:
+    a window of ``(frames - 1) * stride + 1`` frames at ``window_start``; a shorter video repeats its
+    last frame.
+    """
+    if sampling == "segments":
+        return sample_indices(num_frames_available, frames, training, rng)
+    last_start = max(num_frames_available - ((frames - 1) * stride + 1), 0)
+    start = window_start(last_start, training, rng, clip, clips)
+    return np.minimum(start + np.arange(frames, dtype=np.int64) * stride, num_frames_available - 1)
+
+
+def read_clip(source, num_frames, training=False, rng=None):
+    """``num_frames`` sampled RGB frames (``sample_indices``) of a video file or frame folder, uint8
+    ``(T, H, W, 3)``."""
+    return read_frames(source, lambda count, rng: [sample_indices(count, num_frames, training, rng)], rng)[0]
+
+
+def read_frames(source, choose, rng=None):
+    """Clips of a video file or frame folder, decoding each frame they share once.
+
+    ``choose(frame_count, rng)`` returns a list of index arrays (one per clip) for a video of
+    ``frame_count`` frames; the result is the list of uint8 RGB clips ``(T, H, W, 3)`` in that order.
     Frames are counted by what actually decodes: when a container overstates its frame count, the
-    clip is sampled again over the frames that really exist.
+    clips are chosen again, with the same random draws, over the frames that really exist.
     """
     path = str(source)
     if os.path.isdir(path):
-        return _read_folder_clip(path, num_frames, training, rng)
+        return _read_folder_frames(path, choose, rng)
     if not os.path.isfile(path):
         raise BadVideo(path, "file does not exist")
-    return _read_video_clip(path, num_frames, training, rng)
+    return _read_video_frames(path, choose, rng)
 
 
-def _read_folder_clip(folder, num_frames, training, rng):
+def _split_clips(decoded, index_lists):
+    return [_stack_rgb([decoded[int(index)] for index in indices]) for indices in index_lists]
+
+
+def _read_folder_frames(folder, choose, rng):
     files = frame_folder_files(folder)
     if not files:
         raise BadVideo(folder, "frame folder holds no jpg/png frames")
-    indices = sample_indices(len(files), num_frames, training, rng)
+    index_lists = choose(len(files), rng)
     decoded = {}
-    for index in np.unique(indices):
+    for index in np.unique(np.concatenate(index_lists)):
         image = cv2.imread(files[index], cv2.IMREAD_COLOR)
         if image is None:
             raise BadVideo(folder, f"breaks mid-way: frame file {os.path.basename(files[index])!r} does not decode")
-        decoded[index] = image
-    return _stack_rgb([decoded[index] for index in indices])
+        decoded[int(index)] = image
+    return _split_clips(decoded, index_lists)
 
 
 def _stack_rgb(bgr_frames):
@@ -171,7 +210,7 @@ def open_video(path):
 
 
 def _decode_frames_at(capture, indices):
-    """(BGR frames in the order of ``indices``, None), or (None, frames decoded before the stream ended)."""
+    """({index: BGR frame}, None), or (None, frames decoded before the stream ended)."""
     wanted = set(int(index) for index in indices)
     decoded = {}
     for position in range(max(wanted) + 1):
@@ -184,7 +223,7 @@ def _decode_frames_at(capture, indices):
             ok = capture.grab()
         if not ok:
             return None, position
-    return [decoded[int(index)] for index in indices], None
+    return decoded, None
 
 
 def _count_frames(capture):
@@ -203,11 +242,11 @@ def count_video_frames(path):
         capture.release()
 
 
-def _sample_video(path, count, num_frames, training, rng):
-    """Open ``path`` once and sample ``num_frames`` over ``count`` frames (None: the header's count).
+def _sample_video(path, count, choose, rng):
+    """Open ``path`` once and decode the clips ``choose`` picks over ``count`` frames (None: the header's).
 
-    Returns (BGR frames, None, stated), or (None, frames that really decode, stated) when the stream
-    ends first or the header states no count; ``stated`` is the header's count.
+    Returns (clips, None, stated), or (None, frames that really decode, stated) when the stream ends
+    first or the header states no count; ``stated`` is the header's count.
     """
     capture = open_video(path)
     try:
@@ -215,8 +254,9 @@ def _sample_video(path, count, num_frames, training, rng):
         count = stated if count is None else count
         if count <= 0:
             return None, _count_frames(capture), stated
-        frames, decoded = _decode_frames_at(capture, sample_indices(count, num_frames, training, rng))
-        return frames, decoded, stated
+        index_lists = choose(count, rng)
+        decoded, ended_at = _decode_frames_at(capture, np.concatenate(index_lists))
+        return (None if decoded is None else _split_clips(decoded, index_lists)), ended_at, stated
     finally:
         capture.release()
 
@@ -243,22 +283,22 @@ def remember_frame_count(path, count):
         _frame_counts.setdefault(str(path), int(count))
 
 
-def _read_video_clip(path, num_frames, training, rng):
+def _read_video_frames(path, choose, rng):
     rng = np.random.default_rng() if rng is None else rng
-    replay = rng.bit_generator.state  # a second sampling draws the same numbers, as a known count would
+    replay = rng.bit_generator.state  # a second choice draws the same numbers, as a known count would
     with _frame_counts_lock:
         known = _frame_counts.get(path)
-    frames, decoded, stated = _sample_video(path, known, num_frames, training, rng)
-    if frames is None and known is None:
+    clips, decoded, stated = _sample_video(path, known, choose, rng)
+    if clips is None and known is None:
         if decoded == 0:
             raise BadVideo(path, "no frame decodes")
         _remember_frame_count(path, decoded, stated)
         known = decoded
         rng.bit_generator.state = replay
-        frames, decoded, _ = _sample_video(path, known, num_frames, training, rng)
-    if frames is None:
+        clips, decoded, _ = _sample_video(path, known, choose, rng)
+    if clips is None:
         raise BadVideo(path, f"breaks mid-way: decoding stopped at frame {decoded} of {known}")
-    return _stack_rgb(frames)
+    return clips
 
 
 def iter_clip_frames(source):

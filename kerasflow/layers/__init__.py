@@ -4,7 +4,7 @@ from kerasflow.layers.cam_attention import CamSpatialAttention
 from kerasflow.layers.convlstm import egornn_convlstm
 from kerasflow.layers.flow_block import RepresentationFlowBlock
 from kerasflow.layers.representation_flow import RepresentationFlow
-from kerasflow.layers.time import FoldTime, TimeAverage, UniformFrames, UnfoldTime
+from kerasflow.layers.time import FoldTime, TimeAverage, UnfoldTime
 
 __all__ = [
     "CamSpatialAttention",
@@ -12,7 +12,6 @@ __all__ = [
     "RepresentationFlow",
     "RepresentationFlowBlock",
     "TimeAverage",
-    "UniformFrames",
     "UnfoldTime",
     "egornn_convlstm",
 ]

@@ -29,21 +29,8 @@ class FoldTime(keras.layers.Layer):
         return (merged, *input_shape[2:])
 
 
-class _FramesLayer(keras.layers.Layer):
-    """A layer with a number of ``frames`` in its config."""
-
-    def __init__(self, frames, **kwargs):
-        super().__init__(**kwargs)
-        self.frames = int(frames)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"frames": self.frames})
-        return config
-
-
 @keras.saving.register_keras_serializable(package="kerasflow")
-class UnfoldTime(_FramesLayer):
+class UnfoldTime(keras.layers.Layer):
     """Splits the batch axis back: ``(B * T, *rest)`` -> ``(B, T, *rest)``.
 
     Args:
@@ -62,6 +49,10 @@ class UnfoldTime(_FramesLayer):
     ```
     """
 
+    def __init__(self, frames, **kwargs):
+        super().__init__(**kwargs)
+        self.frames = int(frames)
+
     def call(self, inputs):
         return ops.reshape(inputs, (-1, self.frames, *ops.shape(inputs)[1:]))
 
@@ -70,41 +61,10 @@ class UnfoldTime(_FramesLayer):
         batch = None if merged is None else merged // self.frames
         return (batch, self.frames, *input_shape[1:])
 
-
-@keras.saving.register_keras_serializable(package="kerasflow")
-class UniformFrames(_FramesLayer):
-    """Picks ``frames`` frames spread uniformly over a clip ``(B, T, ...)`` -> ``(B, frames, ...)``.
-
-    The indices are ``floor(linspace(0, T, frames, endpoint=False))``, EgoRCNN's sampling, so the
-    representation-flow stream of the two-stream model can see the same clip as the RGB stream with
-    fewer frames. With ``frames == T`` it is the identity.
-
-    Args:
-        frames: int. Number of frames to keep.
-
-    Example:
-
-    ```python
-    import numpy as np
-    import keras
-    from kerasflow.layers import UniformFrames
-
-    clips = np.arange(10, dtype="float32").reshape(1, 10, 1, 1, 1) * np.ones((2, 1, 8, 8, 3), "float32")
-    kept = UniformFrames(frames=4)(clips)  # frame t of each clip holds the value t
-    assert keras.ops.convert_to_numpy(kept)[0, :, 0, 0, 0].tolist() == [0.0, 2.0, 5.0, 7.0]
-    kept.shape  # (2, 4, 8, 8, 3)
-    ```
-    """
-
-    def call(self, inputs):
-        total = inputs.shape[1]
-        if total is None:
-            raise ValueError("UniformFrames needs a known number of input frames.")
-        indices = [int(i * total / self.frames) for i in range(self.frames)]
-        return ops.take(inputs, indices, axis=1)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.frames, *input_shape[2:])
+    def get_config(self):
+        config = super().get_config()
+        config.update({"frames": self.frames})
+        return config
 
 
 @keras.saving.register_keras_serializable(package="kerasflow")

@@ -1,46 +1,73 @@
 """Classifiers on top of the stream bodies: the single-stream models and the two-stream fusion (§II-E)."""
 
 import keras
+from keras import ops
 
-from kerasflow.data.inputs import RGB_CLIP, TVL1_STACK
-from kerasflow.layers import UniformFrames
+from kerasflow.data.inputs import RGB_CLIP
 
-
-def _classify(features, num_classes, dropout, inputs, name):
-    x = keras.layers.Dropout(dropout, name="dropout")(features)
-    # float32 logits also under mixed_float16, so the softmax and the loss keep their precision.
-    logits = keras.layers.Dense(num_classes, dtype="float32", name="classifier")(x)
-    return keras.Model(inputs, logits, name=name)
+FUSIONS = ("features", "scores")
 
 
-def single_stream_model(stream, num_classes, dropout, name):
+def _input_like(stream):
+    """A model input shaped and named as ``stream``'s (models take the pipeline's dict of inputs)."""
+    return keras.Input(stream.inputs[0].shape[1:], name=stream.inputs[0].name)
+
+
+def _head(prefix, num_classes, dropout):
+    """Dropout and a ``Dense(num_classes)`` named ``<prefix>_dropout`` / ``<prefix>_classifier``;
+    the logits are float32 also under mixed_float16, so the softmax and the loss keep their precision."""
+    return (keras.layers.Dropout(dropout, name=f"{prefix}_dropout"),
+            keras.layers.Dense(num_classes, dtype="float32", name=f"{prefix}_classifier"))
+
+
+def single_stream_model(stream, num_classes, dropout, name, prefix):
     """``stream`` (a body model) + dropout + ``Dense(num_classes)``: logits ``(B, num_classes)``.
 
     Models take a dict of named inputs, as the data pipeline yields them (``kerasflow.data.inputs``):
-    ``{"rgb": clip}``, ``{"flow_clip": clip}`` or ``{"flow": stack}``.
-
-    EgoRCNN's heads: dropout 0.7 for the RGB stream, 0.5 for the flow streams.
+    ``{"rgb": clip}``, ``{"flow_clip": clip}`` or ``{"flow": stack}``. The head's layers are named
+    ``<prefix>_dropout`` and ``<prefix>_classifier`` (``rgb`` or ``flow``), so a score-fusion model
+    can hold both heads. EgoRCNN's heads: dropout 0.7 for the RGB stream, 0.5 for the flow streams.
     """
-    name_of_input = stream.inputs[0].name
-    inputs = keras.Input(stream.inputs[0].shape[1:], name=name_of_input)
-    return _classify(stream(inputs), num_classes, dropout, {name_of_input: inputs}, name)
+    inputs = _input_like(stream)
+    dropout_layer, classifier = _head(prefix, num_classes, dropout)
+    return keras.Model({inputs.name: inputs}, classifier(dropout_layer(stream(inputs))), name=name)
 
 
-def two_stream_model(rgb_stream, flow_stream, num_classes, dropout=0.5, name="two_stream"):
-    """Decision-level fusion (EgoRCNN's joint model): ``[flow, rgb]`` features concatenated,
-    dropout, a new ``Dense(num_classes)``.
+@keras.saving.register_keras_serializable(package="kerasflow")
+class MeanSoftmax(keras.layers.Layer):
+    """Late fusion of logits: ``log(mean_i softmax(logits_i))`` over a list of ``(B, K)`` logits.
 
-    With a representation-flow stream both streams see the same RGB clip: the flow stream gets
-    ``UniformFrames`` of the RGB stream's ``T`` frames. With the optical-flow stream the model has
-    a second input, ``"flow"``.
+    The result is a log-probability, so it serves as logits (its softmax is the averaged probability).
+    Has no weights.
     """
-    rgb = keras.Input(rgb_stream.inputs[0].shape[1:], name=RGB_CLIP)
-    flow_input = flow_stream.inputs[0]
-    if flow_input.name == TVL1_STACK:
-        flow = keras.Input(flow_input.shape[1:], name=TVL1_STACK)
-        inputs, flow_features = {RGB_CLIP: rgb, TVL1_STACK: flow}, flow_stream(flow)
-    else:
-        clip = UniformFrames(flow_input.shape[1], name="flow_frames")(rgb)
-        inputs, flow_features = {RGB_CLIP: rgb}, flow_stream(clip)
-    features = keras.layers.Concatenate(name="fused_features")([flow_features, rgb_stream(rgb)])
-    return _classify(features, num_classes, dropout, inputs, name)
+
+    def call(self, inputs):
+        probabilities = ops.mean(ops.stack([ops.softmax(ops.cast(x, "float32")) for x in inputs]), axis=0)
+        return ops.log(ops.maximum(probabilities, 1e-12))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
+def two_stream_model(rgb_model, flow_model, num_classes, dropout=0.5, name="two_stream", fusion="features"):
+    """The joint model of two single-stream models, sharing their stream bodies (§II-E).
+
+    Inputs: the RGB clip and the flow stream's own input (its clip, ``flow_clip``, sampled as the flow
+    stage sampled it; or the TV-L1 stack, ``flow``). ``fusion``:
+    - ``"features"``: EgoRCNN's joint model: ``[flow, rgb]`` features concatenated, dropout, a new
+      ``Dense(num_classes)`` named ``classifier``;
+    - ``"scores"``: the mean of the two streams' softmax (their own heads; no new layer).
+    """
+    if fusion not in FUSIONS:
+        raise ValueError(f"`fusion` must be one of {FUSIONS}. Received: fusion={fusion!r}")
+    rgb_stream, flow_stream = rgb_model.get_layer("rgb_stream"), flow_model.get_layer("flow_stream")
+    rgb, flow = _input_like(rgb_stream), _input_like(flow_stream)
+    inputs = {RGB_CLIP: rgb, flow.name: flow}
+    rgb_features, flow_features = rgb_stream(rgb), flow_stream(flow)
+    if fusion == "scores":
+        logits = [model.get_layer(f"{prefix}_classifier")(model.get_layer(f"{prefix}_dropout")(features))
+                  for model, prefix, features in ((rgb_model, "rgb", rgb_features), (flow_model, "flow", flow_features))]
+        return keras.Model(inputs, MeanSoftmax(name="mean_softmax")(logits), name=name)
+    dropout_layer, classifier = _head("fusion", num_classes, dropout)
+    features = keras.layers.Concatenate(name="fused_features")([flow_features, rgb_features])
+    return keras.Model(inputs, classifier(dropout_layer(features)), name=name)

@@ -1,7 +1,7 @@
 """One function per model kind (``kerasflow.models.kinds``) that builds the models its stages train.
 
-``builder(model_cfg, data_cfg, num_classes) -> {model key: keras.Model}`` where ``model_cfg`` and
-``data_cfg`` are a recipe's ``model`` and ``data`` sections. The models of one kind share their
+``builder(model, data, num_classes) -> {model key: keras.Model}`` where ``model`` and ``data`` are a
+recipe's ``model`` and ``data`` sections. The models of one kind share their
 stream bodies, so the joint model starts from what the rgb and flow stages learnt.
 """
 
@@ -15,51 +15,57 @@ def _rgb_stream(model, data):
                             units=model.convlstm_units, num_head_classes=model.num_head_classes)
 
 
+def _flow_weights(model):
+    """The ImageNet file of the flow stream: ``model.weights`` when both streams share a backbone."""
+    return model.flow_weights or (model.weights if model.flow_backbone == model.backbone else None)
+
+
 def _representation_flow_stream(model, data):
+    flow = model.flow
     return build_representation_flow_stream(
-        data.flow_frames, data.frame_size, backbone=model.backbone, weights=model.weights,
-        num_flow_layers=model.num_flow_layers, flow_iterations=model.flow_iterations,
-        flow_position=model.flow_position, bottleneck=model.flow_bottleneck)
+        data.flow_frames, data.frame_size, backbone=model.flow_backbone, weights=_flow_weights(model),
+        num_flow_layers=flow.num_layers, flow_iterations=flow.iterations, flow_position=flow.position,
+        bottleneck=flow.bottleneck, flow_options=flow.layer_options)
 
 
 def _optical_flow_stream(model, data):
-    return build_optical_flow_stream(data.frame_size, stack=data.flow_stack, backbone=model.backbone,
-                                     weights=model.weights)
+    return build_optical_flow_stream(data.frame_size, stack=data.flow_stack, backbone=model.flow_backbone,
+                                     weights=_flow_weights(model))
 
 
-def _two_stream(rgb_stream, flow_stream, model_cfg, num_classes, name, flow_name):
-    return {
-        "rgb": single_stream_model(rgb_stream, num_classes, model_cfg.rgb_dropout, "rgb"),
-        "flow": single_stream_model(flow_stream, num_classes, model_cfg.flow_dropout, flow_name),
-        "joint": two_stream_model(rgb_stream, flow_stream, num_classes, model_cfg.fusion_dropout, name),
-    }
+def _rgb_model(model, data, num_classes):
+    return single_stream_model(_rgb_stream(model, data), num_classes, model.rgb_dropout, "rgb", "rgb")
 
 
-def build_rgb(model_cfg, data_cfg, num_classes):
+def _two_stream(model, rgb, flow, num_classes, name):
+    return {"rgb": rgb, "flow": flow,
+            "joint": two_stream_model(rgb, flow, num_classes, model.fusion_dropout, name, model.fusion)}
+
+
+def build_rgb(model, data, num_classes):
     """``rgb``: EgoRCNN's RGB stream + classifier (dropout 0.7)."""
-    stream = _rgb_stream(model_cfg, data_cfg)
-    return {"rgb": single_stream_model(stream, num_classes, model_cfg.rgb_dropout, "rgb")}
+    return {"rgb": _rgb_model(model, data, num_classes)}
 
 
-def build_representation_flow(model_cfg, data_cfg, num_classes):
+def build_representation_flow(model, data, num_classes):
     """``flow``: the representation-flow stream + classifier (dropout 0.5)."""
-    stream = _representation_flow_stream(model_cfg, data_cfg)
-    return {"flow": single_stream_model(stream, num_classes, model_cfg.flow_dropout, "representation_flow")}
+    stream = _representation_flow_stream(model, data)
+    return {"flow": single_stream_model(stream, num_classes, model.flow_dropout, "representation_flow", "flow")}
 
 
-def build_optical_flow(model_cfg, data_cfg, num_classes):
+def build_optical_flow(model, data, num_classes):
     """``flow``: the TV-L1 optical-flow stream + classifier (dropout 0.5)."""
-    stream = _optical_flow_stream(model_cfg, data_cfg)
-    return {"flow": single_stream_model(stream, num_classes, model_cfg.flow_dropout, "optical_flow")}
+    stream = _optical_flow_stream(model, data)
+    return {"flow": single_stream_model(stream, num_classes, model.flow_dropout, "optical_flow", "flow")}
 
 
-def build_two_stream(model_cfg, data_cfg, num_classes):
+def build_two_stream(model, data, num_classes):
     """``rgb``, ``flow`` (representation flow) and ``joint``, sharing the two stream bodies."""
-    rgb, flow = _rgb_stream(model_cfg, data_cfg), _representation_flow_stream(model_cfg, data_cfg)
-    return _two_stream(rgb, flow, model_cfg, num_classes, "two_stream", "representation_flow")
+    flow = build_representation_flow(model, data, num_classes)["flow"]
+    return _two_stream(model, _rgb_model(model, data, num_classes), flow, num_classes, "two_stream")
 
 
-def build_two_stream_optical_flow(model_cfg, data_cfg, num_classes):
+def build_two_stream_optical_flow(model, data, num_classes):
     """``rgb``, ``flow`` (TV-L1) and ``joint``, sharing the two stream bodies."""
-    rgb, flow = _rgb_stream(model_cfg, data_cfg), _optical_flow_stream(model_cfg, data_cfg)
-    return _two_stream(rgb, flow, model_cfg, num_classes, "two_stream_optical_flow", "optical_flow")
+    flow = build_optical_flow(model, data, num_classes)["flow"]
+    return _two_stream(model, _rgb_model(model, data, num_classes), flow, num_classes, "two_stream_optical_flow")

@@ -16,6 +16,7 @@ def build_representation_flow_stream(
     flow_iterations=20,
     flow_position=2,
     bottleneck=32,
+    flow_options=None,
 ):
     """The representation-flow stream body: clip ``(B, T, S, S, 3)`` -> ``(B, C)`` features.
 
@@ -24,7 +25,8 @@ def build_representation_flow_stream(
     leaves ``T - num_flow_layers`` time steps; then the remaining stages and global average pooling
     per time step, averaged over time. The classifier that follows is linear, so classifying this
     average equals averaging the per-time-step predictions (§II-E).
-    The original puts the block after the second stage (28x28 maps at 224 input).
+    The original puts the block after the second stage (28x28 maps at 224 input). ``flow_options``
+    are ``RepresentationFlow`` arguments for its flow layers (``normalize``, ``learnable``, ...).
 
     Returns a ``keras.Model`` named ``"flow_stream"``.
     """
@@ -37,9 +39,8 @@ def build_representation_flow_stream(
     steps = frames
     if num_flow_layers:
         x = UnfoldTime(frames, name="before_flow")(x)
-        x = RepresentationFlowBlock(
-            num_flow_layers=num_flow_layers, bottleneck=bottleneck, n_iter=flow_iterations, name="flow_block"
-        )(x)
+        x = RepresentationFlowBlock(num_flow_layers=num_flow_layers, bottleneck=bottleneck, n_iter=flow_iterations,
+                                    flow_options=flow_options, name="flow_block")(x)
         steps = frames - num_flow_layers
         x = FoldTime(name="after_flow")(x)
     x, _ = resnet.apply_stages(x, flow_position)

@@ -92,7 +92,7 @@ def get_kind(name):
 
 register_kind(ModelKind(
     "two_stream", "the paper's model: EgoRCNN RGB stream + representation-flow stream, fused",
-    STAGE_ORDER, {"rgb": (RGB_CLIP,), "flow": (FLOW_CLIP,), "joint": (RGB_CLIP,)},
+    STAGE_ORDER, {"rgb": (RGB_CLIP,), "flow": (FLOW_CLIP,), "joint": (RGB_CLIP, FLOW_CLIP)},
     "build_two_stream", flow="representation",
 ))
 register_kind(ModelKind(

@@ -21,16 +21,19 @@ def _group(stream, group):
 
 STAGE_RULES = {
     # Stage 1: the ConvLSTM and the classifier only.
-    "rgb_stage1": ("rgb_stream/convlstm", "classifier"),
+    "rgb_stage1": ("rgb_stream/convlstm", "rgb_classifier"),
     # Stage 2: also the last stage's convolutions and the ImageNet head the CAM comes from.
-    "rgb_stage2": ("rgb_stream/convlstm", "classifier", "rgb_stream/cam_attention",
+    "rgb_stage2": ("rgb_stream/convlstm", "rgb_classifier", "rgb_stream/cam_attention",
                    *_group("rgb_stream", "last_stage_convs")),
     # The motion stream trains whole, batch norms included.
     "flow": ("*",),
-    # Joint fusion: the new classifier, the RGB stage-2 set, the flow stream's last stage and its
-    # representation-flow block (the end-to-end part of the paper).
+    # Joint fusion: the fusion classifier (or, fusing scores, the streams' own classifiers), the RGB
+    # stage-2 set, the flow stream's last stage and its representation-flow block (the end-to-end part
+    # of the paper).
     "joint": (
-        "classifier",
+        "fusion_classifier",
+        "rgb_classifier",
+        "flow_classifier",
         "rgb_stream/convlstm",
         "rgb_stream/cam_attention",
         *_group("rgb_stream", "last_stage_convs"),

@@ -22,6 +22,7 @@ from pathlib import Path
 from kerasflow.atomic import remove_stale_temporaries, write_json
 from kerasflow.config import load_recipe, recipe_to_dict, save_recipe
 from kerasflow.config.validation import show_value
+from kerasflow.data.indexes import relative_clip_path
 from kerasflow.errors import UserError
 from kerasflow.model_io import MODEL_FILE, ModelInfo
 
@@ -107,7 +108,7 @@ class RunFolder:
                        f", {state['current']['stage']} after epoch {state['current']['epoch']}" if state["current"] else "")
         return state
 
-    def start(self, class_names, train, test):
+    def start(self, class_names, train, validation, test):
         """Record a new run (recipe, classes, split), or check that a resumed one sees the same data.
 
         A resumed run refuses other classes, and a split that moved clips between train and test (a
@@ -115,7 +116,7 @@ class RunFolder:
         """
         if self.resumed:
             self._check_classes(class_names)
-            self._check_split(train, test)
+            self._check_split(train, validation, test)
             return
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -124,12 +125,12 @@ class RunFolder:
             raise UserError(f"cannot write the run folder {self.folder} ({error.strerror}); set "
                             "runtime.output_dir to a writable folder") from None
         write_json(self.folder / CLASSES_FILE, list(class_names))
-        write_json(self.folder / SPLIT_FILE, self._split(train, test))
+        write_json(self.folder / SPLIT_FILE, self._split(train, validation, test))
 
-    def _split(self, train, test):
+    def _split(self, train, validation, test):
         root = Path(self.recipe.data.root)
-        return {subset: sorted(_relative(item.source, root) for item in index.items)
-                for subset, index in (("train", train), ("test", test))}
+        subsets = [("train", train), ("test", test)] + ([("validation", validation)] if validation is not test else [])
+        return {subset: sorted(relative_clip_path(item, root) for item in index.items) for subset, index in subsets}
 
     def _check_classes(self, class_names):
         previous = json.loads((self.folder / CLASSES_FILE).read_text())
@@ -142,20 +143,22 @@ class RunFolder:
                 "runtime.output_dir"
             )
 
-    def _check_split(self, train, test):
+    def _check_split(self, train, validation, test):
         path = self.folder / SPLIT_FILE
         if not path.exists():
             return
-        before, now = json.loads(path.read_text()), self._split(train, test)
-        moved = sorted((set(before["train"]) & set(now["test"])) | (set(before["test"]) & set(now["train"])))
+        before, now = json.loads(path.read_text()), self._split(train, validation, test)
+        subset_of = {clip: subset for subset, clips in before.items() for clip in clips}
+        moved = sorted(clip for subset, clips in now.items() for clip in clips
+                       if subset_of.get(clip, subset) != subset)
         if moved:
             raise UserError(
                 f"the split of {self.recipe.data.root} changed since this run started: {len(moved)} clips moved "
-                f"between train and test (e.g. {moved[0]!r}), so the run would train on former test clips; "
+                f"between subsets (e.g. {moved[0]!r}), so the run would train on former test clips; "
                 "restore the split files or use another runtime.output_dir"
             )
-        gone = sum(len(set(before[s]) - set(now[s])) for s in before)
-        new = sum(len(set(now[s]) - set(before[s])) for s in now)
+        gone = len(set(subset_of) - {clip for clips in now.values() for clip in clips})
+        new = len({clip for clips in now.values() for clip in clips} - set(subset_of))
         if gone or new:
             logger.warning("%s: %d clips removed and %d added since this run started; no clip changed subset",
                            self.recipe.data.root, gone, new)
@@ -185,13 +188,6 @@ class RunFolder:
     def finished(self):
         """All stages trained and the final model and metrics written (the last step of a run)."""
         return self.stages_done and (self.folder / MODEL_FILE).exists() and "final" in self.read_metrics()
-
-
-def _relative(source, root):
-    try:
-        return Path(source).relative_to(root).as_posix()
-    except ValueError:
-        return Path(source).as_posix()
 
 
 def _flatten(value, prefix=""):

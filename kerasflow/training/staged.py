@@ -7,6 +7,7 @@ run folder (``run_folder``) records every epoch, so re-running the same recipe r
 """
 
 import dataclasses
+import json
 import logging
 import os
 import tempfile
@@ -16,7 +17,7 @@ import keras
 from kerasflow import metrics
 from kerasflow.backbones.weights import read_weights_config
 from kerasflow.data.check import check_recipe_data
-from kerasflow.data.feeds import model_dataset, recipe_indexes
+from kerasflow.data.feeds import model_dataset, recipe_indexes, test_clips, validation_split
 from kerasflow.data.pipeline import BadVideoLog
 from kerasflow.errors import UserError
 from kerasflow.model_io import MODEL_FILE, load_model_file, save_model, save_weights
@@ -33,46 +34,54 @@ from kerasflow.visualize import plot_training_curves
 logger = logging.getLogger("kerasflow")
 
 
-def _optimizer(model, stage):
-    """The stage's optimizer with PyTorch's semantics (L2 weight decay; the flow stream's own SGD rate)."""
+def _optimizer(model, stage, flow):
+    """The stage's optimizer with PyTorch's semantics: L2 weight decay and parameter groups.
+
+    Groups: the representation-flow layers' own parameters (theta, tau, lambda, kernels) at
+    ``model.flow.learning_rate_scale`` times the rate of their stream, with ``model.flow.weight_decay``
+    (the representation-flow code's); in the joint stage, the flow stream at ``flow_learning_rate``
+    (EgoRCNN's 1e-4 while the rest trains at 1e-2).
+    """
+    stream_factor = 1.0 if stage.flow_learning_rate is None else stage.flow_learning_rate / stage.learning_rate
+    flow_parameters = [variable for _, layer in walk_layers(model)
+                       for variable in getattr(layer, "flow_parameters", []) if variable.trainable]
+    flow_stream = [variable for path, layer in walk_layers(model) if path.startswith("flow_stream/")
+                   for variable in layer.trainable_weights]
+    groups = [(flow_parameters, stream_factor * flow.learning_rate_scale, flow.weight_decay),
+              (flow_stream, stream_factor, stage.weight_decay)]
     if stage.optimizer == "adam":
-        return TorchAdam(l2=stage.weight_decay, learning_rate=stage.learning_rate, epsilon=stage.epsilon)
-    slow, factor = [], 1.0
-    if stage.flow_learning_rate is not None:
-        slow = [
-            variable
-            for path, layer in walk_layers(model)
-            if path.startswith("flow_stream/")
-            for variable in layer.trainable_weights
-        ]
-        factor = stage.flow_learning_rate / stage.learning_rate
-    return TorchSGD(
-        l2=stage.weight_decay,
-        slow_variables=slow,
-        slow_factor=factor,
-        learning_rate=stage.learning_rate,
-        momentum=stage.momentum or 0.0,
-    )
+        return TorchAdam(l2=stage.weight_decay, groups=groups, learning_rate=stage.learning_rate,
+                         epsilon=stage.epsilon)
+    return TorchSGD(l2=stage.weight_decay, groups=groups, learning_rate=stage.learning_rate,
+                    momentum=stage.momentum or 0.0)
 
 
-def _compile(model, stage):
+def _compile(model, stage, flow):
     model.compile(
-        optimizer=_optimizer(model, stage),
+        optimizer=_optimizer(model, stage, flow),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
 
 
-def stage_datasets(recipe, stage, train, test, bad_videos, seed):
-    """Training and test datasets of ``stage``, fed as the model that stage trains takes them.
+def stage_datasets(recipe, stage, train, validation, bad_videos, seed):
+    """Training and validation datasets of ``stage``, fed as the model that stage trains takes them.
 
     ``bad_videos`` is a ``(train log, test log)`` pair of ``BadVideoLog``s.
     """
     options = dict(inputs=recipe.inputs_for(stage.name), batch_size=recipe.batch_size_for(stage), seed=seed)
     return (
         model_dataset(recipe.data, train, "train", training=True, bad_videos=bad_videos[0], **options),
-        model_dataset(recipe.data, test, "test", training=False, bad_videos=bad_videos[1], **options),
+        model_dataset(recipe.data, validation, validation.subset, training=False, bad_videos=bad_videos[1],
+                      **options),
     )
+
+
+def test_dataset(recipe, stage, test, bad_videos):
+    """The test subset for the model ``stage`` trains, with ``evaluation.clips`` clips per video."""
+    return model_dataset(recipe.data, test, "test", inputs=recipe.inputs_for(stage.name),
+                         batch_size=recipe.batch_size_for(stage), training=False, seed=recipe.runtime.seed,
+                         bad_videos=bad_videos[1], clips=recipe.evaluation.clips)
 
 
 def _check_before_start(recipe, train):
@@ -93,9 +102,11 @@ def _check_before_start(recipe, train):
             )
 
 
-def _evaluate(model, test_data, class_names, what):
-    """``metrics.evaluate`` that refuses a test subset of which no video could be decoded."""
-    result = metrics.evaluate(model, test_data, len(class_names))
+def _evaluate(model, recipe, stage, test, bad_videos, what):
+    """Test metrics of ``model`` (the model ``stage`` trains); refuses a test subset of which no video
+    could be decoded."""
+    clips = test_clips(recipe.inputs_for(stage.name), recipe.evaluation.clips)
+    result = metrics.evaluate(model, test_dataset(recipe, stage, test, bad_videos), len(test.class_names), clips=clips)
     if result.num_videos == 0:
         raise UserError(f"{what}: no test video could be decoded (every one was skipped as bad); repair or "
                         "replace them, then run the same command again")
@@ -120,21 +131,22 @@ def train_recipe(recipe, log=print):
         run = RunFolder(recipe)
     train, test, _ = check_recipe_data(recipe, *recipe_indexes(recipe.data), log=log)
     _check_before_start(recipe, train)
+    train, validation = validation_split(recipe.data, train, test)
     class_names = train.class_names
-    run.start(class_names, train, test)
-    log(f"{recipe.data.dataset}: {len(train.items)} training and {len(test.items)} test videos, "
-        f"{len(class_names)} classes; {strategy.num_replicas_in_sync} replica(s)")
+    run.start(class_names, train, validation, test)
+    held_out = "the test subset" if validation is test else f"{len(validation.items)} held out"
+    log(f"{recipe.data.dataset}: {len(train.items)} training videos, validation on {held_out}, "
+        f"{len(test.items)} test videos, {len(class_names)} classes; {strategy.num_replicas_in_sync} replica(s)")
     run_metrics = run.read_metrics()
     bad_videos = (BadVideoLog(), BadVideoLog())
     if not run.stages_done:
-        _train_stages(recipe, run, strategy, train, test, class_names, run_metrics, bad_videos, log)
+        _train_stages(recipe, run, strategy, (train, validation, test), class_names, run_metrics, bad_videos, log)
 
     last = recipe.trained_stages[-1]
     best = load_model_file(run.stage_dir(last.name) / "best.keras")
-    _, test_data = stage_datasets(recipe, last, train, test, bad_videos, recipe.runtime.seed)
-    result = _evaluate(best, test_data, class_names, "the final model")
+    result = _evaluate(best, recipe, last, test, bad_videos, "the final model")
     save_model(best, str(run.folder / MODEL_FILE), model_info(recipe, class_names, last.name))
-    run_metrics["final"] = {"stage": last.name, **result.summary(class_names)}
+    run_metrics["final"] = {"stage": last.name, "clips": recipe.evaluation.clips, **result.summary(class_names)}
     metrics.plot_confusion_matrix(
         result.confusion(), class_names, str(run.folder / "confusion_matrix.png"),
         f"{recipe.model.kind} (final), test: top-1 {result.top1:.3f}",
@@ -165,8 +177,13 @@ def _resume_epoch(run, stage, model, log):
     return 0
 
 
-def _train_stages(recipe, run, strategy, train, test, class_names, run_metrics, bad_videos, log):
-    """Train the stages not finished yet, each from where the earlier ones left the shared streams."""
+def _train_stages(recipe, run, strategy, subsets, class_names, run_metrics, bad_videos, log):
+    """Train the stages not finished yet, each from where the earlier ones left the shared streams.
+
+    ``subsets``: the ``(train, validation, test)`` indexes. The validation subset picks each stage's best
+    checkpoint; the stage's test metrics are those of its last epoch, with the best checkpoint's beside.
+    """
+    train, validation, test = subsets
     with strategy.scope():
         models = recipe.kind.build_models(recipe.model, recipe.data, len(class_names))
     for finished in run.state["completed"]:
@@ -178,12 +195,12 @@ def _train_stages(recipe, run, strategy, train, test, class_names, run_metrics, 
         folder = run.stage_dir(stage.name)
         with strategy.scope():
             trainable = set_trainable_for_stage(model, stage.name)
-            _compile(model, stage)
+            _compile(model, stage, recipe.model.flow)
             initial_epoch = _resume_epoch(run, stage, model, log)
         log(f"{stage.name}: training {len(trainable)} layers for {stage.epochs} epochs")
         # A resumed run must not replay the first epochs' shuffling and augmentation.
-        train_data, test_data = stage_datasets(recipe, stage, train, test, bad_videos,
-                                               recipe.runtime.seed + initial_epoch)
+        train_data, validation_data = stage_datasets(recipe, stage, train, validation, bad_videos,
+                                                     recipe.runtime.seed + initial_epoch)
         callbacks = [
             TrainingDataGuard(bad_videos[0], stage.name, recipe.batch_size_for(stage)),
             keras.callbacks.LearningRateScheduler(stage.learning_rate_at),
@@ -196,19 +213,27 @@ def _train_stages(recipe, run, strategy, train, test, class_names, run_metrics, 
             with disk_errors_as_user_errors(run.folder):
                 model.fit(
                     train_data,
-                    validation_data=test_data,
+                    validation_data=validation_data,
                     epochs=stage.epochs,
                     initial_epoch=initial_epoch,
                     callbacks=callbacks,
                     shuffle=False,  # the tf.data pipeline shuffles, seeded
                     verbose=2 if os.environ.get("CI") else "auto",
                 )
-        result = _evaluate(model, test_data, class_names, f"stage {stage.name}")
+        result = _evaluate(model, recipe, stage, test, bad_videos, f"stage {stage.name}")
         save_weights(model, str(folder / "final.weights.h5"))
-        run_metrics["stages"][stage.name] = result.summary(class_names)
+        model.load_weights(folder / "best.keras")
+        best = _evaluate(model, recipe, stage, test, bad_videos, f"stage {stage.name}")
+        model.load_weights(folder / "final.weights.h5")  # the next stage starts from the last epoch
+        best_info = json.loads((folder / "best.keras.json").read_text())
+        run_metrics["stages"][stage.name] = {
+            "clips": recipe.evaluation.clips, **result.summary(class_names),
+            "best_checkpoint": {"val_accuracy": best_info["val_accuracy"], "top1": best.top1, "top5": best.top5},
+        }
         run.write_metrics(run_metrics)
         run.update_state(completed=run.state["completed"] + [stage.name], current={})
         plot_training_curves(
             {name: run.stage_dir(name) / "log.csv" for name in run.state["completed"]}, run.folder / "curves.png"
         )
-        log(f"{stage.name}: test top-1 {result.top1:.3f}, {result.seconds_per_video * 1000:.1f} ms per video")
+        log(f"{stage.name}: test top-1 {result.top1:.3f} (last epoch), {best.top1:.3f} (best checkpoint, "
+            f"validation {best_info['val_accuracy']:.3f}), {result.seconds_per_video * 1000:.1f} ms per video")

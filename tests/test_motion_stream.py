@@ -1,0 +1,117 @@
+"""The motion stream as the representation-flow code trains it: contiguous flow clips, the flow
+parameters' own optimiser group, a validation hold-out, multi-clip testing."""
+
+import types
+
+import keras
+import numpy as np
+import pytest
+
+from kerasflow.config import load_recipe
+from kerasflow.data.indexes import VideoIndex, VideoItem, hold_out
+from kerasflow.data.inputs import InputSpec
+from kerasflow.data.pipeline import load_example
+from kerasflow.data.video import clip_indices, window_start
+from kerasflow.errors import UserError
+from kerasflow.metrics import average_clip_scores
+from kerasflow.training.staged import _optimizer
+
+
+@pytest.mark.parametrize("count, frames, stride, expected", [
+    (40, 16, 2, list(range(4, 36, 2))),  # window of 31 frames, centre start (40 - 31) // 2 = 4
+    (31, 16, 2, list(range(0, 31, 2))),  # exactly one window
+    (10, 4, 2, [1, 3, 5, 7]),            # window 7, start 3 // 2 = 1
+    (5, 4, 2, [0, 2, 4, 4]),             # shorter than the window: the last frame repeats
+    (1, 3, 1, [0, 0, 0]),
+])
+def test_contiguous_test_windows_are_centred_and_padded(count, frames, stride, expected):
+    assert clip_indices(count, frames, "contiguous", stride).tolist() == expected
+
+
+def test_contiguous_training_windows_are_uniform_and_multiclip_tests_evenly_spaced():
+    rng = np.random.default_rng(0)
+    starts = [int(clip_indices(20, 4, "contiguous", 2, training=True, rng=rng)[0]) for _ in range(400)]
+    assert sorted(set(starts)) == list(range(0, 14)) and min(np.bincount(starts)) > 10  # 20 - 7 + 1 starts
+    assert [clip_indices(20, 4, "contiguous", 2, clip=k, clips=3)[0] for k in range(3)] == [0, 6, 13]
+    assert [window_start(13, clip=k, clips=5) for k in range(5)] == [0, 3, 6, 9, 13]
+    # segments ignore the clip number: every test clip of a segment-sampled input is the same
+    assert clip_indices(20, 4, "segments", clip=2, clips=3).tolist() == [0, 5, 10, 15]
+
+
+def _numbered_frames(folder, count):
+    """A frame folder whose frame k is uniformly grey k * 10 (the pixel tells which frame was read)."""
+    import cv2
+
+    folder.mkdir(parents=True)
+    for number in range(count):
+        cv2.imwrite(str(folder / f"img_{number + 1:05d}.png"), np.full((16, 16, 3), number * 10, np.uint8))
+    return str(folder)
+
+
+def test_one_video_pass_feeds_the_rgb_clip_and_the_contiguous_flow_clip(tmp_path):
+    item = VideoItem(_numbered_frames(tmp_path / "clip", 20), 0)
+    specs = [InputSpec("rgb", 4, 16), InputSpec("flow_clip", 3, 16, "contiguous", 2)]
+    rgb, flow = load_example(item, specs, training=False, seed=0)
+    assert (rgb[:, 0, 0, 0] // 10).tolist() == [0, 5, 10, 15]   # segments over the whole video
+    assert (flow[:, 0, 0, 0] // 10).tolist() == [7, 9, 11]      # centre window of 5 frames
+    rgb, flow = load_example(item, specs, training=False, seed=0, clips=3)
+    assert rgb.shape == (3, 4, 16, 16, 3) and flow.shape == (3, 3, 16, 16, 3)
+    assert (flow[:, :, 0, 0, 0] // 10).tolist() == [[0, 2, 4], [7, 9, 11], [15, 17, 19]]
+
+
+def test_clip_scores_average_their_softmax():
+    logits = np.array([[[2.0, 0.0], [0.0, 2.0], [1.0, 1.0]]])
+    expected = np.log(np.mean(np.exp(logits) / np.exp(logits).sum(-1, keepdims=True), axis=1))
+    np.testing.assert_allclose(average_clip_scores(logits), expected, rtol=1e-6)
+
+
+def _index(names_per_class):
+    items = [VideoItem(f"/root/{name}/{clip}", label) for label, (name, count) in enumerate(names_per_class)
+             for clip in (f"c{k}.avi" for k in range(count))]
+    return VideoIndex(items, [name for name, _ in names_per_class], "folder", "train")
+
+
+def test_validation_holds_out_a_stable_share_of_every_class(tmp_path):
+    train = _index([("a", 20), ("b", 10), ("c", 2)])
+    kept, held = hold_out(train, 0.2, "/root")
+    assert held.subset == "validation" and len(kept) + len(held) == 32
+    counts = held.class_counts().tolist()
+    assert all(count >= 1 for count in counts) and 2 <= counts[0] <= 8 and kept.class_counts().min() >= 1
+    assert [item.source for item in hold_out(train, 0.2, "/root")[1].items] == [item.source for item in held.items]
+    listed = tmp_path / "val.txt"
+    listed.write_text("a/c3.avi\nb/c1.avi\n")
+    kept, held = hold_out(train, str(listed), "/root")
+    assert [item.source for item in held.items] == ["/root/a/c3.avi", "/root/b/c1.avi"] and len(kept) == 30
+    listed.write_text("a/c99.avi\n")
+    with pytest.raises(UserError, match="names 1 clips that are not training clips of /root"):
+        hold_out(train, str(listed), "/root")
+
+
+def test_the_flow_parameters_train_at_their_own_rate_without_decay():
+    """One SGD step: theta moves by 0.01 x lr x its gradient, a convolution by lr x (gradient + wd x w)."""
+    recipe = load_recipe("demo", ["model.kind=representation_flow", "model.flow.iterations=2"])
+    keras.utils.set_random_seed(0)
+    model = recipe.kind.build_models(recipe.model, recipe.data, 4)["flow"]
+    stage = types.SimpleNamespace(optimizer="sgd", learning_rate=0.5, momentum=0.0, weight_decay=0.1,
+                                  flow_learning_rate=None)
+    model.compile(optimizer=_optimizer(model, stage, recipe.model.flow),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    block = model.get_layer("flow_stream").get_layer("flow_block")
+    block.norm.gamma.assign(np.ones(block.norm.gamma.shape, "float32"))  # open the block (gamma starts at 0)
+    theta = block.flows[0].theta_weight
+    conv = model.get_layer("flow_stream").get_layer("layer4").get_layer("layer4_0_conv1").kernel
+    x = {"flow_clip": np.random.default_rng(1).normal(size=(2, 8, 64, 64, 3)).astype("float32")}
+    y = np.array([0, 3])
+    import tensorflow as tf
+
+    model.get_layer("flow_dropout").rate = 0.0  # the tape and the step must see the same function
+    with tf.GradientTape() as tape:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, model(x, training=True))
+    theta_grad, conv_grad = tape.gradient(loss, [theta.value, conv.value])
+    before = (float(theta.numpy()), conv.numpy().copy())
+    model.train_on_batch(x, y)
+    assert theta.trainable and abs(float(theta_grad)) > 0
+    np.testing.assert_allclose(float(theta.numpy()), before[0] - 0.5 * 0.01 * float(theta_grad), rtol=1e-3, atol=1e-7)
+    np.testing.assert_allclose(conv.numpy(), before[1] - 0.5 * (conv_grad.numpy() + 0.1 * before[1]), rtol=1e-3,
+                               atol=1e-6)
+    assert not block.flows[0].image_grad_x.trainable and block.flows[0].div_x.trainable  # [0, 1, 1, 1, 1]
