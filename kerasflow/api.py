@@ -66,10 +66,11 @@ def predict_video(model, video, top_k=5, flow_dir=None):
     video's TV-L1 ``flow_x`` folder, for optical-flow models. Returns ``{"video", "predictions":
     [{"class", "probability"}, ...], "seconds": {"decode", "model"}}``.
     """
+    from kerasflow.export.runtime import KerasPredictor
     from kerasflow.predict import check_request
     from kerasflow.predict import predict_video as predict
 
     if not hasattr(model, "kerasflow_info"):
         model = load_model(model)
     check_request(str(video), getattr(model, "name", "the model"), model.kerasflow_info, flow_dir)
-    return predict(model, model.kerasflow_info, video, top_k, flow_dir)
+    return predict(KerasPredictor(model.kerasflow_info, model.name, model), video, top_k, flow_dir)

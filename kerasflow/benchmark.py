@@ -133,11 +133,9 @@ def compute_device():
 
 
 def random_inputs(model, batch, seed):
-    """One random float32 batch per model input, ``{input name: array (batch, *shape)}``."""
+    """One random batch of raw uint8 frames per model input, ``{input name: array (batch, *shape)}``."""
     rng = np.random.default_rng(seed)
-    return {
-        tensor.name: rng.standard_normal((batch, *tensor.shape[1:]), dtype=np.float32) for tensor in model.inputs
-    }
+    return {tensor.name: rng.integers(0, 256, (batch, *tensor.shape[1:]), dtype=np.uint8) for tensor in model.inputs}
 
 
 def time_model(model, inputs, batch, repeats, warmup, device, progress_label=None):

@@ -21,6 +21,10 @@ def predict():
     _run("predict")
 
 
+def export():
+    _run("export.__main__")
+
+
 def benchmark():
     _run("benchmark")
 

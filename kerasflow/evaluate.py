@@ -18,21 +18,18 @@ from kerasflow.cli import add_set_option, bad_videos_as_user_errors, positive_in
 from kerasflow.errors import UserError, run_command  # noqa: E402
 from kerasflow.atomic import ensure_writable_folder, write_json  # noqa: E402
 from kerasflow.config import recipe_to_dict  # noqa: E402
-from kerasflow.model_io import find_model_file, load_model_file, read_model_info  # noqa: E402
-from kerasflow.training.run_folder import RECIPE_FILE  # noqa: E402
-
-# A model file saved in a run folder lies in it (model.keras) or two levels down (stages/<stage>/best.keras).
-RECIPE_SEARCH_DEPTH = 3
+from kerasflow.training.run_folder import RECIPE_FILE, run_folder_of  # noqa: E402
 
 
-def find_recipe(model_file, recipe=None):
-    """``recipe`` when given, else the ``recipe.yaml`` of the run folder the model file lies in."""
+def find_recipe(path, recipe=None, source_run=None):
+    """``recipe`` when given, else the ``recipe.yaml`` of the run folder ``path`` lies in (or, for an
+    export, ``source_run``, the run it was exported from)."""
     if recipe is not None:
         return Path(recipe)
-    for folder in list(Path(model_file).resolve().parents)[:RECIPE_SEARCH_DEPTH]:
-        if (folder / RECIPE_FILE).is_file():
-            return folder / RECIPE_FILE
-    raise UserError(f"{model_file} is not inside a run folder; pass the recipe it was trained with (--recipe)")
+    run = run_folder_of(path) or (run_folder_of(source_run) if source_run else None)
+    if run is None:
+        raise UserError(f"{path} is not inside a run folder; pass the recipe it was trained with (--recipe)")
+    return run / RECIPE_FILE
 
 
 def check_model_matches_recipe(info, recipe, model_file):
@@ -75,8 +72,9 @@ def output_folder(model_file, recipe, subset, output=None, clips=1):
     return folder
 
 
-def evaluate_run(model, info, model_file, recipe, subset="test", batch_size=None, output=None, clips=None):
-    """Evaluate ``model`` on the recipe's ``subset``; write the PNG and JSON; return the report dict."""
+def evaluate_run(predictor, recipe, subset="test", batch_size=None, output=None, clips=None):
+    """Evaluate ``predictor`` (``kerasflow.export.runtime``: a Keras model or an export) on the recipe's
+    ``subset``; write the PNG and JSON; return the report dict."""
     from tqdm import tqdm
 
     from kerasflow import metrics
@@ -84,6 +82,7 @@ def evaluate_run(model, info, model_file, recipe, subset="test", batch_size=None
     from kerasflow.data.pipeline import BadVideoLog
     from kerasflow.models.common import streams_of
 
+    info, model_file = predictor.info, predictor.path
     clips = test_clips(info.inputs, clips or recipe.evaluation.clips)
     folder = output_folder(model_file, recipe, subset, output, clips)
     batch_size = batch_size or recipe.data.batch_size
@@ -94,8 +93,8 @@ def evaluate_run(model, info, model_file, recipe, subset="test", batch_size=None
                    unit="batch", file=sys.stderr, disable=None)
     try:
         with bad_videos_as_user_errors():
-            result = metrics.evaluate(model, batches, len(class_names), streams=list(streams_of(model).values()),
-                                      clips=clips)
+            streams = list(streams_of(predictor.keras_model).values()) if predictor.keras_model else []
+            result = metrics.evaluate(predictor, batches, len(class_names), streams=streams, clips=clips)
     finally:
         batches.close()
     if result.num_videos == 0:
@@ -108,6 +107,7 @@ def evaluate_run(model, info, model_file, recipe, subset="test", batch_size=None
     )
     report = {
         "model": str(model_file),
+        "format": predictor.format,
         "kind": info.kind,
         "stage": info.stage,
         "subset": subset,
@@ -146,7 +146,8 @@ def format_report(report):
 
 
 def add_arguments(parser):
-    parser.add_argument("model", help="run folder (uses its model.keras and recipe.yaml) or a .keras model file")
+    parser.add_argument("model", help="run folder (uses its model.keras and recipe.yaml), a .keras model file, "
+                        "an export folder or a .tflite file")
     parser.add_argument("--recipe", help="recipe the model was trained with (default: the run folder's recipe.yaml)")
     add_set_option(parser)
     parser.add_argument("--subset", choices=("test", "train"), default="test", help="which subset (default test)")
@@ -161,12 +162,12 @@ def evaluate_model(args):
     """The report of ``python -m kerasflow.evaluate`` for its parsed ``args``."""
     from kerasflow.config import load_recipe
 
-    model_file = find_model_file(args.model)
-    recipe = load_recipe(find_recipe(model_file, args.recipe), args.overrides)
-    info = read_model_info(model_file)
-    check_model_matches_recipe(info, recipe, model_file)
-    model = load_model_file(model_file)
-    return evaluate_run(model, info, model_file, recipe, args.subset, args.batch_size, args.output, args.clips)
+    from kerasflow.export.runtime import load_predictor
+
+    predictor = load_predictor(args.model)
+    recipe = load_recipe(find_recipe(args.model, args.recipe, predictor.source_run), args.overrides)
+    check_model_matches_recipe(predictor.info, recipe, predictor.path)
+    return evaluate_run(predictor, recipe, args.subset, args.batch_size, args.output, args.clips)
 
 
 main = report_command("evaluate", __doc__, add_arguments, evaluate_model, format_report)

@@ -95,8 +95,9 @@ def save_weights(model, path):
         model.save_weights(temporary)
 
 
-def find_model_file(path):
-    """``RUN_DIR/model.keras`` for a run folder, else the ``.keras`` file ``path``; ``UserError`` otherwise."""
+def find_model_file(path, accepted="a run folder or a .keras model file"):
+    """``RUN_DIR/model.keras`` for a run folder, else the ``.keras`` file ``path``; ``UserError`` otherwise,
+    saying that the command takes ``accepted``."""
     path = Path(path)
     if path.is_dir():
         model_file = path / MODEL_FILE
@@ -105,10 +106,9 @@ def find_model_file(path):
         if (path / "state.json").is_file() and (path / "recipe.yaml").is_file():
             raise UserError(f"{path} has no {MODEL_FILE} yet; finish its training with "
                             f"python -m kerasflow.fit {path / 'recipe.yaml'}")
-        raise UserError(f"{path} is not a run folder (it has no {MODEL_FILE}); pass a run folder or a .keras "
-                        "model file")
+        raise UserError(f"{path} is not a run folder (it has no {MODEL_FILE}); pass {accepted}")
     if not path.exists():
-        raise UserError(f"model {str(path)!r} does not exist; pass a run folder or a .keras model file")
+        raise UserError(f"model {str(path)!r} does not exist; pass {accepted}")
     if path.name.endswith(".weights.h5"):
         raise UserError(f"{path} is a weights checkpoint, not a model file; pass the run folder or a .keras "
                         "model file")
@@ -116,7 +116,7 @@ def find_model_file(path):
         raise UserError(f"{path} is a recipe, not a model file; pass the run folder or a .keras model file "
                         "(evaluate takes a recipe with --recipe)")
     if path.suffix != ".keras":
-        raise UserError(f"{path} is not a model file; pass a run folder or a .keras model file")
+        raise UserError(f"{path} is not a model file; pass {accepted}")
     return path
 
 

@@ -1,9 +1,15 @@
-"""``python -m kerasflow.predict VIDEO --model RUN_DIR_OR_FILE``: the top-k actions of one video.
+"""``python -m kerasflow.predict VIDEO --model MODEL``: the top-k actions of one video, or of a live stream.
 
 Decodes the clip as the test set is decoded (uniform frames, centre crop), runs the model and prints
 the ``--top-k`` classes with their softmax probabilities and the seconds it took. ``--cam OUT.png``
 also draws the sampled frames with the RGB stream's CAM attention overlaid (EgoRCNN's picture).
-Optical-flow models read a TV-L1 flow folder (``--flow-dir``) instead of decoding flow.
+Optical-flow models read a TV-L1 flow folder (``--flow-dir``) instead of decoding flow. ``MODEL`` is a
+run folder, a ``.keras`` file, an export folder or a ``.tflite`` file (``python -m kerasflow.export``).
+
+``--stream SOURCE`` (a camera index, a stream URL or a video file) predicts a sliding window of
+``--window`` frames every ``--hop`` frames as the frames arrive, printing each window's time, top-k and
+milliseconds (``kerasflow.streaming``); ``--json`` prints the timeline, ``--out`` writes the video with
+the current top-1 drawn on it.
 """
 
 import os
@@ -58,8 +64,9 @@ def check_request(video, model_path, info, flow_dir, cam=None):
         raise UserError(f"flow folder {flow_dir!r} does not exist; pass the video's flow_x folder")
 
 
-def predict_video(model, info, video, top=5, flow_dir=None, cam=None, clips=1):
-    """Predict one video; with ``cam`` also write the attention picture there. Returns the report dict.
+def predict_video(predictor, video, top=5, flow_dir=None, cam=None, clips=1):
+    """Predict one video with ``predictor`` (``kerasflow.export.runtime``: a Keras model or an export);
+    with ``cam`` also write the attention picture there. Returns the report dict.
 
     ``clips`` > 1 averages the softmax of that many evenly spaced flow windows (or TV-L1 stacks)."""
     import numpy as np
@@ -71,9 +78,10 @@ def predict_video(model, info, video, top=5, flow_dir=None, cam=None, clips=1):
     from kerasflow.models.common import streams_of
     from kerasflow.visualize import cam_grid, write_png
 
-    if cam is not None and "rgb_stream" not in streams_of(model):
-        raise UserError(f"--cam needs a model with an RGB stream (the CAM comes from EgoRCNN's RGB stream); "
-                        f"this {info.kind} model of stage {info.stage} has none")
+    info, model = predictor.info, predictor.keras_model
+    if cam is not None and (model is None or "rgb_stream" not in streams_of(model)):
+        raise UserError(f"--cam needs a Keras model with an RGB stream (the CAM comes from EgoRCNN's RGB stream); "
+                        f"this {info.kind} {predictor.format} model of stage {info.stage} has none")
     clips = test_clips(info.inputs, clips)
     start = time.perf_counter()
     try:
@@ -84,7 +92,7 @@ def predict_video(model, info, video, top=5, flow_dir=None, cam=None, clips=1):
     start = time.perf_counter()
     if clips > 1:
         inputs = {name: value[0] for name, value in inputs.items()}  # the clips as a batch
-    logits = np.asarray(model(inputs, training=False), np.float64)
+    logits = np.asarray(predictor(inputs), np.float64)
     logits = average_clip_scores(logits[None])[0] if clips > 1 else logits[0]
     model_seconds = time.perf_counter() - start
     probabilities = softmax(logits)
@@ -117,28 +125,99 @@ def format_report(report):
     return "\n".join(lines)
 
 
+def format_stream_report(report):
+    lines = [f"{report['source']}: {report['frames']} frames at {report['fps']:.1f} fps, "
+             f"{len(report['windows'])} windows of {report['window']} frames every {report['hop']}"]
+    if report["frames"] < report["window"]:
+        lines.append(f"the source ended before one window of {report['window']} frames; pass a smaller --window")
+    if report["dropped"]:
+        milliseconds = sorted(window["milliseconds"] for window in report["windows"])
+        lines.append(f"dropped {report['dropped']} windows: the model ({milliseconds[len(milliseconds) // 2]:.0f} ms "
+                     f"a window) is slower than the hop ({1000 * report['hop'] / report['fps']:.0f} ms); "
+                     "pass a larger --hop or export a faster model")
+    if "out" in report:
+        lines.append(f"annotated video: {report['out']}")
+    return "\n".join(lines)
+
+
+def format_window(window):
+    best = "  ".join(f"{p['class']} {p['probability']:.3f}" for p in window.predictions)
+    return f"{window.time:8.2f} s  frames {window.start}-{window.end}  {best}  ({window.milliseconds:.0f} ms)"
+
+
+def format_any_report(report):
+    return format_stream_report(report) if "windows" in report else format_report(report)
+
+
 def add_arguments(parser):
-    parser.add_argument("video", help="video file or frame folder")
-    parser.add_argument("--model", required=True, help="run folder (its model.keras) or a .keras model file")
+    parser.add_argument("video", nargs="?", help="video file or frame folder")
+    parser.add_argument("--model", required=True, help="run folder (its model.keras), a .keras model file, an "
+                        "export folder or a .tflite file")
     parser.add_argument("--top-k", type=positive_int, default=5, help="how many classes to list (default 5)")
     parser.add_argument("--cam", metavar="OUT.png", help="also write the frames with CAM attention overlaid")
     parser.add_argument("--flow-dir", help="optical-flow models: the video's flow_x folder (TV-L1 JPEGs)")
     parser.add_argument("--clips", type=positive_int, default=1, help="clips whose softmax is averaged: evenly "
                         "spaced flow windows or TV-L1 stacks (default 1)")
+    live = parser.add_argument_group("live prediction")
+    live.add_argument("--stream", metavar="SOURCE", help="predict a camera index, a stream URL or a video file "
+                      "window by window as its frames arrive (instead of VIDEO)")
+    live.add_argument("--window", type=positive_int, help="frames in a window (default: the frames the model's "
+                      "longest input spans)")
+    live.add_argument("--hop", type=positive_int, help="frames between two windows (default half a window)")
+    live.add_argument("--realtime", action="store_true", help="replay a video file at its frame rate, dropping "
+                      "the windows the model cannot keep up with, as a camera would")
+    live.add_argument("--out", metavar="ANNOTATED.mp4", help="write the stream with the current top-1 drawn on it")
+
+
+def check_stream_request(args):
+    """The one-line refusals of ``--stream`` that need no model."""
+    if args.video is not None:
+        raise UserError("give either a VIDEO or --stream SOURCE, not both")
+    for option, value in (("--cam", args.cam), ("--flow-dir", args.flow_dir)):
+        if value is not None:
+            raise UserError(f"{option} does not apply to --stream; leave it out")
+    if args.clips != 1:
+        raise UserError("--clips does not apply to --stream (each window is one clip); leave it out")
+    if args.out is not None:
+        folder = os.path.dirname(os.path.abspath(args.out))
+        if not args.out.lower().endswith(".mp4") or not os.path.isdir(folder):
+            raise UserError(f"--out {args.out}: give a path ending in .mp4 in an existing folder")
+
+
+def predict_stream(args):
+    """The report of ``python -m kerasflow.predict --stream``, printing each window as it is predicted."""
+    from kerasflow.export.runtime import load_predictor
+    from kerasflow.streaming import stream
+
+    check_stream_request(args)
+    predictor = load_predictor(args.model)
+    report = stream(predictor, args.stream, window=args.window, hop=args.hop, top=args.top_k,
+                    realtime=args.realtime, out=args.out,
+                    on_window=lambda window: print(format_window(window), flush=True))
+    if args.out:
+        report["out"] = args.out
+    return report
 
 
 def predict_file(args):
     """The report of ``python -m kerasflow.predict`` for its parsed ``args``."""
-    from kerasflow.model_io import find_model_file, load_model_file, read_model_info
+    from kerasflow.export.runtime import load_predictor, read_info
 
-    model_file = find_model_file(args.model)
-    info = read_model_info(model_file)
-    check_request(args.video, model_file, info, args.flow_dir, args.cam)
-    model = load_model_file(model_file)
-    return predict_video(model, info, Path(args.video), args.top_k, args.flow_dir, args.cam, args.clips)
+    if args.stream is not None:
+        return predict_stream(args)
+    if args.video is None:
+        raise UserError("give a VIDEO to predict, or --stream SOURCE for a camera, stream or video file")
+    for option in ("window", "hop", "out"):
+        if getattr(args, option) is not None:
+            raise UserError(f"--{option} applies to --stream only; leave it out or pass --stream")
+    if args.realtime:
+        raise UserError("--realtime applies to --stream only; leave it out or pass --stream")
+    check_request(args.video, args.model, read_info(args.model), args.flow_dir, args.cam)
+    predictor = load_predictor(args.model)
+    return predict_video(predictor, Path(args.video), args.top_k, args.flow_dir, args.cam, args.clips)
 
 
-main = report_command("predict", __doc__, add_arguments, predict_file, format_report)
+main = report_command("predict", __doc__, add_arguments, predict_file, format_any_report)
 
 if __name__ == "__main__":
     run_command(main)

@@ -7,3 +7,22 @@ import tempfile
 
 # The data check's cache of video probes goes to a folder of the test session, never the user's cache.
 os.environ.setdefault("KERASFLOW_CACHE_DIR", tempfile.mkdtemp(prefix="kerasflow-test-cache-"))
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One finished tiny two-stream run (``cli_testing.tiny_overrides``) shared by the tests of a worker.
+    Tests read it; those that write put their output under their own ``tmp_path``."""
+    from cli_testing import train_tiny_run
+
+    return train_tiny_run(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def tiny_held_out(tiny_run):
+    """The tiny run's test videos (a ``VideoIndex``)."""
+    from kerasflow.data.datasets import build_index
+
+    return build_index("folder", tiny_run.parent / "data", subset="test")

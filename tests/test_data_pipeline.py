@@ -62,14 +62,17 @@ def test_geometry_known_answers():
     assert crop_origins(37, 49, 24) == ((6, 12), (0, 0), (0, 25), (13, 0), (13, 25))
 
 
-def test_rgb_normalisation_known_answer(tmp_path):
+def test_the_pipeline_feeds_raw_frames_the_model_normalises(tmp_path):
+    from kerasflow.layers import FrameNormalization
+
     colour = np.array([200, 100, 50], np.uint8)
     source = _png_clip(tmp_path / "flat", [np.broadcast_to(colour, (24, 32, 3)).copy()] * 4)
     index = VideoIndex([VideoItem(source, 1)], ["a", "b"], "folder", "test")
     inputs, label, weight = next(iter(make_dataset(index, rgb_input(3), batch_size=2)))
-    assert set(inputs) == {"rgb"} and inputs["rgb"].shape == (1, 3, 16, 16, 3) and inputs["rgb"].dtype == tf.float32
+    assert set(inputs) == {"rgb"} and inputs["rgb"].shape == (1, 3, 16, 16, 3) and inputs["rgb"].dtype == tf.uint8
+    np.testing.assert_array_equal(inputs["rgb"].numpy()[0, 1, 5, 7], colour)
     expected = (colour / 255 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
-    np.testing.assert_allclose(inputs["rgb"].numpy()[0, 1, 5, 7], expected, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(FrameNormalization()(inputs["rgb"]))[0, 1, 5, 7], expected, atol=1e-5)
     assert label.numpy().tolist() == [1] and label.dtype == tf.int32 and weight.numpy().tolist() == [1.0]
 
 

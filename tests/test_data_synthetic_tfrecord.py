@@ -106,8 +106,9 @@ def test_packed_reader_matches_numpy_reader(synthetic, tmp_path):
     a = np.concatenate([inputs["rgb"].numpy() for inputs, _, _ in expected])
     b = np.concatenate([inputs["rgb"].numpy() for inputs, _, _ in packed])
     assert a.shape == b.shape == (12, 5, 24, 24, 3)
+    a, b = a.astype(np.int16), b.astype(np.int16)
     difference = np.abs(a - b)
-    assert difference.mean() < 0.06 and np.percentile(difference, 99) < 0.4  # JPEG re-encoding only
+    assert difference.mean() < 3.5 and np.percentile(difference, 99) < 23  # grey levels: JPEG re-encoding only
     # a different clip would be far off
     assert np.abs(a[0] - b[1]).mean() > 5 * difference.mean()
     training = list(make_tfrecord_dataset(str(record), spec, batch_size=4, training=True, seed=1))

@@ -14,63 +14,29 @@ import cv2
 import keras
 import numpy as np
 import pytest
+from cli_testing import CLASSES, DEMO, FRAMES, SIZE, assert_one_error_line, call, tiny_overrides
 
 from kerasflow import evaluate, predict
 from kerasflow.config import load_recipe
-from kerasflow.data.datasets import build_index
 from kerasflow.data.indexes import VideoIndex, VideoItem
 from kerasflow.data.inputs import InputSpec
 from kerasflow.data.pipeline import make_dataset
 from kerasflow.model_io import save_model
 from kerasflow.models import build_stage_models
 from kerasflow.training.run_folder import model_info
-from kerasflow.training.staged import train_recipe
 from kerasflow.visualize import MIN_TILE, TITLE_HEIGHT, grid_frames, overlay_attention
 
-DEMO = Path(__file__).resolve().parents[1] / "recipes" / "demo.yaml"
-CLASSES, FRAMES, SIZE = 3, 4, 32
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def tiny_overrides(folder):
-    return [
-        f"data.root={folder}/data", f"runtime.output_dir={folder}/run",
-        f"data.synthetic.classes={CLASSES}", "data.synthetic.videos_per_class=6", "data.synthetic.frames=8",
-        "data.synthetic.size=32", f"data.frame_size={SIZE}", f"data.rgb_frames={FRAMES}",
-        f"data.flow_frames={FRAMES}", "data.batch_size=4", "model.flow.iterations=2", "model.convlstm_units=8",
-    ] + [f"stages.{stage}.epochs=1" for stage in ("rgb_stage1", "rgb_stage2", "flow", "joint")]
+@pytest.fixture(scope="module")
+def run(tiny_run):
+    return tiny_run
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A finished two-stream run (3 classes x 6 synthetic videos, 4 frames of 32 px, 1 epoch a stage)."""
-    folder = tmp_path_factory.mktemp("tiny")
-    train_recipe(load_recipe(DEMO, tiny_overrides(folder)), log=lambda *_: None)
-    return folder / "run"
-
-
-@pytest.fixture(scope="module")
-def held_out(run):
-    return build_index("folder", run.parent / "data", subset="test")
-
-
-def call(module, argv, capsys):
-    """(exit status, stdout, stderr) of ``module.main(argv)``."""
-    try:
-        status = module.main(argv)
-    except SystemExit as exit:
-        status = exit.code
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
-def assert_one_error_line(status, err, *fragments):
-    assert status == 2
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, err
-    assert err.rstrip().splitlines()[-1] == errors[0]
-    for fragment in fragments:
-        assert fragment in errors[0]
+def held_out(tiny_held_out):
+    return tiny_held_out
 
 
 def independent_logits(model_file, index, batch_size=3):
@@ -292,7 +258,7 @@ def test_predict_user_errors(run, held_out, optical_flow_model, capsys, tmp_path
         ([str(broken), "--model", str(run)], ["broken.avi"]),
         ([video, "--model", str(tmp_path / "no-run")], ["no-run", "does not exist"]),
         ([video, "--model", str(run / "stages" / "flow" / "best.keras"), "--cam", str(tmp_path / "x.png")],
-         ["--cam needs a model with an RGB stream"]),
+         ["--cam needs a Keras model with an RGB stream"]),
         ([video, "--model", str(flow_model)], ["--flow-dir"]),
         ([video, "--model", str(run), "--flow-dir", str(flow_dir)], ["only read by optical-flow models"]),
         ([video, "--model", str(run), "--cam", str(tmp_path / "no-folder" / "x.png")], ["no-folder"]),

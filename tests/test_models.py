@@ -39,7 +39,8 @@ DATA = types.SimpleNamespace(frame_size=SIZE, rgb_frames=FRAMES, flow_frames=3, 
 
 
 def clip(batch=2, frames=FRAMES, seed=0):
-    return np.random.default_rng(seed).normal(size=(batch, frames, SIZE, SIZE, 3)).astype("float32")
+    """Raw frames, as the models take them."""
+    return np.random.default_rng(seed).integers(0, 256, (batch, frames, SIZE, SIZE, 3), dtype=np.uint8)
 
 
 @pytest.mark.parametrize(
@@ -58,7 +59,7 @@ def test_stage_models_and_output_shapes(kind, keys, joint_inputs):
     inputs = {
         "rgb": clip(),
         "flow_clip": clip(frames=DATA.flow_frames),
-        "flow": np.zeros((2, SIZE, SIZE, 4), "float32"),
+        "flow": np.zeros((2, SIZE, SIZE, 4), "uint8"),
     }
     for key, model in models.items():
         names = [t.name for t in model.inputs]

@@ -100,7 +100,7 @@ def test_the_flow_parameters_train_at_their_own_rate_without_decay():
     block.norm.gamma.assign(np.ones(block.norm.gamma.shape, "float32"))  # open the block (gamma starts at 0)
     theta = block.flows[0].theta_weight
     conv = model.get_layer("flow_stream").get_layer("layer4").get_layer("layer4_0_conv1").kernel
-    x = {"flow_clip": np.random.default_rng(1).normal(size=(2, 8, 64, 64, 3)).astype("float32")}
+    x = {"flow_clip": np.random.default_rng(1).integers(0, 256, (2, 8, 64, 64, 3), dtype=np.uint8)}
     y = np.array([0, 3])
     import tensorflow as tf
 

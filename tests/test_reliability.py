@@ -349,11 +349,11 @@ FULL_DISK_SCRIPT = """
 set -u
 mount -t tmpfs -o size=3M tmpfs "$DISK" || exit 99
 cd "$REPO"
-python -m kerasflow.fit "$RECIPE" > "$OUT/first.out" 2> "$OUT/first.err"; echo $? > "$OUT/first.status"
+"$PYTHON" -m kerasflow.fit "$RECIPE" > "$OUT/first.out" 2> "$OUT/first.err"; echo $? > "$OUT/first.status"
 mount -o remount,size=40M "$DISK"
-python -m kerasflow.fit "$RECIPE" > "$OUT/second.out" 2> "$OUT/second.err"; echo $? > "$OUT/second.status"
+"$PYTHON" -m kerasflow.fit "$RECIPE" > "$OUT/second.out" 2> "$OUT/second.err"; echo $? > "$OUT/second.status"
 mount -o remount,ro "$DISK"
-python -m kerasflow.evaluate "$DISK/run" > "$OUT/evaluate.out" 2> "$OUT/evaluate.err"; echo $? > "$OUT/evaluate.status"
+"$PYTHON" -m kerasflow.evaluate "$DISK/run" > "$OUT/evaluate.out" 2> "$OUT/evaluate.err"; echo $? > "$OUT/evaluate.status"
 cp -r "$DISK/run" "$OUT/run-copy"
 """
 
@@ -378,7 +378,8 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_a_rerun_resumes(tmp_path):
     recipe.write_text(yaml.safe_dump(raw))
     out = tmp_path / "out"
     out.mkdir()
-    env = {**ENV, "DISK": str(disk), "RECIPE": str(recipe), "OUT": str(out), "REPO": str(ROOT)}
+    env = {**ENV, "DISK": str(disk), "RECIPE": str(recipe), "OUT": str(out), "REPO": str(ROOT),
+           "PYTHON": sys.executable}
     result = _in_private_mount_namespace(FULL_DISK_SCRIPT, env)
     assert result.returncode == 0, result.stderr[-2000:]
     first_err = (out / "first.err").read_text()

@@ -66,15 +66,14 @@ def model_dataset(data, index, subset, inputs, *, batch_size, training, seed, ba
 def video_inputs(video, inputs, flow_dir=None, clips=1):
     """``(model inputs, display)`` of one video, decoded as the test subset is (``load_example``).
 
-    ``inputs`` are the model's ``InputSpec``s; the result maps their names to normalised float32 batches
-    of one (with ``clips`` > 1, of ``clips`` clips: ``(1, clips, ...)``). ``display`` is the uint8 RGB
+    ``inputs`` are the model's ``InputSpec``s; the result maps their names to uint8 batches of one
+    (with ``clips`` > 1, of ``clips`` clips: ``(1, clips, ...)``). ``display`` is the uint8 RGB
     clip ``(T, S, S, 3)`` of the first clip input, for pictures (None without one). ``flow_dir`` is the
     video's ``flow_x`` folder, for a TV-L1 stack input. Raises ``BadVideo`` when the video (or its flow)
     cannot be used.
     """
-    from kerasflow.data.pipeline import load_example, normalize_inputs
+    from kerasflow.data.pipeline import load_example
 
     arrays = load_example(VideoItem(str(video), 0, flow_dir), inputs, training=False, seed=0, clips=clips)
     display = next((array if clips == 1 else array[0] for spec, array in zip(inputs, arrays) if spec.is_clip), None)
-    batch, _ = normalize_inputs({spec.name: array[None] for spec, array in zip(inputs, arrays)}, None)
-    return {name: value.numpy() for name, value in batch.items()}, display
+    return {spec.name: array[None] for spec, array in zip(inputs, arrays)}, display

@@ -1,4 +1,4 @@
-"""tf.data input pipelines: parallel OpenCV decoding, EgoRCNN augmentation, normalisation, batching.
+"""tf.data input pipelines: parallel OpenCV decoding, EgoRCNN augmentation, batching of uint8 frames.
 
 Augmentation (ego-rnn ``spatial_transforms.py``), one draw per clip shared by every RGB frame and the
 flow stack: shorter side scaled to ``round(frame_size * 256 / 224)`` (bilinear), horizontal flip with
@@ -15,16 +15,11 @@ import numpy as np
 import tensorflow as tf
 
 from kerasflow.data.flow_files import read_flow_stack
-from kerasflow.data.inputs import TVL1_STACK
 from kerasflow.data.video import BAD_VIDEO_POLICIES, BadVideo, clip_indices, read_frames, scaled_shape
 from kerasflow.errors import UserError
 
 logger = logging.getLogger("kerasflow.data")
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-FLOW_MEAN = 0.449
-FLOW_STD = 0.226
 CROP_SCALES_OVER_32 = (32, 28, 24, 21)  # 1, 0.875, 0.75, 0.65625 as exact fractions
 NUM_CROP_POSITIONS = 5  # centre, top-left, top-right, bottom-left, bottom-right
 MAX_RESIZE_CHANNELS = 128  # cv2.resize's limit on channels (CV_CN_MAX)
@@ -111,17 +106,6 @@ def transform_clip(frames, frame_size, draw=None):
     planes = frames.transpose(1, 2, 0, 3).reshape(height, width, num_frames * 3)
     planes = transform_planes(planes, frame_size, draw)
     return planes.reshape(frame_size, frame_size, num_frames, 3).transpose(2, 0, 1, 3)
-
-
-def normalize_rgb(frames):
-    """uint8 RGB -> float32 ImageNet-normalised: (v / 255 - mean) / std per channel."""
-    frames = tf.cast(frames, tf.float32) / 255.0
-    return (frames - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
-
-
-def normalize_flow(stack):
-    """uint8 flow planes -> float32 (v / 255 - 0.449) / 0.226 (ego-rnn's flow normalisation)."""
-    return (tf.cast(stack, tf.float32) / 255.0 - FLOW_MEAN) / FLOW_STD
 
 
 class BadVideoLog:
@@ -242,7 +226,8 @@ def make_dataset(
     """A ``tf.data.Dataset`` of ``(inputs, label, weight)`` batches for a ``VideoIndex``.
 
     ``inputs`` lists the model's ``InputSpec``s; each batch's inputs are a dict by their names: an RGB
-    clip float32 ``(B, T, S, S, 3)`` ImageNet-normalised, a TV-L1 stack float32 ``(B, S, S, 2K)``.
+    clip uint8 ``(B, T, S, S, 3)``, a TV-L1 stack uint8 ``(B, S, S, 2K)``: raw frames, which the
+    models normalise themselves (``kerasflow.layers.FrameNormalization``).
     The label is int32 ``(B,)``; the weight float32 ``(B,)`` is 1, or 0 for a bad clip that was
     skipped (its inputs are zeros), so Keras' loss and metrics leave it out and every epoch has the
     same, known number of batches. ``shuffle`` and ``drop_remainder`` default to ``training``.
@@ -293,8 +278,7 @@ def make_dataset(
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    return dataset.map(normalize_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
 def with_element_seeds(dataset, seed):
@@ -305,10 +289,3 @@ def with_element_seeds(dataset, seed):
 
 def _non_negative(value):
     return tf.math.floormod(value, tf.constant(2**62, tf.int64))
-
-
-def normalize_inputs(inputs, *rest):
-    """Normalises each input of an ``inputs`` dict of uint8 (or 0..255 float) tensors by its name;
-    passes the label and weight (``rest``) through."""
-    return {name: normalize_flow(value) if name == TVL1_STACK else normalize_rgb(value)
-            for name, value in inputs.items()}, *rest

@@ -22,7 +22,6 @@ from kerasflow.data.pipeline import (
     CROP_SCALES_OVER_32,
     NUM_CROP_POSITIONS,
     crop_origins,
-    normalize_inputs,
     short_side_for,
     with_element_seeds,
 )
@@ -194,7 +193,7 @@ def make_tfrecord_dataset(
 
     ``spec`` is the one clip input (``InputSpec``) to read, e.g. ``rgb``; the weight is always 1.
     Pure TF: parse, sample ``spec.frames`` indices, ``tf.io.decode_jpeg`` only those frames, augment,
-    normalise, batch, prefetch. Deterministic given ``seed``. ``random_flip=False`` never flips. The
+    batch (uint8), prefetch. Deterministic given ``seed``. ``random_flip=False`` never flips. The
     number of batches is known from the files' sidecars (``pack_index`` writes them).
     """
     paths = [str(path) for path in ([paths] if isinstance(paths, (str, Path)) else paths)]
@@ -223,7 +222,7 @@ def make_tfrecord_dataset(
             fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
         )
         frames = _augment(tf.cast(frames, tf.float32), spec.size, training, seed, random_flip)
-        frames = tf.clip_by_value(tf.round(frames), 0.0, 255.0)
+        frames = tf.cast(tf.clip_by_value(tf.round(frames), 0.0, 255.0), tf.uint8)
         frames.set_shape(spec.shape)
         return {spec.name: frames}, label, tf.constant(1.0)
 
@@ -232,8 +231,7 @@ def make_tfrecord_dataset(
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     dataset = with_element_seeds(dataset, seed)
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    return dataset.map(normalize_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
 def read_sidecar(path):

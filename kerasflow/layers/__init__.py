@@ -1,14 +1,17 @@
-"""The paper's layers: representation flow (§II-C/D), CAM spatial attention and ConvLSTM (§II-A/B)."""
+"""The paper's layers: representation flow (§II-C/D), CAM spatial attention and ConvLSTM (§II-A/B), and
+the frame folding and normalisation the streams are built from."""
 
 from kerasflow.layers.cam_attention import CamSpatialAttention
 from kerasflow.layers.convlstm import egornn_convlstm
 from kerasflow.layers.flow_block import RepresentationFlowBlock
+from kerasflow.layers.preprocessing import FrameNormalization
 from kerasflow.layers.representation_flow import RepresentationFlow
 from kerasflow.layers.time import FoldTime, TimeAverage, UnfoldTime
 
 __all__ = [
     "CamSpatialAttention",
     "FoldTime",
+    "FrameNormalization",
     "RepresentationFlow",
     "RepresentationFlowBlock",
     "TimeAverage",

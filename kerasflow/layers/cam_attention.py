@@ -63,13 +63,22 @@ class CamSpatialAttention(keras.layers.Layer):
         else:
             features = attended = inputs
         logits = ops.matmul(ops.mean(features, axis=(1, 2)), self.kernel) + self.bias
-        winner = ops.stop_gradient(ops.argmax(logits, axis=-1))
-        class_weights = ops.transpose(ops.take(self.kernel, winner, axis=1))  # (B, C)
+        class_weights = ops.matmul(self._first_max(logits), ops.transpose(self.kernel))  # (B, C)
         cam = ops.einsum("bhwc,bc->bhw", features, ops.cast(class_weights, features.dtype))
         shape = ops.shape(cam)
         attention = ops.reshape(ops.softmax(ops.reshape(cam, (shape[0], -1)), axis=-1), shape)
         output = attended * ops.cast(attention, attended.dtype)[..., None]
         return (output, attention) if return_attention else output
+
+    @staticmethod
+    def _first_max(logits):
+        """One-hot ``(B, K)`` of the argmax of each row (the first on a tie), carrying no gradient.
+
+        Written with max, equality and a cumulative sum rather than ``argmax``, which Keras computes
+        with bit operations that TFLite's builtin ops lack."""
+        is_max = ops.cast(ops.equal(logits, ops.max(logits, axis=-1, keepdims=True)), "int32")
+        first = ops.logical_and(ops.equal(is_max, 1), ops.equal(ops.cumsum(is_max, axis=-1), 1))
+        return ops.stop_gradient(ops.cast(first, logits.dtype))
 
     def compute_output_shape(self, input_shape):
         return input_shape[0] if isinstance(input_shape[0], (list, tuple)) else input_shape

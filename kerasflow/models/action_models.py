@@ -10,7 +10,7 @@ FUSIONS = ("features", "scores")
 
 def _input_like(stream):
     """A model input shaped and named as ``stream``'s (models take the pipeline's dict of inputs)."""
-    return keras.Input(stream.inputs[0].shape[1:], name=stream.inputs[0].name)
+    return keras.Input(stream.inputs[0].shape[1:], name=stream.inputs[0].name, dtype=stream.inputs[0].dtype)
 
 
 def _head(prefix, num_classes, dropout):

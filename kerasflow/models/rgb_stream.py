@@ -4,12 +4,14 @@ import keras
 
 from kerasflow.backbones.presets import from_preset
 from kerasflow.data.inputs import RGB_CLIP
-from kerasflow.layers import CamSpatialAttention, FoldTime, UnfoldTime, egornn_convlstm
+from kerasflow.layers import CamSpatialAttention, FoldTime, FrameNormalization, UnfoldTime, egornn_convlstm
 from kerasflow.models.common import streams_of
 
 
 def build_rgb_stream(frames, frame_size, backbone="resnet34", weights=None, units=512, num_head_classes=1000):
-    """The RGB stream body: clip ``(B, T, S, S, 3)`` -> the 512-d feature EgoRCNN classifies and fuses.
+    """The RGB stream body: uint8 clip ``(B, T, S, S, 3)`` -> the 512-d feature EgoRCNN classifies and fuses.
+
+    The clip is ImageNet-normalised inside (``FrameNormalization``), so the model takes raw frames.
 
     Per frame: the ResNet up to ``layer4``; the CAM of the winning ImageNet class, computed from the
     last block's output, softmaxed over the ``(S/32)^2`` positions (eqs. 1-2) and multiplied into the
@@ -21,8 +23,8 @@ def build_rgb_stream(frames, frame_size, backbone="resnet34", weights=None, unit
     Returns a ``keras.Model`` named ``"rgb_stream"`` with output ``(B, units)``.
     """
     resnet = from_preset(backbone, weights, num_head_classes=num_head_classes)
-    clip = keras.Input((frames, frame_size, frame_size, 3), name=RGB_CLIP)
-    x = resnet.stem(FoldTime(name="frames")(clip))
+    clip = keras.Input((frames, frame_size, frame_size, 3), name=RGB_CLIP, dtype="uint8")
+    x = resnet.stem(FoldTime(name="frames")(FrameNormalization(name="normalize")(clip)))
     x, pre_bn = resnet.apply_stages(x)
     cam = CamSpatialAttention(num_head_classes, name="cam_attention")
     attended, _ = cam([x, pre_bn], return_attention=True)

@@ -30,9 +30,19 @@ logger = logging.getLogger("kerasflow")
 
 RECIPE_FILE = "recipe.yaml"
 SPLIT_FILE = "split.json"
+RUN_SEARCH_DEPTH = 4  # a model file lies in its run folder or in stages/<stage>/ below it
 STATE_FILE = "state.json"
 CLASSES_FILE = "classes.json"
 METRICS_FILE = "metrics.json"
+
+
+def run_folder_of(path):
+    """The run folder ``path`` (a run folder, or a model file in one: ``model.keras`` or
+    ``stages/<stage>/best.keras``) belongs to, or None."""
+    for folder in [Path(path).resolve(), *Path(path).resolve().parents][:RUN_SEARCH_DEPTH]:
+        if (folder / RECIPE_FILE).is_file() and (folder / STATE_FILE).is_file():
+            return folder
+    return None
 
 
 def model_info(recipe, class_names, stage, val_accuracy=None):

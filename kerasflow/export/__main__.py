@@ -1,0 +1,92 @@
+"""``python -m kerasflow.export RUN_DIR_OR_MODEL --format {keras,saved_model,tflite}``: a deployable model.
+
+The exported model takes raw uint8 frames of the run's fixed shape (``(1, T, S, S, 3)`` per clip
+input, the TV-L1 stack for the optical-flow baseline) and returns ``logits`` and ``probs``; the folder
+also holds ``metadata.json`` (classes, inputs, the crop rule). Right after writing, the artifact is run
+on clips of the run's test data and compared with the Keras model; the command prints the size, the
+largest probability difference, the top-1 agreement and the milliseconds per clip.
+"""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from kerasflow.cli import command_parser, positive_int, start_tensorflow_quietly  # noqa: E402
+from kerasflow.errors import UserError, cli_entry, run_command  # noqa: E402
+from kerasflow.export.writer import FORMATS, QUANTIZATIONS, REPORT_HEADER  # noqa: E402
+
+CHECK_CLIPS = 8  # test clips the artifact is compared with the Keras model on
+
+
+def default_out(model_file, run, export_format, quantize):
+    """``saved_models/<run name>/<format>[-<quantize>]``: the run's folder name (with the stage for a
+    stage's best model), or the model file's name outside a run."""
+    name = Path(model_file).name.split(".")[0]
+    if run is not None:
+        stage = Path(model_file).parent.name if Path(model_file).parent != run else None
+        name = run.name + (f"-{stage}" if stage else "")
+    return Path("saved_models") / name / (export_format + ("" if quantize == "none" else f"-{quantize}"))
+
+
+def check_clips(info, recipe, count=CHECK_CLIPS):
+    """``(clips, where from)``: ``{input name: uint8 (N, ...)}`` of the recipe's first test videos, or
+    random frames when there is no recipe."""
+    import numpy as np
+
+    if recipe is None:
+        rng = np.random.default_rng(0)
+        return {spec.name: rng.integers(0, 256, (count, *spec.shape), dtype=np.uint8) for spec in info.inputs}, \
+            f"{count} random clips (no recipe: pass --recipe to check on test videos)"
+    from kerasflow.data.feeds import model_dataset, recipe_indexes
+    from kerasflow.data.pipeline import BadVideoLog
+
+    _, test = recipe_indexes(recipe.data)
+    dataset = model_dataset(recipe.data, test, "test", info.inputs, batch_size=count, training=False,
+                            seed=0, bad_videos=BadVideoLog())
+    inputs, _, weights = next(iter(dataset))
+    kept = np.asarray(weights) > 0
+    return {name: np.asarray(value)[kept] for name, value in inputs.items()}, f"{int(kept.sum())} test clips"
+
+
+@cli_entry
+def main(argv=None):
+    parser = command_parser("export", __doc__)
+    parser.add_argument("model", help="run folder (its model.keras) or a .keras model file")
+    parser.add_argument("--format", required=True, choices=FORMATS, help="what to write")
+    parser.add_argument("--quantize", default="none", choices=QUANTIZATIONS, help="tflite only (default none)")
+    parser.add_argument("--out", help="export folder (default saved_models/<run name>/<format>[-<quantize>])")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
+    parser.add_argument("--recipe", help="the model's recipe, for its test clips (default: the run's recipe.yaml)")
+    parser.add_argument("--check-clips", type=positive_int, default=CHECK_CLIPS,
+                        help=f"test clips to compare the export with the Keras model on (default {CHECK_CLIPS})")
+    args = parser.parse_args(argv)
+    from kerasflow.config import load_recipe
+    from kerasflow.model_io import find_model_file, read_model_info
+    from kerasflow.training.run_folder import run_folder_of
+
+    model_file = find_model_file(args.model)
+    info = read_model_info(model_file)
+    run = run_folder_of(model_file)
+    out = Path(args.out) if args.out else default_out(model_file, run, args.format, args.quantize)
+    if out.exists() and not args.overwrite:
+        raise UserError(f"{out} exists; pass --overwrite to replace it, or --out another folder")
+    recipe_path = args.recipe or (run / "recipe.yaml" if run else None)
+    recipe = load_recipe(recipe_path) if recipe_path else None
+    start_tensorflow_quietly()
+    from kerasflow.export.writer import export
+    from kerasflow.model_io import load_model_file
+
+    clips, origin = check_clips(info, recipe, args.check_clips)
+    report = export(load_model_file(model_file), info, args.format, out, quantize=args.quantize,
+                    overwrite=args.overwrite, clips=clips, source=model_file, run_folder=run,
+                    frame_size=info.inputs[0].size)
+    print(f"checked against the Keras model on {origin}")
+    print(REPORT_HEADER)
+    print(report.row())
+    print(f"exported to {report.folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_command(main)

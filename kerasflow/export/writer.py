@@ -1,0 +1,206 @@
+"""Writing an export folder: the model in one format, its ``metadata.json``, and the check that the
+written artifact gives what the Keras model gives.
+
+Formats: ``keras`` (``model.keras``), ``saved_model`` (a TensorFlow SavedModel with a
+``serving_default`` signature) and ``tflite`` (``model.tflite``, converted from that SavedModel with
+TFLite's builtin ops only: a file that needs Flex ops cannot run in Python's interpreter), optionally
+quantized (``float16`` or ``dynamic_int8``). Every format takes ``{input name: uint8 (1, ...)}`` and
+returns ``logits`` and ``probs``. The folder is written under a temporary name and renamed into place
+once checked, so a failure leaves no half-written export.
+"""
+
+import dataclasses
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kerasflow import __version__
+from kerasflow.atomic import write_error, write_json
+from kerasflow.data.pipeline import short_side_for
+from kerasflow.errors import UserError
+from kerasflow.export.runtime import METADATA_FILE, MODEL_FILES, KerasPredictor, SavedModelPredictor, TFLitePredictor
+from kerasflow.export.serving import serving_model
+
+FORMATS = ("keras", "saved_model", "tflite")
+QUANTIZATIONS = ("none", "float16", "dynamic_int8")
+# Largest |probability difference| accepted between the artifact and the Keras model, by quantization;
+# None: reported only (dynamic int8 changes the numbers, the top-1 agreement is what matters).
+PROBABILITY_TOLERANCE = {"none": 1e-4, "float16": 1e-2, "dynamic_int8": None}
+
+
+@dataclasses.dataclass
+class ExportReport:
+    """One written export: where, how large, and how it compares with the Keras model on ``clips``."""
+
+    format: str
+    quantize: str
+    folder: str
+    bytes: int
+    clips: int
+    max_probability_difference: float
+    top1_agreement: float
+    milliseconds_per_clip: float
+    keras_milliseconds_per_clip: float
+
+    def row(self):
+        return (f"{self.format:<12} {self.quantize:<13} {self.bytes / 1e6:>9.2f} MB "
+                f"{self.max_probability_difference:>12.2e} {self.top1_agreement:>9.3f} "
+                f"{self.milliseconds_per_clip:>9.1f} ms ({self.keras_milliseconds_per_clip:.1f} ms in Keras)")
+
+
+REPORT_HEADER = f"{'format':<12} {'quantize':<13} {'size':>12} {'max |dprob|':>12} {'top-1 agr':>9} {'per clip':>12}"
+
+
+def metadata(info, export_format, quantize, source, run_folder, frame_size):
+    """The ``metadata.json`` of an export: what a client in any language needs to feed the model."""
+    return {
+        "format": export_format,
+        "file": MODEL_FILES[export_format] if export_format != "saved_model" else ".",
+        "quantize": quantize,
+        "kerasflow_version": __version__,
+        "kind": info.kind,
+        "stage": info.stage,
+        "model": info.model,
+        "class_names": list(info.class_names),
+        "inputs": [{**spec.to_dict(), "dtype": "uint8", "shape": [1, *spec.shape],
+                    "holds": "TV-L1 flow planes x0, y0, x1, y1, ... (dense_flow JPEG coding)" if not spec.is_clip
+                    else "RGB frames"} for spec in info.inputs],
+        "outputs": {"logits": [1, len(info.class_names)], "probs": [1, len(info.class_names)]},
+        "preprocessing": {
+            "colour": "RGB frames, uint8 0..255 (the model normalises them)",
+            "short_side": short_side_for(frame_size),
+            "crop_size": frame_size,
+            "resize": "bilinear (OpenCV INTER_LINEAR): the shorter side to short_side px, the longer to "
+                      "short_side * longer // shorter",
+            "crop": "the centre crop_size x crop_size square: top (height - crop_size) // 2, left "
+                    "(width - crop_size) // 2",
+            "sampling": {"segments": "of a video of N frames, frame floor(i * N / T) for i = 0 .. T-1",
+                         "contiguous": "T frames stride apart, starting at max(N - ((T - 1) * stride + 1), 0) // 2; "
+                                       "an index past the end repeats the last frame"},
+        },
+        "source": {"model": str(source), "run": str(run_folder) if run_folder else None},
+    }
+
+
+def _write_artifact(serving, export_format, quantize, folder):
+    """Write ``serving`` (the serving Keras model) into ``folder`` in ``export_format``."""
+    import keras
+    import tensorflow as tf
+
+    if export_format == "keras":
+        serving.save(folder / MODEL_FILES["keras"])
+        return
+    archive = keras.export.ExportArchive()
+    archive.track(serving)
+    signature = {tensor.name: tf.TensorSpec(tensor.shape, tf.uint8, name=tensor.name) for tensor in serving.inputs}
+    archive.add_endpoint("serving_default", serving.call, input_signature=[signature])
+    saved_model = folder if export_format == "saved_model" else folder / "saved_model"
+    archive.write_out(str(saved_model), verbose=False)
+    if export_format == "saved_model":
+        return
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=["serving_default"])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    try:
+        data = converter.convert()
+    except Exception as error:  # the converter raises its own error types, with the unsupported ops
+        needs = "Flex (Select TF) ops" if "flex" in str(error).lower() else "ops TFLite cannot convert"
+        raise UserError(f"this model cannot be converted to TFLite with builtin ops only: it {needs} "
+                        f"({' '.join(str(error).split())[:200]}); use --format saved_model") from None
+    (folder / MODEL_FILES["tflite"]).write_bytes(data)
+    shutil.rmtree(saved_model)
+
+
+def _timed(predictor, inputs):
+    """(logits (N, K), median milliseconds per clip) of ``predictor`` on ``inputs``, one clip at a time."""
+    logits, seconds = [], []
+    for index in range(len(next(iter(inputs.values())))):
+        one = {name: value[index : index + 1] for name, value in inputs.items()}
+        start = time.perf_counter()
+        logits.append(predictor(one))
+        seconds.append(time.perf_counter() - start)
+    return np.concatenate(logits), 1000 * statistics.median(seconds[1:] or seconds)
+
+
+def _softmax(logits):
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def _check(model, info, folder, export_format, quantize, clips):
+    """Run the written artifact and the Keras model on ``clips``; refuse a disagreement."""
+    keras_logits, keras_ms = _timed(KerasPredictor(info, folder, model), clips)
+    path = folder / MODEL_FILES[export_format]
+    artifact = {"keras": lambda: KerasPredictor(info, path, _load_keras(path)),
+                "saved_model": lambda: SavedModelPredictor(info, path),
+                "tflite": lambda: TFLitePredictor(info, path)}[export_format]()
+    logits, milliseconds = _timed(artifact, clips)
+    difference = float(np.abs(_softmax(logits) - _softmax(keras_logits)).max())
+    agreement = float(np.mean(logits.argmax(1) == keras_logits.argmax(1)))
+    tolerance = PROBABILITY_TOLERANCE[quantize]
+    if tolerance is not None and (difference > tolerance or agreement < 1.0):
+        raise UserError(f"the {export_format} export ({quantize}) disagrees with the Keras model: max |dprob| "
+                        f"{difference:.2e} (allowed {tolerance:.0e}), top-1 agreement {agreement:.3f} on "
+                        f"{len(logits)} clips; nothing was written")
+    size = sum(file.stat().st_size for file in folder.rglob("*") if file.is_file())
+    return ExportReport(export_format, quantize, "", size, len(logits), difference, agreement, milliseconds, keras_ms)
+
+
+def _load_keras(path):
+    from kerasflow.model_io import load_model_file
+
+    return load_model_file(path)
+
+
+def export(model, info, export_format, out, *, quantize="none", overwrite=False, clips, source, run_folder=None,
+           frame_size):
+    """Write ``model`` (a trained Keras model, its ``ModelInfo`` ``info``) to the export folder ``out``.
+
+    ``clips``: ``{input name: uint8 (N, ...)}`` to check the artifact on. Returns an ``ExportReport``.
+    """
+    if export_format not in FORMATS:
+        raise UserError(f"--format {export_format} is not a format; use one of {', '.join(FORMATS)}")
+    if quantize not in QUANTIZATIONS:
+        raise UserError(f"--quantize {quantize} is not a quantization; use one of {', '.join(QUANTIZATIONS)}")
+    if quantize != "none" and export_format != "tflite":
+        raise UserError(f"--quantize {quantize} applies to --format tflite; leave it out for {export_format}")
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise UserError(f"{out} exists; pass --overwrite to replace it, or --out another folder")
+    if out.exists() and not (out / METADATA_FILE).is_file():
+        raise UserError(f"{out} exists and is not an export folder; it is not replaced: pass another --out")
+    work = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        _write_artifact(serving_model(model, info), export_format, quantize, work)
+        report = _check(model, info, work, export_format, quantize, clips)
+        write_json(work / METADATA_FILE, {**metadata(info, export_format, quantize, source, run_folder, frame_size),
+                                          "check": dataclasses.asdict(report)})
+        _replace(work, out)
+    except OSError as error:
+        raise write_error(out, error) or UserError(f"cannot write {out}: {error.strerror}; choose another --out") from None
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+    report.folder = str(out)
+    return report
+
+
+def _replace(work, out):
+    """Put the finished folder ``work`` at ``out``, replacing an older export there."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.{os.getpid()}.old")
+        os.replace(out, old)
+    os.replace(work, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

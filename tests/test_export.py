@@ -1,0 +1,253 @@
+"""python -m kerasflow.export on the tiny trained run: each of its models (the two-stream model, its RGB
+stream model, its representation-flow model) and an optical-flow model in every format; parity with
+the Keras model recomputed here; builtin TFLite ops only; predict and evaluate agreeing across the run,
+the SavedModel and the TFLite file; every refusal in one line with nothing half-written."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_testing import DEMO, SIZE, assert_one_error_line, call, tiny_overrides
+
+from kerasflow import evaluate, predict
+from kerasflow.config import load_recipe
+from kerasflow.data.pipeline import make_dataset
+from kerasflow.export import __main__ as export_command
+from kerasflow.export import writer
+from kerasflow.export.runtime import load_predictor, read_info
+from kerasflow.model_io import load_model_file, read_model_info, save_model
+from kerasflow.models import build_stage_models
+from kerasflow.training.run_folder import model_info
+
+MODELS = {"two_stream": "model.keras", "rgb": "stages/rgb_stage2/best.keras", "flow": "stages/flow/best.keras"}
+
+
+@pytest.fixture(scope="module")
+def optical_flow_model(tiny_run, tmp_path_factory):
+    """An untrained two-stream TV-L1 model (RGB clip + flow stack inputs), saved as kerasflow.fit saves."""
+    folder = tmp_path_factory.mktemp("optical")
+    recipe = load_recipe(DEMO, tiny_overrides(folder) + ["model.kind=two_stream_optical_flow"])
+    class_names = json.loads((tiny_run / "classes.json").read_text())
+    model = build_stage_models(recipe.model, recipe.data, len(class_names))["joint"]
+    save_model(model, str(folder / "joint.keras"), model_info(recipe, class_names, "joint"))
+    return folder / "joint.keras"
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run, optical_flow_model, tmp_path_factory):
+    """``exported(model, format, quantize="none", capsys=) -> (stdout, folder)``: the export command's
+    output and folder, each export made once per module."""
+    root, made = tmp_path_factory.mktemp("exports"), {}
+
+    def make(model, export_format, quantize="none", capsys=None):
+        key = (model, export_format, quantize)
+        if key not in made:
+            source = optical_flow_model if model == "optical_flow" else tiny_run / MODELS[model]
+            out = root / f"{model}-{export_format}-{quantize}"
+            argv = [str(source), "--format", export_format, "--out", str(out), "--quantize", quantize]
+            if model != "optical_flow":  # its test videos have no TV-L1 folders: checked on random stacks
+                argv += ["--recipe", str(tiny_run / "recipe.yaml")]
+            status, stdout, err = call(export_command, argv, capsys)
+            assert status == 0, err
+            made[key] = (stdout, out)
+        return made[key]
+
+    return make
+
+
+def held_out_inputs(index, inputs):
+    """``({input name: uint8 (N, ...)}, labels)`` of every test video, decoded by the test pipeline."""
+    batches = list(make_dataset(index, inputs, batch_size=len(index)))
+    return ({name: np.concatenate([batch[0][name].numpy() for batch in batches]) for name in batches[0][0]},
+            np.concatenate([batch[1].numpy() for batch in batches]))
+
+
+def softmax(logits):
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+FORMATS = [("two_stream", "keras"), ("two_stream", "saved_model"), ("two_stream", "tflite"),
+           ("rgb", "saved_model"), ("rgb", "tflite"), ("flow", "saved_model"), ("flow", "tflite"),
+           ("optical_flow", "saved_model"), ("optical_flow", "tflite")]
+
+
+@pytest.mark.parametrize("model, export_format", FORMATS)
+def test_export_matches_the_keras_model(model, export_format, exported, tiny_run, optical_flow_model,
+                                        tiny_held_out, capsys):
+    stdout, folder = exported(model, export_format, capsys=capsys)
+    source = optical_flow_model if model == "optical_flow" else tiny_run / MODELS[model]
+    info = read_model_info(source)
+    metadata = json.loads((folder / "metadata.json").read_text())
+    assert metadata["format"] == export_format and metadata["kind"] == info.kind
+    assert metadata["class_names"] == json.loads((tiny_run / "classes.json").read_text())
+    assert [(spec["name"], spec["shape"], spec["dtype"]) for spec in metadata["inputs"]] == \
+        [(spec.name, [1, *spec.shape], "uint8") for spec in info.inputs]
+    assert metadata["outputs"] == {"logits": [1, 3], "probs": [1, 3]}
+    row = next(line for line in stdout.splitlines() if line.startswith(export_format))
+    assert metadata["check"]["max_probability_difference"] <= 1e-4 and metadata["check"]["top1_agreement"] == 1.0
+    assert f"{metadata['check']['bytes'] / 1e6:.2f} MB" in row
+    assert not [path for path in folder.parent.iterdir() if path.name.startswith(".")]  # no temporaries left
+
+    # Parity recomputed here, on every test video (the TV-L1 model on random stacks: the test videos
+    # have no flow folders).
+    predictor = load_predictor(folder if export_format != "tflite" else folder / "model.tflite")
+    assert predictor.info.class_names == info.class_names
+    if model == "optical_flow":
+        rng = np.random.default_rng(1)
+        clips = {spec.name: rng.integers(0, 256, (4, *spec.shape), dtype=np.uint8) for spec in info.inputs}
+    else:
+        clips, _ = held_out_inputs(tiny_held_out, info.inputs)
+    expected = np.asarray(load_model_file(source).predict(clips, batch_size=2, verbose=0), np.float64)
+    got = np.asarray(predictor(clips), np.float64)
+    assert got.shape == expected.shape
+    assert np.abs(softmax(got) - softmax(expected)).max() <= 1e-4
+    np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
+
+
+def tflite_ops(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    return {op["op_name"] for op in Interpreter(model_path=str(path))._get_ops_details()}
+
+
+@pytest.mark.parametrize("model", ["two_stream", "optical_flow"])
+def test_tflite_uses_builtin_ops_only(model, exported, capsys):
+    _, folder = exported(model, "tflite", capsys=capsys)
+    ops = tflite_ops(folder / "model.tflite")
+    assert {"CONV_2D", "FULLY_CONNECTED", "SOFTMAX"} <= ops
+    assert not [op for op in ops if op.startswith("Flex") or op in ("CUSTOM", "DELEGATE")]
+    assert b"Flex" not in (folder / "model.tflite").read_bytes()
+    if model == "two_stream":  # the unrolled ConvLSTM and flow iterations: no loop or TensorList op
+        assert not ops & {"WHILE", "IF", "CALL_ONCE"}
+
+
+@pytest.mark.parametrize("quantize, tolerance", [("float16", 1e-2), ("dynamic_int8", None)])
+def test_quantized_tflite(quantize, tolerance, exported, tiny_run, capsys):
+    stdout, folder = exported("two_stream", "tflite", quantize, capsys=capsys)
+    _, plain = exported("two_stream", "tflite", capsys=capsys)
+    check = json.loads((folder / "metadata.json").read_text())["check"]
+    assert check["quantize"] == quantize and 0.0 <= check["top1_agreement"] <= 1.0
+    assert f"{check['top1_agreement']:.3f}" in stdout
+    if tolerance is not None:
+        assert check["max_probability_difference"] <= tolerance and check["top1_agreement"] == 1.0
+    # float16 halves the weights; dynamic int8 quarters them (the tiny model's graph is a large share).
+    assert (folder / "model.tflite").stat().st_size < 0.75 * (plain / "model.tflite").stat().st_size
+
+
+def test_predict_and_evaluate_agree_across_run_saved_model_and_tflite(exported, tiny_run, tiny_held_out, capsys,
+                                                                       tmp_path):
+    _, saved_model = exported("two_stream", "saved_model", capsys=capsys)
+    _, tflite = exported("two_stream", "tflite", capsys=capsys)
+    models = {"run": tiny_run, "saved_model": saved_model, "tflite": tflite / "model.tflite"}
+    video = tiny_held_out.items[0].source
+    predictions, evaluations = {}, {}
+    for name, model in models.items():
+        status, out, err = call(predict, [video, "--model", str(model), "--json", "--top-k", "3"], capsys)
+        assert status == 0, err
+        predictions[name] = {p["class"]: p["probability"] for p in json.loads(out)["predictions"]}
+        status, out, err = call(evaluate, [str(model), "--json", "--output", str(tmp_path / name)], capsys)
+        assert status == 0, err
+        evaluations[name] = json.loads(out)
+    for name in ("saved_model", "tflite"):
+        assert max(predictions[name], key=predictions[name].get) == max(predictions["run"], key=predictions["run"].get)
+        for label, probability in predictions["run"].items():
+            assert predictions[name][label] == pytest.approx(probability, abs=1e-4)
+        for key in ("top1", "top5", "num_videos", "confusion_matrix", "per_class_accuracy"):
+            assert evaluations[name][key] == evaluations["run"][key], key
+    assert evaluations["run"]["num_videos"] == len(tiny_held_out)
+
+
+def test_export_refusals_leave_nothing_written(exported, tiny_run, tmp_path, capsys, monkeypatch):
+    _, existing = exported("rgb", "saved_model", capsys=capsys)
+    rgb = str(tiny_run / MODELS["rgb"])
+    before = (existing / "metadata.json").read_bytes()
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    (tmp_path / "no-model").mkdir()
+    cases = [
+        ([rgb, "--format", "saved_model", "--out", str(existing)], ["exists", "--overwrite"]),
+        ([rgb, "--format", "saved_model", "--quantize", "float16", "--out", str(tmp_path / "q")],
+         ["--quantize float16", "--format tflite"]),
+        ([str(tmp_path / "no-model"), "--format", "tflite"], ["no-model", "model.keras"]),
+        ([rgb, "--format", "keras", "--out", str(not_a_folder / "sub")], ["cannot write", "another --out"]),
+    ]
+    for argv, fragments in cases:
+        status, _, err = call(export_command, argv, capsys)
+        assert_one_error_line(status, err, *fragments)
+    assert (existing / "metadata.json").read_bytes() == before
+
+    # A failed parity check writes nothing and leaves no temporary folder.
+    monkeypatch.setitem(writer.PROBABILITY_TOLERANCE, "none", -1.0)
+    out = tmp_path / "exports" / "rejected"
+    status, _, err = call(export_command, [rgb, "--format", "tflite", "--out", str(out), "--check-clips", "2"],
+                          capsys)
+    assert_one_error_line(status, err, "disagrees with the Keras model", "nothing was written")
+    assert not out.exists() and list(out.parent.iterdir()) == []
+
+
+def test_overwrite_replaces_an_export(exported, tiny_run, tmp_path, capsys):
+    _, original = exported("rgb", "saved_model", capsys=capsys)
+    out = tmp_path / "copy"
+    shutil.copytree(original, out)
+    (out / "stale.txt").write_text("from the older export")
+    argv = [str(tiny_run / MODELS["rgb"]), "--format", "keras", "--out", str(out), "--overwrite", "--check-clips", "2"]
+    status, _, err = call(export_command, argv, capsys)
+    assert status == 0, err
+    assert sorted(path.name for path in out.iterdir()) == ["metadata.json", "model.keras"]
+    assert [path.name for path in tmp_path.iterdir()] == ["copy"]
+    assert read_info(out).class_names == read_info(original).class_names
+
+
+def test_predict_refuses_broken_export_folders(exported, tiny_held_out, tmp_path, capsys):
+    _, tflite = exported("two_stream", "tflite", capsys=capsys)
+    video = tiny_held_out.items[0].source
+    alone = tmp_path / "alone.tflite"
+    shutil.copy(tflite / "model.tflite", alone)
+    broken = tmp_path / "broken"
+    shutil.copytree(tflite, broken)
+    (broken / "metadata.json").write_text("{not json")
+    for model, fragments in ((alone, ["metadata.json", "beside it"]), (broken, ["metadata.json", "export the model"])):
+        status, _, err = call(predict, [video, "--model", str(model)], capsys)
+        assert_one_error_line(status, err, *fragments)
+
+
+def test_default_out_is_under_saved_models(tiny_run):
+    assert export_command.default_out(tiny_run / "model.keras", tiny_run, "tflite", "none") == \
+        Path("saved_models") / tiny_run.name / "tflite"
+    assert export_command.default_out(tiny_run / "stages/flow/best.keras", tiny_run, "tflite", "float16") == \
+        Path("saved_models") / f"{tiny_run.name}-flow" / "tflite-float16"
+    assert SIZE == read_model_info(tiny_run / "model.keras").inputs[0].size
+
+
+def readme_client():
+    section = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = section.split("## Deploy: SavedModel and TFLite", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+
+
+def test_readme_client_runs_as_written_and_agrees_with_predict(exported, tiny_run, tiny_held_out, capsys):
+    _, saved_model = exported("two_stream", "saved_model", capsys=capsys)
+    _, tflite = exported("two_stream", "tflite", capsys=capsys)
+    video = tiny_held_out.items[1].source
+    code = readme_client()
+    for placeholder in ("data/synthetic-motion/02_down/02_down_003.avi", "saved_models/demo-synthetic/saved_model",
+                        "saved_models/demo-synthetic/tflite"):
+        assert f'"{placeholder}"' in code
+    code = (code.replace("data/synthetic-motion/02_down/02_down_003.avi", video)
+            .replace("saved_models/demo-synthetic/saved_model", str(saved_model))
+            .replace("saved_models/demo-synthetic/tflite", str(tflite)))
+    namespace = {}
+    exec(compile(code, "README.md (Deploy)", "exec"), namespace)
+    tflite_probs = namespace["probs"]
+    printed = capsys.readouterr().out
+    status, out, err = call(predict, [video, "--model", str(tiny_run), "--json", "--top-k", "3"], capsys)
+    assert status == 0, err
+    expected = {p["class"]: p["probability"] for p in json.loads(out)["predictions"]}
+    class_names = json.loads((tiny_run / "classes.json").read_text())
+    np.testing.assert_allclose(tflite_probs, [expected[name] for name in class_names], atol=1e-4)
+    best = max(expected, key=expected.get)
+    assert f"SavedModel: {best} " in printed and f"TFLite: {best} " in printed
