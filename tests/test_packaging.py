@@ -3,6 +3,7 @@ and a non-editable install runs an installed recipe from any folder."""
 
 import configparser
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -31,8 +32,14 @@ def test_importing_kerasflow_and_its_registries_does_not_start_tensorflow():
 
 
 def test_wheel_installs_recipes_and_runs_them_from_another_folder(tmp_path):
+    # Built from a copy of the sources: pip builds in the tree, and a build/ folder left by an older
+    # build (or by a user) must neither leak stale modules into the wheel nor be written into the clone.
+    source = tmp_path / "source"
+    outputs = {".git", ".venv", "build", "runs", "data", "saved_models", ".pytest_cache", "kerasflow.egg-info"}
+    shutil.copytree(ROOT, source, ignore=lambda folder, names: [
+        name for name in names if name == "__pycache__" or (Path(folder) == ROOT and name in outputs)])
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-                    "-w", str(tmp_path / "wheel"), str(ROOT)], check=True, capture_output=True)
+                    "-w", str(tmp_path / "wheel"), str(source)], check=True, capture_output=True)
     (wheel,) = (tmp_path / "wheel").glob("kerasflow-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert {f"kerasflow/recipes/{name}.yaml" for name in ("demo", "egtea", "gtea61", "hmdb51")} <= set(names)
