@@ -112,7 +112,7 @@ def remove_stale_temporaries(folder):
     for root, _, files in os.walk(folder):
         for name in files:
             match = _TEMPORARY.match(name)
-            if match and not _process_alive(int(match.group(1))):
+            if match and not process_alive(int(match.group(1))):
                 path = os.path.join(root, name)
                 with contextlib.suppress(OSError):
                     freed += os.path.getsize(path)
@@ -120,7 +120,8 @@ def remove_stale_temporaries(folder):
     return freed
 
 
-def _process_alive(pid):
+def process_alive(pid):
+    """Whether a process with id ``pid`` exists (this one included)."""
     if pid == os.getpid():
         return True
     try:

@@ -1,9 +1,15 @@
 """What the CLI tests share: one tiny trained two-stream run, calling a command in-process, and the
 check that a user error ends in exactly one ``error:`` line with exit status 2."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-DEMO = Path(__file__).resolve().parents[1] / "recipes" / "demo.yaml"
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "recipes" / "demo.yaml"
 CLASSES, FRAMES, SIZE = 3, 4, 32
 
 
@@ -44,3 +50,45 @@ def assert_one_error_line(status, err, *fragments):
     assert err.rstrip().splitlines()[-1] == errors[0]
     for fragment in fragments:
         assert fragment in errors[0]
+
+
+def tiny_recipe(folder, kind="two_stream", epochs=(1, 1, 1, 1), **runtime):
+    """A two-class synthetic recipe that trains in seconds; returns its path."""
+    names = {"two_stream": ["rgb_stage1", "rgb_stage2", "flow", "joint"], "representation_flow": ["flow"]}[kind]
+    recipe = {
+        "data": {
+            "dataset": "synthetic",
+            "root": f"{folder}/data",
+            "synthetic": {"classes": 2, "videos_per_class": 6, "frames": 6, "size": 32},
+            "frame_size": 32,
+            "rgb_frames": 4,
+            "flow_frames": 4,
+            "batch_size": 4,
+            "random_flip": False,
+        },
+        "model": {
+            "kind": kind,
+            "backbone": "tiny",
+            "flow": {"num_layers": 2, "iterations": 2, "position": 1, "bottleneck": 4},
+            "convlstm_units": 4,
+            "num_head_classes": 10,
+        },
+        "stages": [
+            {"name": name, "epochs": n, "optimizer": "adam", "learning_rate": 1e-3} for name, n in zip(names, epochs)
+        ],
+        "runtime": {"output_dir": f"{folder}/run", "seed": 0, **runtime},
+    }
+    path = Path(folder) / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def run_fit(recipe, *extra, check=True):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CI="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "kerasflow.fit", str(recipe), *extra],
+        capture_output=True, text=True, env=env, cwd=ROOT,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(result.stdout[-3000:] + result.stderr[-3000:])
+    return result

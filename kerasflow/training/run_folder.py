@@ -15,8 +15,10 @@
     confusion_matrix.png     the final model's test confusion matrix
 """
 
+import dataclasses
 import json
 import logging
+import shutil
 from pathlib import Path
 
 from kerasflow.atomic import remove_stale_temporaries, write_json
@@ -72,6 +74,16 @@ class RunFolder:
             self._check_recipe()
             remove_stale_temporaries(self.folder)
             self.state = self._read_state()
+
+    def private_copy(self, folder):
+        """The ``RunFolder`` of a copy of this one in ``folder``, with what a resume reads (state, recipe,
+        classes, split, metrics, the stages' weights and best models; not logs, pictures or the final
+        model): a multi-worker run's other workers train from one, in step with the chief."""
+        if self.folder.is_dir():
+            skipped = shutil.ignore_patterns("tensorboard", "*.png", "log.csv", f"{MODEL_FILE}*")
+            shutil.copytree(self.folder, folder, ignore=skipped, dirs_exist_ok=True)
+        runtime = dataclasses.replace(self.recipe.runtime, output_dir=str(folder))
+        return RunFolder(dataclasses.replace(self.recipe, runtime=runtime))
 
     def _check_recipe(self):
         saved = self.folder / RECIPE_FILE

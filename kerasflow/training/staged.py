@@ -6,11 +6,10 @@ stream bodies; then it keeps the last stage's best model as the run's model and 
 run folder (``run_folder``) records every epoch, so re-running the same recipe resumes.
 """
 
-import dataclasses
 import json
 import logging
 import os
-import tempfile
+import shutil
 
 import keras
 
@@ -28,7 +27,14 @@ from kerasflow.atomic import disk_errors_as_user_errors
 from kerasflow.training.callbacks import BadVideoReport, StageCheckpoint, TrainingDataGuard
 from kerasflow.training.optimizers import TorchAdam, TorchSGD
 from kerasflow.training.run_folder import RunFolder, model_info
-from kerasflow.training.runtime import configure, is_chief
+from kerasflow.training.multi_worker import (
+    barrier,
+    check_workers_agree,
+    is_chief_task,
+    lost_worker_errors,
+    new_worker_folder,
+)
+from kerasflow.training.runtime import configure
 from kerasflow.visualize import plot_training_curves
 
 logger = logging.getLogger("kerasflow")
@@ -123,13 +129,31 @@ def train_recipe(recipe, log=print):
     if recipe.skipped_stages:
         log(f"model.kind {recipe.model.kind} trains {', '.join(recipe.kind.stages)}; "
             f"skipping the recipe's {', '.join(recipe.skipped_stages)}")
+    chief = is_chief_task(recipe.runtime)
+    if chief:
+        return _train_recipe(recipe, run, chief, log)
+    # The other workers of a multi-worker run train in step with the chief from a private copy of its
+    # run folder, made now: the chief is waiting for every worker (in configure) and changes nothing.
+    worker_run = run.private_copy(new_worker_folder())
+    try:
+        return _train_recipe(worker_run.recipe, worker_run, chief, log, shown_folder=run.folder)
+    finally:
+        shutil.rmtree(worker_run.folder, ignore_errors=True)
+
+
+def _train_recipe(recipe, run, chief, log, shown_folder=None):
     strategy = configure(recipe.runtime)
-    if not is_chief(strategy):
-        # Other multi-worker workers train in step with the chief but keep their files to themselves.
-        runtime = dataclasses.replace(recipe.runtime, output_dir=tempfile.mkdtemp(prefix="kerasflow-worker-"))
-        recipe = dataclasses.replace(recipe, runtime=runtime)
-        run = RunFolder(recipe)
-    train, test, _ = check_recipe_data(recipe, *recipe_indexes(recipe.data), log=log)
+    with lost_worker_errors(strategy, shown_folder or run.folder):
+        return _train_and_evaluate(recipe, run, strategy, chief, log)
+
+
+def _train_and_evaluate(recipe, run, strategy, chief, log):
+    if not chief:
+        barrier(strategy)  # the chief prepares the data first (e.g. writes the synthetic videos)
+    indexes = recipe_indexes(recipe.data)
+    if chief:
+        barrier(strategy)
+    train, test, _ = check_recipe_data(recipe, *indexes, log=log)
     _check_before_start(recipe, train)
     train, validation = validation_split(recipe.data, train, test)
     class_names = train.class_names
@@ -197,6 +221,7 @@ def _train_stages(recipe, run, strategy, subsets, class_names, run_metrics, bad_
             trainable = set_trainable_for_stage(model, stage.name)
             _compile(model, stage, recipe.model.flow)
             initial_epoch = _resume_epoch(run, stage, model, log)
+        check_workers_agree(strategy, len(run.state["completed"]), initial_epoch)
         log(f"{stage.name}: training {len(trainable)} layers for {stage.epochs} epochs")
         # A resumed run must not replay the first epochs' shuffling and augmentation.
         train_data, validation_data = stage_datasets(recipe, stage, train, validation, bad_videos,
