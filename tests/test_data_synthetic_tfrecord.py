@@ -12,7 +12,15 @@ from kerasflow.data.datasets import build_index
 from kerasflow.data.indexes import VideoIndex
 from kerasflow.data.inputs import InputSpec
 from kerasflow.data.pipeline import make_dataset
-from kerasflow.data.synthetic import DIRECTIONS, make_synthetic_dataset, render_video
+from kerasflow.data.synthetic import (
+    DIRECTIONS,
+    LETTERS_NOISE_SIGMA,
+    LETTERS_SPEED,
+    VARIANTS,
+    letters_scene,
+    make_synthetic_dataset,
+    render_video,
+)
 from kerasflow.data.tfrecord import LABEL_KEY, MEDIA_ID_KEY, make_tfrecord_dataset, pack_index, read_sidecar
 from kerasflow.errors import UserError
 
@@ -27,14 +35,7 @@ def test_synthetic_layout_and_real_videos(synthetic):
     test = build_index("folder", synthetic, subset="test")
     assert train.class_names == ["00_right", "01_left", "02_down", "03_up"]
     assert train.class_counts().tolist() == [3, 3, 3, 3] and test.class_counts().tolist() == [1, 1, 1, 1]
-    capture = cv2.VideoCapture(test.items[0].source)
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    assert len(frames) == 8 and frames[0].shape == (32, 32, 3)
+    assert _decode(test.items[0].source).shape == (8, 32, 32, 3)
     assert not list(synthetic.rglob(".*tmp*"))
 
 
@@ -83,6 +84,138 @@ def test_cli_synth_and_pack(tmp_path, capsys):
     with pytest.raises(SystemExit) as caught:
         main(["synth", str(out), "--classes", "9"])
     assert caught.value.code == 2 and "classes=9" in capsys.readouterr().err
+
+
+def _decode(path):
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    return np.stack(frames)
+
+
+def test_letters_variant_files_decode_and_manifest(tmp_path):
+    out = make_synthetic_dataset(tmp_path / "letters", classes=4, videos_per_class=2, frames=6, size=32,
+                                 variant="letters")
+    manifest = json.loads((out / "synthetic.json").read_text())
+    assert manifest["arguments"]["variant"] == "letters" and manifest["complete"]
+    index = build_index("folder", out, subset="train")
+    assert index.class_names == ["00_right", "01_left", "02_down", "03_up"] and len(index.items) == 4
+    for item in index.items:
+        video = _decode(item.source)
+        assert video.shape == (6, 32, 32, 3)
+        assert video.std() > 10  # a texture and letters, not a blank frame
+    with pytest.raises(UserError, match="'variant': 'letters'.*, not .*'variant': 'patch'"):
+        make_synthetic_dataset(out, classes=4, videos_per_class=2, frames=6, size=32)
+    with pytest.raises(UserError, match="variant='dots' invalid"):
+        make_synthetic_dataset(tmp_path / "dots", variant="dots")
+
+
+def test_folder_made_before_variants_counts_as_patch(tmp_path):
+    out = make_synthetic_dataset(tmp_path / "d", classes=2, videos_per_class=2, frames=4, size=16)
+    manifest = json.loads((out / "synthetic.json").read_text())
+    assert manifest["arguments"]["variant"] == "patch"
+    del manifest["arguments"]["variant"]  # as written by the generator before variants existed
+    (out / "synthetic.json").write_text(json.dumps(manifest))
+    assert make_synthetic_dataset(out, classes=2, videos_per_class=2, frames=4, size=16) == out
+    with pytest.raises(UserError, match="holds a synthetic dataset made with"):
+        make_synthetic_dataset(out, classes=2, videos_per_class=2, frames=4, size=16, variant="letters")
+
+
+def test_cli_synth_letters(tmp_path):
+    out = tmp_path / "cli letters"
+    argv = ["synth", str(out), "--classes", "2", "--videos-per-class", "2", "--frames", "4", "--size", "16"]
+    assert main([*argv, "--variant", "letters"]) == 0
+    assert json.loads((out / "synthetic.json").read_text())["arguments"]["variant"] == "letters"
+    assert VARIANTS == ("patch", "letters")
+
+
+def _best_shift(moving, reference, reach):
+    """The integer (dy, dx) within ``reach`` for which ``reference`` rolled by it matches ``moving``
+    best (boolean masks), and the intersection over union there."""
+    scores = {}
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            rolled = np.roll(reference, (dy, dx), axis=(0, 1))
+            scores[dy, dx] = (rolled & moving).sum() / max((rolled | moving).sum(), 1)
+    shift = max(scores, key=scores.get)
+    return shift, scores[shift]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_letters_move_in_whole_pixel_steps_of_the_promised_speed(seed):
+    frames, size = 9, 48
+    low, high = LETTERS_SPEED
+    for _, direction in DIRECTIONS:
+        scene = letters_scene(np.random.default_rng(seed), direction, frames, size)
+        clean = render_video(np.random.default_rng(seed), direction, frames, size, "letters", noise=False)
+        assert low <= scene.speed <= high
+        # The letters' pixels, found in the rendered frames (no noise): whatever differs from the background.
+        letters = [np.abs(frame.astype(np.float32) - scene.background).max(axis=-1) > 8 for frame in clean]
+        assert letters[0].mean() > 0.02
+        shifts = []
+        for t in range(1, frames):
+            shift, overlap = _best_shift(letters[t], letters[0], reach=int(high * t) + 1)
+            assert overlap > 0.9  # the letters moved rigidly
+            shifts.append(shift)
+        shifts = np.array(shifts)
+        np.testing.assert_array_equal(shifts, scene.offsets[1:])  # the rendered motion is the promised one
+        steps = np.diff(np.concatenate([[[0, 0]], shifts]), axis=0)
+        for axis in (0, 1):
+            if direction[axis] == 0:
+                assert (steps[:, axis] == 0).all()
+            else:
+                along = steps[:, axis] * direction[axis]  # whole pixels, never against the class's direction
+                assert along.min() >= 0 and along.max() <= np.ceil(high)
+                assert set(along.tolist()) <= {int(np.floor(scene.speed)), int(np.ceil(scene.speed))}
+                speed = along.sum() / (frames - 1)  # rounding: off by at most 1 px over the video
+                assert low - 1 / (frames - 1) <= speed <= high + 1 / (frames - 1)
+                assert abs(speed - scene.speed) <= 1 / (frames - 1)
+
+
+def test_slow_letters_step_one_pixel_every_other_frame():
+    direction = DIRECTIONS[0][1]
+    for seed in range(40):
+        scene = letters_scene(np.random.default_rng(seed), direction, 12, 32)
+        steps = np.diff(scene.offsets[:, 1])
+        assert set(steps.tolist()) <= {int(np.floor(scene.speed)), int(np.ceil(scene.speed))}
+        if scene.speed < 0.6:
+            assert 0 in steps and 1 in steps  # below 1 px per frame: some frames do not move at all
+            return
+    raise AssertionError("no slow video among 40 seeds")
+
+
+def test_letters_noise_is_present_and_new_every_frame():
+    rng_noisy, rng_clean = np.random.default_rng(5), np.random.default_rng(5)
+    noisy = render_video(rng_noisy, (0, 1), 6, 48, "letters").astype(np.float32)
+    clean = render_video(rng_clean, (0, 1), 6, 48, "letters", noise=False).astype(np.float32)
+    scene = letters_scene(np.random.default_rng(5), (0, 1), 6, 48)
+    low, high = LETTERS_NOISE_SIGMA
+    assert low <= scene.noise_sigma <= high
+    noise = noisy - clean
+    inside = (clean > 30) & (clean < 225)  # where clipping to 0-255 leaves the noise untouched
+    assert abs(noise[inside].std() - scene.noise_sigma) < 0.15 * scene.noise_sigma
+    assert abs(noise[inside].mean()) < 0.5
+    # a static background pixel changes from frame to frame only by the noise
+    assert not np.array_equal(noise[0], noise[1]) and abs(np.corrcoef(noise[0].ravel(), noise[1].ravel())[0, 1]) < 0.1
+
+
+def test_letters_appearance_does_not_depend_on_the_class():
+    for seed in range(3):
+        videos = [render_video(np.random.default_rng(seed), direction, 5, 32, "letters") for _, direction in DIRECTIONS]
+        for video in videos[1:]:
+            np.testing.assert_array_equal(video[0], videos[0][0])  # the same first frame, noise included
+            assert np.abs(video[-1].astype(int) - videos[0][-1]).mean() > 1  # ...the motion differs
+        scenes = [letters_scene(np.random.default_rng(seed), direction, 5, 32) for _, direction in DIRECTIONS]
+        for scene in scenes[1:]:
+            np.testing.assert_array_equal(scene.background, scenes[0].background)
+            np.testing.assert_array_equal(scene.ink, scenes[0].ink)
+            assert scene.speed == scenes[0].speed and scene.noise_sigma == scenes[0].noise_sigma
+    with pytest.raises(ValueError, match="variant must be one of"):
+        render_video(np.random.default_rng(0), (0, 1), 4, 16, "dots")
 
 
 def test_packed_reader_matches_numpy_reader(synthetic, tmp_path):

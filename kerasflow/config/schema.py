@@ -54,6 +54,9 @@ class SyntheticConfig:
     frames: int = option(32, minimum=2)
     size: int = option(64, minimum=16)
     seed: int = option(0, minimum=0)  # the dataset's own seed: runtime.seed does not change the data
+    # patch: a textured patch, 1.5-3 px/frame; letters: thin letters drifting 0.5-2 px/frame over a
+    # static texture, with sensor noise (harder motion; kerasflow.data.synthetic)
+    variant: str = option("patch", choices=("patch", "letters"))
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,9 @@ def _parser():
     synth.add_argument("--size", type=int, default=64, help="frame width and height in pixels (default 64)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--test-fraction", type=float, default=0.25, help="share of each class in test.txt")
+    synth.add_argument("--variant", default="patch", choices=("patch", "letters"),
+                       help="patch: a textured patch, 1.5-3 px/frame (default); letters: thin letters drifting "
+                            "0.5-2 px/frame over a static texture, with sensor noise")
 
     pack = commands.add_parser("pack", help="pack a dataset split into a TFRecord file of JPEG frames")
     pack.add_argument("--dataset", required=True, choices=dataset_names())
@@ -67,7 +70,7 @@ def main(argv=None):
     if args.command == "synth":
         from kerasflow.data.synthetic import make_synthetic_dataset
 
-        options = ("classes", "videos_per_class", "frames", "size", "seed", "test_fraction")
+        options = ("classes", "videos_per_class", "frames", "size", "seed", "test_fraction", "variant")
         out = make_synthetic_dataset(args.out_dir, **{name: getattr(args, name) for name in options})
         print(f"synthetic dataset ready in {out} (folder layout, train.txt / test.txt)")
         return 0
