@@ -180,9 +180,25 @@ def test_export_refusals_leave_nothing_written(exported, tiny_run, tmp_path, cap
         assert_one_error_line(status, err, *fragments)
     assert (existing / "metadata.json").read_bytes() == before
 
-    # A failed parity check writes nothing and leaves no temporary folder.
-    monkeypatch.setitem(writer.PROBABILITY_TOLERANCE, "none", -1.0)
+    # A model the converter cannot express in builtin ops, and a failed parity check, write nothing and
+    # leave no temporary folder.
+    import tensorflow as tf
+
+    class NeedsFlex:
+        def __init__(self, *args, **kwargs):
+            self.target_spec = type("Spec", (), {})()
+
+        def convert(self):
+            raise tf.errors.UnimplementedError(None, None, "op Foo needs the Flex delegate")
+
     out = tmp_path / "exports" / "rejected"
+    with monkeypatch.context() as patch:
+        patch.setattr(tf.lite.TFLiteConverter, "from_saved_model", NeedsFlex)
+        status, _, err = call(export_command, [rgb, "--format", "tflite", "--out", str(out)], capsys)
+    assert_one_error_line(status, err, "cannot be converted to TFLite with builtin ops only", "Flex",
+                          "--format saved_model")
+    assert not out.exists() and list(out.parent.iterdir()) == []
+    monkeypatch.setitem(writer.PROBABILITY_TOLERANCE, "none", -1.0)
     status, _, err = call(export_command, [rgb, "--format", "tflite", "--out", str(out), "--check-clips", "2"],
                           capsys)
     assert_one_error_line(status, err, "disagrees with the Keras model", "nothing was written")
