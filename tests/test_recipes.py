@@ -367,7 +367,7 @@ def test_numbers_written_like_python_are_floats():
 
 def test_file_errors(tmp_path):
     with pytest.raises(UserError, match=r"^recipe file not found: .*nope\.yaml \(installed recipes: demo, egtea, "
-                                        r"gtea61, hmdb51\)$"):
+                                        r"gtea61, hmdb51, hmdb51-repflow\)$"):
         load_recipe(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: [1, 2\nmodel: {}\n")

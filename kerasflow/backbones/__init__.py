@@ -1,4 +1,5 @@
-"""Image backbones (torchvision-equivalent ResNets), their presets and their converted ImageNet weights.
+"""Image backbones (torchvision-equivalent ResNets and their inflation to 3-D), their presets and their
+converted ImageNet weights.
 
 ``from_preset(name, weights=None, **overrides)`` builds a preset; ``preset_names()`` lists them.
 Names load on first use, so ``preset_names`` answers without starting TensorFlow.
@@ -7,6 +8,7 @@ Names load on first use, so ``preset_names`` answers without starting TensorFlow
 from kerasflow._lazy import lazy_attributes
 
 __all__ = [
+    "InflatedResNetBackbone",
     "ResNetBackbone",
     "convert_file",
     "convert_state_dict",
@@ -16,6 +18,7 @@ __all__ = [
 ]
 
 __getattr__, __dir__ = lazy_attributes(__name__, {
+    "InflatedResNetBackbone": "kerasflow.backbones.inflated",
     "ResNetBackbone": "kerasflow.backbones.resnet",
     "convert_file": "kerasflow.backbones.convert",
     "convert_state_dict": "kerasflow.backbones.convert",

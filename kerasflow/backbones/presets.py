@@ -69,13 +69,15 @@ def preset_class(name):
     return getattr(importlib.import_module(module), class_name)
 
 
-def from_preset(name, weights=None, **overrides):
+def from_preset(name, weights=None, backbone_class=None, **overrides):
     """The backbone preset ``name`` with ``overrides`` applied and, if given, ImageNet ``weights`` loaded.
 
     Args:
         name: a ``preset_names()`` entry, e.g. ``"resnet34"``.
         weights: path of a converted ``.weights.h5`` file (``python -m kerasflow.convert_weights``), or
             None for random initialisation.
+        backbone_class: the class that builds the preset's architecture: the preset's own (None) or a
+            subclass of it, e.g. ``InflatedResNetBackbone`` for a ResNet inflated to 3-D.
         **overrides: constructor arguments that replace the preset's, e.g. ``input_channels=10,
             include_head=False`` (a first conv taking 10 planes is initialised from the averaged
             ImageNet kernel).
@@ -88,7 +90,12 @@ def from_preset(name, weights=None, **overrides):
     backbone.output["pooled"].shape  # (None, 64)
     ```
     """
-    backbone = preset_class(name)(**{**preset_config(name), "name": name, **overrides})
+    preset = preset_class(name)
+    backbone_class = backbone_class or preset
+    if not issubclass(backbone_class, preset):
+        raise UserError(f"backbone preset {name!r} is a {preset.__name__}; a {backbone_class.__name__} "
+                        "cannot be built from it")
+    backbone = backbone_class(**{**preset_config(name), "name": name, **overrides})
     if weights:
         from kerasflow.backbones.weights import load_imagenet_weights
 

@@ -5,7 +5,9 @@ is ``layer2.0.downsample.0``), which is what the ImageNet weight converter relie
 (``resnet18`` ... ``tiny``) are in ``kerasflow.backbones.presets``.
 """
 
+import dataclasses
 import difflib
+import typing
 
 import keras
 
@@ -35,58 +37,90 @@ def _batch_norm(x, name):
     return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)(x)
 
 
-def _residual_block(x, filters, strides, block_type, name):
-    """One torchvision BasicBlock / Bottleneck (stride on the 3x3 conv).
+def block_convs(block_type, filters, strides):
+    """``(filters, kernel_size, strides)`` of each main-path convolution of a torchvision BasicBlock or
+    Bottleneck (v1.5: the stride is on the 3x3 conv)."""
+    if block_type == "basic_block":
+        return [(filters, 3, strides), (filters, 3, 1)]
+    return [(filters, 1, 1), (filters, 3, strides), (filters * BLOCK_EXPANSION[block_type], 1, 1)]
+
+
+def _stem(x, stem_filters):
+    """conv 7x7/2 (pad 3), BN, ReLU, max pool 3x3/2 (pad 1)."""
+    x = keras.layers.ReLU(name="relu")(_batch_norm(_conv(x, stem_filters, 7, 2, "conv1"), "bn1"))
+    # Zero padding equals torch's -inf padding here because the input is >= 0 after the ReLU.
+    x = keras.layers.ZeroPadding2D(1, name="maxpool_pad")(x)
+    return keras.layers.MaxPooling2D(3, strides=2, padding="valid", name="maxpool")(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResNetLayers:
+    """The layers a ResNet is made of, so that one set of builders makes both the 2-D ResNet and its
+    inflation to 3-D (``kerasflow.backbones.inflated``).
+
+    Attributes:
+        axes: the axes between batch and channels: 2 for ``(H, W)`` images, 3 for ``(T, H, W)`` clips.
+        stem: ``stem(x, stem_filters) -> x``: conv1, bn1, ReLU and the max pool.
+        conv: ``conv(x, filters, kernel_size, strides, name)``: a bias-free, torch-padded convolution.
+        block_convs: ``block_convs(block_type, filters, strides)``: ``(filters, kernel_size, strides)`` of
+            each main-path convolution of a block.
+        pool: the global average pooling layer class.
+    """
+
+    axes: int
+    stem: typing.Callable
+    conv: typing.Callable
+    block_convs: typing.Callable
+    pool: type
+
+
+PLANAR_LAYERS = ResNetLayers(2, _stem, _conv, block_convs, keras.layers.GlobalAveragePooling2D)
+
+
+def _residual_block(x, convs, strides, name, conv):
+    """One residual block: the ``convs`` (``(filters, kernel_size, strides)`` each, made by ``conv``) with
+    batch norm after each and ReLU between, plus the input or, when ``strides`` or the width change,
+    its 1x1 projection (conv and batch norm).
 
     Returns ``(output, last_conv, shortcut)``: the block output ``relu(bn(last_conv) + shortcut)``
     and the two terms of EgoRCNN's "noBN" tensor ``last_conv + shortcut``.
     """
-    out_channels = filters * BLOCK_EXPANSION[block_type]
-    if block_type == "basic_block":
-        convs = [(filters, 3, strides), (filters, 3, 1)]
-    else:
-        convs = [(filters, 1, 1), (filters, 3, strides), (out_channels, 1, 1)]
+    out_channels = convs[-1][0]
     y = x
     for index, (conv_filters, kernel_size, conv_strides) in enumerate(convs, start=1):
         if index > 1:
             y = keras.layers.ReLU(name=f"{name}_relu{index - 1}")(y)
-        last_conv = _conv(y, conv_filters, kernel_size, conv_strides, f"{name}_conv{index}")
+        last_conv = conv(y, conv_filters, kernel_size, conv_strides, f"{name}_conv{index}")
         y = _batch_norm(last_conv, f"{name}_bn{index}")
     shortcut = x
     if strides != 1 or x.shape[-1] != out_channels:
-        shortcut = _conv(x, out_channels, 1, strides, f"{name}_downsample_conv")
+        shortcut = conv(x, out_channels, 1, strides, f"{name}_downsample_conv")
         shortcut = _batch_norm(shortcut, f"{name}_downsample_bn")
     y = keras.layers.Add(name=f"{name}_add")([y, shortcut])
     return keras.layers.ReLU(name=f"{name}_out")(y), last_conv, shortcut
 
 
-def build_stem(input_channels, stem_filters, image_size=None):
-    """Stem model: ``(H, W, input_channels)`` -> ``(H/4, W/4, stem_filters)``.
-
-    conv 7x7/2 (pad 3), BN, ReLU, max pool 3x3/2 (pad 1).
-    """
-    inputs = keras.Input((image_size, image_size, input_channels), name="stem_input")
-    x = _conv(inputs, stem_filters, 7, 2, "conv1")
-    x = _batch_norm(x, "bn1")
-    x = keras.layers.ReLU(name="relu")(x)
-    # Zero padding equals torch's -inf padding here because the input is >= 0 after the ReLU.
-    x = keras.layers.ZeroPadding2D(1, name="maxpool_pad")(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, padding="valid", name="maxpool")(x)
-    return keras.Model(inputs, x, name="stem")
+def build_stem(input_channels, stem_filters, image_size=None, layers=PLANAR_LAYERS):
+    """Stem model: ``(H, W, input_channels)`` -> ``(H/4, W/4, stem_filters)`` (``(T, H, W, ...)`` with 3-D
+    ``layers``)."""
+    time = (None,) * (layers.axes - 2)
+    inputs = keras.Input((*time, image_size, image_size, input_channels), name="stem_input")
+    return keras.Model(inputs, layers.stem(inputs, stem_filters), name="stem")
 
 
-def build_stage(in_channels, filters, num_blocks, strides, block_type, name):
+def build_stage(in_channels, filters, num_blocks, strides, block_type, name, layers=PLANAR_LAYERS):
     """Stage model ``name`` (``"layer1"``...): ``(H, W, in_channels)`` -> ``[output, pre_bn]``.
 
     ``output`` is ``(H/strides, W/strides, filters * expansion)``; ``pre_bn`` has the same shape and is
     the last block's last conv before its batch norm plus the block's shortcut, without ReLU.
     """
-    inputs = keras.Input((None, None, in_channels), name=f"{name}_input")
+    inputs = keras.Input((*(None,) * layers.axes, in_channels), name=f"{name}_input")
     x = inputs
     for index in range(num_blocks):
         block_strides = strides if index == 0 else 1
         x, last_conv, shortcut = _residual_block(
-            x, filters, block_strides, block_type, f"{name}_{index}"
+            x, layers.block_convs(block_type, filters, block_strides), block_strides, f"{name}_{index}",
+            layers.conv,
         )
     pre_bn = keras.layers.Add(name=f"{name}_pre_bn")([last_conv, shortcut])
     return keras.Model(inputs, [x, pre_bn], name=name)
@@ -147,6 +181,8 @@ class ResNetBackbone(keras.Model):
     """
 
     LAYER_GROUPS = LAYER_GROUPS
+    # What the stem, stages and pool are made of: 2-D layers here, 3-D in InflatedResNetBackbone.
+    RESNET_LAYERS = PLANAR_LAYERS
 
     def __init__(
         self,
@@ -170,20 +206,21 @@ class ResNetBackbone(keras.Model):
         image_size = None if image_size is None else int(image_size)
 
         # === Layers ===
-        stem = build_stem(int(input_channels), int(stem_filters), image_size)
+        layers = self.RESNET_LAYERS
+        stem = build_stem(int(input_channels), int(stem_filters), image_size, layers)
         stages = []
         in_channels = int(stem_filters)
         for index in range(NUM_STAGES):
             stages.append(build_stage(
                 in_channels, stackwise_num_filters[index], stackwise_num_blocks[index],
-                stackwise_num_strides[index], block_type, f"layer{index + 1}",
+                stackwise_num_strides[index], block_type, f"layer{index + 1}", layers,
             ))
             in_channels = stackwise_num_filters[index] * BLOCK_EXPANSION[block_type]
-        pool = keras.layers.GlobalAveragePooling2D(name="avgpool")
+        pool = layers.pool(name="avgpool")
         head = keras.layers.Dense(int(num_head_classes), name="fc") if include_head else None
 
         # === Functional model ===
-        image = keras.Input((image_size, image_size, int(input_channels)), name="image")
+        image = keras.Input(stem.input.shape[1:], name="image")
         x = stem(image)
         outputs = {}
         for index, stage in enumerate(stages, start=1):
@@ -213,11 +250,9 @@ class ResNetBackbone(keras.Model):
 
     @classmethod
     def from_preset(cls, name, weights=None, **overrides):
-        """``kerasflow.backbones.from_preset``: the preset ``name``, optionally with ImageNet ``weights``."""
-        backbone = from_preset(name, weights, **overrides)
-        if not isinstance(backbone, cls):
-            raise UserError(f"backbone preset {name!r} is a {type(backbone).__name__}, not a {cls.__name__}")
-        return backbone
+        """``kerasflow.backbones.from_preset``: the preset ``name`` built as this class, optionally with
+        ImageNet ``weights``."""
+        return from_preset(name, weights, backbone_class=cls, **overrides)
 
     def apply_stages(self, x, first=0, last=None):
         """Run ``stages[first:last]`` on ``x``; returns ``(output, pre_bn)`` of the last stage run."""

@@ -43,7 +43,8 @@ def load_imagenet_weights(backbone, path):
     If ``backbone`` takes another number of input channels than the file (e.g. 10 for stacked
     optical flow), ``conv1``'s kernel is averaged over the file's input channels and repeated
     ``backbone.input_channels`` times (EgoRCNN's ``change_key_names``, no rescaling). Without
-    ``backbone.include_head`` the file's ``fc`` is skipped. Returns ``backbone``.
+    ``backbone.include_head`` the file's ``fc`` is skipped. A 3-D backbone (``InflatedResNetBackbone``)
+    gets each 2-D kernel inflated to its time extent (``inflate_kernel``). Returns ``backbone``.
     """
     path = str(path)
     config = read_weights_config(path)
@@ -79,5 +80,15 @@ def load_imagenet_weights(backbone, path):
         if layer.name == "conv1" and source.input_channels != backbone.input_channels:
             mean = values[0].mean(axis=2, keepdims=True)
             values[0] = np.repeat(mean, backbone.input_channels, axis=2)
-        backbone.find_layer(layer.name).set_weights(values)
+        target = backbone.find_layer(layer.name)
+        target.set_weights([inflate_kernel(value, weight.shape) for value, weight in zip(values, target.weights)])
     return backbone
+
+
+def inflate_kernel(value, shape):
+    """A 2-D kernel ``(kh, kw, in, out)`` repeated over time to a 3-D ``shape`` ``(kt, kh, kw, in, out)``,
+    unscaled, as the representation-flow code inflates ImageNet kernels (``load_2d_state_dict``);
+    ``value`` itself when it already has ``shape``'s rank (batch norms, 2-D kernels)."""
+    if len(shape) == value.ndim + 1:
+        return np.repeat(value[None], shape[0], axis=0)
+    return value

@@ -21,11 +21,12 @@ import typing
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from kerasflow.backbones.presets import preset_names
+from kerasflow.backbones.presets import preset_config, preset_names
 from kerasflow.config.validation import join_key, option
 from kerasflow.data.datasets import dataset_names, get_dataset, option_keys
 from kerasflow.data.inputs import FLOW_CLIP, RGB_CLIP, SAMPLINGS, TVL1_STACK, InputSpec
 from kerasflow.data.video import BAD_VIDEO_POLICIES
+from kerasflow.models.flow_networks import flow_network_names, get_flow_network
 from kerasflow.models.kinds import STAGE_ORDER, get_kind, kind_names
 
 logger = logging.getLogger("kerasflow")
@@ -170,6 +171,8 @@ class ModelConfig:
     converted ImageNet file (null: ``weights`` when the two backbones are the same); ``fusion`` joins the two
     streams: ``features`` (their features concatenated, a new classifier: EgoRCNN's joint model) or
     ``scores`` (the mean of the two streams' softmax, no new layer).
+    ``flow_network`` is the representation-flow stream's network: ``per_frame`` (the seed paper's) or
+    ``inflated_3d`` (the representation-flow code's 3-D ResNet; ``kerasflow.models.flow_networks``).
     """
 
     _renamed = {"num_flow_layers": "flow.num_layers", "flow_iterations": "flow.iterations",
@@ -181,6 +184,7 @@ class ModelConfig:
     weights: Optional[str] = option(None, path=True)
     flow_weights: Optional[str] = option(None, path=True)
     flow: FlowConfig = option(FlowConfig())
+    flow_network: str = option("per_frame", choices=flow_network_names)
     fusion: str = option("features", choices=FUSIONS)
     rgb_dropout: float = option(0.7, minimum=0.0, below=1.0)
     flow_dropout: float = option(0.5, minimum=0.0, below=1.0)
@@ -374,14 +378,17 @@ class Recipe:
                 checker.fail(f"stages[{index}].frames is not read by the optical-flow stream; "
                              "set data.flow_stack (flow frames per stack) instead")
         if kind.flow == "representation":
-            needed = model.flow.num_layers + 1
+            network, layers = get_flow_network(model.flow_network), model.flow.num_layers
+            strides = preset_config(model.flow_backbone)["stackwise_num_strides"]
+            needed = network.frames_needed(strides, model.flow.position, layers)
+            rule = f"; {network.clip_rule}" if network.clip_rule else ""
             for where, frames in [("data.flow_frames", data.flow_frames)] + [
                     (f"stages[{index}].frames", stage.frames) for index, stage in enumerate(stages)
                     if stage.name == "flow" and stage.frames is not None]:
                 if frames < needed:
                     checker.invalid(where, frames, f"at least {needed} (each of the "
-                                    f"model.flow.num_layers = {model.flow.num_layers} representation-"
-                                    "flow layers uses one frame pair)")
+                                    f"model.flow.num_layers = {layers} representation-"
+                                    f"flow layers uses one frame pair{rule})")
         if data.synthetic is not None:
             longest = max(max(recipe.frames_for(stage)) for stage in recipe.trained_stages)
             if data.synthetic.frames < longest:

@@ -25,7 +25,7 @@ class RepresentationFlowBlock(keras.layers.Layer):
     2. For ``k = 1..L``: if ``k > 1``, ``h = Conv1x1(2b -> b, no bias)(h)``; then
        ``h = RepresentationFlow(h)`` (one frame fewer, ``2b`` channels, eqs. 9-17); if ``k < L``,
        ``h = Conv3x3(2b -> 2b)(h)``, the convolution between flow layers that keeps the flow
-       consistent (§II-D).
+       consistent (§II-D); with a bias unless ``smooth_bias`` is False.
     3. ``h = BatchNorm(Conv3x3(2b -> C, no bias)(h))`` with the scale (gamma) initialised to 0, so a
        new block starts as the identity of its residual (§III-A restores the channel count). The batch
        norm is the original's: epsilon 1e-5, momentum 0.9 (torch's 0.1).
@@ -39,6 +39,10 @@ class RepresentationFlowBlock(keras.layers.Layer):
         flow_options: dict. Further ``RepresentationFlow`` arguments for every flow layer (``theta``,
             ``tau``, ``lambda_``, ``image_gradient``, ``normalize``, ``learnable``). Defaults to the
             layer's own.
+        smooth_bias: bool. Whether the 3x3 convolutions between flow layers have a bias. Defaults to
+            True (the per-frame stream's block); the representation-flow code's inflated network
+            (``flow_2p1d_resnets.py``) has none: with 2 flow layers, its block is this one without
+            that bias (its flow layers normalise over the whole batch, ours per ``normalize``).
 
     ``flow_parameters`` lists the variables of all its flow layers (theta, tau, lambda and the six
     kernels of each), trainable or not, e.g. for an optimiser group of their own.
@@ -60,7 +64,8 @@ class RepresentationFlowBlock(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, num_flow_layers=2, bottleneck=32, n_iter=20, flow_options=None, **kwargs):
+    def __init__(self, num_flow_layers=2, bottleneck=32, n_iter=20, flow_options=None, smooth_bias=True,
+                 **kwargs):
         if int(num_flow_layers) not in (1, 2, 3):
             raise ValueError(
                 f"`num_flow_layers` must be 1, 2 or 3 (0 means: no block). "
@@ -71,6 +76,7 @@ class RepresentationFlowBlock(keras.layers.Layer):
         self.bottleneck = int(bottleneck)
         self.n_iter = int(n_iter)
         self.flow_options = dict(flow_options or {})
+        self.smooth_bias = bool(smooth_bias)
         width = self.bottleneck
         self.reduce = _frame_conv(width, 1, False, "reduce")
         self.flows, self.between, self.re_reduce = [], [], []
@@ -81,7 +87,7 @@ class RepresentationFlowBlock(keras.layers.Layer):
                 RepresentationFlow(n_iter=self.n_iter, name=f"flow_{k}", **self.flow_options)
             )
             if k < self.num_flow_layers:
-                self.between.append(_frame_conv(2 * width, 3, True, f"smooth_{k}"))
+                self.between.append(_frame_conv(2 * width, 3, self.smooth_bias, f"smooth_{k}"))
         self.expand = None
         self.norm = keras.layers.BatchNormalization(
             momentum=NORM_MOMENTUM, epsilon=NORM_EPSILON, gamma_initializer="zeros", name="norm"
@@ -145,6 +151,7 @@ class RepresentationFlowBlock(keras.layers.Layer):
                 "bottleneck": self.bottleneck,
                 "n_iter": self.n_iter,
                 "flow_options": dict(self.flow_options),
+                "smooth_bias": self.smooth_bias,
             }
         )
         return config

@@ -8,6 +8,7 @@ from kerasflow._lazy import lazy_attributes
 
 __all__ = [
     "STAGE_RULES",
+    "build_inflated_flow_stream",
     "build_optical_flow_stream",
     "build_representation_flow_stream",
     "build_rgb_stream",
@@ -21,6 +22,7 @@ __all__ = [
 
 __getattr__, __dir__ = lazy_attributes(__name__, {
     "STAGE_RULES": "kerasflow.models.stages",
+    "build_inflated_flow_stream": "kerasflow.models.flow_streams",
     "build_optical_flow_stream": "kerasflow.models.flow_streams",
     "build_representation_flow_stream": "kerasflow.models.flow_streams",
     "build_rgb_stream": "kerasflow.models.rgb_stream",

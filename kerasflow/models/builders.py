@@ -5,8 +5,10 @@ recipe's ``model`` and ``data`` sections. The models of one kind share their
 stream bodies, so the joint model starts from what the rgb and flow stages learnt.
 """
 
+from kerasflow.models import flow_streams
 from kerasflow.models.action_models import single_stream_model, two_stream_model
-from kerasflow.models.flow_streams import build_optical_flow_stream, build_representation_flow_stream
+from kerasflow.models.flow_networks import get_flow_network
+from kerasflow.models.flow_streams import build_optical_flow_stream
 from kerasflow.models.rgb_stream import build_rgb_stream
 
 
@@ -21,8 +23,10 @@ def _flow_weights(model):
 
 
 def _representation_flow_stream(model, data):
+    """The stream body of ``model.flow_network`` (``kerasflow.models.flow_networks``)."""
     flow = model.flow
-    return build_representation_flow_stream(
+    build = getattr(flow_streams, get_flow_network(model.flow_network).builder)
+    return build(
         data.flow_frames, data.frame_size, backbone=model.flow_backbone, weights=_flow_weights(model),
         num_flow_layers=flow.num_layers, flow_iterations=flow.iterations, flow_position=flow.position,
         bottleneck=flow.bottleneck, flow_options=flow.layer_options)

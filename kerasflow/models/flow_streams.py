@@ -1,7 +1,9 @@
-"""The motion streams: representation flow inside a ResNet (seed §II-C/D) and the TV-L1 baseline."""
+"""The motion streams: representation flow inside a ResNet (seed §II-C/D), per frame or inflated to 3-D
+(``kerasflow.models.flow_networks``), and the TV-L1 baseline."""
 
 import keras
 
+from kerasflow.backbones.inflated import InflatedResNetBackbone
 from kerasflow.backbones.presets import from_preset
 from kerasflow.data.inputs import FLOW_CLIP, TVL1_STACK
 from kerasflow.layers import FoldTime, FrameNormalization, RepresentationFlowBlock, TimeAverage, UnfoldTime
@@ -32,23 +34,58 @@ def build_representation_flow_stream(
 
     Returns a ``keras.Model`` named ``"flow_stream"``.
     """
-    if not 1 <= flow_position <= 3:
-        raise ValueError(f"`flow_position` must be 1, 2 or 3. Received: {flow_position}")
     resnet = from_preset(backbone, weights, include_head=False)
     clip = keras.Input((frames, frame_size, frame_size, 3), name=FLOW_CLIP, dtype="uint8")
     x = resnet.stem(FoldTime(name="frames")(FrameNormalization(name="normalize")(clip)))
-    x, _ = resnet.apply_stages(x, 0, flow_position)
+    x, _ = resnet.apply_stages(x, 0, _checked_position(flow_position))
     steps = frames
     if num_flow_layers:
         x = UnfoldTime(frames, name="before_flow")(x)
-        x = RepresentationFlowBlock(num_flow_layers=num_flow_layers, bottleneck=bottleneck, n_iter=flow_iterations,
-                                    flow_options=flow_options, name="flow_block")(x)
+        x = _flow_block(num_flow_layers, flow_iterations, bottleneck, flow_options)(x)
         steps = frames - num_flow_layers
         x = FoldTime(name="after_flow")(x)
     x, _ = resnet.apply_stages(x, flow_position)
     x = resnet.pool(x)
     x = TimeAverage(name="time_average")(UnfoldTime(steps, name="steps")(x))
     return keras.Model(clip, x, name="flow_stream")
+
+
+def build_inflated_flow_stream(frames, frame_size, backbone="resnet50", weights=None, num_flow_layers=2,
+                               flow_iterations=20, flow_position=2, bottleneck=32, flow_options=None):
+    """The representation-flow code's own flow network (its ``flow_2p1d_resnets.py``): uint8 clip
+    ``(B, T, S, S, 3)`` -> ``(B, C)`` features (ImageNet-normalised inside, like the per-frame stream).
+
+    The ResNet inflated to 3-D (``InflatedResNetBackbone``) over the whole clip: its stem and first
+    ``flow_position`` stages convolve over time (conv1 7x7x7 without time padding, a 3x3x3 max pool and
+    every strided stage halve the clip: 16 frames leave 4 after stage 2); then the
+    ``RepresentationFlowBlock`` on those frames (none when ``num_flow_layers`` is 0) without a bias on
+    its convolution between flow layers, as the reference's ``flow_conv``; the remaining stages; global
+    average pooling over time and space. The reference puts the block after stage 2 and trains ResNet-50
+    on 16 frames of 112 px; its dropout of 0.3 before the classifier is the recipe's
+    ``model.flow_dropout`` (``recipes/hmdb51-repflow.yaml``). The arguments are
+    ``build_representation_flow_stream``'s.
+
+    Returns a ``keras.Model`` named ``"flow_stream"``.
+    """
+    resnet = InflatedResNetBackbone.from_preset(backbone, weights, include_head=False)
+    clip = keras.Input((frames, frame_size, frame_size, 3), name=FLOW_CLIP, dtype="uint8")
+    x = resnet.stem(FrameNormalization(name="normalize")(clip))
+    x, _ = resnet.apply_stages(x, 0, _checked_position(flow_position))
+    if num_flow_layers:
+        x = _flow_block(num_flow_layers, flow_iterations, bottleneck, flow_options, smooth_bias=False)(x)
+    x, _ = resnet.apply_stages(x, flow_position)
+    return keras.Model(clip, resnet.pool(x), name="flow_stream")
+
+
+def _checked_position(flow_position):
+    if not 1 <= flow_position <= 3:
+        raise ValueError(f"`flow_position` must be 1, 2 or 3. Received: {flow_position}")
+    return flow_position
+
+
+def _flow_block(num_flow_layers, flow_iterations, bottleneck, flow_options, smooth_bias=True):
+    return RepresentationFlowBlock(num_flow_layers=num_flow_layers, bottleneck=bottleneck, n_iter=flow_iterations,
+                                   flow_options=flow_options, smooth_bias=smooth_bias, name="flow_block")
 
 
 def build_optical_flow_stream(frame_size, stack=5, backbone="resnet34", weights=None):
