@@ -7,14 +7,16 @@ recipe = kerasflow.load_recipe("demo", ["stages.flow.epochs=2"])  # a path or an
 metrics = kerasflow.fit(recipe)                                  # = python -m kerasflow.fit demo
 model = kerasflow.load_model(recipe.runtime.output_dir)          # the run's model.keras
 report = kerasflow.predict_video(model, "clip.avi", top_k=3)     # {"predictions": [...], "seconds": ...}
+table = kerasflow.report_runs(["runs/a", "runs/b"])              # = python -m kerasflow.report runs/a runs/b
 ```
 
 Errors a user can cause raise ``kerasflow.errors.UserError`` with a one-line message.
 """
 
 from kerasflow.config import Recipe, load_recipe
+from kerasflow.report import report_runs
 
-__all__ = ["build_model", "fit", "load_model", "load_recipe", "predict_video"]
+__all__ = ["build_model", "fit", "load_model", "load_recipe", "predict_video", "report_runs"]
 
 
 def _recipe(recipe, overrides=()):

@@ -15,11 +15,12 @@ def command_parser(command, doc):
     return argparse.ArgumentParser(prog=f"python -m kerasflow.{command}", description=doc.splitlines()[0])
 
 
-def report_command(command, doc, add_arguments, make_report, format_report):
+def report_command(command, doc, add_arguments, make_report, format_report, tensorflow=True):
     """``main(argv)`` of ``python -m kerasflow.<command>``, a command that prints a report.
 
     ``add_arguments(parser)`` declares its arguments (``--json`` is added here); ``make_report(args)``
-    does the work, after TensorFlow has started quietly, and returns a JSON-ready dict; the command
+    does the work, after TensorFlow has started quietly (unless ``tensorflow`` is false: a command that
+    only reads files), and returns a JSON-ready dict; the command
     prints it as one JSON object with ``--json`` (everything else then goes to stderr), else as
     ``format_report(report)``. User errors end in one line and exit status 2 (``cli_entry``).
     """
@@ -30,7 +31,8 @@ def report_command(command, doc, add_arguments, make_report, format_report):
         add_arguments(parser)
         add_json_option(parser)
         args = parser.parse_args(argv)
-        start_tensorflow_quietly()
+        if tensorflow:
+            start_tensorflow_quietly()
         with json_mode(args.json):
             report = make_report(args)
         print(json.dumps(report) if args.json else format_report(report))

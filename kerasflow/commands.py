@@ -35,3 +35,7 @@ def extract_flow():
 
 def convert_weights():
     _run("convert_weights")
+
+
+def report():
+    _run("report")

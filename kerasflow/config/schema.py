@@ -7,7 +7,7 @@ models are tested). The names a key accepts come from
 the registries: datasets (``kerasflow.data.datasets``), model kinds (``kerasflow.models.kinds``) and
 backbone presets (``kerasflow.backbones.presets``). The checking itself is ``validation.build``.
 
-Path keys (``data.root``, ``data.flow_root``, ``model.weights``, ``runtime.output_dir``) are absolute
+Path keys (``data.root``, ``data.flow_root``, ``model.weights``, ``model.init_from``, ``runtime.output_dir``) are absolute
 in a ``Recipe``: ``loading`` resolves them against the working directory.
 """
 
@@ -27,7 +27,7 @@ from kerasflow.data.datasets import dataset_names, get_dataset, option_keys
 from kerasflow.data.inputs import FLOW_CLIP, RGB_CLIP, SAMPLINGS, TVL1_STACK, InputSpec
 from kerasflow.data.video import BAD_VIDEO_POLICIES
 from kerasflow.models.flow_networks import flow_network_names, get_flow_network
-from kerasflow.models.kinds import STAGE_ORDER, get_kind, kind_names
+from kerasflow.models.kinds import STAGE_ORDER, STREAMS, get_kind, kind_names
 
 logger = logging.getLogger("kerasflow")
 
@@ -170,7 +170,9 @@ class ModelConfig:
     ``flow_backbone`` is the flow stream's backbone (null: ``backbone``) and ``flow_weights`` its
     converted ImageNet file (null: ``weights`` when the two backbones are the same); ``fusion`` joins the two
     streams: ``features`` (their features concatenated, a new classifier: EgoRCNN's joint model) or
-    ``scores`` (the mean of the two streams' softmax, no new layer).
+    ``scores`` (the mean of the two streams' softmax, no new layer). ``init_from`` (a run folder or
+    ``.keras`` file, or a list of them) starts the run from those models' streams
+    (``kerasflow.training.init_from``); ``init_streams`` takes only the streams it names.
     ``flow_network`` is the representation-flow stream's network: ``per_frame`` (the seed paper's) or
     ``inflated_3d`` (the representation-flow code's 3-D ResNet; ``kerasflow.models.flow_networks``).
     """
@@ -191,11 +193,34 @@ class ModelConfig:
     fusion_dropout: float = option(0.5, minimum=0.0, below=1.0)
     convlstm_units: int = option(512, minimum=1)
     num_head_classes: int = option(1000, minimum=1)
+    init_from: Optional[Union[list[str], str]] = option(None, path=True)
+    init_streams: Optional[list[str]] = option(None, choices=STREAMS)
 
     @staticmethod
     def _finish(values, key, checker):
         if values["flow_backbone"] is None:
             values["flow_backbone"] = values["backbone"]
+        _finish_init_from(values, key, checker)
+
+
+def _finish_init_from(values, key, checker):
+    """``init_from`` as a tuple of paths; ``init_streams`` as a tuple of the kind's streams, only with ``init_from``."""
+    init_from, streams = values["init_from"], values["init_streams"]
+    if init_from == []:
+        checker.invalid(join_key(key, "init_from"), init_from, "a run folder or .keras model file, a list of them, "
+                                                                  "or null")
+    if init_from is not None:
+        values["init_from"] = (init_from,) if isinstance(init_from, str) else tuple(init_from)
+    if streams is None:
+        return
+    if init_from is None:
+        checker.fail(f"{join_key(key, 'init_streams')} is only read with {join_key(key, 'init_from')}; "
+                     "remove it, or set the run to start from")
+    kind_streams = get_kind(values["kind"]).streams
+    if not streams or len(set(streams)) < len(streams) or not set(streams) <= set(kind_streams):
+        checker.invalid(join_key(key, "init_streams"), streams,
+                        f"a list of the streams model.kind {values['kind']} has, each once: {', '.join(kind_streams)}")
+    values["init_streams"] = tuple(streams)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from kerasflow.data.inputs import FLOW_CLIP, RGB_CLIP, TVL1_STACK
 
 STAGE_ORDER = ("rgb_stage1", "rgb_stage2", "flow", "joint")
 STAGE_MODEL = {"rgb_stage1": "rgb", "rgb_stage2": "rgb", "flow": "flow", "joint": "joint"}
+STREAMS = ("rgb", "flow")  # the stream bodies a model can have: rgb_stream, flow_stream
 BUILDERS_MODULE = "kerasflow.models.builders"
 
 
@@ -48,6 +49,11 @@ class ModelKind:
     inputs: dict
     builder: str
     flow: str | None = None
+
+    @property
+    def streams(self):
+        """The ``STREAMS`` its models have (its ``rgb`` and ``flow`` models are those streams + a classifier)."""
+        return tuple(stream for stream in STREAMS if stream in self.inputs)
 
     @property
     def final_model(self):

@@ -25,6 +25,7 @@ from kerasflow.models.kinds import STAGE_MODEL
 from kerasflow.models.stages import set_trainable_for_stage
 from kerasflow.atomic import disk_errors_as_user_errors
 from kerasflow.training.callbacks import BadVideoReport, StageCheckpoint, TrainingDataGuard
+from kerasflow.training.init_from import initialize_from
 from kerasflow.training.optimizers import TorchAdam, TorchSGD
 from kerasflow.training.run_folder import RunFolder, model_info
 from kerasflow.training.multi_worker import (
@@ -157,6 +158,7 @@ def _train_and_evaluate(recipe, run, strategy, chief, log):
     _check_before_start(recipe, train)
     train, validation = validation_split(recipe.data, train, test)
     class_names = train.class_names
+    models = None if run.stages_done else _build_models(recipe, strategy, class_names, log)
     run.start(class_names, train, validation, test)
     held_out = "the test subset" if validation is test else f"{len(validation.items)} held out"
     log(f"{recipe.data.dataset}: {len(train.items)} training videos, validation on {held_out}, "
@@ -164,7 +166,8 @@ def _train_and_evaluate(recipe, run, strategy, chief, log):
     run_metrics = run.read_metrics()
     bad_videos = (BadVideoLog(), BadVideoLog())
     if not run.stages_done:
-        _train_stages(recipe, run, strategy, (train, validation, test), class_names, run_metrics, bad_videos, log)
+        _train_stages(recipe, run, strategy, models, (train, validation, test), class_names, run_metrics, bad_videos,
+                      log)
 
     last = recipe.trained_stages[-1]
     best = load_model_file(run.stage_dir(last.name) / "best.keras")
@@ -201,15 +204,24 @@ def _resume_epoch(run, stage, model, log):
     return 0
 
 
-def _train_stages(recipe, run, strategy, subsets, class_names, run_metrics, bad_videos, log):
-    """Train the stages not finished yet, each from where the earlier ones left the shared streams.
+def _build_models(recipe, strategy, class_names, log):
+    """The models the stages train, started from ``model.init_from`` when the recipe names it: built before
+    the run folder is written, so a source that does not fit the model leaves no folder behind."""
+    with strategy.scope():
+        models = recipe.kind.build_models(recipe.model, recipe.data, len(class_names))
+    if recipe.model.init_from:
+        initialize_from(recipe, models, class_names, log)
+    return models
+
+
+def _train_stages(recipe, run, strategy, models, subsets, class_names, run_metrics, bad_videos, log):
+    """Train the stages not finished yet in ``models`` (``_build_models``), each from where the earlier ones
+    left the shared streams.
 
     ``subsets``: the ``(train, validation, test)`` indexes. The validation subset picks each stage's best
     checkpoint; the stage's test metrics are those of its last epoch, with the best checkpoint's beside.
     """
     train, validation, test = subsets
-    with strategy.scope():
-        models = recipe.kind.build_models(recipe.model, recipe.data, len(class_names))
     for finished in run.state["completed"]:
         models[STAGE_MODEL[finished]].load_weights(run.stage_dir(finished) / "final.weights.h5")
     for stage in recipe.trained_stages:

@@ -1,0 +1,156 @@
+"""``python -m kerasflow.report RUN_DIR [RUN_DIR ...]``: finished runs' test accuracy, its mean and deviation.
+
+Made for a dataset's three splits: the paper's Table 3 reports EGTEA Gaze+ and HMDB51 as their mean.
+
+    python -m kerasflow.report runs/egtea-split1 runs/egtea-split2 runs/egtea-split3 [--markdown FILE.md] [--json]
+
+Prints a markdown table: each run's dataset, split, model kind and test videos, and the top-1 and top-5
+of its final model (``metrics.json``), then their mean and sample standard deviation (n - 1); then
+each class's accuracy averaged over the runs. ``--markdown FILE`` also writes the table to FILE;
+``--json`` prints the same numbers as one JSON object instead. Runs of different datasets or class
+lists are refused unless ``--mixed`` (each class is then averaged over the runs that have it).
+"""
+
+import json
+import statistics
+from pathlib import Path
+
+import yaml
+
+from kerasflow.atomic import write_text
+from kerasflow.cli import report_command
+from kerasflow.errors import UserError, run_command
+from kerasflow.training.run_folder import METRICS_FILE, RECIPE_FILE, STATE_FILE, run_folder_of
+
+
+def read_run(path):
+    """What the report shows of one finished run (a run folder, or a model file in one)."""
+    if not Path(path).exists():
+        raise UserError(f"{path} does not exist; pass the runtime.output_dir of finished runs")
+    folder = run_folder_of(path)
+    if folder is None:
+        raise UserError(f"{path} is not a run folder (it has no {RECIPE_FILE} and {STATE_FILE}); pass the "
+                        "runtime.output_dir of finished runs")
+    final = _read(folder / METRICS_FILE, json.loads, folder).get("final") if (folder / METRICS_FILE).is_file() else None
+    if final is None:
+        raise UserError(f"{folder} has no final test metrics yet; finish its training with "
+                        f"python -m kerasflow.fit {folder / RECIPE_FILE}")
+    recipe = _read(folder / RECIPE_FILE, yaml.safe_load, folder)
+    try:
+        return {"run": str(path), "dataset": recipe["data"]["dataset"], "split": recipe["data"]["split"],
+                "kind": recipe["model"]["kind"], "stage": final["stage"], "num_videos": final["num_videos"],
+                "top1": final["top1"], "top5": final["top5"], "per_class_accuracy": final["per_class_accuracy"]}
+    except (KeyError, TypeError) as error:
+        raise UserError(f"{folder}: {RECIPE_FILE} or {METRICS_FILE} lacks {error}; it was not written by "
+                        "kerasflow.fit, or was edited") from None
+
+
+def _read(file, parse, folder):
+    try:
+        return parse(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        raise UserError(f"{file} cannot be read ({type(error).__name__}); {folder} is damaged: copy it "
+                        "again or train it again") from None
+
+
+def report_runs(paths, mixed=False):
+    """The report of finished runs ``paths``: ``{"runs": [...], "mean", "std", "per_class_accuracy"}``.
+
+    ``mean`` and ``std`` hold ``top1`` and ``top5`` over the runs (``std``: the sample standard deviation,
+    None for one run); ``per_class_accuracy`` maps each class to its ``mean``, ``std`` and number of
+    ``runs``. Raises ``UserError`` for a run that is not finished, a run given twice, or (unless
+    ``mixed``) runs of different datasets or class lists.
+    """
+    folders = [run_folder_of(path) for path in paths]
+    repeated = next((path for path, folder in zip(paths, folders) if folder and folders.count(folder) > 1), None)
+    if repeated is not None:
+        raise UserError(f"{repeated} is given twice; pass each run once (a repeated run would weigh twice)")
+    runs = [read_run(path) for path in paths]
+    if not runs:
+        raise UserError("no run folders given; pass the runs to report")
+    if not mixed:
+        _check_comparable(runs)
+    classes = {}
+    for run in runs:
+        for name, accuracy in run["per_class_accuracy"].items():
+            classes.setdefault(name, []).append(accuracy)
+    return {
+        "runs": runs,
+        "mean": {key: statistics.fmean(run[key] for run in runs) for key in ("top1", "top5")},
+        "std": {key: _std([run[key] for run in runs]) for key in ("top1", "top5")},
+        "per_class_accuracy": {name: {"mean": statistics.fmean(values), "std": _std(values), "runs": len(values)}
+                               for name, values in classes.items()},
+    }
+
+
+def _std(values):
+    """The sample standard deviation, or None for a single value."""
+    return statistics.stdev(values) if len(values) > 1 else None
+
+
+def _check_comparable(runs):
+    first = runs[0]
+    for run in runs[1:]:
+        if run["dataset"] != first["dataset"]:
+            raise UserError(f"{run['run']} is a run on {run['dataset']} and {first['run']} one on {first['dataset']}; "
+                            "report the runs of one dataset, or pass --mixed to average them anyway")
+        if list(run["per_class_accuracy"]) != list(first["per_class_accuracy"]):
+            raise UserError(f"{run['run']} was trained on other classes ({len(run['per_class_accuracy'])}) than "
+                            f"{first['run']} ({len(first['per_class_accuracy'])}); report runs of one class list, "
+                            "or pass --mixed to average them anyway")
+
+
+def _percent(value):
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def format_markdown(report):
+    """The report as markdown: a table of the runs with their mean and standard deviation, then one of
+    the classes (accuracies in percent)."""
+    runs = report["runs"]
+    datasets = ", ".join(dict.fromkeys(run["dataset"] for run in runs))
+    splits = ", ".join(str(run["split"]) for run in runs)
+    videos = sum(run["num_videos"] for run in runs)
+    lines = [
+        f"Test accuracy of {len(runs)} run{'s' if len(runs) > 1 else ''} on {datasets} (split{'s' if len(runs) > 1 else ''} "
+        f"{splits}); mean and sample standard deviation over the runs, in percent",
+        "",
+        "| run | dataset | split | model | stage | test videos | top-1 | top-5 |",
+        "|---|---|---|---|---|---:|---:|---:|",
+        *(f"| {run['run']} | {run['dataset']} | {run['split']} | {run['kind']} | {run['stage']} | {run['num_videos']} "
+          f"| {_percent(run['top1'])} | {_percent(run['top5'])} |" for run in runs),
+        f"| mean | {datasets} | {splits} | | | {videos} | {_percent(report['mean']['top1'])} "
+        f"| {_percent(report['mean']['top5'])} |",
+        f"| standard deviation | | | | | | {_percent(report['std']['top1'])} | {_percent(report['std']['top5'])} |",
+        "",
+        "| class | mean accuracy | standard deviation | runs |",
+        "|---|---:|---:|---:|",
+        *(f"| {name} | {_percent(values['mean'])} | {_percent(values['std'])} | {values['runs']} |"
+          for name, values in report["per_class_accuracy"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def add_arguments(parser):
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished run folders (runtime.output_dir)")
+    parser.add_argument("--mixed", action="store_true",
+                        help="average runs of different datasets or class lists too (refused otherwise)")
+    parser.add_argument("--markdown", metavar="FILE.md", help="also write the markdown table to this file")
+
+
+def make_report(args):
+    """The report of ``python -m kerasflow.report`` for its parsed ``args``; writes ``--markdown``."""
+    report = report_runs(args.runs, args.mixed)
+    if args.markdown:
+        path = Path(args.markdown)
+        if path.is_dir():
+            raise UserError(f"--markdown {path} is a folder; pass a file name, e.g. {path / 'report.md'}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, format_markdown(report) + "\n")
+    return report
+
+
+main = report_command("report", __doc__, add_arguments, make_report, format_markdown, tensorflow=False)
+
+if __name__ == "__main__":
+    run_command(main)
