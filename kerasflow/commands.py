@@ -39,3 +39,7 @@ def convert_weights():
 
 def report():
     _run("report")
+
+
+def tune():
+    _run("tune")

@@ -1,7 +1,7 @@
 """The inflated 3-D ResNet flow network (``model.flow_network: inflated_3d``): shapes through every stage at
 the reference's 16 frames of 112 px, parameter counts against the reference's layer list counted here,
 ImageNet kernels repeated over time at load, its flow block against the per-frame one, the stage rules,
-the recipe, export with builtin TFLite ops, and the demo learning
+the recipe, export with builtin TFLite ops, a search over the two flow networks, and the demo learning
 with it."""
 
 import json
@@ -9,7 +9,8 @@ import json
 import keras
 import numpy as np
 import pytest
-from cli_testing import DEMO, call
+import yaml
+from cli_testing import DEMO, call, tiny_recipe
 from safetensors.numpy import save_file
 from test_convert_weights import TINY, torchvision_state_dict
 from test_export import tflite_ops
@@ -26,6 +27,7 @@ from kerasflow.models import build_stage_models, trainable_layers
 from kerasflow.models.flow_streams import build_inflated_flow_stream
 from kerasflow.training.run_folder import model_info
 from kerasflow.training.staged import train_recipe
+from kerasflow.tuning.space import SearchSpace
 
 WIDTHS = (64, 128, 256, 512)
 # The reference's layer list (flow_2p1d_resnets.py), as the issue gives it: time extent of each
@@ -254,3 +256,17 @@ def test_the_demo_learns_with_the_inflated_network(tmp_path):
     final = metrics["final"]
     assert final["num_videos"] == 16 and final["top1"] >= 0.5
 
+
+def test_a_search_varies_the_flow_network_and_refuses_too_short_clips(tmp_path):
+    path = tiny_recipe(tmp_path, kind="representation_flow")
+    raw = yaml.safe_load(path.read_text())
+    raw["search"] = {"mode": "grid", "stages": ["flow"], "factors": {"model.flow_network": ["per_frame", "inflated_3d"]}}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    # The tiny recipe's 4-frame clips are too short for conv1's 7 frames: one line, before any training.
+    with pytest.raises(UserError, match=r"model\.flow_network=inflated_3d.*data\.flow_frames.*at least 13") as error:
+        SearchSpace(path)
+    assert "\n" not in str(error.value)
+    space = SearchSpace(path, ["data.flow_frames=13", "data.synthetic.frames=16", "data.flow_stride=1"])
+    assert space.planned_trials() == [{"model.flow_network": "per_frame"}, {"model.flow_network": "inflated_3d"}]
+    trial = space.trial_recipe({"model.flow_network": "inflated_3d"}, tmp_path / "trial")
+    assert (trial.model.flow_network, trial.data.flow_frames) == ("inflated_3d", 13)

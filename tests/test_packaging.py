@@ -42,7 +42,8 @@ def test_wheel_installs_recipes_and_runs_them_from_another_folder(tmp_path):
                     "-w", str(tmp_path / "wheel"), str(source)], check=True, capture_output=True)
     (wheel,) = (tmp_path / "wheel").glob("kerasflow-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert {f"kerasflow/recipes/{name}.yaml" for name in ("demo", "egtea", "gtea61", "hmdb51", "hmdb51-repflow")} <= set(names)
+    recipes = ("demo", "demo-ablation", "egtea", "gtea61", "hmdb51", "hmdb51-ablation", "hmdb51-repflow")
+    assert {f"kerasflow/recipes/{name}.yaml" for name in recipes} <= set(names)
     assert "kerasflow/data/datasets.py" in names and not any(name.startswith("tests/") for name in names)
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
@@ -57,7 +58,7 @@ def test_wheel_installs_recipes_and_runs_them_from_another_folder(tmp_path):
     module_file, output_dir, recipes = result.stdout.strip().splitlines()
     assert module_file.startswith(str(target))
     assert output_dir == str(elsewhere / "runs" / "demo-synthetic")
-    assert recipes == "['demo', 'egtea', 'gtea61', 'hmdb51', 'hmdb51-repflow']"
+    assert recipes == "['demo', 'demo-ablation', 'egtea', 'gtea61', 'hmdb51', 'hmdb51-ablation', 'hmdb51-repflow']"
     # The command with an installed recipe's name, run from a folder without recipes/: a recipe error
     # proves the installed file was read, in one line, before any training.
     failed = subprocess.run([sys.executable, "-m", "kerasflow.fit", "demo", "--set", "data.rgb_frame=2"],

@@ -366,8 +366,8 @@ def test_numbers_written_like_python_are_floats():
 
 
 def test_file_errors(tmp_path):
-    with pytest.raises(UserError, match=r"^recipe file not found: .*nope\.yaml \(installed recipes: demo, egtea, "
-                                        r"gtea61, hmdb51, hmdb51-repflow\)$"):
+    with pytest.raises(UserError, match=r"^recipe file not found: .*nope\.yaml \(installed recipes: demo, "
+                                        r"demo-ablation, egtea, gtea61, hmdb51, hmdb51-ablation, hmdb51-repflow\)$"):
         load_recipe(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: [1, 2\nmodel: {}\n")
@@ -376,7 +376,7 @@ def test_file_errors(tmp_path):
     listed = tmp_path / "list.yaml"
     listed.write_text("- data\n- model\n")
     with pytest.raises(UserError, match=r"list\.yaml: expected a mapping with sections data, model, "
-                                        r"stages, runtime, evaluation, got list$"):
+                                        r"stages, runtime, evaluation, search, got list$"):
         load_recipe(listed)
     empty = tmp_path / "empty.yaml"
     empty.write_text("")

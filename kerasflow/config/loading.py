@@ -60,6 +60,14 @@ def load_recipe(source, overrides=()) -> Recipe:
     (``3``, ``1e-3``, ``[10, 20]``, ``{type: constant}``, ``null``; empty = null). Overrides apply in
     order, before any check. Raises ``UserError`` with one line on any problem.
     """
+    raw, name = load_raw_recipe(source, overrides)
+    return recipe_from_dict(raw, source=name)
+
+
+def load_raw_recipe(source, overrides=()):
+    """``(mapping, name for messages)``: the recipe ``source`` as YAML gives it, ``overrides`` applied,
+    not checked yet (``recipe_from_dict`` checks it). Keys left out stay out, so a value that follows
+    another (``model.flow_backbone`` follows ``model.backbone``) still follows it after more overrides."""
     text, name = _read_text(source)
     try:
         raw = yaml.safe_load(text)
@@ -71,7 +79,7 @@ def load_recipe(source, overrides=()) -> Recipe:
     if isinstance(raw, dict):
         for override in overrides:
             apply_override(raw, override)
-    return recipe_from_dict(raw, source=name)
+    return raw, name
 
 
 def recipe_to_dict(recipe: Recipe) -> dict:

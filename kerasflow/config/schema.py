@@ -3,7 +3,8 @@
 A recipe has five sections: ``data`` (which videos, how they are sampled, batch size, validation),
 ``model`` (which network), ``stages`` (the training stages, each with its optimizer and learning-rate
 schedule), ``runtime`` (output folder, seed, distribution, mixed precision) and ``evaluation`` (how
-models are tested). The names a key accepts come from
+models are tested), and may have a sixth, ``search`` (what ``python -m kerasflow.tune`` varies;
+``kerasflow.config.search``). The names a key accepts come from
 the registries: datasets (``kerasflow.data.datasets``), model kinds (``kerasflow.models.kinds``) and
 backbone presets (``kerasflow.backbones.presets``). The checking itself is ``validation.build``.
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from kerasflow.backbones.presets import preset_config, preset_names
+from kerasflow.config.search import SearchConfig
 from kerasflow.config.validation import join_key, option
 from kerasflow.data.datasets import dataset_names, get_dataset, option_keys
 from kerasflow.data.inputs import FLOW_CLIP, RGB_CLIP, SAMPLINGS, TVL1_STACK, InputSpec
@@ -168,7 +170,8 @@ class ModelConfig:
     """The network: which streams, backbone, ImageNet weights, representation-flow settings, fusion.
 
     ``flow_backbone`` is the flow stream's backbone (null: ``backbone``) and ``flow_weights`` its
-    converted ImageNet file (null: ``weights`` when the two backbones are the same); ``fusion`` joins the two
+    converted ImageNet file (null: ``weights`` when the two backbones are the same); both may name
+    ``{backbone}`` and ``{flow_backbone}`` (e.g. ``weights/{backbone}.weights.h5``); ``fusion`` joins the two
     streams: ``features`` (their features concatenated, a new classifier: EgoRCNN's joint model) or
     ``scores`` (the mean of the two streams' softmax, no new layer). ``init_from`` (a run folder or
     ``.keras`` file, or a list of them) starts the run from those models' streams
@@ -200,7 +203,20 @@ class ModelConfig:
     def _finish(values, key, checker):
         if values["flow_backbone"] is None:
             values["flow_backbone"] = values["backbone"]
+        for name in ("weights", "flow_weights"):
+            values[name] = _fill_backbone_names(values[name], values, join_key(key, name), checker)
         _finish_init_from(values, key, checker)
+
+
+def _fill_backbone_names(path, model_values, key, checker):
+    """``path`` (``model.weights`` or ``model.flow_weights``) with ``{backbone}`` and ``{flow_backbone}``
+    filled in: one recipe names the ImageNet file of whichever backbone it is given (a search's factor)."""
+    if path is None or "{" not in path:
+        return path
+    try:
+        return path.format(backbone=model_values["backbone"], flow_backbone=model_values["flow_backbone"])
+    except (KeyError, IndexError, ValueError):
+        checker.invalid(key, path, "a path whose {...} fields are {backbone}, {flow_backbone}")
 
 
 def _finish_init_from(values, key, checker):
@@ -345,6 +361,7 @@ class Recipe:
     stages: list[StageConfig] = option()
     runtime: RuntimeConfig = option()
     evaluation: EvaluationConfig = option(EvaluationConfig())
+    search: Optional[SearchConfig] = option(None)
 
     @property
     def kind(self):

@@ -102,6 +102,8 @@ def convert(kind, value, key, meta, checker, nullable=False):
     def reject(allowed):
         checker.invalid(key, value, allowed + (" or null" if nullable else ""))
 
+    if kind is Any:  # a free-form value: its dataclass's ``_finish`` checks it
+        return value
     if typing.get_origin(kind) in (typing.Union, types.UnionType):
         choices = [arg for arg in typing.get_args(kind) if arg is not type(None)]
         nullable = nullable or len(choices) < len(typing.get_args(kind))

@@ -86,19 +86,7 @@ class RunFolder:
         return RunFolder(dataclasses.replace(self.recipe, runtime=runtime))
 
     def _check_recipe(self):
-        saved = self.folder / RECIPE_FILE
-        previous = recipe_to_dict(load_recipe(saved))
-        current = recipe_to_dict(self.recipe)
-        previous["runtime"]["output_dir"] = current["runtime"]["output_dir"]  # the folder may have moved
-        differing = _differing_keys(previous, current)
-        if differing:
-            key = differing[0]
-            more = f" (and {len(differing) - 1} more keys)" if len(differing) > 1 else ""
-            raise UserError(
-                f"{self.folder} holds a run of another recipe: {key} is {show_value(_lookup(previous, key))} "
-                f"there and {show_value(_lookup(current, key))} now{more}; set another runtime.output_dir, or "
-                "delete that folder to start over"
-            )
+        check_same_recipe(self.folder / RECIPE_FILE, self.recipe)
 
     def _read_state(self):
         try:
@@ -210,6 +198,25 @@ class RunFolder:
     def finished(self):
         """All stages trained and the final model and metrics written (the last step of a run)."""
         return self.stages_done and (self.folder / MODEL_FILE).exists() and "final" in self.read_metrics()
+
+
+def check_same_recipe(saved, recipe, what="a run"):
+    """Refuse to go on with ``recipe`` in the folder of ``saved`` (the recipe file of ``what`` started
+    there, a run or a search) when the two differ in any key but ``runtime.output_dir`` (the folder may
+    have moved): one ``UserError`` line naming the first differing key."""
+    folder = Path(saved).parent
+    previous = recipe_to_dict(load_recipe(saved))
+    current = recipe_to_dict(recipe)
+    previous["runtime"]["output_dir"] = current["runtime"]["output_dir"]
+    differing = _differing_keys(previous, current)
+    if differing:
+        key = differing[0]
+        more = f" (and {len(differing) - 1} more keys)" if len(differing) > 1 else ""
+        raise UserError(
+            f"{folder} holds {what} of another recipe: {key} is {show_value(_lookup(previous, key))} "
+            f"there and {show_value(_lookup(current, key))} now{more}; set another runtime.output_dir, or "
+            "delete that folder to start over"
+        )
 
 
 def _flatten(value, prefix=""):

@@ -1,0 +1,130 @@
+"""``run_search``: a whole search over a recipe, from its checks to its report, resumable.
+
+The search folder (the recipe's ``runtime.output_dir``)::
+
+    search.yaml          the search's recipe (a re-run must match it)
+    oracle/              keras-tuner's state (oracle.json, trial_<id>/trial.json, tuner.json)
+    trials/<id>/         each trial's run folder, as python -m kerasflow.fit writes it, and its train.log
+    results.csv, results.md, results.png, best.yaml     the report (``kerasflow.tuning.report``)
+
+Run again, the same command resumes: finished trials are kept, an interrupted one resumes its run
+folder, and a finished search writes its report again without training.
+"""
+
+import os
+from pathlib import Path
+
+from kerasflow.atomic import ensure_writable_folder
+from kerasflow.config import save_recipe
+from kerasflow.errors import UserError
+from kerasflow.training.run_folder import check_same_recipe
+from kerasflow.tuning.engine import (
+    COMPLETED,
+    FAILED,
+    TRAIN_LOG,
+    RecipeHyperModel,
+    RecipeTuner,
+    make_oracle,
+    trial_folder,
+    tuner_role,
+)
+from kerasflow.tuning.report import METRICS, TrialResult, write_report
+from kerasflow.tuning.space import describe
+
+SEARCH_FILE = "search.yaml"
+
+
+def duration(seconds) -> str:
+    """``41 s``, ``6 min``, ``2 h 05 min``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _last_line(text) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[-1] if lines else "no message"
+
+
+def _claim_folder(space):
+    """Record a new search in its folder, or check that the folder's search is this one."""
+    saved = Path(space.folder) / SEARCH_FILE
+    if saved.exists():
+        check_same_recipe(saved, space.recipe, "a search")
+    else:
+        ensure_writable_folder(space.folder)
+        save_recipe(space.recipe, saved)
+
+
+def run_search(space, log=print):
+    """Run the search of ``space`` (a ``SearchSpace``) to its end and write its report.
+
+    Prints a line as each trial starts, in the process that trains it, and a progress line as each
+    ends (trial k of n, its values, its result, the time left), in the process that holds the oracle.
+    A worker of a distributed search trains the trials its chief hands out and returns None; otherwise
+    returns ``{"results": [TrialResult], "best": TrialResult or None, "files": [report paths]}``.
+    """
+    role = tuner_role()
+    if role != "worker":
+        _claim_folder(space)
+    hypermodel = RecipeHyperModel(space)
+
+    def announce(trial, recipe):
+        log(f"trial {trial.trial_id}: {describe(hypermodel.decode(trial.hyperparameters.values))}; training "
+            f"{', '.join(recipe.kind.stages)} (log: {trial_folder(space.folder, trial.trial_id) / TRAIN_LOG})")
+
+    def progress(trial, finished, total, seconds, left):
+        if trial.status == COMPLETED:
+            result = (f"validation top-1 {trial.metrics.get_last_value('val_top1'):.3f}, "
+                      f"test top-1 {trial.metrics.get_last_value('top1'):.3f}")
+        else:
+            result = f"{trial.status.lower()}: {_last_line(trial.message)}"
+        remaining = "search complete" if finished == total else f"about {duration(left)} left"
+        log(f"trial {finished} of {total} done (trial {trial.trial_id}: "
+            f"{describe(hypermodel.decode(trial.hyperparameters.values))}): {result} in {duration(seconds)}; "
+            f"{remaining}")
+
+    tuner = RecipeTuner(space, hypermodel, make_oracle(space, hypermodel, progress), announce)
+    if role == "worker":
+        log(f"worker {tuner.tuner_id}: training the trials of the chief at {_chief_address()}")
+        tuner.search()
+        log(f"worker {tuner.tuner_id}: the chief has no trials left")
+        return None
+    oracle = tuner.oracle
+    if oracle.finished():
+        log(f"{space.folder}: the search is finished ({len(oracle.end_order)} trials); writing its report again")
+    else:
+        if oracle.trials:
+            log(f"{space.folder}: resuming the search, {len(oracle.end_order)} of {oracle.max_trials} trials finished")
+        if role == "chief":
+            if space.recipe.data.synthetic is not None:
+                from kerasflow.data.feeds import recipe_indexes
+
+                recipe_indexes(space.recipe.data)  # made once, here, not by several workers at once
+            log(f"chief: serving the search's trials at {_chief_address()} until its workers have run them all")
+        _search(tuner, oracle)
+    results = [TrialResult(trial.trial_id, hypermodel.decode(trial.hyperparameters.values), trial.status,
+                           {name: trial.metrics.get_last_value(name) for name in METRICS}
+                           if trial.status == COMPLETED else {})
+               for trial in sorted(oracle.trials.values(), key=lambda trial: trial.trial_id)]
+    best = max((result for result in results if result.completed), key=lambda result: result.metrics["val_top1"],
+               default=None)
+    return {"results": results, "best": best, "files": write_report(space, results, best)}
+
+
+def _search(tuner, oracle):
+    """``tuner.search()``, its stop after too many failed trials in a row turned into one line."""
+    try:
+        tuner.search()
+    except RuntimeError:
+        ended = [oracle.trials[trial_id] for trial_id in oracle.end_order][-oracle.max_consecutive_failed_trials:]
+        if not ended or any(trial.status != FAILED for trial in ended):
+            raise
+        log_file = trial_folder(tuner.space.folder, ended[-1].trial_id) / TRAIN_LOG
+        raise UserError(f"{len(ended)} trials failed in a row, the last with: {_last_line(ended[-1].message)} "
+                        f"(see {log_file})") from None
+
+
+def _chief_address():
+    return f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
