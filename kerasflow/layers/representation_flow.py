@@ -234,27 +234,25 @@ class RepresentationFlow(keras.layers.Layer):
             self.div_y,
         ]
 
-    def _forward_grad(self, u):
-        """``(u[:, x+1] - u[:, x], u[y+1] - u[y])`` with 0 in the last column (resp. row), eq. (17)."""
-        gx = ops.depthwise_conv(u, self.flow_grad_x, padding="valid")
-        gy = ops.depthwise_conv(u, self.flow_grad_y, padding="valid")
-        gx = ops.pad(gx, [[0, 0], [0, 0], [0, 1], [0, 0]])
-        gy = ops.pad(gy, [[0, 0], [0, 1], [0, 0], [0, 0]])
-        return gx, gy
+    def _taps(self):
+        """The two taps of each ``[-1, 1]`` kernel as ``(channels,)`` vectors: ``{name: (first, second)}``."""
+        taps = {}
+        for name, kernel, vertical in (
+            ("grad_x", self.flow_grad_x, False),
+            ("grad_y", self.flow_grad_y, True),
+            ("div_x", self.div_x, False),
+            ("div_y", self.div_y, True),
+        ):
+            pair = kernel[:, 0, :, 0] if vertical else kernel[0, :, :, 0]
+            taps[name] = (pair[0], pair[1])
+        return taps
 
-    def _divergence(self, px, py):
-        """Negative adjoint of ``_forward_grad`` (eq. 16): shift by one pixel, then a [-1, 1] kernel."""
-        px = ops.pad(px[:, :, :-1], [[0, 0], [0, 0], [1, 1], [0, 0]])
-        py = ops.pad(py[:, :-1], [[0, 0], [1, 1], [0, 0], [0, 0]])
-        return ops.depthwise_conv(px, self.div_x, padding="valid") + ops.depthwise_conv(
-            py, self.div_y, padding="valid"
-        )
-
-    def _dual_step(self, u, p_x, p_y, tau_theta):
-        """Eq. (15): ``p = (p + tau/theta * grad u) / (1 + tau/theta * |grad u|)``, per flow component."""
-        a, b = self._forward_grad(u)
-        norm = 1.0 + tau_theta * ops.sqrt(a * a + b * b + EPSILON)
-        return (p_x + tau_theta * a) / norm, (p_y + tau_theta * b) / norm
+    def _image_gradients(self, f2):
+        """Eq. (9) on ``f2`` ``(N, H, W, C)`` with symmetric padding (zero padding makes false edges)."""
+        padded = ops.pad(f2, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="symmetric")
+        grad_x = ops.depthwise_conv(padded, self.image_grad_x, padding="valid")
+        grad_y = ops.depthwise_conv(padded, self.image_grad_y, padding="valid")
+        return grad_x, grad_y
 
     def call(self, inputs):
         x = ops.cast(inputs, "float32")
@@ -266,46 +264,57 @@ class RepresentationFlow(keras.layers.Layer):
 
         shape = ops.shape(x)
         frames, height, width, channels = shape[1], shape[2], shape[3], shape[4]
+        pixels = height * width
         pairs_shape = (-1, height, width, channels)
         f1 = ops.reshape(x[:, :-1], pairs_shape)
         f2 = ops.reshape(x[:, 1:], pairs_shape)
-
-        # Eq. (9): image gradients of F2 with symmetric padding (zero padding makes false edges).
-        padded = ops.pad(f2, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="symmetric")
-        grad_x = ops.depthwise_conv(padded, self.image_grad_x, padding="valid")
-        grad_y = ops.depthwise_conv(padded, self.image_grad_y, padding="valid")
+        grad_x, grad_y = self._image_gradients(f2)
         grad_sq = grad_x * grad_x + grad_y * grad_y + EPSILON
-        has_gradient = grad_sq > EPSILON
-        safe_grad_sq = ops.where(has_gradient, grad_sq, ops.ones_like(grad_sq))
 
-        rho_c = f2 - f1  # Eq. (11).
+        # The iterations run on pixels-first maps (2, H*W, N, C), flow component first: u = (u_x, u_y)
+        # and the dual fields p_x = (p11, p21), p_y = (p12, p22). A one-pixel shift is then a roll along
+        # the pixel axis, and the boundary rows and columns of eqs. (16)-(17) are masks (see below).
+        def pixels_first(t):  # (N, H, W, C) -> (H*W, N, C)
+            return ops.reshape(ops.transpose(t, (1, 2, 0, 3)), (pixels, -1, channels))
+
+        grads = ops.reshape(ops.transpose(ops.stack([grad_x, grad_y]), (0, 2, 3, 1, 4)), (2, pixels, -1, channels))
+        # 1 / |grad I|^2 where the image gradient is non-zero; elsewhere grads are 0, so any value works.
+        inv_sq = pixels_first(1.0 / ops.where(grad_sq > EPSILON, grad_sq, ops.ones_like(grad_sq)))
+        scaled_grads = grads * inv_sq
+        start = pixels_first(f1 - f2) * inv_sq  # -rho_c / |grad I|^2, eq. (11).
+
         theta = self.theta_weight
         lam_theta = self.lambda_weight * theta
         tau_theta = self.tau_weight / theta
+        # grad(u) is 0 in the last column (x) and the last row (y), eq. (17); p then stays 0 there, so
+        # div(p)'s shifted taps read 0 across row ends and at the first row, as its zero padding does.
+        position = ops.arange(pixels)
+        not_last_col = ops.cast(ops.not_equal(position % width, width - 1), "float32")[:, None, None]
+        not_last_row = ops.cast(position < (height - 1) * width, "float32")[:, None, None]
+        taps = self._taps()
+        grad_x0, grad_x1 = (tau_theta * t * not_last_col for t in taps["grad_x"])
+        grad_y0, grad_y1 = (tau_theta * t * not_last_row for t in taps["grad_y"])
+        div_x0, div_x1 = (theta * t for t in taps["div_x"])
+        div_y0, div_y1 = (theta * t for t in taps["div_y"])
+        norm_epsilon = tau_theta * tau_theta * EPSILON
 
-        zeros = ops.zeros_like(f2)
-        u_x = u_y = p11 = p12 = p21 = p22 = zeros  # Eq. (10).
-        for _ in range(self.n_iter):
-            rho = rho_c + grad_x * u_x + grad_y * u_y  # Eq. (12).
-            # Eq. (13): the masks carry no gradient; -rho/g2 only where the image gradient is non-zero.
-            threshold = lam_theta * grad_sq
-            step = ops.where(
-                rho < -threshold,
-                lam_theta,
-                ops.where(
-                    rho > threshold,
-                    -lam_theta,
-                    ops.where(has_gradient, -rho / safe_grad_sq, zeros),
-                ),
-            )
-            v_x = u_x + step * grad_x
-            v_y = u_y + step * grad_y
-            u_x = v_x + theta * self._divergence(p11, p12)  # Eq. (14), with the previous p.
-            u_y = v_y + theta * self._divergence(p21, p22)
-            p11, p12 = self._dual_step(u_x, p11, p12, tau_theta)
-            p21, p22 = self._dual_step(u_y, p21, p22, tau_theta)
+        u = p_x = p_y = ops.zeros_like(grads)  # Eq. (10).
+        for iteration in range(self.n_iter):
+            # Eqs. (12)-(13) divided by |grad I|^2: the step is -rho / |grad I|^2 clipped to +-lambda*theta.
+            step = ops.clip(start - ops.sum(scaled_grads * u, axis=0), -lam_theta, lam_theta)
+            u = u + grads * step
+            if iteration:  # Eq. (14): u = v + theta * div(p), with the previous p (0 at first).
+                u = (u + div_x1 * p_x + div_x0 * ops.roll(p_x, 1, axis=1)
+                     + div_y1 * p_y + div_y0 * ops.roll(p_y, width, axis=1))
+            # Eq. (15): p = (p + tau/theta grad u) / (1 + tau/theta |grad u|), both components at once.
+            step_x = grad_x0 * u + grad_x1 * ops.roll(u, -1, axis=1)
+            step_y = grad_y0 * u + grad_y1 * ops.roll(u, -width, axis=1)
+            scale = 1.0 / (1.0 + ops.sqrt(step_x * step_x + step_y * step_y + norm_epsilon))
+            p_x = (p_x + step_x) * scale
+            p_y = (p_y + step_y) * scale
 
-        flow = ops.concatenate([u_x, u_y], axis=-1)
+        flow = ops.reshape(u, (2, height, width, -1, frames - 1, channels))
+        flow = ops.transpose(flow, (3, 4, 1, 2, 0, 5))
         return ops.reshape(flow, (-1, frames - 1, height, width, 2 * channels))
 
     def compute_output_shape(self, input_shape):
