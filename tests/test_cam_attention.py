@@ -7,7 +7,7 @@ import keras
 import pytest
 import tensorflow as tf
 
-from kerasflow.layers import CamSpatialAttention, egornn_convlstm
+from kerasflow.layers import CamSpatialAttention, ConvLSTM, egornn_convlstm
 from kerasflow.layers.convlstm import GlorotNormalPerGate
 from layer_testing import run_layer_test
 
@@ -94,6 +94,53 @@ def test_layer_contract_two_inputs_with_attention_map():
 def test_convlstm_layer_contract():
     clips = np.random.default_rng(4).random((2, 3, 5, 5, 2)).astype("float32")
     run_layer_test(egornn_convlstm, dict(units=4), clips, [(2, 5, 5, 4)] * 3)
+    run_layer_test(ConvLSTM, dict(units=3, kernel_size=1), clips, [(2, 5, 5, 3)] * 3)
+
+
+def _numpy_convlstm(x, kernel, recurrent, bias):
+    """The standard ConvLSTM cell written out in NumPy, one 'same' 3x3 convolution per gate."""
+
+    def conv(inputs, weights):  # (B, H, W, C) * (3, 3, C, K), zero padding
+        height, width = inputs.shape[1:3]
+        padded = np.pad(inputs, [(0, 0), (1, 1), (1, 1), (0, 0)])
+        return sum(np.einsum("bhwc,ck->bhwk", padded[:, dy:dy + height, dx:dx + width], weights[dy, dx])
+                   for dy in range(3) for dx in range(3))
+
+    units = recurrent.shape[2]
+    gate = [slice(g * units, (g + 1) * units) for g in range(4)]
+    sigmoid = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
+    h = c = np.zeros((*x.shape[:1], *x.shape[2:4], units))
+    for t in range(x.shape[1]):
+        z = [conv(x[:, t], kernel[..., g]) + bias[g] + conv(h, recurrent[..., g]) for g in gate]
+        c = sigmoid(z[1]) * c + sigmoid(z[0]) * np.tanh(z[2])
+        h = sigmoid(z[3]) * np.tanh(c)
+    return h, c
+
+
+def test_convlstm_computes_the_standard_cell_as_keras_convlstm2d_does():
+    # Same weights (a non-zero bias) in NumPy's cell, Keras' ConvLSTM2D and ours: h_T and c_T agree.
+    rng = np.random.default_rng(7)
+    clips = rng.standard_normal((2, 4, 5, 6, 3)).astype("float32")
+    layer = ConvLSTM(5)
+    layer.build(clips.shape)
+    layer.bias.assign(rng.standard_normal(20).astype("float32"))
+    kernel, recurrent, bias = layer.get_weights()
+    _, h, c = layer(clips)
+    want_h, want_c = _numpy_convlstm(clips.astype("float64"), kernel, recurrent, bias)
+    np.testing.assert_allclose(h, want_h, atol=1e-5)
+    np.testing.assert_allclose(c, want_c, atol=1e-5)
+    keras_layer = keras.layers.ConvLSTM2D(5, 3, padding="same", return_state=True)
+    keras_layer.build(clips.shape)
+    keras_layer.set_weights([kernel, recurrent, bias])
+    _, keras_h, keras_c = keras_layer(clips)
+    np.testing.assert_allclose(c, keras_c, atol=1e-5)
+    np.testing.assert_allclose(h, keras_h, atol=1e-5)
+    assert float(np.abs(want_c).max()) > 0.5  # the states are not near zero, so the match means something
+
+
+def test_convlstm_needs_a_known_number_of_frames():
+    with pytest.raises(ValueError, match="T and C known"):
+        ConvLSTM(4)(keras.Input((None, 5, 5, 2)))
 
 
 def test_convlstm_has_egornn_parameter_count_and_cell_state():

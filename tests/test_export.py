@@ -8,6 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from cli_testing import DEMO, SIZE, assert_one_error_line, call, tiny_overrides
@@ -123,6 +124,17 @@ def test_tflite_uses_builtin_ops_only(model, exported, capsys):
     assert b"Flex" not in (folder / "model.tflite").read_bytes()
     if model == "two_stream":  # the unrolled ConvLSTM and flow iterations: no loop or TensorList op
         assert not ops & {"WHILE", "IF", "CALL_ONCE"}
+
+
+def test_a_convlstm2d_in_an_older_model_is_unrolled_for_serving():
+    # Models saved before kerasflow's own ConvLSTM hold keras.layers.ConvLSTM2D, a loop TFLite lacks.
+    from kerasflow.export.serving import _prepared
+
+    inputs = keras.Input((3, 4, 4, 2))
+    _, _, cell = keras.layers.ConvLSTM2D(2, 3, padding="same", return_state=True)(inputs)
+    rebuilt = keras.Model.from_config(_prepared(keras.Model(inputs, cell).get_config(), batch_size=1))
+    (convlstm,) = [layer for layer in rebuilt.layers if isinstance(layer, keras.layers.ConvLSTM2D)]
+    assert convlstm.unroll and tuple(rebuilt.inputs[0].shape) == (1, 3, 4, 4, 2)
 
 
 @pytest.mark.parametrize("quantize, tolerance", [("float16", 1e-2), ("dynamic_int8", None)])

@@ -1,9 +1,9 @@
 """The model an export serves: raw uint8 frames of fixed shape in, ``logits`` and ``probs`` out.
 
 ``serving_model`` rebuilds a trained model from its config with its weights, with the changes a
-static graph of builtin ops needs: the ConvLSTM unrolled over its fixed number of frames (a loop over a
-TensorList has no builtin TFLite op), float32 throughout (a model trained under mixed_float16 keeps
-float32 weights), and a batch of one.
+static graph of builtin ops needs: a ``ConvLSTM2D`` (in models saved before ``ConvLSTM`` replaced it)
+unrolled over its fixed number of frames (a loop over a TensorList has no builtin TFLite op), float32
+throughout (a model trained under mixed_float16 keeps float32 weights), and a batch of one.
 """
 
 import keras
@@ -15,7 +15,7 @@ FLOAT32_POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"na
 
 
 def _prepared(config, batch_size):
-    """``config`` with every ConvLSTM unrolled, every mixed-precision policy made float32 and every
+    """``config`` with every ``ConvLSTM2D`` unrolled, every mixed-precision policy made float32 and every
     input of batch ``batch_size``."""
     if isinstance(config, list):
         return [_prepared(child, batch_size) for child in config]

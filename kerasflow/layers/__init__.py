@@ -2,7 +2,7 @@
 the frame folding, normalisation and pooling the streams are built from."""
 
 from kerasflow.layers.cam_attention import CamSpatialAttention
-from kerasflow.layers.convlstm import egornn_convlstm
+from kerasflow.layers.convlstm import ConvLSTM, egornn_convlstm
 from kerasflow.layers.flow_block import RepresentationFlowBlock
 from kerasflow.layers.pooling import SeparableMaxPooling3D
 from kerasflow.layers.preprocessing import FrameNormalization
@@ -11,6 +11,7 @@ from kerasflow.layers.time import FoldTime, TimeAverage, UnfoldTime
 
 __all__ = [
     "CamSpatialAttention",
+    "ConvLSTM",
     "FoldTime",
     "FrameNormalization",
     "RepresentationFlow",

@@ -1,8 +1,9 @@
-"""EgoRCNN's ConvLSTM (seed §II-B, eqs. 3-8) as a configured ``keras.layers.ConvLSTM2D``."""
+"""EgoRCNN's ConvLSTM (seed §II-B, eqs. 3-8): a convolutional LSTM with fused gates, unrolled over the clip."""
 
 import math
 
 import keras
+from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="kerasflow")
@@ -35,10 +36,100 @@ class GlorotNormalPerGate(keras.initializers.RandomNormal):
         return {"gates": self.gates, "seed": super().get_config()["seed"]}
 
 
-def egornn_convlstm(units=512, name="convlstm", **kwargs):
-    """The 512-channel 3x3 ConvLSTM of EgoRCNN's RGB stream, as ``keras.layers.ConvLSTM2D``.
+@keras.saving.register_keras_serializable(package="kerasflow")
+class ConvLSTM(keras.layers.Layer):
+    """A 2-D convolutional LSTM over a clip of known length, from a zero state (seed eqs. 3-8).
 
-    Keras' cell is the standard one EgoRCNN runs (``MyConvLSTMCell``): with ``*`` a 3x3 convolution,
+    With ``*`` a ``kernel_size`` "same" convolution and gates in the order ``i, f, c, o`` along the last
+    axis of both kernels (``keras.layers.ConvLSTM2D``'s layout, so weights move between the two):
+    ``z_t = W_x * x_t + b + W_h * h_{t-1}``, ``c_t = sigmoid(z_f) . c_{t-1} + sigmoid(z_i) . tanh(z_c)``,
+    ``h_t = sigmoid(z_o) . tanh(c_t)``.
+
+    Computes what ``ConvLSTM2D`` does, faster: the input convolution runs once over all ``T`` frames
+    with the four gates' kernels together, and each step adds one recurrent convolution with the fused
+    kernel, where ``ConvLSTM2D`` splits both kernels into gates and runs eight convolutions per step.
+    The steps are unrolled (``T`` must be known), so the graph has no loop: an export needs no
+    TensorList op.
+
+    Args:
+        units: int. Channels of the hidden and cell states.
+        kernel_size: int. Side of the square kernels. Defaults to 3.
+        kernel_initializer, recurrent_initializer, bias_initializer: initializers of the input kernel
+            ``(k, k, C, 4 * units)``, the recurrent kernel ``(k, k, units, 4 * units)`` and the bias
+            ``(4 * units,)``. Default to ``GlorotNormalPerGate(4)``, the same and ``"zeros"``.
+
+    Input shape: ``(B, T, H, W, C)`` with ``T`` known.
+    Output: ``[h_T, h_T, c_T]``, each ``(B, H, W, units)`` (``ConvLSTM2D(return_state=True)``'s outputs).
+    """
+
+    def __init__(
+        self,
+        units,
+        kernel_size=3,
+        kernel_initializer=None,
+        recurrent_initializer=None,
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.kernel_size = int(kernel_size)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer or GlorotNormalPerGate(gates=4))
+        self.recurrent_initializer = keras.initializers.get(recurrent_initializer or GlorotNormalPerGate(gates=4))
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def build(self, input_shape):
+        if len(input_shape) != 5 or input_shape[1] is None or input_shape[-1] is None:
+            raise ValueError(
+                f"Expected input (B, T, H, W, C) with T and C known. Received shape: {input_shape}"
+            )
+        side = (self.kernel_size, self.kernel_size)
+        gates = 4 * self.units
+        self.kernel = self.add_weight(
+            name="kernel", shape=(*side, input_shape[-1], gates), initializer=self.kernel_initializer
+        )
+        self.recurrent_kernel = self.add_weight(
+            name="recurrent_kernel", shape=(*side, self.units, gates), initializer=self.recurrent_initializer
+        )
+        self.bias = self.add_weight(name="bias", shape=(gates,), initializer=self.bias_initializer)
+
+    def call(self, inputs):
+        frames, height, width, channels = inputs.shape[1:]
+        x = ops.reshape(inputs, (-1, height, width, channels))
+        z_inputs = ops.conv(x, self.kernel, padding="same") + self.bias
+        z_inputs = ops.unstack(ops.reshape(z_inputs, (-1, frames, height, width, 4 * self.units)), axis=1)
+        h = c = None
+        for z in z_inputs:
+            if h is not None:
+                z = z + ops.conv(h, self.recurrent_kernel, padding="same")
+            z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
+            c_new = ops.sigmoid(z_i) * ops.tanh(z_c)
+            c = c_new if c is None else ops.sigmoid(z_f) * c + c_new
+            h = ops.sigmoid(z_o) * ops.tanh(c)
+        return [h, h, c]
+
+    def compute_output_shape(self, input_shape):
+        state = (input_shape[0], input_shape[2], input_shape[3], self.units)
+        return [state, state, state]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "kernel_size": self.kernel_size,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            }
+        )
+        return config
+
+
+def egornn_convlstm(units=512, name="convlstm", **kwargs):
+    """The 512-channel 3x3 ConvLSTM of EgoRCNN's RGB stream (a ``ConvLSTM``).
+
+    The cell is the standard one EgoRCNN runs (``MyConvLSTMCell``): with ``*`` a 3x3 convolution,
     ``i = sigmoid(W_xi * x + W_hi * h + b_i)`` (eq. 3), ``f`` (eq. 4), ``c~ = tanh(...)`` (eq. 5),
     ``c_t = i . c~ + f . c_{t-1}`` (eq. 6), ``o`` (eq. 7), ``h_t = o . tanh(c_t)`` (eq. 8). The paper's
     eq. (6) has a typo: it multiplies the candidate by the input features ``f_SA`` instead of by the
@@ -62,15 +153,4 @@ def egornn_convlstm(units=512, name="convlstm", **kwargs):
     c.shape  # (2, 8, 8, 6)
     ```
     """
-    return keras.layers.ConvLSTM2D(
-        units,
-        kernel_size=3,
-        padding="same",
-        kernel_initializer=GlorotNormalPerGate(gates=4),
-        recurrent_initializer=GlorotNormalPerGate(gates=4),
-        bias_initializer="zeros",
-        unit_forget_bias=False,
-        return_state=True,
-        name=name,
-        **kwargs,
-    )
+    return ConvLSTM(units, kernel_size=3, name=name, **kwargs)

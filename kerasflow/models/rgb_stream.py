@@ -15,7 +15,7 @@ def build_rgb_stream(frames, frame_size, backbone="resnet34", weights=None, unit
 
     Per frame: the ResNet up to ``layer4``; the CAM of the winning ImageNet class, computed from the
     last block's output, softmaxed over the ``(S/32)^2`` positions (eqs. 1-2) and multiplied into the
-    last block's features taken before its final batch norm and ReLU; then ``ConvLSTM2D(units, 3x3)``
+    last block's features taken before its final batch norm and ReLU; then ``ConvLSTM(units, 3x3)``
     over the ``T`` attended maps from a zero state (eqs. 3-8) and the spatial average of the final
     *cell* state. All batch norms are frozen (inference mode), as in EgoRCNN.
 
