@@ -58,11 +58,17 @@ def cli_entry(main=None, *, interrupted="nothing half-written was kept"):
         in_main_thread = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main_thread else None
         try:
-            return main(argv)
+            try:
+                return main(argv)
+            finally:
+                sys.stdout.flush()  # a reader of stdout that has gone shows here, not in the exit's flush
         except UserError as error:
             message, status = f"error: {error}", 2
         except KeyboardInterrupt:
             message, status = f"interrupted: {interrupted}", 130
+        except BrokenPipeError:  # whoever read stdout (``| head``) has gone: stop quietly, as Unix tools do
+            message, status = None, 141
+            os.dup2(os.open(os.devnull, os.O_WRONLY), streams[0].fileno())  # no second error at exit
         finally:
             tracked, (sys.stdout, sys.stderr) = (sys.stdout, sys.stderr), streams
             if in_main_thread:
@@ -70,7 +76,8 @@ def cli_entry(main=None, *, interrupted="nothing half-written was kept"):
         for stream in tracked:  # end a progress bar's line, so the message stands on its own line
             if isinstance(stream, _LineTracker) and stream.line_open:
                 stream.write("\n")
-        print(message, file=sys.stderr, flush=True)
+        if message:
+            print(message, file=sys.stderr, flush=True)
         raise SystemExit(status) from None
 
     return wrapper

@@ -324,6 +324,15 @@ def test_other_commands_end_in_one_line(tmp_path, run_copy):
         f"error: output {str(tmp_path)!r} is a folder; pass a file path such as {str(tmp_path / 'train.tfrecord')!r}"]
 
 
+def test_a_reader_that_stops_reading_ends_the_command_quietly(run_copy):
+    # `python -m kerasflow.report RUN | head -0`: the pipe is closed before the command writes its table.
+    process = subprocess.Popen([sys.executable, "-m", "kerasflow.report", run_copy / "run"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=ENV, cwd=ROOT)
+    process.stdout.close()
+    _, err = process.communicate(timeout=120)
+    assert (process.returncode, err.decode()) == (141, "")
+
+
 def test_a_truncated_packed_file_is_one_line(run_copy, tmp_path):
     from kerasflow.data.datasets import build_index
     from kerasflow.data.tfrecord import pack_index
