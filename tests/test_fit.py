@@ -135,7 +135,8 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert csv_rows(tmp_path / "run" / "stages" / "flow" / "log.csv") == 2
 
 
-def test_mixed_precision_run(tmp_path):
+@pytest.mark.parametrize("precision, policy", [("true", "mixed_float16"), ("bfloat16", "mixed_bfloat16")])
+def test_mixed_precision_run(tmp_path, precision, policy):
     import keras
 
     import kerasflow.layers  # noqa: F401  (registers the layers the model file names)
@@ -143,14 +144,14 @@ def test_mixed_precision_run(tmp_path):
     from kerasflow.models.common import walk_layers
 
     recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(1,))
-    run_fit(recipe, "--set", "runtime.mixed_precision=true")
+    run_fit(recipe, "--set", f"runtime.mixed_precision={precision}")
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["final"]["num_videos"] == 4
     log = (tmp_path / "run" / "stages" / "flow" / "log.csv").read_text().splitlines()
     assert "nan" not in log[-1].lower()
     model = keras.saving.load_model(tmp_path / "run" / "model.keras", compile=False)
     policies = {path: layer.dtype_policy.name for path, layer in walk_layers(model)}
-    assert policies["flow_stream/stem/conv1"] == "mixed_float16"
+    assert policies["flow_stream/stem/conv1"] == policy
     assert policies["flow_classifier"] == "float32"
     flow_layers = model.get_layer("flow_stream").get_layer("flow_block").flows
     assert flow_layers and all(isinstance(f, RepresentationFlow) and f.compute_dtype == "float32" for f in flow_layers)

@@ -168,7 +168,9 @@ def test_unknown_key_names_full_path_and_closest_key():
                                           "one of none, mirrored, multi_worker_mirrored "
                                           "(did you mean mirrored?)"),
     ("runtime", "mixed_precision", "yes please", "runtime.mixed_precision = 'yes please' is not "
-                                                 "allowed: expected true or false"),
+                                                 "allowed: expected true or false or one of float16, bfloat16"),
+    ("runtime", "mixed_precision", 16, "runtime.mixed_precision = 16 is not "
+                                       "allowed: expected true or false or one of float16, bfloat16"),
     ("runtime", "seed", -1, "runtime.seed = -1 is not allowed: expected an integer >= 0"),
 ])
 def test_wrong_value_names_key_value_and_allowed(section, key, value, fragment):

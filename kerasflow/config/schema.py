@@ -39,6 +39,7 @@ IMAGE_GRADIENTS = ("sobel", "central")
 NORMALIZE_MODES = ("sample", "sample_channel", "none")
 SCHEDULES = ("multistep", "exponential", "constant")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker_mirrored")
+PRECISIONS = ("float16", "bfloat16")  # runtime.mixed_precision's names; true means float16
 # runtime.output_dir may name these recipe values, e.g. runs/egtea-split{split}.
 OUTPUT_DIR_FIELDS = ("dataset", "split", "kind", "backbone")
 
@@ -333,12 +334,14 @@ class RuntimeConfig:
 
     ``output_dir`` may name recipe values in braces, filled in when the recipe is loaded:
     ``{dataset}``, ``{split}``, ``{kind}``, ``{backbone}`` (e.g. ``runs/egtea-split{split}``).
+    ``mixed_precision``: false, ``float16`` (or true: Keras' ``mixed_float16``) or ``bfloat16``
+    (``mixed_bfloat16``: for CPUs with bfloat16 instructions, TPUs and recent GPUs).
     """
 
     output_dir: str = option(path=True)
     seed: int = option(0, minimum=0)
     distribution: str = option("none", choices=DISTRIBUTIONS)
-    mixed_precision: bool = option(False)
+    mixed_precision: bool | str = option(False, choices=PRECISIONS)
 
 
 @dataclass(frozen=True)

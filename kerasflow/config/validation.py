@@ -79,6 +79,8 @@ def choices_of(meta) -> tuple:
 def describe(kind, meta, nouns=False) -> str:
     """What a field accepts, in words, e.g. 'an integer >= 1' or 'one of adam, sgd' (``nouns``:
     the plural 'integers >= 1' that follows 'a list of')."""
+    if kind is bool:
+        return "true or false"
     if meta.get("choices"):
         return "one of " + ", ".join(choices_of(meta))
     if meta.get("path"):
@@ -109,12 +111,12 @@ def convert(kind, value, key, meta, checker, nullable=False):
         nullable = nullable or len(choices) < len(typing.get_args(kind))
         if value is None and nullable:
             return None
-        for inner in choices[:-1]:  # e.g. float | str: the first type that takes the value
+        for inner in choices:  # e.g. bool | str: the first type that takes the value
             try:
                 return convert(inner, value, key, meta, checker, nullable=nullable)
             except UserError:
                 continue
-        return convert(choices[-1], value, key, meta, checker, nullable=nullable)
+        reject(" or ".join(describe(inner, meta) for inner in choices))
     if dataclasses.is_dataclass(kind):
         if not isinstance(value, dict):
             reject(f"a mapping with keys {', '.join(field_names(kind))}")

@@ -15,8 +15,15 @@ def configure(runtime):
     """
     strategy = _strategy(runtime.distribution)
     keras.utils.set_random_seed(runtime.seed)
-    keras.mixed_precision.set_global_policy("mixed_float16" if runtime.mixed_precision else "float32")
+    keras.mixed_precision.set_global_policy(precision_policy(runtime.mixed_precision))
     return strategy
+
+
+def precision_policy(mixed_precision):
+    """The Keras dtype policy of ``runtime.mixed_precision``: false, true (float16), float16 or bfloat16."""
+    if mixed_precision is False:
+        return "float32"
+    return "mixed_bfloat16" if mixed_precision == "bfloat16" else "mixed_float16"
 
 
 def _strategy(distribution):
