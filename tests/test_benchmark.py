@@ -22,6 +22,9 @@ def test_quick_benchmark_writes_every_section(tmp_path, capsys):
     e2e = report["end_to_end"]
     assert e2e["tvl1_pairs_per_video"] == benchmark.QUICK["video"][0] - 1 and len(e2e["videos"]) == 2
     assert e2e["speedup"] == pytest.approx(e2e["tvl1_two_stream_s"] / e2e["representation_flow_two_stream_s"])
+    assert e2e["speedup_bfloat16"] == pytest.approx(
+        e2e["tvl1_two_stream_s"] / e2e["representation_flow_two_stream_bfloat16_s"])
+    assert 0.0 <= e2e["bfloat16_max_prob_difference"] < 0.05  # same weights, a coarser number format
     flops = report["flops"]
     assert flops["flops_per_video"] == sum(part["flops"] for part in flops["parts"].values()) > 0
     assert flops["parts"]["ConvLSTM"]["flops"] > 0 and flops["parts"]["backbone"]["flops"] > 0
@@ -46,8 +49,21 @@ def test_flops_are_counted_from_convolutions_and_matmuls():
     outputs = keras.layers.Dense(5, name="dense")(keras.layers.Flatten()(features))  # 2 * 2*5 * 64 = 1280
     model = keras.Model(inputs, outputs)
     concrete = tf.function(model).get_concrete_function(tf.TensorSpec((2, 6, 6, 3)))
-    assert graph_flops(concrete, {"convs": ("conv",), "dense": ("dense",)}, {"convs": 3}) == {
-        "convs": 3 * 6912, "dense": 1280}
+    assert graph_flops(concrete, {"convs": ("conv",), "dense": ("dense",)}) == {"convs": 6912, "dense": 1280}
+
+
+def test_every_convlstm_step_is_counted():
+    import keras
+    import tensorflow as tf
+
+    from kerasflow.layers import ConvLSTM
+
+    inputs = keras.Input((3, 4, 4, 2), batch_size=1)
+    _, _, cell = ConvLSTM(5, name="convlstm")(inputs)
+    concrete = tf.function(keras.Model(inputs, cell)).get_concrete_function(tf.TensorSpec((1, 3, 4, 4, 2)))
+    # The input convolution over 3 frames, then a recurrent one at steps 2 and 3: 2 * outputs * 9 * C_in.
+    assert graph_flops(concrete, {"ConvLSTM": ("convlstm",)}) == {
+        "ConvLSTM": 2 * (3 * 16 * 20) * (9 * 2) + 2 * (2 * 16 * 20) * (9 * 5)}
 
 
 def test_clips_have_a_1_over_f_spectrum_and_move(tmp_path):

@@ -92,19 +92,18 @@ def _op_flops(op):
     return 2 * size * op.inputs[0].shape.as_list()[-2 if transposed else -1]
 
 
-def graph_flops(concrete_function, groups, loop_steps):
+def graph_flops(concrete_function, groups):
     """FLOPs of one call of ``concrete_function``, ``{group: flops}``, from its convolutions and matmuls.
 
     ``groups`` maps a group name to the name fragments of its ops (the first match wins; the rest is
-    ``"other"``). A recurrent layer's later steps run in a ``While`` loop the graph does not unroll; its
-    traced first step is counted ``loop_steps[group]`` times.
+    ``"other"``). Only the function's own graph is read: a loop's body would be missed, and kerasflow's
+    models have none (their ConvLSTM is unrolled).
     """
     totals = collections.Counter()
     for op in concrete_function.graph.get_operations():
         flops = _op_flops(op)
         if flops:
-            group = scope_group(op.name, groups)
-            totals[group] += flops * loop_steps.get(group, 1)
+            totals[scope_group(op.name, groups)] += flops
     return dict(totals)
 
 

@@ -32,6 +32,9 @@ def markdown(report):
             ["decode + preprocess (in the next row)", f"{e2e['decode_s']:.3f}"],
             ["**representation-flow two-stream, end to end**", f"{e2e['representation_flow_two_stream_s']:.3f}"],
             ["speedup", _x(e2e["speedup"])],
+            ["representation-flow two-stream, end to end, bfloat16 (max softmax difference "
+             f"{e2e['bfloat16_max_prob_difference']:.1e})", f"{e2e['representation_flow_two_stream_bfloat16_s']:.3f}"],
+            ["speedup, bfloat16", _x(e2e["speedup_bfloat16"])],
         ]),
         "",
         "### 2. RepresentationFlow layer vs PyTorch eager (ms)",
