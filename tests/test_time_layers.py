@@ -1,7 +1,6 @@
 """FoldTime, UnfoldTime and TimeAverage against NumPy reshapes and means."""
 
 import numpy as np
-import pytest
 import keras
 
 from kerasflow.layers import FoldTime, TimeAverage, UnfoldTime
