@@ -111,6 +111,8 @@ def convert(kind, value, key, meta, checker, nullable=False):
         nullable = nullable or len(choices) < len(typing.get_args(kind))
         if value is None and nullable:
             return None
+        if len(choices) == 1:
+            return convert(choices[0], value, key, meta, checker, nullable=nullable)
         for inner in choices:  # e.g. bool | str: the first type that takes the value
             try:
                 return convert(inner, value, key, meta, checker, nullable=nullable)

@@ -60,6 +60,17 @@ class ConvLSTM(keras.layers.Layer):
 
     Input shape: ``(B, T, H, W, C)`` with ``T`` known.
     Output: ``[h_T, h_T, c_T]``, each ``(B, H, W, units)`` (``ConvLSTM2D(return_state=True)``'s outputs).
+
+    Example:
+
+    ```python
+    import numpy as np
+    from kerasflow.layers import ConvLSTM
+
+    clips = np.random.default_rng(0).random((2, 5, 7, 7, 16)).astype("float32")
+    _, h, c = ConvLSTM(units=8)(clips)  # the hidden and cell states after the 5th frame
+    c.shape  # (2, 7, 7, 8)
+    ```
     """
 
     def __init__(
