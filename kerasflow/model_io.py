@@ -20,6 +20,7 @@ from kerasflow.errors import UserError
 
 MODEL_FILE = "model.keras"
 INFO_FORMAT = 2  # format 1 (kerasflow 0.1) had no "format" key and flat frame counts
+LEGACY_CONVLSTM = "conv_lstm2d/cell/vars"  # where keras.layers.ConvLSTM2D kept the ConvLSTM's variables
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +94,40 @@ def save_weights(model, path):
     """Save ``model``'s weights (and its optimizer's state) to ``path`` (``.weights.h5``) atomically."""
     with atomic_path(path, ".weights.h5", needed_bytes=stored_bytes(model)) as temporary:
         model.save_weights(temporary)
+
+
+def load_weights(model, path):
+    """``model.load_weights(path)`` (``.weights.h5`` or ``.keras``), also for a file written before
+    ``kerasflow.layers.ConvLSTM`` replaced ``keras.layers.ConvLSTM2D``, so runs started then resume.
+
+    Such a file keeps the ConvLSTM's three variables under ``.../conv_lstm2d/cell/vars``; the layer
+    keeps the same variables, in the same order, under ``.../conv_lstm/vars``. A copy with the groups
+    moved is loaded instead, from a temporary folder.
+    """
+    import tempfile
+
+    import h5py
+
+    try:
+        model.load_weights(path)
+        return
+    except ValueError:
+        with tempfile.TemporaryDirectory(prefix="kerasflow-weights-") as folder:
+            upgraded = Path(folder) / "upgraded.weights.h5"
+            if str(path).endswith(".keras"):
+                with zipfile.ZipFile(path) as archive, open(upgraded, "wb") as out:
+                    out.write(archive.read("model.weights.h5"))
+            else:
+                upgraded.write_bytes(Path(path).read_bytes())
+            with h5py.File(upgraded, "r+") as store:
+                legacy = []
+                store.visit(lambda name: legacy.append(name) if name.endswith(LEGACY_CONVLSTM) else None)
+                for name in legacy:
+                    store.move(name, name[: -len(LEGACY_CONVLSTM)] + "conv_lstm/vars")
+                    del store[name[: -len("/cell/vars")]]
+            if not legacy:
+                raise
+            model.load_weights(upgraded)
 
 
 def find_model_file(path, accepted="a run folder or a .keras model file"):

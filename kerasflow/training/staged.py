@@ -19,7 +19,7 @@ from kerasflow.data.check import check_recipe_data
 from kerasflow.data.feeds import model_dataset, recipe_indexes, test_clips, validation_split
 from kerasflow.data.pipeline import BadVideoLog
 from kerasflow.errors import UserError
-from kerasflow.model_io import MODEL_FILE, load_model_file, save_model, save_weights
+from kerasflow.model_io import MODEL_FILE, load_model_file, load_weights, save_model, save_weights
 from kerasflow.models.common import walk_layers
 from kerasflow.models.kinds import STAGE_MODEL
 from kerasflow.models.stages import set_trainable_for_stage
@@ -192,7 +192,7 @@ def _resume_epoch(run, stage, model, log):
         checkpoint = folder / f"checkpoint-{epoch}.weights.h5"
         try:
             model.optimizer.build(model.trainable_variables)
-            model.load_weights(checkpoint)
+            load_weights(model, checkpoint)
             log(f"{stage.name}: resuming after epoch {epoch} of {stage.epochs}")
             return epoch
         except (OSError, ValueError, KeyError) as error:
@@ -223,7 +223,7 @@ def _train_stages(recipe, run, strategy, models, subsets, class_names, run_metri
     """
     train, validation, test = subsets
     for finished in run.state["completed"]:
-        models[STAGE_MODEL[finished]].load_weights(run.stage_dir(finished) / "final.weights.h5")
+        load_weights(models[STAGE_MODEL[finished]], run.stage_dir(finished) / "final.weights.h5")
     for stage in recipe.trained_stages:
         if stage.name in run.state["completed"]:
             continue
@@ -259,9 +259,9 @@ def _train_stages(recipe, run, strategy, models, subsets, class_names, run_metri
                 )
         result = _evaluate(model, recipe, stage, test, bad_videos, f"stage {stage.name}")
         save_weights(model, str(folder / "final.weights.h5"))
-        model.load_weights(folder / "best.keras")
+        load_weights(model, folder / "best.keras")
         best = _evaluate(model, recipe, stage, test, bad_videos, f"stage {stage.name}")
-        model.load_weights(folder / "final.weights.h5")  # the next stage starts from the last epoch
+        load_weights(model, folder / "final.weights.h5")  # the next stage starts from the last epoch
         best_info = json.loads((folder / "best.keras.json").read_text())
         run_metrics["stages"][stage.name] = {
             "clips": recipe.evaluation.clips, **result.summary(class_names),
