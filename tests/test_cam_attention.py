@@ -139,8 +139,9 @@ def test_convlstm_computes_the_standard_cell_as_keras_convlstm2d_does():
 
 
 def test_convlstm_needs_a_known_number_of_frames():
-    with pytest.raises(ValueError, match="T and C known"):
-        ConvLSTM(4)(keras.Input((None, 5, 5, 2)))
+    for shape in ((None, 5, 5, 2), (3, None, 5, 2)):
+        with pytest.raises(ValueError, match="T, H, W and C known"):
+            ConvLSTM(4)(keras.Input(shape))
 
 
 def test_convlstm_has_egornn_parameter_count_and_cell_state():

@@ -58,7 +58,7 @@ class ConvLSTM(keras.layers.Layer):
             ``(k, k, C, 4 * units)``, the recurrent kernel ``(k, k, units, 4 * units)`` and the bias
             ``(4 * units,)``. Default to ``GlorotNormalPerGate(4)``, the same and ``"zeros"``.
 
-    Input shape: ``(B, T, H, W, C)`` with ``T`` known.
+    Input shape: ``(B, T, H, W, C)`` with ``T, H, W, C`` known.
     Output: ``[h_T, h_T, c_T]``, each ``(B, H, W, units)`` (``ConvLSTM2D(return_state=True)``'s outputs).
 
     Example:
@@ -90,9 +90,9 @@ class ConvLSTM(keras.layers.Layer):
         self.bias_initializer = keras.initializers.get(bias_initializer)
 
     def build(self, input_shape):
-        if len(input_shape) != 5 or input_shape[1] is None or input_shape[-1] is None:
+        if len(input_shape) != 5 or None in input_shape[1:]:
             raise ValueError(
-                f"Expected input (B, T, H, W, C) with T and C known. Received shape: {input_shape}"
+                f"Expected input (B, T, H, W, C) with T, H, W and C known. Received shape: {input_shape}"
             )
         side = (self.kernel_size, self.kernel_size)
         gates = 4 * self.units
