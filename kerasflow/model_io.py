@@ -102,32 +102,40 @@ def load_weights(model, path):
 
     Such a file keeps the ConvLSTM's three variables under ``.../conv_lstm2d/cell/vars``; the layer
     keeps the same variables, in the same order, under ``.../conv_lstm/vars``. A copy with the groups
-    moved is loaded instead, from a temporary folder.
+    moved is loaded instead, from a temporary folder. Any other mismatch raises Keras' error.
     """
     import tempfile
 
-    import h5py
-
     try:
         model.load_weights(path)
-        return
     except ValueError:
         with tempfile.TemporaryDirectory(prefix="kerasflow-weights-") as folder:
             upgraded = Path(folder) / "upgraded.weights.h5"
-            if str(path).endswith(".keras"):
-                with zipfile.ZipFile(path) as archive, open(upgraded, "wb") as out:
-                    out.write(archive.read("model.weights.h5"))
-            else:
-                upgraded.write_bytes(Path(path).read_bytes())
-            with h5py.File(upgraded, "r+") as store:
-                legacy = []
-                store.visit(lambda name: legacy.append(name) if name.endswith(LEGACY_CONVLSTM) else None)
-                for name in legacy:
-                    store.move(name, name[: -len(LEGACY_CONVLSTM)] + "conv_lstm/vars")
-                    del store[name[: -len("/cell/vars")]]
-            if not legacy:
+            if not _moved_legacy_convlstm(path, upgraded):
                 raise
             model.load_weights(upgraded)
+
+
+def _moved_legacy_convlstm(path, upgraded):
+    """Write the weights of ``path`` to ``upgraded`` with every ``ConvLSTM2D`` group moved to where
+    ``ConvLSTM`` keeps its variables; False when ``path`` holds none or cannot be read."""
+    import h5py
+
+    try:
+        if str(path).endswith(".keras"):
+            with zipfile.ZipFile(path) as archive:
+                upgraded.write_bytes(archive.read("model.weights.h5"))
+        else:
+            upgraded.write_bytes(Path(path).read_bytes())
+        with h5py.File(upgraded, "r+") as store:
+            legacy = []
+            store.visit(lambda name: legacy.append(name) if name.endswith(LEGACY_CONVLSTM) else None)
+            for name in legacy:
+                store.move(name, name[: -len(LEGACY_CONVLSTM)] + "conv_lstm/vars")
+                del store[name[: -len("/cell/vars")]]
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return False
+    return bool(legacy)
 
 
 def find_model_file(path, accepted="a run folder or a .keras model file"):

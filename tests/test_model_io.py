@@ -48,3 +48,13 @@ def test_a_file_that_does_not_fit_for_another_reason_is_still_refused(tmp_path):
     _model(ConvLSTM(4, name="convlstm")).save_weights(path)
     with pytest.raises(ValueError):
         load_weights(_model(ConvLSTM(5, name="convlstm")), path)
+
+
+def test_a_damaged_file_raises_what_keras_raises(tmp_path):
+    path = tmp_path / "damaged.weights.h5"
+    path.write_bytes(b"not an HDF5 file")
+    model = _model(ConvLSTM(5, name="convlstm"))
+    with pytest.raises(Exception) as keras_error:
+        model.load_weights(path)
+    with pytest.raises(type(keras_error.value)):
+        load_weights(model, path)
