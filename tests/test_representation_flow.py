@@ -36,6 +36,17 @@ def reference_flow(x, n_iter, theta=0.3, tau=0.25, lam=0.15, image_gradient="sob
             window = padded[:, :, i : i + height, j : j + width]
             gx += kx[i, j] * window
             gy += ky[i, j] * window
+    rho_epsilon = 0.0
+    if image_gradient == "reference":
+        # The representation-flow code's rule, read from issue 20's text: F2's central difference inside,
+        # F1's one-sided half difference in the first and last column (row), 1e-12 added to rho.
+        gx[:, :, :, 1:-1] = 0.5 * (f2[:, :, :, 2:] - f2[:, :, :, :-2])
+        gy[:, :, 1:-1] = 0.5 * (f2[:, :, 2:] - f2[:, :, :-2])
+        gx[:, :, :, 0] = 0.5 * (f1[:, :, :, 1] - f1[:, :, :, 0])
+        gx[:, :, :, -1] = 0.5 * (f1[:, :, :, -1] - f1[:, :, :, -2])
+        gy[:, :, 0] = 0.5 * (f1[:, :, 1] - f1[:, :, 0])
+        gy[:, :, -1] = 0.5 * (f1[:, :, -1] - f1[:, :, -2])
+        rho_epsilon = 1e-12
     g2 = gx**2 + gy**2 + 1e-12
 
     def grad(u):
@@ -60,7 +71,7 @@ def reference_flow(x, n_iter, theta=0.3, tau=0.25, lam=0.15, image_gradient="sob
     ux, uy = np.zeros_like(f2), np.zeros_like(f2)
     p11, p12, p21, p22 = (np.zeros_like(f2) for _ in range(4))
     for _ in range(n_iter):
-        rho = rho_c + gx * ux + gy * uy
+        rho = rho_c + gx * ux + gy * uy + rho_epsilon
         step = np.zeros_like(rho)
         lower = rho < -lt * g2
         upper = rho > lt * g2
@@ -88,7 +99,7 @@ def smooth_texture(rng, height, width, passes=4):
     return 255.0 * (t - t.min()) / (t.max() - t.min())
 
 
-@pytest.mark.parametrize("image_gradient", ["sobel", "central"])
+@pytest.mark.parametrize("image_gradient", ["sobel", "central", "reference"])
 @pytest.mark.parametrize("normalize", ["sample", "sample_channel", "none"])
 @pytest.mark.parametrize("n_iter", [1, 3, 10])
 def test_matches_numpy_spec(image_gradient, normalize, n_iter):
@@ -117,6 +128,31 @@ def test_recovers_one_pixel_translation(axis):
     expected = (1.0, 0.0) if axis == "x" else (0.0, 1.0)
     assert abs(mean_x - expected[0]) <= 0.1, (mean_x, mean_y)
     assert abs(mean_y - expected[1]) <= 0.1, (mean_x, mean_y)
+
+
+@pytest.mark.parametrize("n_iter", [20, 50])
+def test_central_at_one_scale_and_one_warp_is_opencvs_tvl1(n_iter):
+    """``central`` with ``normalize="none"`` computes OpenCV's DualTVL1 at one scale and one warp; the
+    reference rule (F1's border differences) does not."""
+    import cv2
+
+    frame = smooth_texture(np.random.default_rng(3), 48, 64, passes=2).astype(np.float32)
+    moved = cv2.warpAffine(frame, np.float32([[1, 0, 0.8], [0, 1, -0.5]]), (64, 48), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REFLECT)
+    pair = [np.round(f).astype(np.uint8) for f in (frame, moved)]  # grey camera frames
+    tvl1 = cv2.optflow.DualTVL1OpticalFlow_create(
+        tau=0.25, lambda_=0.15, theta=0.3, nscales=1, warps=1, epsilon=0, innnerIterations=n_iter,
+        outerIterations=1, gamma=0, medianFiltering=1)
+    want = tvl1.calc(pair[0], pair[1], None)  # (H, W, 2): (u_x, u_y)
+    clip = np.stack(pair).astype("float32")[None, :, :, :, None]
+
+    def flow(image_gradient):
+        layer = RepresentationFlow(n_iter=n_iter, image_gradient=image_gradient, normalize="none")
+        return keras.ops.convert_to_numpy(layer(clip))[0, 0]
+
+    assert np.abs(want).mean() > 0.5  # the pair really moves
+    assert np.abs(flow("central") - want).max() <= 1e-4
+    assert np.abs(flow("reference") - want).max() > 0.1
 
 
 @pytest.mark.parametrize(

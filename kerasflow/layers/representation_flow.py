@@ -13,10 +13,13 @@ from keras import ops
 GRADIENT_KERNELS = {
     # Eq. (9) written as a cross-correlation and scaled by 1/8, so a unit ramp has gradient 1.
     "sobel": [[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]],
-    # The original representation-flow code's central difference.
+    # The central difference [-0.5, 0, 0.5]: with symmetric padding, OpenCV's TV-L1 gradient.
     "central": [[0.0, 0.0, 0.0], [-0.5, 0.0, 0.5], [0.0, 0.0, 0.0]],
+    # The representation-flow code's rule: the central difference inside, F1's one-sided half
+    # difference in the first and last column (row); see ``RepresentationFlow._image_gradients``.
+    "reference": [[0.0, 0.0, 0.0], [-0.5, 0.0, 0.5], [0.0, 0.0, 0.0]],
 }
-GRADIENT_SCALE = {"sobel": 1.0 / 8.0, "central": 1.0}
+GRADIENT_SCALE = {"sobel": 1.0 / 8.0, "central": 1.0, "reference": 1.0}
 EPSILON = 1e-12
 # What the min-max rescaling to [0, 255] takes its min and max over (axes of (B, T, H, W, C)).
 NORMALIZE_AXES = {"sample": (1, 2, 3, 4), "sample_channel": (1, 2, 3), "none": None}
@@ -115,7 +118,12 @@ class RepresentationFlow(keras.layers.Layer):
         theta: float. Initial value of the coupling weight theta. Defaults to 0.3.
         tau: float. Initial value of the dual step tau. Defaults to 0.25.
         lambda_: float. Initial value of the data weight lambda. Defaults to 0.15.
-        image_gradient: str. ``"sobel"`` (eq. 9, scaled by 1/8) or ``"central"`` (``[-0.5, 0, 0.5]``).
+        image_gradient: str. How the image gradients of eq. (9) are taken, with symmetric padding:
+            ``"sobel"`` (eq. 9, scaled by 1/8; the default), ``"central"`` (``[-0.5, 0, 0.5]``: at
+            one scale and one warp the layer then computes OpenCV's ``DualTVL1OpticalFlow``), or
+            ``"reference"``: the representation-flow code's rule, ``[-0.5, 0, 0.5]`` of ``F2`` inside
+            the map but ``0.5 * (F1[1] - F1[0])`` and ``0.5 * (F1[-1] - F1[-2])`` in the first and
+            last column (row), and ``1e-12`` added to the residual ``rho`` in every iteration.
         normalize: str. The min-max rescaling to ``[0, 255]`` done first:
             ``255 * (x - min) / (max - min + 1e-6)``, with min and max per sample over
             ``(T, H, W, C)`` for ``"sample"`` (the default), per sample and channel over ``(T, H, W)``
@@ -181,6 +189,9 @@ class RepresentationFlow(keras.layers.Layer):
         channels = input_shape[-1]
         if channels is None:
             raise ValueError(f"The channel dimension must be known. Received shape: {input_shape}")
+        if self.image_gradient == "reference" and any(size is not None and size < 2 for size in input_shape[2:4]):
+            raise ValueError("image_gradient='reference' takes one-sided differences at the borders, so height "
+                             f"and width must be at least 2. Received shape: {input_shape}")
 
         learns = dict(zip(LEARNABLE_NAMES, self.learnable))
 
@@ -247,11 +258,17 @@ class RepresentationFlow(keras.layers.Layer):
             taps[name] = (pair[0], pair[1])
         return taps
 
-    def _image_gradients(self, f2):
-        """Eq. (9) on ``f2`` ``(N, H, W, C)`` with symmetric padding (zero padding makes false edges)."""
+    def _image_gradients(self, f1, f2):
+        """Eq. (9) on ``f2`` ``(N, H, W, C)`` with symmetric padding (zero padding makes false edges);
+        ``"reference"`` then overwrites the border columns (rows) with ``f1``'s one-sided half difference."""
         padded = ops.pad(f2, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="symmetric")
         grad_x = ops.depthwise_conv(padded, self.image_grad_x, padding="valid")
         grad_y = ops.depthwise_conv(padded, self.image_grad_y, padding="valid")
+        if self.image_gradient == "reference":
+            grad_x = ops.concatenate([0.5 * (f1[:, :, 1:2] - f1[:, :, :1]), grad_x[:, :, 1:-1],
+                                      0.5 * (f1[:, :, -1:] - f1[:, :, -2:-1])], axis=2)
+            grad_y = ops.concatenate([0.5 * (f1[:, 1:2] - f1[:, :1]), grad_y[:, 1:-1],
+                                      0.5 * (f1[:, -1:] - f1[:, -2:-1])], axis=1)
         return grad_x, grad_y
 
     def call(self, inputs):
@@ -268,7 +285,7 @@ class RepresentationFlow(keras.layers.Layer):
         pairs_shape = (-1, height, width, channels)
         f1 = ops.reshape(x[:, :-1], pairs_shape)
         f2 = ops.reshape(x[:, 1:], pairs_shape)
-        grad_x, grad_y = self._image_gradients(f2)
+        grad_x, grad_y = self._image_gradients(f1, f2)
         grad_sq = grad_x * grad_x + grad_y * grad_y + EPSILON
 
         # The iterations run on pixels-first maps (2, H*W, N, C), flow component first: u = (u_x, u_y)
@@ -281,7 +298,8 @@ class RepresentationFlow(keras.layers.Layer):
         # 1 / |grad I|^2 where the image gradient is non-zero; elsewhere grads are 0, so any value works.
         inv_sq = pixels_first(1.0 / ops.where(grad_sq > EPSILON, grad_sq, ops.ones_like(grad_sq)))
         scaled_grads = grads * inv_sq
-        start = pixels_first(f1 - f2) * inv_sq  # -rho_c / |grad I|^2, eq. (11).
+        rho_c = f2 - f1 + EPSILON if self.image_gradient == "reference" else f2 - f1
+        start = pixels_first(-rho_c) * inv_sq  # -rho_c / |grad I|^2, eq. (11).
 
         theta = self.theta_weight
         lam_theta = self.lambda_weight * theta
