@@ -129,3 +129,42 @@ def test_apply_stages_runs_a_range_of_stages():
     np.testing.assert_allclose(end, outputs["stage4"], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(pre_bn, outputs["stage4_pre_bn"], rtol=1e-5, atol=1e-5)
 
+
+
+@pytest.mark.parametrize("network", ["per_frame", "inflated_3d"])
+def test_random_start_is_torchvisions_kaiming_normal_fan_out(network):
+    """With no ImageNet weights every convolution starts as torchvision's ResNet: N(0, 2 / fan_out), not
+    truncated; batch norms at gamma 1, beta 0."""
+    from kerasflow.backbones.inflated import InflatedResNetBackbone
+
+    keras.utils.set_random_seed(0)
+    cls = ResNetBackbone if network == "per_frame" else InflatedResNetBackbone
+    backbone = cls.from_preset("resnet18")
+    convs = [layer for layer in backbone.leaf_layers() if isinstance(layer, keras.layers.Conv2D | keras.layers.Conv3D)]
+    assert convs
+    for layer in convs:
+        kernel = keras.ops.convert_to_numpy(layer.kernel).astype(np.float64)
+        fan_out = kernel.size // kernel.shape[-2]  # receptive field x output channels
+        if kernel.size < 30000:
+            continue
+        want = np.sqrt(2.0 / fan_out)
+        assert abs(kernel.std() / want - 1) < 0.03, (layer.name, kernel.std(), want)
+        assert abs(kernel.mean()) < 0.05 * want
+        # A normal has 4.55 % of its mass beyond 2 standard deviations; a truncated one has none.
+        assert 0.035 < np.mean(np.abs(kernel) > 2 * want) < 0.056, layer.name
+    norms = [layer for layer in backbone.leaf_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms
+    assert all(np.all(keras.ops.convert_to_numpy(n.gamma) == 1) and np.all(keras.ops.convert_to_numpy(n.beta) == 0)
+               for n in norms)
+
+
+def test_flow_block_convolutions_start_as_the_reference_flow_network():
+    """flow_2p1d_resnets.py initialises its flow block's convolutions as the ResNet's: N(0, 2 / fan_out)."""
+    from kerasflow.layers import RepresentationFlowBlock
+
+    keras.utils.set_random_seed(0)
+    block = RepresentationFlowBlock(num_flow_layers=2, n_iter=1, bottleneck=64)
+    block(np.zeros((1, 4, 6, 6, 256), "float32"))
+    kernels = {w.path.split("/")[-2]: keras.ops.convert_to_numpy(w) for w in block.weights if w.path.endswith("kernel")}
+    smooth = kernels["smooth_1"]  # (1, 3, 3, 128, 128): fan-out 3 * 3 * 128
+    assert abs(smooth.std() / np.sqrt(2.0 / (9 * 128)) - 1) < 0.03

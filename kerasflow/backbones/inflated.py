@@ -12,6 +12,7 @@ import keras
 
 from kerasflow.backbones.inflation import BLOCK_TIME_KERNELS, STEM_CONV, STEM_POOL, block_window
 from kerasflow.backbones.resnet import ResNetBackbone, ResNetLayers, _batch_norm, block_convs
+from kerasflow.layers.initializers import kaiming_normal_fan_out
 from kerasflow.layers.pooling import SeparableMaxPooling3D
 
 
@@ -31,7 +32,7 @@ def _conv(x, filters, kernel_size, strides, name, time=None):
         x = keras.layers.ZeroPadding3D(padding, name=f"{name}_pad")(x)
         mode = "valid"
     return keras.layers.Conv3D(filters, kernel, strides=(time.stride, strides, strides), padding=mode,
-                               use_bias=False, name=name)(x)
+                               use_bias=False, kernel_initializer=kaiming_normal_fan_out(), name=name)(x)
 
 
 def _stem(x, stem_filters):

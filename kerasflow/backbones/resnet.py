@@ -13,6 +13,7 @@ import keras
 
 from kerasflow.backbones.presets import LAYER_GROUPS, from_preset
 from kerasflow.errors import UserError
+from kerasflow.layers.initializers import kaiming_normal_fan_out
 
 BLOCK_EXPANSION = {"basic_block": 1, "bottleneck_block": 4}
 NUM_STAGES = 4
@@ -29,7 +30,8 @@ def _conv(x, filters, kernel_size, strides, name):
     else:
         padding = "same"
     return keras.layers.Conv2D(
-        filters, kernel_size, strides=strides, padding=padding, use_bias=False, name=name
+        filters, kernel_size, strides=strides, padding=padding, use_bias=False, kernel_initializer=kaiming_normal_fan_out(),
+        name=name,
     )(x)
 
 

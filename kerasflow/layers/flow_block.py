@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from kerasflow.layers.initializers import kaiming_normal_fan_out
 from kerasflow.layers.representation_flow import RepresentationFlow, upgrade_flow_options
 
 # The original's BatchNorm3d: torch's eps 1e-5 and momentum 0.1 (Keras counts momentum the other way).
@@ -12,7 +13,8 @@ NORM_MOMENTUM = 0.9
 def _frame_conv(filters, kernel_size, use_bias, name):
     """A per-frame 2-D convolution on ``(B, T, H, W, C)``: a Conv3D whose kernel spans one frame."""
     return keras.layers.Conv3D(
-        filters, (1, kernel_size, kernel_size), padding="same", use_bias=use_bias, name=name
+        filters, (1, kernel_size, kernel_size), padding="same", use_bias=use_bias,
+        kernel_initializer=kaiming_normal_fan_out(), name=name,
     )
 
 
