@@ -59,7 +59,7 @@ def output_folder(model_file, recipe, subset, output=None, clips=1):
     if output is None:
         data = json.dumps(recipe_to_dict(recipe)["data"], sort_keys=True).encode("utf-8")
         tag = f"{Path(model_file).name.split('.')[0]}-{subset}-{recipe.data.dataset}-{hashlib.sha1(data).hexdigest()[:8]}"
-        tag += f"-{clips}clips" if clips > 1 else ""
+        tag += f"-{clips}clips" + ("-softmax" if recipe.evaluation.average == "softmax" else "") if clips > 1 else ""
         folder = Path(model_file).parent / "evaluations" / tag
     else:
         folder = Path(output)
@@ -94,7 +94,8 @@ def evaluate_run(predictor, recipe, subset="test", batch_size=None, output=None,
     try:
         with bad_videos_as_user_errors():
             streams = list(streams_of(predictor.keras_model).values()) if predictor.keras_model else []
-            result = metrics.evaluate(predictor, batches, len(class_names), streams=streams, clips=clips)
+            result = metrics.evaluate(predictor, batches, len(class_names), streams=streams, clips=clips,
+                                      average=recipe.evaluation.average)
     finally:
         batches.close()
     if result.num_videos == 0:
@@ -112,6 +113,7 @@ def evaluate_run(predictor, recipe, subset="test", batch_size=None, output=None,
         "stage": info.stage,
         "subset": subset,
         "clips": clips,
+        "average": recipe.evaluation.average,
         **result.summary(class_names),
         "skipped_videos": bad_videos.paths,
         "class_names": class_names,
@@ -152,8 +154,9 @@ def add_arguments(parser):
     add_set_option(parser)
     parser.add_argument("--subset", choices=("test", "train"), default="test", help="which subset (default test)")
     parser.add_argument("--batch-size", type=positive_int, help="default: the recipe's data.batch_size")
-    parser.add_argument("--clips", type=positive_int, help="clips per video whose softmax is averaged: evenly spaced "
-                        "flow windows or TV-L1 stacks (default: the recipe's evaluation.clips, 1)")
+    parser.add_argument("--clips", type=positive_int, help="clips per video, averaged as the recipe's "
+                        "evaluation.average says (logits by default; --set evaluation.average=softmax): evenly "
+                        "spaced flow windows or TV-L1 stacks (default: the recipe's evaluation.clips, 1)")
     parser.add_argument("--output", help="folder for confusion_matrix.png and evaluation.json (default: "
                         "evaluations/<model>-<subset>-<dataset>-<data digest>/ next to the model)")
 

@@ -74,13 +74,13 @@ def confusion_matrix(labels, predictions, num_classes):
     return matrix
 
 
-def evaluate(model, dataset, num_classes, streams=(), clips=1):
+def evaluate(model, dataset, num_classes, streams=(), clips=1, average="logits"):
     """Run ``model`` over ``dataset`` (``(inputs, label, weight)`` batches), timing decoding and the model.
 
     Examples of weight 0 (bad clips the pipeline skipped) are left out. ``streams``: sub-models (e.g.
     ``rgb_stream``, ``flow_stream``) to time separately on the same batches. ``clips`` > 1: the inputs
-    hold that many clips per video (``(B, clips, ...)``); the video's logits are the log of the mean
-    of its clips' softmax.
+    hold that many clips per video (``(B, clips, ...)``), averaged as ``average`` says
+    (``average_clip_scores``).
     """
     logits, labels = [], []
     decode = compute = 0.0
@@ -101,7 +101,7 @@ def evaluate(model, dataset, num_classes, streams=(), clips=1):
         output = np.asarray(model(inputs, training=False), np.float32)
         compute += time.perf_counter() - start
         if clips > 1:
-            output = average_clip_scores(output.reshape(-1, clips, output.shape[-1]))
+            output = average_clip_scores(output.reshape(-1, clips, output.shape[-1]), average)
         kept = np.asarray(weight) > 0
         logits.append(output[kept])
         labels.append(np.asarray(label)[kept])
@@ -115,8 +115,14 @@ def evaluate(model, dataset, num_classes, streams=(), clips=1):
                             stream_seconds)
 
 
-def average_clip_scores(logits):
-    """``(B, clips, K)`` logits -> ``(B, K)``: the log of the mean of the clips' softmax."""
+def average_clip_scores(logits, average="logits"):
+    """``(B, clips, K)`` logits -> ``(B, K)`` logits of each video: the mean of its clips' logits for
+    ``average="logits"`` (ego-rnn's ``eval-run-flow.py``), or for ``"softmax"`` the log of the mean of their
+    softmax (so the result's softmax is the mean probability)."""
+    if average == "logits":
+        return np.asarray(logits, np.float64).mean(axis=1).astype(np.float32)
+    if average != "softmax":
+        raise ValueError(f"`average` must be 'logits' or 'softmax'. Received: average={average!r}")
     shifted = np.asarray(logits, np.float64) - np.max(logits, axis=-1, keepdims=True)
     probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True)
     return np.log(np.maximum(probabilities.mean(axis=1), 1e-12)).astype(np.float32)

@@ -64,11 +64,12 @@ def check_request(video, model_path, info, flow_dir, cam=None):
         raise UserError(f"flow folder {flow_dir!r} does not exist; pass the video's flow_x folder")
 
 
-def predict_video(predictor, video, top=5, flow_dir=None, cam=None, clips=1):
+def predict_video(predictor, video, top=5, flow_dir=None, cam=None, clips=1, average="logits"):
     """Predict one video with ``predictor`` (``kerasflow.export.runtime``: a Keras model or an export);
     with ``cam`` also write the attention picture there. Returns the report dict.
 
-    ``clips`` > 1 averages the softmax of that many evenly spaced flow windows (or TV-L1 stacks)."""
+    ``clips`` > 1 averages that many evenly spaced flow windows (or TV-L1 stacks): their logits, or with
+    ``average="softmax"`` their probabilities (``kerasflow.metrics.average_clip_scores``)."""
     import numpy as np
 
     from kerasflow.data.feeds import test_clips, video_inputs
@@ -93,7 +94,7 @@ def predict_video(predictor, video, top=5, flow_dir=None, cam=None, clips=1):
     if clips > 1:
         inputs = {name: value[0] for name, value in inputs.items()}  # the clips as a batch
     logits = np.asarray(predictor(inputs), np.float64)
-    logits = average_clip_scores(logits[None])[0] if clips > 1 else logits[0]
+    logits = average_clip_scores(logits[None], average)[0] if clips > 1 else logits[0]
     model_seconds = time.perf_counter() - start
     probabilities = softmax(logits)
     predictions = top_k(probabilities, list(info.class_names), top)
@@ -101,6 +102,7 @@ def predict_video(predictor, video, top=5, flow_dir=None, cam=None, clips=1):
         "video": str(video),
         "predictions": predictions,
         "clips": clips,
+        "average": average,
         "seconds": {"decode": decode_seconds, "model": model_seconds},
     }
     if cam is not None:
@@ -156,8 +158,10 @@ def add_arguments(parser):
     parser.add_argument("--top-k", type=positive_int, default=5, help="how many classes to list (default 5)")
     parser.add_argument("--cam", metavar="OUT.png", help="also write the frames with CAM attention overlaid")
     parser.add_argument("--flow-dir", help="optical-flow models: the video's flow_x folder (TV-L1 JPEGs)")
-    parser.add_argument("--clips", type=positive_int, default=1, help="clips whose softmax is averaged: evenly "
-                        "spaced flow windows or TV-L1 stacks (default 1)")
+    parser.add_argument("--clips", type=positive_int, default=1, help="clips per video: evenly spaced flow "
+                        "windows or TV-L1 stacks (default 1)")
+    parser.add_argument("--average", choices=("logits", "softmax"), default="logits", help="how --clips are "
+                        "averaged: their logits (default, as ego-rnn) or their softmax")
     live = parser.add_argument_group("live prediction")
     live.add_argument("--stream", metavar="SOURCE", help="predict a camera index, a stream URL or a video file "
                       "window by window as its frames arrive (instead of VIDEO)")
@@ -214,7 +218,7 @@ def predict_file(args):
         raise UserError("--realtime applies to --stream only; leave it out or pass --stream")
     check_request(args.video, args.model, read_info(args.model), args.flow_dir, args.cam)
     predictor = load_predictor(args.model)
-    return predict_video(predictor, Path(args.video), args.top_k, args.flow_dir, args.cam, args.clips)
+    return predict_video(predictor, Path(args.video), args.top_k, args.flow_dir, args.cam, args.clips, args.average)
 
 
 main = report_command("predict", __doc__, add_arguments, predict_file, format_any_report)

@@ -59,10 +59,17 @@ def test_one_video_pass_feeds_the_rgb_clip_and_the_contiguous_flow_clip(tmp_path
     assert (flow[:, :, 0, 0, 0] // 10).tolist() == [[0, 2, 4], [7, 9, 11], [15, 17, 19]]
 
 
-def test_clip_scores_average_their_softmax():
-    logits = np.array([[[2.0, 0.0], [0.0, 2.0], [1.0, 1.0]]])
-    expected = np.log(np.mean(np.exp(logits) / np.exp(logits).sum(-1, keepdims=True), axis=1))
-    np.testing.assert_allclose(average_clip_scores(logits), expected, rtol=1e-6)
+def test_clip_scores_average_their_logits_or_their_softmax():
+    # Clip 1 is very sure of class 0, clips 2-3 mildly prefer class 1: the two averages disagree.
+    logits = np.array([[[6.0, 0.0], [0.0, 1.0], [0.0, 1.0]]])
+    mean_logits = np.array([[2.0, 2.0 / 3.0]])  # ego-rnn's eval-run-flow.py: torch.mean(logits, 0)
+    np.testing.assert_allclose(average_clip_scores(logits), mean_logits, rtol=1e-6)
+    np.testing.assert_allclose(average_clip_scores(logits, "logits"), mean_logits, rtol=1e-6)
+    probabilities = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    expected = np.log(probabilities.mean(axis=1))
+    np.testing.assert_allclose(average_clip_scores(logits, "softmax"), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="average"):
+        average_clip_scores(logits, "median")
 
 
 def _index(names_per_class):
@@ -87,8 +94,9 @@ def test_validation_holds_out_a_stable_share_of_every_class(tmp_path):
         hold_out(train, str(listed), "/root")
 
 
-def test_the_flow_parameters_train_at_their_own_rate_without_decay():
-    """One SGD step: theta moves by 0.01 x lr x its gradient, a convolution by lr x (gradient + wd x w)."""
+def test_the_flow_parameters_train_at_their_own_rate_with_the_stages_decay():
+    """One SGD step: theta moves by 0.01 x lr x (its gradient + wd x theta), a convolution by lr x (gradient
+    + wd x w): model.flow.weight_decay null gives the group the stage's decay, as the reference's group."""
     recipe = load_recipe("demo", ["model.kind=representation_flow", "model.flow.iterations=2"])
     keras.utils.set_random_seed(0)
     model = recipe.kind.build_models(recipe.model, recipe.data, 4)["flow"]
@@ -111,7 +119,8 @@ def test_the_flow_parameters_train_at_their_own_rate_without_decay():
     before = (float(theta.numpy()), conv.numpy().copy())
     model.train_on_batch(x, y)
     assert theta.trainable and abs(float(theta_grad)) > 0
-    np.testing.assert_allclose(float(theta.numpy()), before[0] - 0.5 * 0.01 * float(theta_grad), rtol=1e-3, atol=1e-7)
+    np.testing.assert_allclose(float(theta.numpy()), before[0] - 0.5 * 0.01 * (float(theta_grad) + 0.1 * before[0]),
+                               rtol=1e-3, atol=1e-7)
     np.testing.assert_allclose(conv.numpy(), before[1] - 0.5 * (conv_grad.numpy() + 0.1 * before[1]), rtol=1e-3,
                                atol=1e-6)
     assert not block.flows[0].image_grad_x.trainable and block.flows[0].div_x.trainable  # [0, 1, 1, 1, 1]

@@ -5,7 +5,7 @@ from keras import ops
 
 from kerasflow.data.inputs import RGB_CLIP
 
-FUSIONS = ("features", "scores")
+FUSIONS = ("features", "scores", "logits")
 
 
 def _input_like(stream):
@@ -56,6 +56,8 @@ def two_stream_model(rgb_model, flow_model, num_classes, dropout=0.5, name="two_
     stage sampled it; or the TV-L1 stack, ``flow``). ``fusion``:
     - ``"features"``: EgoRCNN's joint model: ``[flow, rgb]`` features concatenated, dropout, a new
       ``Dense(num_classes)`` named ``classifier``;
+    - ``"logits"``: the mean of the two streams' logits (their own heads; no new layer): ego-rnn's
+      late fusion, ``0.5 * flow + 0.5 * rgb`` in its ``eval-run-twoStream.py``;
     - ``"scores"``: the mean of the two streams' softmax (their own heads; no new layer).
     """
     if fusion not in FUSIONS:
@@ -64,10 +66,11 @@ def two_stream_model(rgb_model, flow_model, num_classes, dropout=0.5, name="two_
     rgb, flow = _input_like(rgb_stream), _input_like(flow_stream)
     inputs = {RGB_CLIP: rgb, flow.name: flow}
     rgb_features, flow_features = rgb_stream(rgb), flow_stream(flow)
-    if fusion == "scores":
+    if fusion in ("scores", "logits"):
         logits = [model.get_layer(f"{prefix}_classifier")(model.get_layer(f"{prefix}_dropout")(features))
                   for model, prefix, features in ((rgb_model, "rgb", rgb_features), (flow_model, "flow", flow_features))]
-        return keras.Model(inputs, MeanSoftmax(name="mean_softmax")(logits), name=name)
+        late = MeanSoftmax(name="mean_softmax") if fusion == "scores" else keras.layers.Average(name="mean_logits")
+        return keras.Model(inputs, late(logits), name=name)
     dropout_layer, classifier = _head("fusion", num_classes, dropout)
     features = keras.layers.Concatenate(name="fused_features")([flow_features, rgb_features])
     return keras.Model(inputs, classifier(dropout_layer(features)), name=name)
