@@ -164,7 +164,7 @@ def stream(predictor, source, *, window=None, hop=None, top=5, realtime=False, o
                         "--flow-dir instead")
     window = window or default_window(info.inputs)
     hop = hop or max(1, window // 2)
-    size = info.inputs[0].size
+    first = info.inputs[0]
     capture, fps = open_source(source)
     live = is_live(source)
     reader = StreamReader(capture, bounded=not (live or realtime), pace=fps if realtime and not live else None)
@@ -177,7 +177,7 @@ def stream(predictor, source, *, window=None, hop=None, top=5, realtime=False, o
             items = reader.take(all_available=live or realtime)
             arrived, due = [], None
             for index, seconds, frame in (item for item in items if item is not _END):
-                recent.append(transform_clip(frame[None], size)[0])
+                recent.append(transform_clip(frame[None], first.size, crop=first.crop, subsample=first.subsample)[0])
                 arrived.append((index, frame))
                 frames_read = index + 1
                 if frames_read >= window and (frames_read - window) % hop == 0:

@@ -59,7 +59,7 @@ def test_paper_recipes_carry_section_3a_settings(name):
     assert (recipe.model.kind, recipe.model.backbone) == ("two_stream", "resnet34")
     assert (recipe.model.flow.num_layers, recipe.model.flow.iterations) == (2, 20)
     assert (recipe.model.flow.trainable, recipe.model.flow.learning_rate_scale, recipe.model.flow.weight_decay) == (
-        (0, 1, 1, 1, 1), 0.01, 0.0)
+        (0, 1, 1, 1, 1), 0.01, None)  # the flow group takes the stage's decay, as the representation-flow code's
     assert (recipe.data.flow_sampling, recipe.data.flow_stride, recipe.data.validation) == ("contiguous", 2, "test")
     assert recipe.model.weights == os.path.abspath("weights/resnet34.weights.h5")
     assert [s.name for s in recipe.stages] == ["rgb_stage1", "rgb_stage2", "flow", "joint"]

@@ -55,7 +55,7 @@ def load_recipe(source, overrides=()) -> Recipe:
     """Read the recipe ``source`` (a YAML path or an installed name), apply ``overrides``, check it.
 
     Each override is a ``--set`` string ``KEY=VALUE``: KEY is a dotted path (``data.root``,
-    ``model.flow_iterations``); a stage is addressed by index or name (``stages.0.epochs``,
+    ``model.flow.iterations``); a stage is addressed by index or name (``stages.0.epochs``,
     ``stages.joint.schedule.gamma``, also ``stages[0].epochs``); VALUE is parsed as YAML
     (``3``, ``1e-3``, ``[10, 20]``, ``{type: constant}``, ``null``; empty = null). Overrides apply in
     order, before any check. Raises ``UserError`` with one line on any problem.

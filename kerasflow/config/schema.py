@@ -1,9 +1,10 @@
 """The recipe schema: what each key of a training recipe means, its default and what it allows.
 
-A recipe has five sections: ``data`` (which videos, how they are sampled, batch size, validation),
-``model`` (which network), ``stages`` (the training stages, each with its optimizer and learning-rate
-schedule), ``runtime`` (output folder, seed, distribution, mixed precision) and ``evaluation`` (how
-models are tested), and may have a sixth, ``search`` (what ``python -m kerasflow.tune`` varies;
+A recipe has six sections: ``data`` (which videos, how they are sampled and cropped, batch size,
+validation), ``model`` (which network), ``stages`` (the training stages, each with its optimizer and
+learning-rate schedule), ``training`` (which epoch's model the run keeps), ``runtime`` (output folder,
+seed, distribution, mixed precision) and ``evaluation`` (how models are tested), and may have a
+seventh, ``search`` (what ``python -m kerasflow.tune`` varies;
 ``kerasflow.config.search``). The names a key accepts come from
 the registries: datasets (``kerasflow.data.datasets``), model kinds (``kerasflow.models.kinds``) and
 backbone presets (``kerasflow.backbones.presets``). The checking itself is ``validation.build``.
@@ -26,7 +27,7 @@ from kerasflow.backbones.presets import preset_config, preset_names
 from kerasflow.config.search import SearchConfig
 from kerasflow.config.validation import join_key, option
 from kerasflow.data.datasets import dataset_names, get_dataset, option_keys
-from kerasflow.data.inputs import FLOW_CLIP, RGB_CLIP, SAMPLINGS, TVL1_STACK, InputSpec
+from kerasflow.data.inputs import CROPS, FLOW_CLIP, RGB_CLIP, SAMPLINGS, TVL1_STACK, InputSpec
 from kerasflow.data.video import BAD_VIDEO_POLICIES
 from kerasflow.models.flow_networks import flow_network_names, get_flow_network
 from kerasflow.models.kinds import STAGE_ORDER, STREAMS, get_kind, kind_names
@@ -34,8 +35,10 @@ from kerasflow.models.kinds import STAGE_ORDER, STREAMS, get_kind, kind_names
 logger = logging.getLogger("kerasflow")
 
 OPTIMIZERS = ("adam", "sgd")
-FUSIONS = ("features", "scores")
-IMAGE_GRADIENTS = ("sobel", "central")
+FUSIONS = ("features", "scores", "logits")
+IMAGE_GRADIENTS = ("sobel", "central", "reference")
+AVERAGES = ("logits", "softmax")
+KEEPS = ("best", "last")
 NORMALIZE_MODES = ("sample", "sample_channel", "none")
 SCHEDULES = ("multistep", "exponential", "constant")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker_mirrored")
@@ -89,6 +92,8 @@ class DataConfig:
     batch_size: int = option(32, minimum=1)
     on_bad_video: str = option("skip", choices=BAD_VIDEO_POLICIES)
     random_flip: bool = option(True)
+    crop: str = option("multiscale_corners", choices=CROPS)
+    spatial_subsample: int = option(1, minimum=1)
     flow_sampling: str = option("contiguous", choices=SAMPLINGS)
     flow_stride: int = option(2, minimum=1)
     validation: Optional[Union[float, str]] = option(None)
@@ -98,6 +103,9 @@ class DataConfig:
     @staticmethod
     def _finish(values, key, checker):
         dataset = get_dataset(values["dataset"])
+        if values["packed"] is not None and (values["crop"] != "multiscale_corners" or values["spatial_subsample"] != 1):
+            checker.fail(f"{join_key(key, 'packed')}: the packed TFRecord reader crops as data.crop: "
+                         "multiscale_corners at data.spatial_subsample: 1 only; remove data.packed to decode the videos")
         values["validation"] = _validation(values["validation"], dataset, join_key(key, "validation"), checker)
         if values["split"] > dataset.splits:
             allowed = "1" if dataset.splits == 1 else f"an integer from 1 to {dataset.splits}"
@@ -139,8 +147,9 @@ class FlowConfig:
 
     ``trainable`` is the original code's five flags, in its order: [image_gradient, grad_div, theta,
     lambda, tau]. ``learning_rate_scale`` and ``weight_decay`` make the flow layers' own parameters
-    (theta, tau, lambda and their kernels) an optimiser group of their own, as the original trains them
-    (0.01x the stage's rate, no decay).
+    (theta, tau, lambda and their kernels) an optimiser group of their own, as the representation-flow
+    code trains them: 0.01x the stage's rate, with the stage's weight decay (``weight_decay: null``, the
+    default; a number gives the group its own L2).
     """
 
     num_layers: int = option(2, minimum=0, maximum=3)
@@ -151,7 +160,7 @@ class FlowConfig:
     normalize: str = option("sample", choices=NORMALIZE_MODES)
     trainable: list[int] = option((0, 1, 1, 1, 1), minimum=0, maximum=1)
     learning_rate_scale: float = option(0.01, above=0.0)
-    weight_decay: float = option(0.0, minimum=0.0)
+    weight_decay: Optional[float] = option(None, minimum=0.0)
 
     @staticmethod
     def _finish(values, key, checker):
@@ -173,8 +182,9 @@ class ModelConfig:
     ``flow_backbone`` is the flow stream's backbone (null: ``backbone``) and ``flow_weights`` its
     converted ImageNet file (null: ``weights`` when the two backbones are the same); both may name
     ``{backbone}`` and ``{flow_backbone}`` (e.g. ``weights/{backbone}.weights.h5``); ``fusion`` joins the two
-    streams: ``features`` (their features concatenated, a new classifier: EgoRCNN's joint model) or
-    ``scores`` (the mean of the two streams' softmax, no new layer). ``init_from`` (a run folder or
+    streams: ``features`` (their features concatenated, a new classifier: EgoRCNN's joint model),
+    ``logits`` (the mean of the two streams' logits, ego-rnn's late fusion in ``eval-run-twoStream.py``)
+    or ``scores`` (the mean of the two streams' softmax); neither adds a layer. ``init_from`` (a run folder or
     ``.keras`` file, or a list of them) starts the run from those models' streams
     (``kerasflow.training.init_from``); ``init_streams`` takes only the streams it names.
     ``flow_network`` is the representation-flow stream's network: ``per_frame`` (the seed paper's) or
@@ -345,14 +355,26 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True)
-class EvaluationConfig:
-    """How models are tested (fit's test metrics and ``evaluate``'s default).
+class TrainingConfig:
+    """Which model a stage, and so the run, keeps: ``best`` (the epoch with the best validation accuracy,
+    as ego-rnn keeps it) or ``last`` (the last epoch, as the representation-flow code's
+    ``train_model.py``, which overwrites one checkpoint every epoch)."""
 
-    ``clips``: clips per video whose softmax is averaged: evenly spaced windows for a contiguous flow
-    clip, flow stacks for the TV-L1 stream (ego-rnn tests its flow stream on 5); 1 by default.
+    keep: str = option("best", choices=KEEPS)
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """How models are tested (fit's test metrics and ``evaluate``'s and ``predict``'s default).
+
+    ``clips``: clips per video: evenly spaced windows for a contiguous flow clip, flow stacks for the
+    TV-L1 stream (ego-rnn tests its flow stream on 5); 1 by default. ``average``: how a video's clips are
+    averaged: ``logits`` (their mean, as ego-rnn's ``eval-run-flow.py``) or ``softmax`` (the mean of
+    their probabilities).
     """
 
     clips: int = option(1, minimum=1)
+    average: str = option("logits", choices=AVERAGES)
 
 
 @dataclass(frozen=True)
@@ -363,6 +385,7 @@ class Recipe:
     model: ModelConfig = option()
     stages: list[StageConfig] = option()
     runtime: RuntimeConfig = option()
+    training: TrainingConfig = option(TrainingConfig())
     evaluation: EvaluationConfig = option(EvaluationConfig())
     search: Optional[SearchConfig] = option(None)
 
@@ -404,10 +427,12 @@ class Recipe:
     def inputs_for(self, stage_name: str) -> list[InputSpec]:
         """The inputs of the model ``stage_name`` trains, as the pipelines sample them for it."""
         rgb, flow = self.frames_for(self.stage(stage_name))
+        data = self.data
+        crop = dict(crop=data.crop, subsample=data.spatial_subsample)
         specs = {
-            RGB_CLIP: InputSpec(RGB_CLIP, rgb, self.data.frame_size),
-            FLOW_CLIP: InputSpec(FLOW_CLIP, flow, self.data.frame_size, self.data.flow_sampling, self.data.flow_stride),
-            TVL1_STACK: InputSpec(TVL1_STACK, self.data.flow_stack, self.data.frame_size),
+            RGB_CLIP: InputSpec(RGB_CLIP, rgb, data.frame_size, **crop),
+            FLOW_CLIP: InputSpec(FLOW_CLIP, flow, data.frame_size, data.flow_sampling, data.flow_stride, **crop),
+            TVL1_STACK: InputSpec(TVL1_STACK, data.flow_stack, data.frame_size, **crop),
         }
         return [specs[name] for name in self.kind.stage_inputs(stage_name)]
 

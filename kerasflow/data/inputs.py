@@ -19,6 +19,9 @@ INPUT_NAMES = (RGB_CLIP, FLOW_CLIP, TVL1_STACK)
 # How a clip's T frames are chosen: "segments" spreads them over the whole video, one per equal segment
 # (EgoRCNN); "contiguous" takes T consecutive frames ``stride`` apart from one window (representation flow).
 SAMPLINGS = ("contiguous", "segments")
+# How a training frame is cropped (``kerasflow.data.pipeline``): EgoRCNN's multi-scale centre/corner crops
+# of the rescaled frame, or one plain random crop of the frame as it is (the representation-flow code).
+CROPS = ("multiscale_corners", "random")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +34,9 @@ class InputSpec:
         size: side of the square crop in pixels.
         sampling: how a clip's frames are chosen (``segments`` or ``contiguous``, ``SAMPLINGS``).
         stride: frames between two sampled frames where the sampling uses one.
+        crop: how training frames are cropped (``CROPS``); test frames are always a centre crop.
+        subsample: every ``subsample``-th row and column of a frame is kept before cropping (2: half
+            resolution, as the representation-flow code reads HMDB51).
     """
 
     name: str
@@ -38,6 +44,8 @@ class InputSpec:
     size: int
     sampling: str = "segments"
     stride: int = 1
+    crop: str = "multiscale_corners"
+    subsample: int = 1
 
     def __post_init__(self):
         if self.name not in INPUT_NAMES:

@@ -5,6 +5,10 @@ flow stack: shorter side scaled to ``round(frame_size * 256 / 224)`` (bilinear),
 p = 0.5, then a square crop of side ``shorter * s`` (s in 1, 0.875, 0.75, 0.65625) at the centre or a
 corner, resized to ``frame_size``. Test time: a centre ``frame_size`` crop. A flipped flow stack has its
 x planes inverted (255 - v), i.e. horizontal motion negated.
+
+``data.crop: random`` crops as the representation-flow code's ``hmdb_dataset.py`` instead: no rescaling,
+one ``frame_size`` square at a random place (training) or the centre (test). ``data.spatial_subsample``
+keeps every n-th row and column of a frame first (2: that code's half resolution).
 """
 
 import logging
@@ -45,24 +49,32 @@ def crop_origins(height, width, side):
 
 
 class CropDraw:
-    """One clip's random augmentation: ``flip`` (bool), ``scale`` (index into the 4 scales), ``position`` (0-4).
+    """One clip's random augmentation: ``flip`` (bool), ``scale`` (index into the 4 scales), ``position`` (0-4),
+    and for ``crop="random"`` the ``offset`` of the crop as fractions ``(y, x)`` of the room around it.
 
     ``random_flip=False`` never flips (for datasets whose classes depend on left/right motion); the
-    draw still consumes the same random numbers, so the crops do not change.
+    draw still consumes the same random numbers, so the crops do not change. The offset is drawn last and
+    only for a random crop, so the multi-scale crops keep their draws.
     """
 
-    def __init__(self, rng, random_flip=True):
+    def __init__(self, rng, random_flip=True, crop="multiscale_corners"):
         self.flip = bool(rng.random() < 0.5) and random_flip
         self.scale = int(rng.integers(len(CROP_SCALES_OVER_32)))
         self.position = int(rng.integers(NUM_CROP_POSITIONS))
+        self.offset = tuple(float(v) for v in rng.random(2)) if crop == "random" else None
 
 
-def transform_planes(planes, frame_size, draw=None, flow=False):
-    """Scale, flip and crop a stack of planes ``(H, W, C)`` uint8 to ``(frame_size, frame_size, C)``.
+def transform_planes(planes, frame_size, draw=None, flow=False, crop="multiscale_corners", subsample=1):
+    """Subsample, scale, flip and crop a stack of planes ``(H, W, C)`` uint8 to ``(frame_size, frame_size, C)``.
 
     ``draw`` None means test time (centre crop). With ``flow`` the even channels are x flow and are
-    inverted on a flip. All channels get the same geometry.
+    inverted on a flip. All channels get the same geometry. ``crop`` and ``subsample``: see the module
+    docstring.
     """
+    if subsample > 1:
+        planes = planes[::subsample, ::subsample]
+    if crop == "random":
+        return _plain_crop(planes, frame_size, draw, flow)
     height, width = planes.shape[:2]
     short_side = short_side_for(frame_size)
     new_height, new_width = scaled_shape(height, width, min(height, width), short_side)
@@ -71,13 +83,35 @@ def transform_planes(planes, frame_size, draw=None, flow=False):
         y, x = crop_origins(new_height, new_width, frame_size)[0]
         return np.ascontiguousarray(planes[y : y + frame_size, x : x + frame_size])
     if draw.flip:
-        planes = planes[:, ::-1]
-        if flow:
-            planes = planes.copy()
-            planes[..., 0::2] = 255 - planes[..., 0::2]
+        planes = _flipped(planes, flow)
     side = short_side * CROP_SCALES_OVER_32[draw.scale] // 32
     y, x = crop_origins(new_height, new_width, side)[draw.position]
     return _resize(np.ascontiguousarray(planes[y : y + side, x : x + side]), frame_size, frame_size)
+
+
+def _plain_crop(planes, frame_size, draw, flow):
+    """A ``frame_size`` square of ``planes`` as they are: at ``draw.offset`` (flipped first when drawn so),
+    or the centre for ``draw`` None. A frame smaller than the crop has its shorter side scaled up to it."""
+    height, width = planes.shape[:2]
+    if min(height, width) < frame_size:
+        height, width = scaled_shape(height, width, min(height, width), frame_size)
+        planes = _resize(planes, height, width)
+    if draw is None:
+        y, x = crop_origins(height, width, frame_size)[0]
+    else:
+        if draw.flip:
+            planes = _flipped(planes, flow)
+        y, x = (int(fraction * (room + 1)) for fraction, room in zip(draw.offset, (height - frame_size, width - frame_size)))
+    return np.ascontiguousarray(planes[y : y + frame_size, x : x + frame_size])
+
+
+def _flipped(planes, flow):
+    """``planes`` mirrored left-right; a flow stack's x planes (even channels) also inverted."""
+    planes = planes[:, ::-1]
+    if flow:
+        planes = planes.copy()
+        planes[..., 0::2] = 255 - planes[..., 0::2]
+    return planes
 
 
 def _resize(planes, height, width):
@@ -100,11 +134,11 @@ def _resize(planes, height, width):
     return chunks[0] if len(chunks) == 1 else np.concatenate(chunks, axis=-1)
 
 
-def transform_clip(frames, frame_size, draw=None):
+def transform_clip(frames, frame_size, draw=None, crop="multiscale_corners", subsample=1):
     """``transform_planes`` for an RGB clip ``(T, H, W, 3)`` -> ``(T, frame_size, frame_size, 3)``."""
     num_frames, height, width, _ = frames.shape
     planes = frames.transpose(1, 2, 0, 3).reshape(height, width, num_frames * 3)
-    planes = transform_planes(planes, frame_size, draw)
+    planes = transform_planes(planes, frame_size, draw, crop=crop, subsample=subsample)
     return planes.reshape(frame_size, frame_size, num_frames, 3).transpose(2, 0, 1, 3)
 
 
@@ -162,7 +196,7 @@ def load_example(item, inputs, training, seed, random_flip=True, clips=1):
     gains a leading axis of ``clips`` clips: evenly spaced windows or flow stacks (``clip_indices``).
     """
     rng = np.random.default_rng(seed)
-    draw = CropDraw(rng, random_flip) if training else None
+    draw = CropDraw(rng, random_flip, inputs[0].crop) if training else None
     clip_specs = [spec for spec in inputs if spec.is_clip]
     frames = []
     if clip_specs:
@@ -176,12 +210,14 @@ def load_example(item, inputs, training, seed, random_flip=True, clips=1):
         per_clip = []
         for clip in range(clips):
             if spec.is_clip:
-                per_clip.append(transform_clip(frames[clip * len(clip_specs) + clip_specs.index(spec)], spec.size, draw))
+                per_clip.append(transform_clip(frames[clip * len(clip_specs) + clip_specs.index(spec)], spec.size, draw,
+                                               spec.crop, spec.subsample))
                 continue
             if item.flow_source is None:
                 raise BadVideo(item.source, "has no flow_x folder (extract flow or pass flow_root)")
             stack = _decoded(item, read_flow_stack, item.flow_source, spec.frames, training, rng, clip, clips)
-            per_clip.append(transform_planes(stack, spec.size, draw, flow=True))
+            per_clip.append(transform_planes(stack, spec.size, draw, flow=True, crop=spec.crop,
+                                             subsample=spec.subsample))
         arrays.append(per_clip[0] if clips == 1 else np.stack(per_clip))
     return arrays
 

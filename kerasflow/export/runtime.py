@@ -7,6 +7,7 @@ and ``predictor.info`` is the model's ``ModelInfo`` (inputs, class names). Expor
 batch of one; a predictor feeds them one clip at a time.
 """
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from kerasflow.model_io import ModelInfo, find_model_file, load_model_file, read
 
 METADATA_FILE = "metadata.json"
 ACCEPTED = "a run folder, a .keras model file, an export folder or a .tflite file"
+# The InputSpec fields a metadata.json input holds (crop and subsample are absent from older exports).
+INPUT_SPEC_KEYS = tuple(field.name for field in dataclasses.fields(InputSpec))
 MODEL_FILES = {"keras": "model.keras", "saved_model": "saved_model.pb", "tflite": "model.tflite"}
 
 
@@ -79,8 +82,7 @@ def read_metadata(folder):
     try:
         metadata = json.loads(path.read_text())
         info = ModelInfo(kind=metadata["kind"], stage=metadata["stage"], model=metadata["model"],
-                         inputs=tuple(InputSpec(**{key: spec[key] for key in ("name", "frames", "size", "sampling",
-                                                                              "stride")})
+                         inputs=tuple(InputSpec(**{key: spec[key] for key in INPUT_SPEC_KEYS if key in spec})
                                       for spec in metadata["inputs"]),
                          class_names=tuple(metadata["class_names"]), version=metadata["kerasflow_version"])
     except FileNotFoundError:

@@ -56,6 +56,20 @@ class ExportReport:
 REPORT_HEADER = f"{'format':<12} {'quantize':<13} {'size':>12} {'max |dprob|':>12} {'top-1 agr':>9} {'per clip':>12}"
 
 
+def _geometry(spec, frame_size):
+    """How a frame is brought to the crop's scale, before the centre crop (``kerasflow.data.pipeline``)."""
+    subsample = spec.subsample
+    kept = {"subsample": subsample, "crop_size": frame_size}
+    if subsample > 1:
+        kept["subsampling"] = f"every {subsample}th row and column of the frame, from the first, before resizing"
+    if spec.crop == "random":
+        return {**kept, "resize": "none; a frame whose shorter side is under crop_size has it scaled to crop_size "
+                                  "(bilinear, OpenCV INTER_LINEAR)"}
+    return {**kept, "short_side": short_side_for(frame_size),
+            "resize": "bilinear (OpenCV INTER_LINEAR): the shorter side to short_side px, the longer to "
+                      "short_side * longer // shorter"}
+
+
 def metadata(info, export_format, quantize, source, run_folder, frame_size):
     """The ``metadata.json`` of an export: what a client in any language needs to feed the model."""
     return {
@@ -73,10 +87,7 @@ def metadata(info, export_format, quantize, source, run_folder, frame_size):
         "outputs": {"logits": [1, len(info.class_names)], "probs": [1, len(info.class_names)]},
         "preprocessing": {
             "colour": "RGB frames, uint8 0..255 (the model normalises them)",
-            "short_side": short_side_for(frame_size),
-            "crop_size": frame_size,
-            "resize": "bilinear (OpenCV INTER_LINEAR): the shorter side to short_side px, the longer to "
-                      "short_side * longer // shorter",
+            **_geometry(info.inputs[0], frame_size),
             "crop": "the centre crop_size x crop_size square: top (height - crop_size) // 2, left "
                     "(width - crop_size) // 2",
             "sampling": {"segments": "of a video of N frames, frame floor(i * N / T) for i = 0 .. T-1",

@@ -2,7 +2,8 @@
 
 ``train_recipe`` runs the stages of the recipe's model kind in order, each with its optimizer,
 schedule, batch size and frame count, each starting from where the earlier ones left the shared
-stream bodies; then it keeps the last stage's best model as the run's model and evaluates it. The
+stream bodies; then it keeps the last stage's best model (``training.keep: best``) or its last epoch
+(``last``) as the run's model and evaluates it. The
 run folder (``run_folder``) records every epoch, so re-running the same recipe resumes.
 """
 
@@ -10,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+from pathlib import Path
 
 import keras
 
@@ -46,15 +48,16 @@ def _optimizer(model, stage, flow):
 
     Groups: the representation-flow layers' own parameters (theta, tau, lambda, kernels) at
     ``model.flow.learning_rate_scale`` times the rate of their stream, with ``model.flow.weight_decay``
-    (the representation-flow code's); in the joint stage, the flow stream at ``flow_learning_rate``
-    (EgoRCNN's 1e-4 while the rest trains at 1e-2).
+    (null: the stage's, as the representation-flow code's group inherits its optimiser's); in the joint
+    stage, the flow stream at ``flow_learning_rate`` (EgoRCNN's 1e-4 while the rest trains at 1e-2).
     """
     stream_factor = 1.0 if stage.flow_learning_rate is None else stage.flow_learning_rate / stage.learning_rate
     flow_parameters = [variable for _, layer in walk_layers(model)
                        for variable in getattr(layer, "flow_parameters", []) if variable.trainable]
     flow_stream = [variable for path, layer in walk_layers(model) if path.startswith("flow_stream/")
                    for variable in layer.trainable_weights]
-    groups = [(flow_parameters, stream_factor * flow.learning_rate_scale, flow.weight_decay),
+    flow_l2 = stage.weight_decay if flow.weight_decay is None else flow.weight_decay
+    groups = [(flow_parameters, stream_factor * flow.learning_rate_scale, flow_l2),
               (flow_stream, stream_factor, stage.weight_decay)]
     if stage.optimizer == "adam":
         return TorchAdam(l2=stage.weight_decay, groups=groups, learning_rate=stage.learning_rate,
@@ -113,7 +116,8 @@ def _evaluate(model, recipe, stage, test, bad_videos, what):
     """Test metrics of ``model`` (the model ``stage`` trains); refuses a test subset of which no video
     could be decoded."""
     clips = test_clips(recipe.inputs_for(stage.name), recipe.evaluation.clips)
-    result = metrics.evaluate(model, test_dataset(recipe, stage, test, bad_videos), len(test.class_names), clips=clips)
+    result = metrics.evaluate(model, test_dataset(recipe, stage, test, bad_videos), len(test.class_names), clips=clips,
+                              average=recipe.evaluation.average)
     if result.num_videos == 0:
         raise UserError(f"{what}: no test video could be decoded (every one was skipped as bad); repair or "
                         "replace them, then run the same command again")
@@ -170,16 +174,26 @@ def _train_and_evaluate(recipe, run, strategy, chief, log):
                       log)
 
     last = recipe.trained_stages[-1]
-    best = load_model_file(run.stage_dir(last.name) / "best.keras")
-    result = _evaluate(best, recipe, last, test, bad_videos, "the final model")
-    save_model(best, str(run.folder / MODEL_FILE), model_info(recipe, class_names, last.name))
-    run_metrics["final"] = {"stage": last.name, "clips": recipe.evaluation.clips, **result.summary(class_names)}
+    kept = kept_model(run.stage_dir(last.name), recipe.training.keep)
+    result = _evaluate(kept, recipe, last, test, bad_videos, "the final model")
+    save_model(kept, str(run.folder / MODEL_FILE), model_info(recipe, class_names, last.name))
+    run_metrics["final"] = {"stage": last.name, "kept": recipe.training.keep, "clips": recipe.evaluation.clips,
+                            **result.summary(class_names)}
     metrics.plot_confusion_matrix(
         result.confusion(), class_names, str(run.folder / "confusion_matrix.png"),
         f"{recipe.model.kind} (final), test: top-1 {result.top1:.3f}",
     )
     run.write_metrics(run_metrics)
     return run_metrics
+
+
+def kept_model(stage_folder, keep):
+    """The model a finished stage keeps (``training.keep``): its ``best`` epoch on validation
+    (``best.keras``) or its ``last`` epoch (``final.weights.h5`` in the same model)."""
+    model = load_model_file(Path(stage_folder) / "best.keras")
+    if keep == "last":
+        load_weights(model, Path(stage_folder) / "final.weights.h5")
+    return model
 
 
 def _resume_epoch(run, stage, model, log):
