@@ -22,7 +22,7 @@ import typing
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from kerasflow.backbones.presets import preset_config, preset_names
+from kerasflow.backbones.presets import IMAGENET, flow_stream_weights, imagenet_checkpoint, preset_config, preset_names
 from kerasflow.config.search import SearchConfig
 from kerasflow.config.validation import join_key, option
 from kerasflow.data.datasets import dataset_names, get_dataset, option_keys
@@ -170,9 +170,11 @@ class FlowConfig:
 class ModelConfig:
     """The network: which streams, backbone, ImageNet weights, representation-flow settings, fusion.
 
+    ``weights`` is ``imagenet`` (torchvision's ImageNet weights of the backbone, fetched and cached on first
+    use: ``kerasflow.backbones.imagenet``), a converted ImageNet file, or null (random initialisation).
     ``flow_backbone`` is the flow stream's backbone (null: ``backbone``) and ``flow_weights`` its
-    converted ImageNet file (null: ``weights`` when the two backbones are the same); both may name
-    ``{backbone}`` and ``{flow_backbone}`` (e.g. ``weights/{backbone}.weights.h5``); ``fusion`` joins the two
+    ImageNet weights (null: ``weights`` when it is ``imagenet`` or the two backbones are the same); both
+    may name ``{backbone}`` and ``{flow_backbone}`` (e.g. ``weights/{backbone}.weights.h5``); ``fusion`` joins the two
     streams: ``features`` (their features concatenated, a new classifier: EgoRCNN's joint model) or
     ``scores`` (the mean of the two streams' softmax, no new layer). ``init_from`` (a run folder or
     ``.keras`` file, or a list of them) starts the run from those models' streams
@@ -187,8 +189,8 @@ class ModelConfig:
     kind: str = option(choices=kind_names)
     backbone: str = option("resnet34", choices=preset_names)
     flow_backbone: Optional[str] = option(None, choices=preset_names)
-    weights: Optional[str] = option(None, path=True)
-    flow_weights: Optional[str] = option(None, path=True)
+    weights: Optional[str] = option(None, path=True, words=(IMAGENET,))
+    flow_weights: Optional[str] = option(None, path=True, words=(IMAGENET,))
     flow: FlowConfig = option(FlowConfig())
     flow_network: str = option("per_frame", choices=flow_network_names)
     fusion: str = option("features", choices=FUSIONS)
@@ -206,7 +208,28 @@ class ModelConfig:
             values["flow_backbone"] = values["backbone"]
         for name in ("weights", "flow_weights"):
             values[name] = _fill_backbone_names(values[name], values, join_key(key, name), checker)
+        _check_imagenet_backbones(values, key, checker)
         _finish_init_from(values, key, checker)
+
+    def stream_weights(self, stream):
+        """``(backbone preset, ImageNet weights)`` of ``stream`` (``rgb`` or ``flow``)."""
+        if stream == "rgb":
+            return self.backbone, self.weights
+        return self.flow_backbone, flow_stream_weights(self.backbone, self.flow_backbone, self.weights,
+                                                       self.flow_weights)
+
+
+def _check_imagenet_backbones(values, key, checker):
+    """Refuse ``imagenet`` weights for a stream whose backbone has none (``tiny``)."""
+    streams = get_kind(values["kind"]).streams
+    flow_weights = flow_stream_weights(values["backbone"], values["flow_backbone"], values["weights"],
+                                       values["flow_weights"])
+    for stream, name, backbone, weights in (("rgb", "weights", values["backbone"], values["weights"]),
+                                            ("flow", "flow_weights", values["flow_backbone"], flow_weights)):
+        if stream in streams and weights == IMAGENET and imagenet_checkpoint(backbone) is None:
+            named = name if values[name] == IMAGENET else "weights"
+            checker.fail(f"{join_key(key, named)} = imagenet: backbone preset {backbone!r} has no ImageNet weights; "
+                         f"set {join_key(key, named)} to null (random initialisation) or to a converted .weights.h5 file")
 
 
 def _fill_backbone_names(path, model_values, key, checker):
