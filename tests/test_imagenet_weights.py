@@ -282,6 +282,14 @@ def test_a_server_that_does_not_answer_times_out(home, monkeypatch):
                                  f"127.0.0.1:{port} in 0.5 s); {_offline_route(home)}")
 
 
+def test_a_transfer_that_stalls_times_out_and_caches_nothing(home, serve, monkeypatch):
+    monkeypatch.setattr(imagenet, "TIMEOUT_S", 0.5)
+    server = serve({NAME: DATA}, delay=3.0)  # the first 1 kB, then silence
+    assert fetch_error() == (f"cannot download {server.url}{NAME} (timeout: no answer from {server.url[7:-8]} in "
+                             f"0.5 s after 1,024 bytes); {_offline_route(home)}")
+    assert cache_listing(home) == []
+
+
 def test_reasons_name_dns_failures():
     error = urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
     assert imagenet.network_reason(error, "https://mirror.example/models/x.pth") == "DNS: cannot resolve mirror.example"

@@ -11,7 +11,8 @@ checked and converted the same way, with no download.
 
 The download goes to a temporary name that is renamed only once the whole file is there and its hash
 is right, so an interruption (Ctrl-C) or a failure leaves nothing in the cache; running again
-starts the download again.
+starts the download again. The downloaded checkpoint is deleted once converted (one interrupted during
+the conversion stays, complete, and the next use converts it without downloading it again).
 """
 
 import hashlib
@@ -28,7 +29,7 @@ import urllib.request
 
 from tqdm import tqdm
 
-from kerasflow.atomic import atomic_path
+from kerasflow.atomic import atomic_path, ensure_writable_folder
 from kerasflow.backbones.presets import PRESETS, imagenet_checkpoint
 from kerasflow.errors import UserError
 
@@ -77,7 +78,7 @@ def imagenet_weights(preset):
     if os.path.isfile(out_path) and os.path.isfile(config_path(out_path)):
         return out_path
     name = checkpoint_name(preset)
-    os.makedirs(weights_folder(), exist_ok=True)
+    ensure_writable_folder(weights_folder())
     placed = os.path.join(weights_folder(), name)
     source = placed if os.path.isfile(placed) else checkpoint_source(name)
     downloaded = source.startswith(("http://", "https://"))
@@ -174,21 +175,27 @@ def download(url, path):
     digest, received = hashlib.sha256(), 0
     with response, atomic_path(path, needed_bytes=total) as temporary, open(temporary, "wb") as file, tqdm(
             total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=name, miniters=1) as progress:
-        try:
-            for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
-                file.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
-                progress.update(len(chunk))
-        except http.client.IncompleteRead as error:
-            received += len(error.partial)
-        except (OSError, http.client.HTTPException) as error:
-            raise UserError(f"cannot download {url} ({network_reason(error, url)} after {received:,} bytes); "
-                            f"offline: {_offline_route(name)}") from None
+        while chunk := _read_chunk(response, url, received):
+            file.write(chunk)  # a full disk is atomic_path's one line
+            digest.update(chunk)
+            received += len(chunk)
+            progress.update(len(chunk))
         if total is not None and received != total:
             raise _damaged(url, f"the transfer ended after {received:,} of {total:,} bytes")
         if not digest.hexdigest().startswith(expected):
             raise _damaged(url, f"its SHA-256 starts with {digest.hexdigest()[:len(expected)]}, not {expected}")
+
+
+def _read_chunk(response, url, received):
+    """The next bytes of ``response`` (empty at its end, or where the server cut it short)."""
+    try:
+        return response.read1(CHUNK_BYTES)
+    except http.client.IncompleteRead:  # a chunked transfer cut short: the size or hash check names it
+        return b""
+    except (OSError, http.client.HTTPException) as error:
+        name = urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]
+        raise UserError(f"cannot download {url} ({network_reason(error, url)} after {received:,} bytes); "
+                        f"offline: {_offline_route(name)}") from None
 
 
 def _convert(pth_path, out_path):
