@@ -200,6 +200,25 @@ def test_a_tensor_reaching_outside_its_storage_is_refused(tmp_path):
         read_torch_file(path)
 
 
+def test_a_pickle_that_alters_a_tensor_after_its_checks_is_refused(tmp_path):
+    # {"w": _rebuild_tensor_v2(storage of 4 floats, 0, (4,), (1,), False, OrderedDict())}, then BUILD
+    # {"stride": (10000,)} on the tensor: a stride its checks never saw.
+    payload = (b"\x80\x02ccollections\nOrderedDict\n)R(X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n("
+               b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04tQ"
+               b"K\x00K\x04\x85K\x01\x85\x89ccollections\nOrderedDict\n)RtR}X\x06\x00\x00\x00strideM\x10'\x85sbu.")
+    path = _zip_with_pickle(tmp_path / "altered.pth", payload)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("archive/data/0", np.arange(4, dtype="<f4").tobytes())
+    with pytest.raises(UserError, match=re.escape(f"{path}: not a readable PyTorch state dict (a pickle that alters "
+                                                  "a TensorRef after building it)")):
+        read_torch_file(path)
+    unaltered = payload.replace(b"}X\x06\x00\x00\x00strideM\x10'\x85sb", b"")
+    _zip_with_pickle(path, unaltered)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("archive/data/0", np.arange(4, dtype="<f4").tobytes())
+    np.testing.assert_array_equal(read_torch_file(path)["w"], [0, 1, 2, 3])
+
+
 def test_not_a_state_dict_is_refused(tmp_path):
     path = _zip_with_pickle(tmp_path / "list.pth", pickle.dumps([1, 2], protocol=2))
     with pytest.raises(UserError, match=re.escape(f"{path}: holds a list, not a state dict of tensors; "

@@ -30,8 +30,19 @@ RESAVE = ("load it with PyTorch and re-save it: torch.save(torch.load(path, weig
           "or convert its state dict with safetensors.torch.save_file")
 
 
-class StorageType:
+class _Sealed:
+    """What the unpickler makes for the pickle: a pickle's BUILD cannot change it after the checks."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state):
+        raise ValueError(f"a pickle that alters a {type(self).__name__} after building it")
+
+
+class StorageType(_Sealed):
     """A PyTorch storage class (``torch.FloatStorage``...): the NumPy dtype of its elements."""
+
+    __slots__ = ("name", "dtype")
 
     def __init__(self, name, dtype):
         self.name, self.dtype = name, np.dtype(dtype)
@@ -49,8 +60,10 @@ _STORAGE_DTYPES = {
 STORAGE_TYPES = {("torch", name): StorageType(name, dtype) for name, dtype in _STORAGE_DTYPES.items()}
 
 
-class Storage:
+class Storage(_Sealed):
     """The elements of one storage, as a 1-D NumPy array."""
+
+    __slots__ = ("storage_type", "values")
 
     def __init__(self, storage_type, values):
         self.storage_type, self.values = storage_type, values
@@ -60,9 +73,11 @@ class TorchFileError(UserError):
     """A ``.pth`` file that cannot be read (the message names the file)."""
 
 
-class TensorRef:
+class TensorRef(_Sealed):
     """A tensor as the pickle describes it: ``size`` and ``stride`` (in elements) from ``storage_offset`` of
     ``storage``. The legacy format stores the bytes after the pickle, so arrays are made at the end."""
+
+    __slots__ = ("storage", "storage_offset", "size", "stride")
 
     def __init__(self, storage, storage_offset, size, stride):
         self.storage, self.storage_offset, self.size, self.stride = storage, storage_offset, size, stride

@@ -9,7 +9,7 @@ the registries: datasets (``kerasflow.data.datasets``), model kinds (``kerasflow
 backbone presets (``kerasflow.backbones.presets``). The checking itself is ``validation.build``.
 
 Path keys (``data.root``, ``data.flow_root``, ``model.weights``, ``model.init_from``, ``runtime.output_dir``) are absolute
-in a ``Recipe``: ``loading`` resolves them against the working directory.
+in a ``Recipe``: ``loading`` resolves them against the working directory (``model.weights: imagenet`` is a name, kept).
 """
 
 from __future__ import annotations
