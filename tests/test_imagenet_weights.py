@@ -9,8 +9,8 @@ preset at its name.
 """
 
 import contextlib
+import hashlib
 import http.server
-import io
 import os
 import pickle
 import re
@@ -29,14 +29,15 @@ import pytest
 from safetensors.numpy import load_file
 
 from cli_testing import ROOT, assert_one_error_line, call, tiny_recipe
-from kerasflow.backbones import ResNetBackbone, convert_file, from_preset
+from kerasflow.backbones import convert_file, from_preset
 from kerasflow.backbones import imagenet
 from kerasflow.backbones.presets import PRESETS
 from kerasflow.backbones.torch_file import read_torch_file
 from kerasflow.errors import UserError
 
 FIXTURES = ROOT / "tests" / "fixtures"
-(CHECKPOINT,) = [path for path in FIXTURES.glob("resnet18-*.pth") if re.fullmatch(r"resnet18-[0-9a-f]{8}\.pth", path.name)]
+(CHECKPOINT,) = [path for path in FIXTURES.glob("resnet18-*.pth")
+                 if re.fullmatch(r"resnet18-[0-9a-f]{8}\.pth", path.name)]
 LEGACY = FIXTURES / "resnet18-small-legacy.pth"
 SAFETENSORS = FIXTURES / "resnet18-small.safetensors"
 NAME = CHECKPOINT.name
@@ -196,7 +197,8 @@ def test_a_tensor_reaching_outside_its_storage_is_refused(tmp_path):
     with zipfile.ZipFile(CHECKPOINT) as source, zipfile.ZipFile(path, "w") as target:
         for item in source.namelist():
             target.writestr(item, forged if item.endswith("data.pkl") else source.read(item))
-    with pytest.raises(UserError, match=re.escape(f"{path}: damaged (entry 'conv1.weight' is a tensor reaching element")):
+    with pytest.raises(UserError,
+                       match=re.escape(f"{path}: damaged (entry 'conv1.weight' is a tensor reaching element")):
         read_torch_file(path)
 
 
@@ -226,7 +228,8 @@ def test_not_a_state_dict_is_refused(tmp_path):
         read_torch_file(path)
     cut = tmp_path / "cut.pth"
     cut.write_bytes(DATA[:len(DATA) // 2])
-    with pytest.raises(UserError, match=re.escape(f"{cut}: damaged (File is not a zip file); download or save it again")):
+    with pytest.raises(UserError,
+                       match=re.escape(f"{cut}: damaged (File is not a zip file); download or save it again")):
         read_torch_file(cut)
 
 
@@ -248,14 +251,15 @@ def test_first_use_downloads_checks_converts_and_caches_then_reads_only_the_cach
 
     again = from_preset("resnet18", weights="imagenet", include_head=False, input_channels=2, **SMALL)
     assert server.paths == [f"/models/{NAME}"]  # the second use makes no request
-    np.testing.assert_array_equal(again.find_layer("layer4_1_conv1").kernel, backbone.find_layer("layer4_1_conv1").kernel)
+    np.testing.assert_array_equal(again.find_layer("layer4_1_conv1").kernel,
+                                  backbone.find_layer("layer4_1_conv1").kernel)
     server.close()
     assert imagenet.imagenet_weights("resnet18") == str(cached)  # with the server gone
 
 
 def test_a_wrong_file_is_refused_and_nothing_is_cached(home, serve):
     server = serve({NAME: LEGACY.read_bytes()})
-    digest = __import__("hashlib").sha256(LEGACY.read_bytes()).hexdigest()[:8]
+    digest = hashlib.sha256(LEGACY.read_bytes()).hexdigest()[:8]
     assert fetch_error() == (
         f"{server.url}{NAME} is damaged or not the expected file (its SHA-256 starts with {digest}, not "
         f"{NAME[9:17]}): nothing was cached; retry, or convert a local file with {CONVERT}")

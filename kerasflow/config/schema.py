@@ -228,8 +228,8 @@ def _check_imagenet_backbones(values, key, checker):
                                             ("flow", "flow_weights", values["flow_backbone"], flow_weights)):
         if stream in streams and weights == IMAGENET and imagenet_checkpoint(backbone) is None:
             named = name if values[name] == IMAGENET else "weights"
-            checker.fail(f"{join_key(key, named)} = imagenet: backbone preset {backbone!r} has no ImageNet weights; "
-                         f"set {join_key(key, named)} to null (random initialisation) or to a converted .weights.h5 file")
+            checker.fail(f"{join_key(key, named)} = imagenet: backbone preset {backbone!r} has no ImageNet weights; set "
+                         f"{join_key(key, named)} to null (random initialisation) or to a converted .weights.h5 file")
 
 
 def _fill_backbone_names(path, model_values, key, checker):
