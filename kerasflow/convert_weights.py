@@ -1,6 +1,8 @@
-"""Convert a torchvision-layout ResNet state dict (.safetensors) into Keras weights for kerasflow.
+"""Convert a torchvision-layout ResNet state dict (.pth or .safetensors) into Keras weights for kerasflow.
 
-    python -m kerasflow.convert_weights resnet34.safetensors resnet34.weights.h5 [--arch resnet34]
+    python -m kerasflow.convert_weights resnet34-b627a593.pth resnet34.weights.h5 [--arch resnet34]
+
+A .pth file (what torch.save writes) is read without PyTorch and without running its pickled code.
 
 (``python tools/convert_weights.py`` is the same command.)
 
@@ -15,7 +17,7 @@ from kerasflow.errors import cli_entry, run_command
 @cli_entry
 def main(argv=None):
     parser = command_parser("convert_weights", __doc__)
-    parser.add_argument("in_path", help="torchvision-layout ResNet state dict, .safetensors")
+    parser.add_argument("in_path", help="torchvision-layout ResNet state dict, .pth or .safetensors")
     parser.add_argument("out_path", help="output Keras weights, must end in .weights.h5")
     parser.add_argument("--arch", help="check the file against this backbone preset, e.g. resnet34 "
                         "(default: infer the architecture from the keys and shapes)")

@@ -7,6 +7,8 @@ import tempfile
 
 # The data check's cache of video probes goes to a folder of the test session, never the user's cache.
 os.environ.setdefault("KERASFLOW_CACHE_DIR", tempfile.mkdtemp(prefix="kerasflow-test-cache-"))
+# ImageNet weights (model.weights: imagenet) are cached in a folder of the test session too.
+os.environ.setdefault("KERASFLOW_HOME", tempfile.mkdtemp(prefix="kerasflow-test-home-"))
 
 import pytest  # noqa: E402
 

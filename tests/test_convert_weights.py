@@ -228,10 +228,11 @@ def test_arch_mismatch_names_first_bad_key(tmp_path):
     assert "does not hold a resnet34: key 'conv1.weight' has shape (4, 3, 7, 7), expected (64, 3, 7, 7)" in message
 
 
-def test_not_safetensors_is_named(tmp_path):
-    in_path = tmp_path / "model.pth"
-    in_path.write_bytes(b"PK\x03\x04 this is a torch zip, not safetensors" * 10)
-    with pytest.raises(UserError, match=re.escape(f"{in_path}: not a readable safetensors file")):
+def test_neither_safetensors_nor_torch_is_named(tmp_path):
+    in_path = tmp_path / "model.bin"
+    in_path.write_bytes(b"this is neither a safetensors file nor a torch.save file" * 10)
+    with pytest.raises(UserError, match=re.escape(f"{in_path}: not a readable safetensors file (") + r".*\) nor a "
+                                        r"torch\.save file; give a \.pth or \.safetensors state dict$"):
         convert_file(in_path, tmp_path / "out.weights.h5")
 
 

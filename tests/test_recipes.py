@@ -61,7 +61,7 @@ def test_paper_recipes_carry_section_3a_settings(name):
     assert (recipe.model.flow.trainable, recipe.model.flow.learning_rate_scale, recipe.model.flow.weight_decay) == (
         (0, 1, 1, 1, 1), 0.01, None)  # the flow group takes the stage's decay, as the representation-flow code's
     assert (recipe.data.flow_sampling, recipe.data.flow_stride, recipe.data.validation) == ("contiguous", 2, "test")
-    assert recipe.model.weights == os.path.abspath("weights/resnet34.weights.h5")
+    assert recipe.model.weights == "imagenet" and recipe.model.stream_weights("flow") == ("resnet34", "imagenet")
     assert [s.name for s in recipe.stages] == ["rgb_stage1", "rgb_stage2", "flow", "joint"]
     rgb1, rgb2, flow, joint = recipe.stages
     assert (rgb1.epochs, rgb1.optimizer, rgb1.learning_rate, rgb1.epsilon, rgb1.weight_decay) == (
@@ -163,7 +163,7 @@ def test_unknown_key_names_full_path_and_closest_key():
                                       "between 0 and 1, or an existing list file"),
     ("model", "rgb_dropout", 1.0, "model.rgb_dropout = 1.0 is not allowed: expected a number "
                                   ">= 0.0 and < 1.0"),
-    ("model", "weights", ["a"], "model.weights = ['a'] is not allowed: expected a path or null"),
+    ("model", "weights", ["a"], "model.weights = ['a'] is not allowed: expected a path or imagenet or null"),
     ("runtime", "distribution", "mirror", "runtime.distribution = 'mirror' is not allowed: expected "
                                           "one of none, mirrored, multi_worker_mirrored "
                                           "(did you mean mirrored?)"),

@@ -117,7 +117,7 @@ def test_the_shipped_ablation_recipes_plan_the_papers_studies():
         assert sorted(trial[key] for trial in trials if all(trial[k] == v for k, v in others.items())) == sorted(values)
     recipe = space.trial_recipe({**space.base_values, "model.flow_backbone": "resnet50"})
     assert (recipe.model.kind, recipe.model.flow_backbone) == ("representation_flow", "resnet50")
-    assert recipe.model.flow_weights.endswith("weights/resnet50.weights.h5")
+    assert recipe.model.stream_weights("flow") == ("resnet50", "imagenet")
     assert [trial["model.flow.num_layers"] for trial in SearchSpace("demo-ablation").planned_trials()] == [0, 1, 2, 3]
 
 

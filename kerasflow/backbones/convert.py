@@ -1,4 +1,6 @@
-"""Convert a torchvision-layout ResNet state dict (``.safetensors``) into a Keras ``.weights.h5``.
+"""Convert a torchvision-layout ResNet state dict (a ``.pth`` file ``torch.save`` wrote, or ``.safetensors``)
+into a Keras ``.weights.h5``. ``.pth`` files are read without PyTorch and without running their pickled
+code (``kerasflow.backbones.torch_file``).
 
 The state dict keys are torchvision's (``conv1.weight``, ``bn1.running_var``,
 ``layer2.0.downsample.0.weight``, ``fc.bias``...; timm's ``resnet34.tv_in1k`` uses the same layout). The architecture is read from the keys
@@ -18,6 +20,7 @@ from tqdm import tqdm
 
 from kerasflow.backbones.presets import TORCHVISION_STRIDES, from_preset
 from kerasflow.backbones.resnet import ResNetBackbone
+from kerasflow.backbones.torch_file import is_torch_file, read_torch_file
 from kerasflow.backbones.weights import config_path
 from kerasflow.errors import UserError
 from kerasflow.atomic import atomic_path
@@ -145,20 +148,23 @@ def convert_state_dict(state_dict, arch=None, source="<state dict>"):
 
 
 def read_state_dict(path):
-    """The tensors of the ``.safetensors`` file ``path`` as NumPy arrays."""
+    """The tensors of ``path``, a ``torch.save`` file (``.pth``) or a ``.safetensors`` file, as NumPy arrays."""
     if not os.path.isfile(path):
-        raise UserError(f"{path}: no such file; give a .safetensors ResNet state dict")
+        raise UserError(f"{path}: no such file; give a .pth or .safetensors ResNet state dict")
+    if is_torch_file(path):
+        return read_torch_file(path)
     try:
         return load_file(path)
     except (SafetensorError, ValueError, TypeError, OSError) as error:
         reason = " ".join(str(error).split()) or type(error).__name__
         raise UserError(
-            f"{path}: not a readable safetensors file ({reason}); save the state dict with safetensors"
+            f"{path}: not a readable safetensors file ({reason}) nor a torch.save file; give a .pth or "
+            ".safetensors state dict"
         ) from None
 
 
 def convert_file(in_path, out_path, arch=None):
-    """Convert ``in_path`` (``.safetensors``) into ``out_path`` (``.weights.h5``) plus its config sidecar.
+    """Convert ``in_path`` (``.pth`` or ``.safetensors``) into ``out_path`` (``.weights.h5``) plus its config sidecar.
 
     Returns the converted ``ResNetBackbone``.
     """

@@ -3,7 +3,8 @@
 The table is plain data, so the recipe schema reads the names without starting TensorFlow. Each
 preset names its backbone class (a module and class name, imported on first use) and the class's
 constructor arguments; ``from_preset(name, weights=None, **overrides)`` builds it as keras-hub's
-``Backbone.from_preset`` does, with converted ImageNet weights from a local file instead of a download.
+``Backbone.from_preset`` does, with ImageNet weights fetched and cached by name (``weights="imagenet"``,
+``kerasflow.backbones.imagenet``) or read from a converted file.
 """
 
 import importlib
@@ -11,6 +12,7 @@ import importlib
 from kerasflow.errors import UserError
 
 TORCHVISION_STRIDES = (1, 2, 2, 2)
+IMAGENET = "imagenet"  # the weights value that names a preset's ImageNet weights (``kerasflow.backbones.imagenet``)
 _RESNET = "kerasflow.backbones.resnet:ResNetBackbone"
 _TORCHVISION = {"stackwise_num_filters": (64, 128, 256, 512), "stackwise_num_strides": TORCHVISION_STRIDES,
                 "stem_filters": 64}
@@ -29,21 +31,32 @@ LAYER_GROUPS = {
 }
 
 
-def register_preset(name, backbone_class, description, **config):
-    """Add preset ``name``: ``backbone_class`` (``"module:Class"``) built with ``config``."""
+def register_preset(name, backbone_class, description, imagenet_checkpoint=None, **config):
+    """Add preset ``name``: ``backbone_class`` (``"module:Class"``) built with ``config``.
+
+    ``imagenet_checkpoint``: the file name of its ImageNet weights under torchvision's download folder
+    (``kerasflow.backbones.imagenet``), or None when it has none.
+    """
     if name in PRESETS:
         raise ValueError(f"backbone preset {name!r} is registered already")
-    PRESETS[name] = {"class": backbone_class, "config": config, "description": description}
+    PRESETS[name] = {"class": backbone_class, "config": config, "description": description,
+                     "imagenet_checkpoint": imagenet_checkpoint}
 
 
+# The checkpoints are torchvision's IMAGENET1K_V1 weights, which EgoRCNN and the representation-flow code
+# start from; the 8 hex digits in each name are the start of the file's SHA-256.
 register_preset("resnet18", _RESNET, "torchvision ResNet-18 (basic blocks 2-2-2-2), 11.7 M parameters",
-                stackwise_num_blocks=(2, 2, 2, 2), block_type="basic_block", **_TORCHVISION)
+                "resnet18-f37072fd.pth", stackwise_num_blocks=(2, 2, 2, 2), block_type="basic_block",
+                **_TORCHVISION)
 register_preset("resnet34", _RESNET, "torchvision ResNet-34 (basic blocks 3-4-6-3), 21.8 M parameters",
-                stackwise_num_blocks=(3, 4, 6, 3), block_type="basic_block", **_TORCHVISION)
+                "resnet34-b627a593.pth", stackwise_num_blocks=(3, 4, 6, 3), block_type="basic_block",
+                **_TORCHVISION)
 register_preset("resnet50", _RESNET, "torchvision ResNet-50 v1.5 (bottlenecks 3-4-6-3), 25.6 M parameters",
-                stackwise_num_blocks=(3, 4, 6, 3), block_type="bottleneck_block", **_TORCHVISION)
+                "resnet50-0676ba61.pth", stackwise_num_blocks=(3, 4, 6, 3), block_type="bottleneck_block",
+                **_TORCHVISION)
 register_preset("resnet101", _RESNET, "torchvision ResNet-101 v1.5 (bottlenecks 3-4-23-3), 44.5 M parameters",
-                stackwise_num_blocks=(3, 4, 23, 3), block_type="bottleneck_block", **_TORCHVISION)
+                "resnet101-63fe2227.pth", stackwise_num_blocks=(3, 4, 23, 3), block_type="bottleneck_block",
+                **_TORCHVISION)
 # A ResNet-10-shaped toy at 1/8 width for the demo and the tests: no ImageNet weights exist for it.
 register_preset("tiny", _RESNET, "1/8-width ResNet-10 for demos and tests (no ImageNet weights)",
                 stackwise_num_filters=(8, 16, 32, 64), stackwise_num_blocks=(1, 1, 1, 1),
@@ -62,6 +75,20 @@ def preset_config(name):
     return dict(PRESETS[name]["config"])
 
 
+def imagenet_checkpoint(name):
+    """File name of preset ``name``'s ImageNet weights under torchvision's download folder, or None."""
+    preset_config(name)
+    return PRESETS[name]["imagenet_checkpoint"]
+
+
+def flow_stream_weights(backbone, flow_backbone, weights, flow_weights):
+    """The flow stream's ImageNet weights (``model.flow_weights``, else ``model.weights`` when it is
+    ``imagenet``, which names each backbone's own, or when both streams share a backbone)."""
+    if flow_weights is not None:
+        return flow_weights
+    return weights if weights == IMAGENET or flow_backbone == backbone else None
+
+
 def preset_class(name):
     """The backbone class of preset ``name`` (imports its module, and with it Keras)."""
     preset_config(name)
@@ -74,8 +101,9 @@ def from_preset(name, weights=None, backbone_class=None, **overrides):
 
     Args:
         name: a ``preset_names()`` entry, e.g. ``"resnet34"``.
-        weights: path of a converted ``.weights.h5`` file (``python -m kerasflow.convert_weights``), or
-            None for random initialisation.
+        weights: ``"imagenet"`` (torchvision's ImageNet weights of the preset, downloaded, checked and
+            converted on first use, then read from ``$KERASFLOW_HOME/weights/``), the path of a converted
+            ``.weights.h5`` file (``python -m kerasflow.convert_weights``), or None for random initialisation.
         backbone_class: the class that builds the preset's architecture: the preset's own (None) or a
             subclass of it, e.g. ``InflatedResNetBackbone`` for a ResNet inflated to 3-D.
         **overrides: constructor arguments that replace the preset's, e.g. ``input_channels=10,
@@ -90,7 +118,11 @@ def from_preset(name, weights=None, backbone_class=None, **overrides):
     backbone.output["pooled"].shape  # (None, 64)
     ```
     """
+    from kerasflow.backbones.imagenet import checkpoint_name, imagenet_weights
+
     preset = preset_class(name)
+    if weights == IMAGENET:
+        checkpoint_name(name)  # a preset without ImageNet weights is refused before anything is built
     backbone_class = backbone_class or preset
     if not issubclass(backbone_class, preset):
         raise UserError(f"backbone preset {name!r} is a {preset.__name__}; a {backbone_class.__name__} "
@@ -99,5 +131,5 @@ def from_preset(name, weights=None, backbone_class=None, **overrides):
     if weights:
         from kerasflow.backbones.weights import load_imagenet_weights
 
-        load_imagenet_weights(backbone, weights)
+        load_imagenet_weights(backbone, imagenet_weights(name) if weights == IMAGENET else weights)
     return backbone

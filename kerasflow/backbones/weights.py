@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 
-from kerasflow.backbones.resnet import ResNetBackbone
 from kerasflow.errors import UserError
 
 ARCHITECTURE_KEYS = (
@@ -46,6 +45,8 @@ def load_imagenet_weights(backbone, path):
     ``backbone.include_head`` the file's ``fc`` is skipped. A 3-D backbone (``InflatedResNetBackbone``)
     gets each 2-D kernel inflated to its time extent (``inflate_kernel``). Returns ``backbone``.
     """
+    from kerasflow.backbones.resnet import ResNetBackbone  # here: the rest of the module needs no Keras
+
     path = str(path)
     config = read_weights_config(path)
     needed = backbone.get_config()  # lists, like the JSON sidecar

@@ -10,7 +10,7 @@ the registries: datasets (``kerasflow.data.datasets``), model kinds (``kerasflow
 backbone presets (``kerasflow.backbones.presets``). The checking itself is ``validation.build``.
 
 Path keys (``data.root``, ``data.flow_root``, ``model.weights``, ``model.init_from``, ``runtime.output_dir``) are absolute
-in a ``Recipe``: ``loading`` resolves them against the working directory.
+in a ``Recipe``: ``loading`` resolves them against the working directory (``model.weights: imagenet`` is a name, kept).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import typing
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from kerasflow.backbones.presets import preset_config, preset_names
+from kerasflow.backbones.presets import IMAGENET, flow_stream_weights, imagenet_checkpoint, preset_config, preset_names
 from kerasflow.config.search import SearchConfig
 from kerasflow.config.validation import join_key, option
 from kerasflow.data.datasets import dataset_names, get_dataset, option_keys
@@ -179,9 +179,11 @@ class FlowConfig:
 class ModelConfig:
     """The network: which streams, backbone, ImageNet weights, representation-flow settings, fusion.
 
+    ``weights`` is ``imagenet`` (torchvision's ImageNet weights of the backbone, fetched and cached on first
+    use: ``kerasflow.backbones.imagenet``), a converted ImageNet file, or null (random initialisation).
     ``flow_backbone`` is the flow stream's backbone (null: ``backbone``) and ``flow_weights`` its
-    converted ImageNet file (null: ``weights`` when the two backbones are the same); both may name
-    ``{backbone}`` and ``{flow_backbone}`` (e.g. ``weights/{backbone}.weights.h5``); ``fusion`` joins the two
+    ImageNet weights (null: ``weights`` when it is ``imagenet`` or the two backbones are the same); both
+    may name ``{backbone}`` and ``{flow_backbone}`` (e.g. ``weights/{backbone}.weights.h5``); ``fusion`` joins the two
     streams: ``features`` (their features concatenated, a new classifier: EgoRCNN's joint model),
     ``logits`` (the mean of the two streams' logits, ego-rnn's late fusion in ``eval-run-twoStream.py``)
     or ``scores`` (the mean of the two streams' softmax); neither adds a layer. ``init_from`` (a run folder or
@@ -197,8 +199,8 @@ class ModelConfig:
     kind: str = option(choices=kind_names)
     backbone: str = option("resnet34", choices=preset_names)
     flow_backbone: Optional[str] = option(None, choices=preset_names)
-    weights: Optional[str] = option(None, path=True)
-    flow_weights: Optional[str] = option(None, path=True)
+    weights: Optional[str] = option(None, path=True, words=(IMAGENET,))
+    flow_weights: Optional[str] = option(None, path=True, words=(IMAGENET,))
     flow: FlowConfig = option(FlowConfig())
     flow_network: str = option("per_frame", choices=flow_network_names)
     fusion: str = option("features", choices=FUSIONS)
@@ -216,7 +218,28 @@ class ModelConfig:
             values["flow_backbone"] = values["backbone"]
         for name in ("weights", "flow_weights"):
             values[name] = _fill_backbone_names(values[name], values, join_key(key, name), checker)
+        _check_imagenet_backbones(values, key, checker)
         _finish_init_from(values, key, checker)
+
+    def stream_weights(self, stream):
+        """``(backbone preset, ImageNet weights)`` of ``stream`` (``rgb`` or ``flow``)."""
+        if stream == "rgb":
+            return self.backbone, self.weights
+        return self.flow_backbone, flow_stream_weights(self.backbone, self.flow_backbone, self.weights,
+                                                       self.flow_weights)
+
+
+def _check_imagenet_backbones(values, key, checker):
+    """Refuse ``imagenet`` weights for a stream whose backbone has none (``tiny``)."""
+    streams = get_kind(values["kind"]).streams
+    flow_weights = flow_stream_weights(values["backbone"], values["flow_backbone"], values["weights"],
+                                       values["flow_weights"])
+    for stream, name, backbone, weights in (("rgb", "weights", values["backbone"], values["weights"]),
+                                            ("flow", "flow_weights", values["flow_backbone"], flow_weights)):
+        if stream in streams and weights == IMAGENET and imagenet_checkpoint(backbone) is None:
+            named = name if values[name] == IMAGENET else "weights"
+            checker.fail(f"{join_key(key, named)} = imagenet: backbone preset {backbone!r} has no ImageNet weights; set "
+                         f"{join_key(key, named)} to null (random initialisation) or to a converted .weights.h5 file")
 
 
 def _fill_backbone_names(path, model_values, key, checker):

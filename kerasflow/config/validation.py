@@ -34,15 +34,16 @@ _PLURAL_WORDS = {int: "integers", float: "numbers"}
 
 
 def option(default=dataclasses.MISSING, *, choices=None, minimum=None, maximum=None, above=None, below=None,
-           path=False):
+           path=False, words=()):
     """A dataclass field with the checks ``build`` applies.
 
     ``choices``: the allowed strings, or a function returning them (a registry's names);
     ``minimum``/``maximum``: inclusive bounds, ``above``/``below``: exclusive bounds;
-    ``path``: the string is a path, made absolute against the working directory.
+    ``path``: the string is a path, made absolute against the working directory, unless it is one of
+    ``words`` (names a path key also takes, e.g. ``imagenet``).
     """
     metadata = {"choices": choices, "minimum": minimum, "maximum": maximum, "above": above,
-                "below": below, "path": path}
+                "below": below, "path": path, "words": tuple(words)}
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -84,7 +85,7 @@ def describe(kind, meta, nouns=False) -> str:
     if meta.get("choices"):
         return "one of " + ", ".join(choices_of(meta))
     if meta.get("path"):
-        return "a path"
+        return " or ".join(["a path", *meta.get("words", ())])
     base = (_PLURAL_WORDS if nouns else {}).get(kind, _TYPE_WORDS[kind])
     bounds = [f">= {meta['minimum']}" if meta.get("minimum") is not None else "",
               f"> {meta['above']}" if meta.get("above") is not None else "",
@@ -157,7 +158,9 @@ def _convert_string(value, meta, reject):
     if choices and value not in choices:
         close = difflib.get_close_matches(value, choices, n=1)
         reject(describe(str, meta) + (f" (did you mean {close[0]}?)" if close else ""))
-    return os.path.abspath(os.path.expanduser(value)) if meta.get("path") else value
+    if meta.get("path") and value not in meta.get("words", ()):
+        return os.path.abspath(os.path.expanduser(value))
+    return value
 
 
 def build(cls, raw: dict, key: str, checker: Checker):

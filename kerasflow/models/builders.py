@@ -17,24 +17,20 @@ def _rgb_stream(model, data):
                             units=model.convlstm_units, num_head_classes=model.num_head_classes)
 
 
-def _flow_weights(model):
-    """The ImageNet file of the flow stream: ``model.weights`` when both streams share a backbone."""
-    return model.flow_weights or (model.weights if model.flow_backbone == model.backbone else None)
-
-
 def _representation_flow_stream(model, data):
     """The stream body of ``model.flow_network`` (``kerasflow.models.flow_networks``)."""
     flow = model.flow
     build = getattr(flow_streams, get_flow_network(model.flow_network).builder)
+    backbone, weights = model.stream_weights("flow")
     return build(
-        data.flow_frames, data.frame_size, backbone=model.flow_backbone, weights=_flow_weights(model),
+        data.flow_frames, data.frame_size, backbone=backbone, weights=weights,
         num_flow_layers=flow.num_layers, flow_iterations=flow.iterations, flow_position=flow.position,
         bottleneck=flow.bottleneck, flow_options=flow.layer_options)
 
 
 def _optical_flow_stream(model, data):
-    return build_optical_flow_stream(data.frame_size, stack=data.flow_stack, backbone=model.flow_backbone,
-                                     weights=_flow_weights(model))
+    backbone, weights = model.stream_weights("flow")
+    return build_optical_flow_stream(data.frame_size, stack=data.flow_stack, backbone=backbone, weights=weights)
 
 
 def _rgb_model(model, data, num_classes):

@@ -16,6 +16,8 @@ from pathlib import Path
 import keras
 
 from kerasflow import metrics
+from kerasflow.backbones.imagenet import imagenet_weights
+from kerasflow.backbones.presets import IMAGENET
 from kerasflow.backbones.weights import read_weights_config
 from kerasflow.data.check import check_recipe_data
 from kerasflow.data.feeds import model_dataset, recipe_indexes, test_clips, validation_split
@@ -95,13 +97,18 @@ def test_dataset(recipe, stage, test, bad_videos):
 
 
 def _check_before_start(recipe, train):
-    """Fail before any work on what the recipe asks that cannot run: the ImageNet weights file, a batch
-    larger than the training set."""
-    if recipe.model.weights:
+    """Fail before any work on what the recipe asks that cannot run: the ImageNet weights (fetched here on
+    first use), a batch larger than the training set."""
+    for stream in recipe.kind.streams:
+        backbone, weights = recipe.model.stream_weights(stream)
         try:
-            read_weights_config(recipe.model.weights)
+            if weights == IMAGENET:
+                imagenet_weights(backbone)  # fetched and converted now if not cached yet
+            elif weights:
+                read_weights_config(weights)
         except UserError as error:
-            raise UserError(f"model.weights: {error}") from None
+            key = "flow_weights" if stream == "flow" and recipe.model.flow_weights else "weights"
+            raise UserError(f"model.{key}: {error}") from None
     for stage in recipe.trained_stages:
         batch_size = recipe.batch_size_for(stage)
         if batch_size > len(train.items):
