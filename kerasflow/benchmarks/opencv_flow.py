@@ -52,8 +52,8 @@ def feature_maps(frames, side, channels, seed=0):
     """``(frames, side, side, channels)`` float32 0..255: a stride-``224 / side`` patch convolution with
     random filters and a ReLU over the 224x224 grey frames, the kind of map the flow layer reads in the
     paper's network (28x28 x 32 after a bottleneck)."""
-    grey = grey_frames(frames, 224, seed)
     patch = 224 // side
+    grey = grey_frames(frames, 224, seed)[:, : side * patch, : side * patch]
     patches = grey.reshape(frames, side, patch, side, patch).transpose(0, 1, 3, 2, 4).reshape(frames, side, side, -1)
     filters = np.random.default_rng(seed).normal(size=(patch * patch, channels)).astype(np.float32)
     maps = np.maximum(patches @ filters, 0.0)
