@@ -161,7 +161,7 @@ def _quantized_ops(data, quantize):
             raise UserError(f"--quantize dynamic_int8 quantized none of this model's weights: TFLite's dynamic-range "
                             f"quantization leaves {describe(weights['float'])} float32 "
                             f"({weights['float_bytes'] / 1e6:.2f} MB); export with --quantize float16 (halves "
-                            "them) or --quantize int8; nothing was written")
+                            "them) or none; nothing was written")
         return weights["float"]
     return float_ops(data) if quantize == "int8" else {}
 
