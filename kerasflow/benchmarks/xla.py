@@ -28,7 +28,8 @@ def _model_rows(sizes, batch, repeats):
     import keras
     import tensorflow as tf
 
-    from kerasflow.benchmarks.sections import FLOW_CLIP, RGB_CLIP, build_models, random_batch
+    from kerasflow.benchmarks.sections import build_models, random_batch
+    from kerasflow.data.inputs import FLOW_CLIP, RGB_CLIP
 
     model = build_models("two_stream", sizes)["joint"]
     inputs = random_batch(sizes.inputs((RGB_CLIP, FLOW_CLIP)), batch)
