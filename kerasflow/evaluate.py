@@ -169,6 +169,8 @@ def evaluate_model(args):
 
     predictor = load_predictor(args.model)
     recipe = load_recipe(find_recipe(args.model, args.recipe, predictor.source_run), args.overrides)
+    if predictor.keras_model is not None:
+        predictor.set_jit_compile(recipe.runtime.jit_compile)
     check_model_matches_recipe(predictor.info, recipe, predictor.path)
     return evaluate_run(predictor, recipe, args.subset, args.batch_size, args.output, args.clips)
 

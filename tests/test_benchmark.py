@@ -10,17 +10,31 @@ from kerasflow import benchmark
 from kerasflow.benchmarks import clips
 from kerasflow.benchmarks.measure import graph_flops
 
-SECTIONS = ["environment", "quick", "sizes", "end_to_end", "flops", "memory", "training", "pipeline", "flow_layer",
-            "export", "targets"]
+SECTIONS = ["environment", "quick", "sizes", "end_to_end", "flops", "memory", "training", "pipeline", "opencv_flow",
+            "flow_layer", "export", "xla", "targets"]
 
 
 def test_quick_benchmark_writes_every_section(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert benchmark.main(["--quick", "--repeats", "1", "--json", str(out)]) == 0
+    assert benchmark.main(["--quick", "--repeats", "1", "--json", str(out), "--force"]) == 0
     report = json.loads(out.read_text())
     assert sorted(report) == sorted(SECTIONS)
+    assert report["environment"]["load_per_core"] == pytest.approx(
+        report["environment"]["load_average_1min"] / report["environment"]["cores"], abs=0.01)
     e2e = report["end_to_end"]
     assert e2e["tvl1_pairs_per_video"] == benchmark.QUICK["video"][0] - 1 and len(e2e["videos"]) == 2
+    # 11 pairs, stacks of 2: one centre stack reads pairs 4-5; 10 stacks start at 0..9 and read all 11.
+    assert [(row["stacks"], row["pairs"]) for row in e2e["read_pairs"]] == [(1, 2), (10, 11)]
+    for row in e2e["read_pairs"]:
+        assert row["tvl1_read_pairs_two_stream_s"] == pytest.approx(row["tvl1_read_pairs_s_per_video"]
+                                                                    + row["optical_flow_model_s"])
+        assert row["speedup_read_pairs"] == pytest.approx(row["tvl1_read_pairs_two_stream_s"]
+                                                          / row["representation_flow_two_stream_s"])
+    assert [(r["pairs"], r["side"], r["channels"], r["opencv_problems"]) for r in report["opencv_flow"]["rows"]] == \
+        [(2, 32, 1, 2), (2, 8, 4, 8)]
+    assert all(r["max_difference_px"] <= 1e-4 and r["speedup"] == pytest.approx(r["opencv_s"] / r["layer_s"])
+               for r in report["opencv_flow"]["rows"])
+    assert report["xla"]["auto_uses_xla"] is False and len(report["xla"]["rows"]) == 3  # no GPU here
     assert e2e["speedup"] == pytest.approx(e2e["tvl1_two_stream_s"] / e2e["representation_flow_two_stream_s"])
     assert e2e["speedup_bfloat16"] == pytest.approx(
         e2e["tvl1_two_stream_s"] / e2e["representation_flow_two_stream_bfloat16_s"])
@@ -37,7 +51,48 @@ def test_quick_benchmark_writes_every_section(tmp_path, capsys):
     assert set(report["export"]) == {"saved_model", "tflite"}
     assert report["memory"]["training_peak_rss_mib"] >= report["memory"]["inference_peak_rss_mib"] > 0
     printed = capsys.readouterr().out
-    assert "### 2. RepresentationFlow layer vs PyTorch eager" in printed and f"results: {out}" in printed
+    assert "### 2b. RepresentationFlow layer vs PyTorch eager" in printed and f"results: {out}" in printed
+    assert "target >= 4x at every shape on an idle machine; measured at" in printed
+    assert "### 7. runtime.jit_compile (XLA): auto uses XLA here: no" in printed
+
+
+def test_a_busy_machine_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(benchmark.os, "getloadavg", lambda: (4.5, 3.0, 2.0))
+    monkeypatch.setattr(benchmark.os, "sched_getaffinity", lambda pid: {0, 1})
+    out = tmp_path / "bench.json"
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark.main(["--quick", "--json", str(out)])
+    assert exit_info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert errors == ["error: the load average is 4.50 on 2 cores (above 1 per core): other processes would be timed "
+                      "too; run on an idle machine, or pass --force to measure anyway"]
+    assert not out.exists()
+    monkeypatch.setattr(benchmark.os, "getloadavg", lambda: (2.0, 3.0, 2.0))  # 1 per core: measured
+    benchmark.check_idle(force=False)
+
+
+def test_read_pairs_are_the_test_stacks_pairs():
+    from kerasflow.benchmarks.sections import read_pairs
+
+    # 89 pairs (a 90-frame clip), stacks of 5: the centre stack starts at (89 - 5) // 2 = 42; ten stacks
+    # start at floor(k * 85 / 10): 0, 8, 17, 25, 34, 42, 51, 59, 68, 76.
+    assert read_pairs(89, 5, 1) == set(range(42, 47))
+    assert read_pairs(89, 5, 10) == {s + k for s in (0, 8, 17, 25, 34, 42, 51, 59, 68, 76) for k in range(5)}
+    assert len(read_pairs(89, 5, 10)) == 50
+
+
+def test_opencv_runs_the_layers_settings():
+    from kerasflow.benchmarks import opencv_flow
+
+    tvl1 = opencv_flow.opencv_tvl1(20)
+    assert (tvl1.getTau(), tvl1.getLambda(), tvl1.getTheta()) == pytest.approx((0.25, 0.15, 0.3))
+    assert (tvl1.getScalesNumber(), tvl1.getWarpingsNumber(), tvl1.getInnerIterations(), tvl1.getOuterIterations(),
+            tvl1.getMedianFiltering(), tvl1.getEpsilon(), tvl1.getGamma()) == (1, 1, 20, 1, 1, 0.0, 0.0)
+    layer = opencv_flow.the_layer(20)
+    assert (layer.theta, layer.tau, layer.lambda_, layer.n_iter) == pytest.approx((0.3, 0.25, 0.15, 20))
+    assert (layer.image_gradient, layer.normalize) == ("central", "none")
+    row = opencv_flow.compare(pairs=2, side=24, channels=3, iterations=5, repeats=1)
+    assert row["max_difference_px"] <= opencv_flow.PARITY_PX and row["opencv_problems"] == 6
 
 
 def test_flops_are_counted_from_convolutions_and_matmuls():

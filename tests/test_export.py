@@ -3,6 +3,7 @@ stream model, its representation-flow model) and an optical-flow model in every 
 the Keras model recomputed here; builtin TFLite ops only; predict and evaluate agreeing across the run,
 the SavedModel and the TFLite file; every refusal in one line with nothing half-written."""
 
+import collections
 import json
 import re
 import shutil
@@ -137,7 +138,7 @@ def test_a_convlstm2d_in_an_older_model_is_unrolled_for_serving():
     assert convlstm.unroll and tuple(rebuilt.inputs[0].shape) == (1, 3, 4, 4, 2)
 
 
-@pytest.mark.parametrize("quantize, tolerance", [("float16", 1e-2), ("dynamic_int8", None)])
+@pytest.mark.parametrize("quantize, tolerance", [("float16", 1e-2), ("dynamic_int8", None), ("int8", None)])
 def test_quantized_tflite(quantize, tolerance, exported, tiny_run, capsys):
     stdout, folder = exported("two_stream", "tflite", quantize, capsys=capsys)
     _, plain = exported("two_stream", "tflite", capsys=capsys)
@@ -146,8 +147,88 @@ def test_quantized_tflite(quantize, tolerance, exported, tiny_run, capsys):
     assert f"{check['top1_agreement']:.3f}" in stdout
     if tolerance is not None:
         assert check["max_probability_difference"] <= tolerance and check["top1_agreement"] == 1.0
-    # float16 halves the weights; dynamic int8 quarters them (the tiny model's graph is a large share).
+    # float16 halves the weights; int8 quarters them (the tiny model's graph is a large share).
     assert (folder / "model.tflite").stat().st_size < 0.75 * (plain / "model.tflite").stat().st_size
+    if quantize == "dynamic_int8":  # what stayed float is read from the file, and said
+        kept = float_weight_ops(folder / "model.tflite")
+        assert check["kept_float"] == kept and kept  # the flow stream's 3-D convolutions
+        assert "kept float32: the weights of these ops (no dynamic-range int8 kernel): " + \
+            ", ".join(f"{name} x{count}" for name, count in sorted(kept.items())) in stdout
+
+
+def tensor_types(path):
+    """``[(op name, [input dtypes], [output dtypes])]`` of a TFLite file, from its interpreter."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    dtypes = {tensor["index"]: tensor["dtype"] for tensor in interpreter.get_tensor_details()}
+    return [(op["op_name"], [dtypes[i] for i in op["inputs"] if i >= 0], [dtypes[i] for i in op["outputs"]])
+            for op in interpreter._get_ops_details()]
+
+
+def float_weight_ops(path):
+    """``{op name: count}`` of the convolutions and matmuls whose weights (input 1) are float32 with 1024 or
+    more elements."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    tensors = {tensor["index"]: tensor for tensor in interpreter.get_tensor_details()}
+    found = collections.Counter()
+    for op in interpreter._get_ops_details():
+        if op["op_name"] in ("CONV_2D", "CONV_3D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            weight = tensors[op["inputs"][1]]
+            if weight["dtype"] == np.float32 and np.prod(weight["shape"]) >= 1024:
+                found[op["op_name"]] += 1
+    return dict(found)
+
+
+def test_full_integer_tflite_takes_uint8_frames_computes_int8_and_lists_what_stays_float(exported, tiny_run,
+                                                                                         tiny_held_out, capsys):
+    stdout, folder = exported("two_stream", "tflite", "int8", capsys=capsys)
+    check = json.loads((folder / "metadata.json").read_text())["check"]
+    split = json.loads((tiny_run / "split.json").read_text())
+    training_clips = len(split["train"]) + len(split["validation"])  # the training list before the hold-out
+    assert check["representative_clips"] == training_clips
+    assert f"int8 calibrated on {training_clips} training clips" in stdout
+    ops = tensor_types(folder / "model.tflite")
+    float_ops = collections.Counter(name for name, inputs, outputs in ops
+                                    if name not in ("QUANTIZE", "DEQUANTIZE", "CAST")
+                                    and np.float32 in [*inputs, *outputs])
+    assert check["kept_float"] == dict(float_ops) and float_ops["DIV"] > 0
+    assert "kept float32: these ops (no int8 TFLite kernel; DIV on purpose): " + \
+        ", ".join(f"{name} x{count}" for name, count in sorted(float_ops.items())) in stdout
+    convolutions = [(inputs, outputs) for name, inputs, outputs in ops if name in ("CONV_2D", "FULLY_CONNECTED")]
+    assert convolutions and all(inputs[:2] == [np.int8, np.int8] and outputs == [np.int8]
+                                for inputs, outputs in convolutions)
+    predictor = load_predictor(folder)
+    assert all(spec["dtype"] == "uint8" for spec in json.loads((folder / "metadata.json").read_text())["inputs"])
+    clips, _ = held_out_inputs(tiny_held_out, predictor.info.inputs)
+    assert predictor(clips).shape == (len(tiny_held_out), 3)
+
+
+def test_int8_needs_the_training_clips(optical_flow_model, tmp_path, capsys):
+    out = tmp_path / "int8"
+    status, _, err = call(export_command, [str(optical_flow_model), "--format", "tflite", "--quantize", "int8",
+                                           "--out", str(out)], capsys)
+    assert_one_error_line(status, err, "--quantize int8 calibrates on the model's training clips",
+                          "pass --recipe")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dynamic_int8_that_quantizes_nothing_is_refused(tmp_path, capsys):
+    # An inflated 3-D flow network is all CONV_3D, which TFLite's dynamic-range quantization leaves float:
+    # the "quantized" file would be the float model (issue 24, item 11).
+    recipe = load_recipe(DEMO, tiny_overrides(tmp_path) + [
+        "model.kind=representation_flow", "model.flow_network=inflated_3d", "data.synthetic.frames=16",
+        "data.flow_frames=13", "data.flow_stride=1"])
+    model = build_stage_models(recipe.model, recipe.data, 3)["flow"]
+    save_model(model, str(tmp_path / "flow.keras"), model_info(recipe, ["a", "b", "c"], "flow"))
+    out = tmp_path / "exports" / "dynamic"
+    status, _, err = call(export_command, [str(tmp_path / "flow.keras"), "--format", "tflite", "--quantize",
+                                           "dynamic_int8", "--out", str(out), "--check-clips", "1"], capsys)
+    assert_one_error_line(status, err, "--quantize dynamic_int8 quantized none of this model's weights",
+                          "CONV_3D x", "--quantize float16", "nothing was written")
+    assert list(out.parent.iterdir()) == []
 
 
 def test_predict_and_evaluate_agree_across_run_saved_model_and_tflite(exported, tiny_run, tiny_held_out, capsys,

@@ -71,7 +71,7 @@ def test_paper_recipe_trains_a_joint_step_at_paper_size(name, layout, tmp_path):
     stage = recipe.stage("joint")
     model = recipe.kind.build_models(recipe.model, recipe.data, len(train.class_names))["joint"]
     set_trainable_for_stage(model, stage.name)
-    _compile(model, stage, recipe.model.flow)
+    _compile(model, stage, recipe.model.flow, recipe.runtime.jit_compile)
     data = model_dataset(recipe.data, train, "train", recipe.inputs_for(stage.name), batch_size=2, training=True,
                          seed=0, bad_videos=BadVideoLog())
     inputs, labels, weights = next(iter(data))

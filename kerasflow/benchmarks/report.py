@@ -18,10 +18,13 @@ def _x(value):
 def markdown(report):
     env, e2e, flops = report["environment"], report["end_to_end"], report["flops"]
     paper = report["sizes"]["paper"]
+    opencv = report["opencv_flow"]
     parts = [
-        f"CPU: {env['cpu']} ({env['cores']} cores, {env['threads']} threads for TensorFlow/OpenCV/PyTorch, "
-        f"load {env['load_average_1min']} at start); TensorFlow {env['tensorflow']}, OpenCV {env['opencv']}, "
-        f"PyTorch {env['torch'] or 'not installed'}" + (" -- QUICK (tiny sizes, not a measurement)" if report["quick"] else ""),
+        f"{env['date']} on {env['host']}: CPU {env['cpu']} ({env['cores']} cores, {env['threads']} threads for "
+        f"TensorFlow/OpenCV/PyTorch, load {env['load_average_1min']} at start = {env['load_per_core']} per core"
+        f"{'' if env['load_per_core'] <= 1 else ': NOT IDLE, other processes were timed too'}); "
+        f"TensorFlow {env['tensorflow']}, OpenCV {env['opencv']}, PyTorch {env['torch'] or 'not installed'}, "
+        f"GPUs: {', '.join(env['gpus']) or 'none'}" + (" -- QUICK (tiny sizes, not a measurement)" if report["quick"] else ""),
         "",
         f"### 1. Per video, end to end ({len(e2e['videos'])} videos; {paper['backbone']}, {paper['frame_size']} px, "
         f"{paper['rgb_frames']} RGB / {paper['flow_frames']} flow frames)",
@@ -35,9 +38,24 @@ def markdown(report):
             ["representation-flow two-stream, end to end, bfloat16 (max softmax difference "
              f"{e2e['bfloat16_max_prob_difference']:.1e})", f"{e2e['representation_flow_two_stream_bfloat16_s']:.3f}"],
             ["speedup, bfloat16", _x(e2e["speedup_bfloat16"])],
-        ]),
+        ] + [row for read in e2e["read_pairs"] for row in (
+            [f"TV-L1 over only the {read['pairs']} pairs {read['stacks']} test stack(s) read + optical-flow model "
+             f"on them ({read['tvl1_read_pairs_s_per_video']:.2f} + {read['optical_flow_model_s']:.3f})",
+             f"{read['tvl1_read_pairs_two_stream_s']:.2f}"],
+            [f"representation-flow two-stream on {read['stacks']} test clip(s), end to end",
+             f"{read['representation_flow_two_stream_s']:.3f}"],
+            [f"speedup, read pairs only, {read['stacks']} stack(s)", _x(read["speedup_read_pairs"])])]),
         "",
-        "### 2. RepresentationFlow layer vs PyTorch eager (ms)",
+        f"### 2. RepresentationFlow layer vs OpenCV TV-L1 at identical settings (one scale, one warp, "
+        f"tau {opencv['settings']['tau']}, lambda {opencv['settings']['lambda']}, theta {opencv['settings']['theta']}; "
+        f"target >= {opencv['target']:.0f}x at every shape on an idle machine; measured at "
+        f"{env['load_per_core']} load per core)",
+        _table(["frames", "iter", "OpenCV problems", "layer ms", "OpenCV ms", "speedup", "max |du| px"],
+               [[f"{r['pairs']} pairs, {r['side']}x{r['side']} x {r['channels']} ch", r["iterations"],
+                 r["opencv_problems"], _ms(r["layer_s"]), _ms(r["opencv_s"]), _x(r["speedup"]),
+                 f"{r['max_difference_px']:.1e}"] for r in opencv["rows"]]),
+        "",
+        "### 2b. RepresentationFlow layer vs PyTorch eager (ms; information, not a target)",
     ]
     rows = report["flow_layer"]["rows"]
     parts.append(_table(
@@ -74,6 +92,11 @@ def markdown(report):
               "", "### 6. Peak RSS (MiB, process high-water mark)",
               _table(["after", "MiB"], [["inference", f"{report['memory']['inference_peak_rss_mib']:.0f}"],
                                        ["training steps", f"{report['memory']['training_peak_rss_mib']:.0f}"]]),
+              "", f"### 7. runtime.jit_compile (XLA): auto uses XLA here: {'yes' if report['xla']['auto_uses_xla'] else 'no'} "
+              f"(devices: {', '.join(sorted(set(report['xla']['devices'])))}; auto = XLA only with a GPU or TPU)",
+              _table(["what", "false ms", "true (XLA) ms", "XLA / plain"],
+                     [[r["what"], _ms(r["false_s"]), _ms(r["true_s"]), _x(r["xla_vs_plain"])]
+                      for r in report["xla"]["rows"]]),
               "", "### Targets",
               _table(["target", "at least", "measured", "met"],
                      [[t["what"], t["at_least"], "-" if t["measured"] is None else f"{t['measured']:.2f}",

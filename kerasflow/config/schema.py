@@ -43,6 +43,7 @@ NORMALIZE_MODES = ("sample", "sample_channel", "none")
 SCHEDULES = ("multistep", "exponential", "constant")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker_mirrored")
 PRECISIONS = ("float16", "bfloat16")  # runtime.mixed_precision's names; true means float16
+JIT_COMPILE = ("auto",)  # runtime.jit_compile's name besides true and false
 # runtime.output_dir may name these recipe values, e.g. runs/egtea-split{split}.
 OUTPUT_DIR_FIELDS = ("dataset", "split", "kind", "backbone")
 
@@ -369,12 +370,15 @@ class RuntimeConfig:
     ``{dataset}``, ``{split}``, ``{kind}``, ``{backbone}`` (e.g. ``runs/egtea-split{split}``).
     ``mixed_precision``: false, ``float16`` (or true: Keras' ``mixed_float16``) or ``bfloat16``
     (``mixed_bfloat16``: for CPUs with bfloat16 instructions, TPUs and recent GPUs).
+    ``jit_compile``: whether fit, evaluate and predict run the model through XLA: true, false, or
+    ``auto`` (the default): XLA where a GPU or TPU is, not on a CPU (``kerasflow.training.runtime.use_xla``).
     """
 
     output_dir: str = option(path=True)
     seed: int = option(0, minimum=0)
     distribution: str = option("none", choices=DISTRIBUTIONS)
     mixed_precision: bool | str = option(False, choices=PRECISIONS)
+    jit_compile: bool | str = option("auto", choices=JIT_COMPILE)
 
 
 @dataclass(frozen=True)

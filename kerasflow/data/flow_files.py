@@ -69,6 +69,15 @@ def list_flow_x_files(folder):
     return list_frame_files(folder, prefix=FLOW_X)
 
 
+def stack_starts(pairs, stack, clips):
+    """The first flow frame of each of the ``clips`` test stacks of ``stack`` frames in a video of ``pairs``
+    flow frames: the centre stack for one clip, else ``floor(linspace(0, pairs - stack + 1, clips,
+    endpoint=False))`` (ego-rnn's multi-stack test)."""
+    if clips == 1:
+        return [window_start(pairs - stack)]
+    return [int(start) for start in np.floor(np.linspace(0, pairs - stack + 1, clips, endpoint=False))]
+
+
 def read_flow_stack(flow_x_folder, stack=5, training=False, rng=None, clip=0, clips=1):
     """``stack`` consecutive TV-L1 flow frames, uint8 ``(H, W, 2 * stack)`` interleaved x0, y0, x1, y1, ...
 
@@ -87,10 +96,10 @@ def read_flow_stack(flow_x_folder, stack=5, training=False, rng=None, clip=0, cl
     x_files = list_flow_x_files(x_folder)
     if len(x_files) < stack:
         raise BadVideo(x_folder, f"has {len(x_files)} flow frames, the flow stack needs {stack}")
-    if training or clips == 1:
+    if training:
         start = window_start(len(x_files) - stack, training, rng)
     else:
-        start = int(np.floor(np.linspace(0, len(x_files) - stack + 1, clips, endpoint=False)[clip]))
+        start = stack_starts(len(x_files), stack, clips)[clip]
     planes = []
     for x_file in x_files[start : start + stack]:
         for file in (x_file, flow_y_file(x_file, y_folder)):

@@ -90,16 +90,17 @@ def decode_flow(x, y, bound=20):
     return coded * (2.0 * bound / 255.0) - bound
 
 
-def iter_tvl1_flow(frames_grey):
-    """Yield the TV-L1 flow (H, W, 2) float32 from each frame to the next of an iterable of grey frames.
+def iter_tvl1_flow(frames_grey, only=None):
+    """Yield the TV-L1 flow (H, W, 2) float32 from each frame to the next of an iterable of grey frames
+    (with ``only``, a set of pair indices, of those pairs only: pair t is frames t and t + 1).
 
     ``flow[r, c] = (dx, dy)`` means the content at pixel (r, c) of frame t is at (r + dy, c + dx) in
     frame t + 1.
     """
     tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
     previous = None
-    for frame in frames_grey:
-        if previous is not None:
+    for index, frame in enumerate(frames_grey):
+        if previous is not None and (only is None or index - 1 in only):
             yield tvl1.calc(previous, frame, None)
         previous = frame
 

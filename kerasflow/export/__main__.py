@@ -5,6 +5,11 @@ input, the TV-L1 stack for the optical-flow baseline) and returns ``logits`` and
 also holds ``metadata.json`` (classes, inputs, the crop rule). Right after writing, the artifact is run
 on clips of the run's test data and compared with the Keras model; the command prints the size, the
 largest probability difference, the top-1 agreement and the milliseconds per clip.
+
+``--quantize int8`` (full-integer TFLite: int8 weights and activations, uint8 frames in) calibrates
+its activation ranges on up to 32 of the run's training clips, spread over the training list; the ops
+TFLite has no int8 kernel for stay float and are listed, as are the weights ``dynamic_int8`` could not
+quantize.
 """
 
 import os
@@ -14,9 +19,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from kerasflow.cli import command_parser, positive_int, start_tensorflow_quietly  # noqa: E402
 from kerasflow.errors import UserError, cli_entry, run_command  # noqa: E402
-from kerasflow.export.writer import FORMATS, QUANTIZATIONS, REPORT_HEADER  # noqa: E402
+from kerasflow.export.quantization import describe  # noqa: E402
+from kerasflow.export.writer import FORMATS, INT8_FLOAT_OPS, QUANTIZATIONS, REPORT_HEADER  # noqa: E402
 
 CHECK_CLIPS = 8  # test clips the artifact is compared with the Keras model on
+REPRESENTATIVE_CLIPS = 32  # training clips --quantize int8 calibrates on (all of them when there are fewer)
 
 
 def default_out(model_file, run, export_format, quantize):
@@ -49,6 +56,25 @@ def check_clips(info, recipe, count=CHECK_CLIPS):
     return {name: np.asarray(value)[kept] for name, value in inputs.items()}, f"{int(kept.sum())} test clips"
 
 
+def representative_clips(info, recipe, count=REPRESENTATIVE_CLIPS):
+    """``{input name: uint8 (N, ...)}`` of up to ``count`` training videos spread evenly over the recipe's
+    training list (each sampled as at test time), the clips ``--quantize int8`` calibrates on."""
+    import dataclasses
+
+    import numpy as np
+
+    from kerasflow.data.feeds import model_dataset, recipe_indexes
+    from kerasflow.data.pipeline import BadVideoLog
+
+    train, _ = recipe_indexes(recipe.data)
+    picked = [train.items[i] for i in np.unique(np.linspace(0, len(train.items) - 1, count).astype(int))]
+    dataset = model_dataset(recipe.data, dataclasses.replace(train, items=picked), "train", info.inputs,
+                            batch_size=len(picked), training=False, seed=0, bad_videos=BadVideoLog())
+    inputs, _, weights = next(iter(dataset))
+    kept = np.asarray(weights) > 0
+    return {name: np.asarray(value)[kept] for name, value in inputs.items()}
+
+
 @cli_entry
 def main(argv=None):
     parser = command_parser("export", __doc__)
@@ -78,9 +104,16 @@ def main(argv=None):
     from kerasflow.model_io import load_model_file
 
     clips, origin = check_clips(info, recipe, args.check_clips)
+    representative = representative_clips(info, recipe) if args.quantize == "int8" and recipe else None
     report = export(load_model_file(model_file), info, args.format, out, quantize=args.quantize,
                     overwrite=args.overwrite, clips=clips, source=model_file, run_folder=run,
-                    frame_size=info.inputs[0].size)
+                    frame_size=info.inputs[0].size, representative=representative)
+    if report.representative_clips:
+        print(f"int8 calibrated on {report.representative_clips} training clips")
+    if report.kept_float:
+        what = ("the weights of these ops (no dynamic-range int8 kernel)" if args.quantize == "dynamic_int8" else
+                f"these ops (no int8 TFLite kernel; {', '.join(INT8_FLOAT_OPS)} on purpose)")
+        print(f"kept float32: {what}: {describe(report.kept_float)}")
     print(f"checked against the Keras model on {origin}")
     print(REPORT_HEADER)
     print(report.row())

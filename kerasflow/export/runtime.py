@@ -45,8 +45,21 @@ class Predictor:
 
 
 class KerasPredictor(Predictor):
+    """A Keras model; ``jit_compile`` (``runtime.jit_compile``: true, false or "auto") says whether it runs
+    through XLA (``kerasflow.training.runtime.use_xla``)."""
+
+    def __init__(self, info, path, keras_model, jit_compile="auto"):
+        super().__init__(info, path, keras_model)
+        self.set_jit_compile(jit_compile)
+
+    def set_jit_compile(self, jit_compile):
+        """Run the model through XLA or not from now on, as ``runtime.jit_compile`` says."""
+        from kerasflow.training.runtime import forward_function
+
+        self._forward = forward_function(self.keras_model, jit_compile)
+
     def __call__(self, inputs, training=False):
-        output = self.keras_model(inputs, training=False)
+        output = self._forward(inputs, training=False)
         return np.asarray(output["logits"] if isinstance(output, dict) else output, np.float32)
 
 

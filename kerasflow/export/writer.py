@@ -4,7 +4,9 @@ written artifact gives what the Keras model gives.
 Formats: ``keras`` (``model.keras``), ``saved_model`` (a TensorFlow SavedModel with a
 ``serving_default`` signature) and ``tflite`` (``model.tflite``, converted from that SavedModel with
 TFLite's builtin ops only: a file that needs Flex ops cannot run in Python's interpreter), optionally
-quantized (``float16`` or ``dynamic_int8``). Every format takes ``{input name: uint8 (1, ...)}`` and
+quantized (``float16``, ``dynamic_int8``: int8 weights, or ``int8``: int8 weights and activations,
+calibrated on a representative set of clips; what the converter really quantized is read back from
+the file, ``kerasflow.export.quantization``). Every format takes ``{input name: uint8 (1, ...)}`` and
 returns ``logits`` and ``probs``. The folder is written under a temporary name and renamed into place
 once checked, so a failure leaves no half-written export.
 """
@@ -24,13 +26,17 @@ from kerasflow.atomic import write_error, write_json
 from kerasflow.data.pipeline import short_side_for
 from kerasflow.errors import UserError
 from kerasflow.export.runtime import METADATA_FILE, MODEL_FILES, KerasPredictor, SavedModelPredictor, TFLitePredictor
+from kerasflow.export.quantization import describe, float_ops, weight_summary
 from kerasflow.export.serving import serving_model
 
 FORMATS = ("keras", "saved_model", "tflite")
-QUANTIZATIONS = ("none", "float16", "dynamic_int8")
+QUANTIZATIONS = ("none", "float16", "dynamic_int8", "int8")
 # Largest |probability difference| accepted between the artifact and the Keras model, by quantization;
-# None: reported only (dynamic int8 changes the numbers, the top-1 agreement is what matters).
-PROBABILITY_TOLERANCE = {"none": 1e-4, "float16": 1e-2, "dynamic_int8": None}
+# None: reported only (int8 changes the numbers, the top-1 agreement is what matters).
+PROBABILITY_TOLERANCE = {"none": 1e-4, "float16": 1e-2, "dynamic_int8": None, "int8": None}
+# Ops a full-integer export keeps float32: TFLite's int8 DIV stops the interpreter when a divisor
+# quantizes to its zero point, which the frame normalisation's and the flow layer's divisions reach.
+INT8_FLOAT_OPS = ("DIV",)
 
 
 @dataclasses.dataclass
@@ -46,6 +52,10 @@ class ExportReport:
     top1_agreement: float
     milliseconds_per_clip: float
     keras_milliseconds_per_clip: float
+    # What stayed float32 after quantizing, {op name: count}: ops with float32 weights (dynamic_int8) or
+    # computing in float32 (int8); and the training clips int8 was calibrated on.
+    kept_float: dict = dataclasses.field(default_factory=dict)
+    representative_clips: int = 0
 
     def row(self):
         return (f"{self.format:<12} {self.quantize:<13} {self.bytes / 1e6:>9.2f} MB "
@@ -98,14 +108,16 @@ def metadata(info, export_format, quantize, source, run_folder, frame_size):
     }
 
 
-def _write_artifact(serving, export_format, quantize, folder):
-    """Write ``serving`` (the serving Keras model) into ``folder`` in ``export_format``."""
+def _write_artifact(serving, export_format, quantize, folder, representative=None):
+    """Write ``serving`` (the serving Keras model) into ``folder`` in ``export_format``; returns the ops a
+    quantized TFLite file kept float (``_quantized_ops``). ``representative``: ``{input name: uint8 (N,
+    ...)}`` clips that ``int8`` calibrates its activation ranges on."""
     import keras
     import tensorflow as tf
 
     if export_format == "keras":
         serving.save(folder / MODEL_FILES["keras"])
-        return
+        return {}
     archive = keras.export.ExportArchive()
     archive.track(serving)
     signature = {tensor.name: tf.TensorSpec(tensor.shape, tf.uint8, name=tensor.name) for tensor in serving.inputs}
@@ -113,7 +125,7 @@ def _write_artifact(serving, export_format, quantize, folder):
     saved_model = folder if export_format == "saved_model" else folder / "saved_model"
     archive.write_out(str(saved_model), verbose=False)
     if export_format == "saved_model":
-        return
+        return {}
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=["serving_default"])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantize != "none":
@@ -121,13 +133,48 @@ def _write_artifact(serving, export_format, quantize, folder):
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
     try:
-        data = converter.convert()
+        data = _full_integer(converter, representative) if quantize == "int8" else converter.convert()
     except Exception as error:  # the converter raises its own error types, with the unsupported ops
         needs = "Flex (Select TF) ops" if "flex" in str(error).lower() else "ops TFLite cannot convert"
         raise UserError(f"this model cannot be converted to TFLite with builtin ops only: it {needs} "
                         f"({' '.join(str(error).split())[:200]}); use --format saved_model") from None
+    kept_float = _quantized_ops(data, quantize)
     (folder / MODEL_FILES["tflite"]).write_bytes(data)
     shutil.rmtree(saved_model)
+    return kept_float
+
+
+def _full_integer(converter, representative):
+    """The int8 TFLite file of ``converter``: int8 weights and activations where TFLite has an int8 kernel
+    (float elsewhere), ranges calibrated on ``representative`` clips, ``INT8_FLOAT_OPS`` kept float;
+    the uint8 frames stay the input."""
+    import tensorflow as tf
+
+    def clips():
+        for index in range(len(next(iter(representative.values())))):
+            yield {name: value[index : index + 1] for name, value in representative.items()}
+
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter.representative_dataset = clips
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(INT8_FLOAT_OPS))
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=clips,
+                                                         debug_options=options)
+    return debugger.get_nondebug_quantized_model()
+
+
+def _quantized_ops(data, quantize):
+    """``{op name: count}`` of what the converter left float in the TFLite file ``data``: ops with float32
+    weights (``dynamic_int8``) or computing in float32 (``int8``). A ``dynamic_int8`` file with no int8
+    weight at all is refused: it is the float model under a quantized name."""
+    if quantize == "dynamic_int8":
+        weights = weight_summary(data)
+        if weights["int8_bytes"] == 0:
+            raise UserError(f"--quantize dynamic_int8 quantized none of this model's weights: TFLite's dynamic-range "
+                            f"quantization leaves {describe(weights['float'])} float32 "
+                            f"({weights['float_bytes'] / 1e6:.2f} MB); export with --quantize float16 (halves "
+                            "them) or none; nothing was written")
+        return weights["float"]
+    return float_ops(data) if quantize == "int8" else {}
 
 
 def _timed(predictor, inputs):
@@ -146,7 +193,7 @@ def _softmax(logits):
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def _check(model, info, folder, export_format, quantize, clips):
+def _check(model, info, folder, export_format, quantize, clips, kept_float, representative_clips):
     """Run the written artifact and the Keras model on ``clips``; refuse a disagreement."""
     keras_logits, keras_ms = _timed(KerasPredictor(info, folder, model), clips)
     path = folder / MODEL_FILES[export_format]
@@ -162,7 +209,8 @@ def _check(model, info, folder, export_format, quantize, clips):
                         f"{difference:.2e} (allowed {tolerance:.0e}), top-1 agreement {agreement:.3f} on "
                         f"{len(logits)} clips; nothing was written")
     size = sum(file.stat().st_size for file in folder.rglob("*") if file.is_file())
-    return ExportReport(export_format, quantize, "", size, len(logits), difference, agreement, milliseconds, keras_ms)
+    return ExportReport(export_format, quantize, "", size, len(logits), difference, agreement, milliseconds, keras_ms,
+                        kept_float, representative_clips)
 
 
 def _load_keras(path):
@@ -172,10 +220,11 @@ def _load_keras(path):
 
 
 def export(model, info, export_format, out, *, quantize="none", overwrite=False, clips, source, run_folder=None,
-           frame_size):
+           frame_size, representative=None):
     """Write ``model`` (a trained Keras model, its ``ModelInfo`` ``info``) to the export folder ``out``.
 
-    ``clips``: ``{input name: uint8 (N, ...)}`` to check the artifact on. Returns an ``ExportReport``.
+    ``clips``: ``{input name: uint8 (N, ...)}`` to check the artifact on; ``representative``: clips of the
+    same form that ``quantize="int8"`` calibrates on (its training clips). Returns an ``ExportReport``.
     """
     if export_format not in FORMATS:
         raise UserError(f"--format {export_format} is not a format; use one of {', '.join(FORMATS)}")
@@ -183,6 +232,9 @@ def export(model, info, export_format, out, *, quantize="none", overwrite=False,
         raise UserError(f"--quantize {quantize} is not a quantization; use one of {', '.join(QUANTIZATIONS)}")
     if quantize != "none" and export_format != "tflite":
         raise UserError(f"--quantize {quantize} applies to --format tflite; leave it out for {export_format}")
+    if quantize == "int8" and not representative:
+        raise UserError("--quantize int8 calibrates on the model's training clips: pass --recipe with the recipe "
+                        "it was trained with")
     out = Path(out)
     if out.exists() and not overwrite:
         raise UserError(f"{out} exists; pass --overwrite to replace it, or --out another folder")
@@ -192,8 +244,9 @@ def export(model, info, export_format, out, *, quantize="none", overwrite=False,
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-        _write_artifact(serving_model(model, info), export_format, quantize, work)
-        report = _check(model, info, work, export_format, quantize, clips)
+        kept_float = _write_artifact(serving_model(model, info), export_format, quantize, work, representative)
+        calibration = len(next(iter(representative.values()))) if quantize == "int8" else 0
+        report = _check(model, info, work, export_format, quantize, clips, kept_float, calibration)
         write_json(work / METADATA_FILE, {**metadata(info, export_format, quantize, source, run_folder, frame_size),
                                           "check": dataclasses.asdict(report)})
         _replace(work, out)

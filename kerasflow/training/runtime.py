@@ -1,4 +1,7 @@
-"""Run-time setup from a recipe's ``runtime`` section: seeds, mixed precision, tf.distribute strategy."""
+"""Run-time setup from a recipe's ``runtime`` section: seeds, mixed precision, tf.distribute strategy,
+and whether models run through XLA."""
+
+import functools
 
 import keras
 import tensorflow as tf
@@ -24,6 +27,29 @@ def precision_policy(mixed_precision):
     if mixed_precision is False:
         return "float32"
     return "mixed_bfloat16" if mixed_precision == "bfloat16" else "mixed_float16"
+
+
+def use_xla(jit_compile):
+    """Whether ``runtime.jit_compile`` (true, false or ``"auto"``) runs models through XLA.
+
+    ``auto`` chooses XLA when TensorFlow sees a GPU or TPU and not on a CPU: XLA fuses the flow layer's
+    elementwise iterations into few kernels, which is what an accelerator needs, but its CPU code for
+    them is far slower than TensorFlow's own kernels (the benchmark's XLA section measures both; the
+    flow loop alone ran 43x slower on this project's CPU). Keras' own ``"auto"`` would pick XLA on a
+    CPU too.
+    """
+    if jit_compile == "auto":
+        return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+    return bool(jit_compile)
+
+
+def forward_function(model, jit_compile):
+    """``inputs -> model(inputs, training=False)``: the model itself, or one XLA-compiled function of it
+    when ``use_xla(jit_compile)``."""
+    if not use_xla(jit_compile):
+        return model
+    compiled = tf.function(functools.partial(model, training=False), jit_compile=True)
+    return lambda inputs, training=False: compiled(inputs)
 
 
 def _strategy(distribution):

@@ -39,7 +39,7 @@ from kerasflow.training.multi_worker import (
     lost_worker_errors,
     new_worker_folder,
 )
-from kerasflow.training.runtime import configure
+from kerasflow.training.runtime import configure, forward_function, use_xla
 from kerasflow.visualize import plot_training_curves
 
 logger = logging.getLogger("kerasflow")
@@ -68,9 +68,10 @@ def _optimizer(model, stage, flow):
                     momentum=stage.momentum or 0.0)
 
 
-def _compile(model, stage, flow):
+def _compile(model, stage, flow, jit_compile):
     model.compile(
         optimizer=_optimizer(model, stage, flow),
+        jit_compile=use_xla(jit_compile),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
@@ -123,7 +124,8 @@ def _evaluate(model, recipe, stage, test, bad_videos, what):
     """Test metrics of ``model`` (the model ``stage`` trains); refuses a test subset of which no video
     could be decoded."""
     clips = test_clips(recipe.inputs_for(stage.name), recipe.evaluation.clips)
-    result = metrics.evaluate(model, test_dataset(recipe, stage, test, bad_videos), len(test.class_names), clips=clips,
+    result = metrics.evaluate(forward_function(model, recipe.runtime.jit_compile),
+                              test_dataset(recipe, stage, test, bad_videos), len(test.class_names), clips=clips,
                               average=recipe.evaluation.average)
     if result.num_videos == 0:
         raise UserError(f"{what}: no test video could be decoded (every one was skipped as bad); repair or "
@@ -252,7 +254,7 @@ def _train_stages(recipe, run, strategy, models, subsets, class_names, run_metri
         folder = run.stage_dir(stage.name)
         with strategy.scope():
             trainable = set_trainable_for_stage(model, stage.name)
-            _compile(model, stage, recipe.model.flow)
+            _compile(model, stage, recipe.model.flow, recipe.runtime.jit_compile)
             initial_epoch = _resume_epoch(run, stage, model, log)
         check_workers_agree(strategy, len(run.state["completed"]), initial_epoch)
         log(f"{stage.name}: training {len(trainable)} layers for {stage.epochs} epochs")
