@@ -279,3 +279,81 @@ def test_readme_client_runs_as_written_and_agrees_with_predict(exported, tiny_ru
     np.testing.assert_allclose(tflite_probs, [expected[name] for name in class_names], atol=1e-4)
     best = max(expected, key=expected.get)
     assert f"SavedModel: {best} " in printed and f"TFLite: {best} " in printed
+
+
+def edited_export(source, folder, change):
+    """A copy of the export folder ``source`` at ``folder`` with ``change(metadata, folder)`` applied."""
+    shutil.copytree(source, folder)
+    metadata = json.loads((folder / "metadata.json").read_text())
+    change(metadata, folder)
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    return folder
+
+
+def _set(key, value, number=None):
+    def change(metadata, folder):
+        (metadata if number is None else metadata["inputs"][number])[key] = value
+    return change
+
+
+def _copy_model(source):
+    return lambda metadata, folder: shutil.copy(source, folder / "model.tflite")
+
+
+def _truncate(metadata, folder):
+    data = (folder / "model.tflite").read_bytes()
+    (folder / "model.tflite").write_bytes(data[: len(data) // 3])
+
+
+@pytest.mark.parametrize("case, change, line", [
+    ("two names for 3 outputs", _set("class_names", ["a", "b"]),
+     '/metadata.json: "outputs" is {"logits": [1, 3], "probs": [1, 3]} but "class_names" holds 2 names'),
+    ("4 names for 3 outputs", _set("class_names", ["a", "b", "c", "d"]), '"class_names" holds 4 names'),
+    ("4 names and outputs", lambda m, f: m.update(class_names=["a", "b", "c", "d"],
+                                                  outputs={"logits": [1, 4], "probs": [1, 4]}),
+     "/metadata.json names 4 classes but model.tflite gives 3 scores"),
+    ("integer names", _set("class_names", [1, 2, 3]), '"class_names" is [1, 2, 3], not a list of class names'),
+    ("frames", _set("frames", 8, 0), "/metadata.json describes the inputs "),
+    ("size", _set("size", 48, 1), "but model.tflite takes flow_clip [1, 4, 32, 32, 3] uint8, rgb [1, 4, 32, 32, 3]"),
+    ("stride -3", _set("stride", -3, 0), '"inputs"[0]."stride" is -3, not an integer >= 1'),
+    ("stride 0", _set("stride", 0, 1), '"inputs"[1]."stride" is 0, not an integer >= 1'),
+    ("sampling", _set("sampling", "bogus", 0), '"inputs"[0]."sampling" is "bogus", not one of contiguous, segments'),
+    ("a list", lambda m, f: m.clear(), 'the key "format" is missing'),
+    ("truncated", _truncate, "/model.tflite cannot be loaded as a TFLite model (The model is not a valid Flatbuffer"),
+])
+def test_an_edited_or_damaged_tflite_export_is_one_line(case, change, line, exported, tiny_held_out, tmp_path, capsys):
+    _, tflite = exported("two_stream", "tflite", capsys=capsys)
+    folder = edited_export(tflite, tmp_path / "edited", change)
+    video = tiny_held_out.items[0].source
+    for model in (folder, folder / "model.tflite"):
+        status, _, err = call(predict, [video, "--model", str(model)], capsys)
+        assert_one_error_line(status, err, line, "export the model again")
+
+
+def test_a_tflite_file_of_another_model_is_refused_by_predict_evaluate_and_stream(exported, tiny_held_out, tmp_path,
+                                                                                  capsys):
+    _, tflite = exported("two_stream", "tflite", capsys=capsys)
+    _, flow_only = exported("flow", "tflite", capsys=capsys)
+    folder = edited_export(tflite, tmp_path / "swapped", _copy_model(flow_only / "model.tflite"))
+    video = tiny_held_out.items[0].source
+    expected = (f"error: {folder / 'metadata.json'} describes the inputs flow_clip [1, 4, 32, 32, 3] uint8, rgb "
+                "[1, 4, 32, 32, 3] uint8 but model.tflite takes flow_clip [1, 4, 32, 32, 3] uint8; the metadata was "
+                "edited or belongs to another model: export the model again")
+    for command, argv in ((predict, [video]), (predict, ["--stream", video]), (evaluate, [])):
+        status, _, err = call(command, [*argv, str(folder)] if command is evaluate else [*argv, "--model", str(folder)],
+                              capsys)
+        assert_one_error_line(status, err)
+        assert err.strip().splitlines()[-1] == expected
+    assert not (folder / "evaluations").exists()
+
+
+def test_an_edited_saved_model_export_is_one_line(exported, tiny_held_out, tmp_path, capsys):
+    _, saved_model = exported("two_stream", "saved_model", capsys=capsys)
+    video = tiny_held_out.items[0].source
+    folder = edited_export(saved_model, tmp_path / "edited", _set("frames", 8, 0))
+    status, _, err = call(predict, [video, "--model", str(folder)], capsys)
+    assert_one_error_line(status, err, "describes the inputs flow_clip [1, 4, 32, 32, 3] uint8, rgb [1, 8, 32, 32, 3] "
+                          "uint8 but the SavedModel takes flow_clip [1, 4, 32, 32, 3] uint8, rgb [1, 4, 32, 32, 3]")
+    folder = edited_export(saved_model, tmp_path / "damaged", lambda m, f: (f / "saved_model.pb").write_bytes(b"x"))
+    status, _, err = call(predict, [video, "--model", str(folder)], capsys)
+    assert_one_error_line(status, err, f"{folder} cannot be loaded as a SavedModel", "export the model again")

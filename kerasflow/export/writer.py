@@ -21,10 +21,8 @@ import numpy as np
 
 from kerasflow import __version__
 from kerasflow.atomic import write_error, write_json
-from kerasflow.data.pipeline import short_side_for
 from kerasflow.errors import UserError
 from kerasflow.export.runtime import METADATA_FILE, MODEL_FILES, KerasPredictor, SavedModelPredictor, TFLitePredictor
-from kerasflow.export.serving import serving_model
 
 FORMATS = ("keras", "saved_model", "tflite")
 QUANTIZATIONS = ("none", "float16", "dynamic_int8")
@@ -58,6 +56,8 @@ REPORT_HEADER = f"{'format':<12} {'quantize':<13} {'size':>12} {'max |dprob|':>1
 
 def metadata(info, export_format, quantize, source, run_folder, frame_size):
     """The ``metadata.json`` of an export: what a client in any language needs to feed the model."""
+    from kerasflow.data.pipeline import short_side_for
+
     return {
         "format": export_format,
         "file": MODEL_FILES[export_format] if export_format != "saved_model" else ".",
@@ -166,6 +166,8 @@ def export(model, info, export_format, out, *, quantize="none", overwrite=False,
 
     ``clips``: ``{input name: uint8 (N, ...)}`` to check the artifact on. Returns an ``ExportReport``.
     """
+    from kerasflow.export.serving import serving_model
+
     if export_format not in FORMATS:
         raise UserError(f"--format {export_format} is not a format; use one of {', '.join(FORMATS)}")
     if quantize not in QUANTIZATIONS:
