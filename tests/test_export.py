@@ -5,7 +5,10 @@ the SavedModel and the TFLite file; every refusal in one line with nothing half-
 
 import json
 import re
+import os
 import shutil
+import stat
+import sys
 from pathlib import Path
 
 import keras
@@ -92,6 +95,9 @@ def test_export_matches_the_keras_model(model, export_format, exported, tiny_run
     assert metadata["check"]["max_probability_difference"] <= 1e-4 and metadata["check"]["top1_agreement"] == 1.0
     assert f"{metadata['check']['bytes'] / 1e6:.2f} MB" in row
     assert not [path for path in folder.parent.iterdir() if path.name.startswith(".")]  # no temporaries left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask  # as any folder the user makes
 
     # Parity recomputed here, on every test video (the TV-L1 model on random stacks: the test videos
     # have no flow folders).
@@ -357,3 +363,46 @@ def test_an_edited_saved_model_export_is_one_line(exported, tiny_held_out, tmp_p
     folder = edited_export(saved_model, tmp_path / "damaged", lambda m, f: (f / "saved_model.pb").write_bytes(b"x"))
     status, _, err = call(predict, [video, "--model", str(folder)], capsys)
     assert_one_error_line(status, err, f"{folder} cannot be loaded as a SavedModel", "export the model again")
+
+
+FULL_DISK_SCRIPT = """
+set -u
+mount -t tmpfs -o size=2M tmpfs "$DISK" || exit 99
+cd "$REPO"
+mkdir "$DISK/.tflite.999999999.tmp" && echo stale > "$DISK/.tflite.999999999.tmp/model.tflite"
+for format in saved_model tflite keras; do
+  "$PYTHON" -m kerasflow.export "$RUN" --format $format --out "$DISK/$format" --check-clips 2 \\
+    > "$OUT/$format.out" 2> "$OUT/$format.err"; echo $? > "$OUT/$format.status"
+  ls -A "$DISK" > "$OUT/$format.ls"
+done
+"""
+
+
+def test_export_to_a_full_disk_is_one_line_and_leaves_nothing(tiny_run, tmp_path):
+    # On a 2 MB disk: the SavedModel (about 3 MB) fails while written; the TFLite file (1.3 MB) fits, its
+    # intermediate SavedModel going to the system's temporary folder; then 0.7 MB are left for a model of
+    # 1.0 MB of weights, refused before any work. A killed export's temporary folder is cleared.
+    from test_reliability import ENV, _in_private_mount_namespace
+
+    disk, out = tmp_path / "disk", tmp_path / "out"
+    disk.mkdir()
+    out.mkdir()
+    env = {**ENV, "DISK": str(disk), "OUT": str(out), "REPO": str(Path(__file__).resolve().parents[1]),
+           "PYTHON": sys.executable, "RUN": str(tiny_run)}
+    result = _in_private_mount_namespace(FULL_DISK_SCRIPT, env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = {name: ((out / f"{name}.status").read_text().strip(), (out / f"{name}.err").read_text(),
+                      (out / f"{name}.ls").read_text().split()) for name in ("saved_model", "tflite", "keras")}
+    status, err, listing = results["saved_model"]
+    assert status == "2" and "Traceback" not in err, err[-2000:]
+    assert re.fullmatch(rf"error: cannot write {disk / 'saved_model'}: the disk is full \(it needs about 1\.0 MB, "
+                        r"\d\.\d MB free\); free some space and run the same command again \(what was written before "
+                        r"is intact\)", err.strip().splitlines()[-1]), err[-2000:]
+    assert listing == []  # the stale temporary folder of a killed export went too
+    status, err, listing = results["tflite"]
+    assert status == "0", err[-2000:]
+    assert listing == ["tflite"]
+    status, err, listing = results["keras"]
+    assert re.fullmatch(rf"error: cannot write {disk / 'keras'}: the disk is full \(it needs about 1\.0 MB, 0\.\d MB "
+                        r"free\); .*", err.strip().splitlines()[-1]), err[-2000:]
+    assert status == "2" and listing == ["tflite"]

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasflow import __version__
-from kerasflow.atomic import write_error, write_json
+from kerasflow.atomic import disk_full_error, remove_stale_temporary_folders, write_error, write_json
 from kerasflow.errors import UserError
 from kerasflow.export.runtime import METADATA_FILE, MODEL_FILES, KerasPredictor, SavedModelPredictor, TFLitePredictor
 
@@ -29,6 +29,8 @@ QUANTIZATIONS = ("none", "float16", "dynamic_int8")
 # Largest |probability difference| accepted between the artifact and the Keras model, by quantization;
 # None: reported only (dynamic int8 changes the numbers, the top-1 agreement is what matters).
 PROBABILITY_TOLERANCE = {"none": 1e-4, "float16": 1e-2, "dynamic_int8": None}
+# The artifact's size for float32 weights of 1 byte, by quantization (graph overhead not counted).
+ARTIFACT_SHARE = {"none": 1.0, "float16": 0.5, "dynamic_int8": 0.25}
 
 
 @dataclasses.dataclass
@@ -87,8 +89,9 @@ def metadata(info, export_format, quantize, source, run_folder, frame_size):
     }
 
 
-def _write_artifact(serving, export_format, quantize, folder):
-    """Write ``serving`` (the serving Keras model) into ``folder`` in ``export_format``."""
+def _write_artifact(serving, export_format, quantize, folder, intermediate=None):
+    """Write ``serving`` (the serving Keras model) into ``folder`` in ``export_format``; a TFLite file is
+    converted from a SavedModel written to the folder ``intermediate`` (made and removed here)."""
     import keras
     import tensorflow as tf
 
@@ -99,7 +102,7 @@ def _write_artifact(serving, export_format, quantize, folder):
     archive.track(serving)
     signature = {tensor.name: tf.TensorSpec(tensor.shape, tf.uint8, name=tensor.name) for tensor in serving.inputs}
     archive.add_endpoint("serving_default", serving.call, input_signature=[signature])
-    saved_model = folder if export_format == "saved_model" else folder / "saved_model"
+    saved_model = folder if export_format == "saved_model" else intermediate
     archive.write_out(str(saved_model), verbose=False)
     if export_format == "saved_model":
         return
@@ -116,7 +119,6 @@ def _write_artifact(serving, export_format, quantize, folder):
         raise UserError(f"this model cannot be converted to TFLite with builtin ops only: it {needs} "
                         f"({' '.join(str(error).split())[:200]}); use --format saved_model") from None
     (folder / MODEL_FILES["tflite"]).write_bytes(data)
-    shutil.rmtree(saved_model)
 
 
 def _timed(predictor, inputs):
@@ -165,34 +167,63 @@ def export(model, info, export_format, out, *, quantize="none", overwrite=False,
     """Write ``model`` (a trained Keras model, its ``ModelInfo`` ``info``) to the export folder ``out``.
 
     ``clips``: ``{input name: uint8 (N, ...)}`` to check the artifact on. Returns an ``ExportReport``.
+    The folder is written as ``.<name>.<pid>.tmp`` beside ``out`` and renamed into place; the SavedModel
+    a TFLite file is converted from goes to the system's temporary folder, or beside ``out`` when that
+    lacks room. A full disk or an unwritable folder is one ``UserError`` line; so is a disk with less
+    room than the weights need, before any work.
     """
-    from kerasflow.export.serving import serving_model
-
     if export_format not in FORMATS:
         raise UserError(f"--format {export_format} is not a format; use one of {', '.join(FORMATS)}")
     if quantize not in QUANTIZATIONS:
         raise UserError(f"--quantize {quantize} is not a quantization; use one of {', '.join(QUANTIZATIONS)}")
     if quantize != "none" and export_format != "tflite":
         raise UserError(f"--quantize {quantize} applies to --format tflite; leave it out for {export_format}")
+    import tensorflow as tf
+
+    from kerasflow.export.serving import serving_model
+
     out = Path(out)
     if out.exists() and not overwrite:
         raise UserError(f"{out} exists; pass --overwrite to replace it, or --out another folder")
     if out.exists() and not (out / METADATA_FILE).is_file():
         raise UserError(f"{out} exists and is not an export folder; it is not replaced: pass another --out")
-    work = None
+    serving = serving_model(model, info)
+    weights = 4 * sum(int(np.prod(weight.shape)) for weight in serving.weights)  # float32
+    needed = int(weights * ARTIFACT_SHARE[quantize if export_format == "tflite" else "none"])
+    work = intermediate = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-        _write_artifact(serving_model(model, info), export_format, quantize, work)
+        remove_stale_temporary_folders(out.parent)
+        if export_format == "tflite":
+            system = Path(tempfile.gettempdir())
+            remove_stale_temporary_folders(system)
+            room = shutil.disk_usage(system).free >= 2 * weights
+            intermediate = (system / f".kerasflow-export.{os.getpid()}.tmp" if room
+                            else out.parent / f".{out.name}-saved_model.{os.getpid()}.tmp") / "saved_model"
+            needed += 0 if room else weights
+        full = disk_full_error(out, needed)
+        if full is not None:
+            raise full
+        work = out.parent / f".{out.name}.{os.getpid()}.tmp"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        _write_artifact(serving, export_format, quantize, work, intermediate)
         report = _check(model, info, work, export_format, quantize, clips)
         write_json(work / METADATA_FILE, {**metadata(info, export_format, quantize, source, run_folder, frame_size),
                                           "check": dataclasses.asdict(report)})
         _replace(work, out)
-    except OSError as error:
-        raise write_error(out, error) or UserError(f"cannot write {out}: {error.strerror}; choose another --out") from None
+    except (OSError, tf.errors.OpError) as error:
+        written = intermediate if intermediate is not None and str(intermediate.parent) in str(error) else out
+        user_error = write_error(written, error, needed)
+        if user_error is None and isinstance(error, OSError):
+            user_error = UserError(f"cannot write {out}: {error.strerror}; choose another --out")
+        if user_error is None:
+            raise
+        raise user_error from None
     finally:
-        if work is not None:
-            shutil.rmtree(work, ignore_errors=True)
+        for folder in (work, intermediate.parent if intermediate is not None else None):
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
     report.folder = str(out)
     return report
 
