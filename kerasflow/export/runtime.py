@@ -201,6 +201,11 @@ def _export_folder(path):
     folder = path if path.is_dir() else path.parent
     if (folder / METADATA_FILE).is_file() and (path.is_dir() or path.suffix == ".tflite"):
         return folder
+    exported = [name for name in (MODEL_FILES["tflite"], MODEL_FILES["saved_model"]) if (folder / name).is_file()]
+    if path.is_dir() and exported:
+        raise UserError(f"{path} holds {exported[0]} but no {METADATA_FILE}: an export folder keeps the metadata "
+                        "python -m kerasflow.export writes (classes, inputs) beside the model; copy the whole "
+                        "folder again or export the model again")
     if path.suffix == ".tflite" and not path.is_file():
         raise UserError(f"model {str(path)!r} does not exist; pass {ACCEPTED}")
     if path.suffix == ".tflite":
