@@ -8,6 +8,7 @@ import re
 import os
 import shutil
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -375,6 +376,9 @@ for format in saved_model tflite keras; do
     > "$OUT/$format.out" 2> "$OUT/$format.err"; echo $? > "$OUT/$format.status"
   ls -A "$DISK" > "$OUT/$format.ls"
 done
+mount -o remount,ro "$DISK"
+"$PYTHON" -m kerasflow.export "$RUN" --format keras --out "$DISK/sub/x" > "$OUT/ro.out" 2> "$OUT/ro.err"
+echo $? > "$OUT/ro.status"
 """
 
 
@@ -402,7 +406,48 @@ def test_export_to_a_full_disk_is_one_line_and_leaves_nothing(tiny_run, tmp_path
     status, err, listing = results["tflite"]
     assert status == "0", err[-2000:]
     assert listing == ["tflite"]
+    # No TensorFlow or LiteRT C++ log line (start-up notices, the XNNPACK delegate's) among its output.
+    assert not [line for line in err.splitlines() if NATIVE_LOG.match(line)], err[-2000:]
     status, err, listing = results["keras"]
     assert re.fullmatch(rf"error: cannot write {disk / 'keras'}: the disk is full \(it needs about 1\.0 MB, 0\.\d MB "
                         r"free\); .*", err.strip().splitlines()[-1]), err[-2000:]
     assert status == "2" and listing == ["tflite"]
+    # A read-only disk: the folder to make writable is the one that exists, not sub/ that was to be made.
+    assert (out / "ro.status").read_text().strip() == "2"
+    assert (out / "ro.err").read_text().strip().splitlines()[-1] == (
+        f"error: cannot write {disk / 'sub' / 'x'}: Read-only file system; make {disk} writable or choose another "
+        "folder")
+
+
+NATIVE_LOG = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} |To enable the following|INFO: Created "
+                        r"TensorFlow Lite)")
+
+
+def test_export_help_starts_no_tensorflow():
+    code = ("import sys; from kerasflow.export.__main__ import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
+            "    print('tensorflow imported:', 'tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.startswith("usage: python -m kerasflow.export")
+    assert result.stdout.splitlines()[-1] == "tensorflow imported: False"
+
+
+def test_evaluate_of_an_export_writes_beside_it_and_a_folder_without_metadata_says_so(exported, tiny_held_out,
+                                                                                      tmp_path, capsys):
+    _, tflite = exported("two_stream", "tflite", capsys=capsys)
+    shipped = tmp_path / "shipped" / "tflite"
+    shutil.copytree(tflite, shipped)
+    files = {path.name: path.read_bytes() for path in shipped.iterdir()}
+    status, out, err = call(evaluate, [str(shipped), "--json"], capsys)
+    assert status == 0, err
+    report = json.loads(out)
+    written = Path(report["evaluation_json"])
+    assert written.parent.parent == tmp_path / "shipped" / "evaluations" and written.parent.name.startswith(
+        "tflite-test-synthetic-") and written.is_file()
+    assert {path.name: path.read_bytes() for path in shipped.iterdir()} == files  # the shipped export as it was
+
+    (shipped / "metadata.json").unlink()
+    status, _, err = call(predict, [tiny_held_out.items[0].source, "--model", str(shipped)], capsys)
+    assert_one_error_line(status, err, f"{shipped} holds model.tflite but no metadata.json",
+                          "copy the whole folder again or export the model again")
