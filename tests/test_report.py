@@ -153,6 +153,7 @@ def test_markdown_never_replaces_a_file_that_is_not_a_report(runs, tmp_path, cap
     ({"final": {"top1": float("nan")}}, '"final"."top1" is NaN, not a number from 0 to 1'),
     ({"final": {"top5": 1.5}}, '"final"."top5" is 1.5, not a number from 0 to 1'),
     ({"final": 3}, '"final" is 3, not an object'),
+    ({"final": "done"}, '"final" is "done", not an object'),
 ])
 def test_metrics_of_the_wrong_shape_name_the_file(runs, tmp_path, capsys, final, fragment):
     run = tmp_path / "run"
@@ -164,6 +165,14 @@ def test_metrics_of_the_wrong_shape_name_the_file(runs, tmp_path, capsys, final,
     status, _, err = call(report_module, [str(run)], capsys)
     assert_one_error_line(status, err, f"{run / 'metrics.json'} is not the metrics kerasflow.fit writes: {fragment}",
                           "copy it again or train it again")
+
+
+def test_a_recipe_of_the_wrong_shape_names_the_file(runs, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(runs["seed0"], run)
+    (run / "recipe.yaml").write_text("just a line of text\n")
+    status, _, err = call(report_module, [str(run)], capsys)
+    assert_one_error_line(status, err, f"{run / 'recipe.yaml'} lacks its sections; it was not written by kerasflow.fit")
 
 
 def test_a_stage_folder_is_refused_and_one_path_is_a_run(runs, capsys):

@@ -91,7 +91,7 @@ def metadata(info, export_format, quantize, source, run_folder, frame_size):
 
 def _write_artifact(serving, export_format, quantize, folder, intermediate=None):
     """Write ``serving`` (the serving Keras model) into ``folder`` in ``export_format``; a TFLite file is
-    converted from a SavedModel written to the folder ``intermediate`` (made and removed here)."""
+    converted from a SavedModel written to the folder ``intermediate`` (made here, removed by the caller)."""
     import keras
     import tensorflow as tf
 
@@ -213,8 +213,10 @@ def export(model, info, export_format, out, *, quantize="none", overwrite=False,
                                           "check": dataclasses.asdict(report)})
         _replace(work, out)
     except (OSError, tf.errors.OpError) as error:
-        written = intermediate if intermediate is not None and str(intermediate.parent) in str(error) else out
-        user_error = write_error(written, error, needed)
+        if intermediate is not None and str(intermediate.parent) in str(error):  # the SavedModel TFLite needs
+            user_error = write_error(intermediate, error, weights)
+        else:
+            user_error = write_error(out, error, needed)
         if user_error is None and isinstance(error, OSError):
             user_error = UserError(f"cannot write {out}: {error.strerror}; choose another --out")
         if user_error is None:
