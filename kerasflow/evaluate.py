@@ -2,7 +2,8 @@
 
 Prints top-1, top-5, per-class accuracy and seconds per video split into decoding, the RGB stream and
 the flow stream; writes ``confusion_matrix.png`` and ``evaluation.json`` to the run folder (or next to
-the model file, beside an export folder, or to ``--output``). ``--json`` prints one JSON object on stdout and nothing else.
+the model file, beside an export folder, or to ``--output``). ``--json`` prints one JSON object on stdout
+and nothing else.
 """
 
 import hashlib

@@ -155,7 +155,8 @@ def format_markdown(report):
     splits = ", ".join(str(run["split"]) for run in runs)
     videos = sum(run["num_videos"] for run in runs)
     lines = [
-        f"{REPORT_TITLE}{len(runs)} run{'s' if len(runs) > 1 else ''} on {datasets} (split{'s' if len(runs) > 1 else ''} "
+        f"{REPORT_TITLE}{len(runs)} run{'s' if len(runs) > 1 else ''} on {datasets} "
+        f"(split{'s' if len(runs) > 1 else ''} "
         f"{splits}); mean and sample standard deviation over the runs, in percent",
         "",
         "| run | dataset | split | model | stage | test videos | top-1 | top-5 |",

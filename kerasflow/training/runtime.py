@@ -39,7 +39,8 @@ def globals_restored():
 
     policy = keras.mixed_precision.global_policy()
     states = random.getstate(), np.random.get_state(), context.global_seed()
-    keras_seeds = {name: global_state.get_global_attribute(name) for name in (GLOBAL_RANDOM_SEED, GLOBAL_SEED_GENERATOR)}
+    keras_seeds = {name: global_state.get_global_attribute(name)
+                   for name in (GLOBAL_RANDOM_SEED, GLOBAL_SEED_GENERATOR)}
     patched = {"_maybe_symbolic_build": (trainer.TensorFlowTrainer, trainer.TensorFlowTrainer.__dict__),
                "reduce_per_replica": (trainer, vars(trainer)), "_kerasflow_multi_worker": (trainer, vars(trainer))}
     originals = {name: namespace.get(name) for name, (_, namespace) in patched.items()}
