@@ -13,6 +13,8 @@ table = kerasflow.report_runs(["runs/a", "runs/b"])              # = python -m k
 Errors a user can cause raise ``kerasflow.errors.UserError`` with a one-line message.
 """
 
+import numbers
+
 from kerasflow.config import Recipe, load_recipe
 from kerasflow.report import report_runs
 
@@ -29,26 +31,44 @@ def _recipe(recipe, overrides=()):
 
 def fit(recipe, overrides=(), log=print):
     """Train a recipe (a ``Recipe``, a YAML path or an installed name) as ``python -m kerasflow.fit``
-    does, resuming its run folder; returns the run's metrics (``metrics.json``)."""
+    does, resuming its run folder; returns the run's metrics (``metrics.json``).
+
+    Whether it returns or raises, it leaves the process as it found it: Keras' dtype policy (the
+    recipe's ``runtime.mixed_precision``) and the global seeds it sets (``runtime.seed``: Python's
+    ``random``, NumPy, TensorFlow, Keras) are put back (``kerasflow.training.runtime.globals_restored``).
+    """
     from kerasflow.cli import bad_videos_as_user_errors
+    from kerasflow.training.runtime import globals_restored
     from kerasflow.training.staged import train_recipe
 
     recipe = _recipe(recipe, overrides)
-    with bad_videos_as_user_errors():
+    with globals_restored(), bad_videos_as_user_errors():
         return train_recipe(recipe, log=log)
 
 
 def build_model(recipe, overrides=(), num_classes=None):
     """The model a run of ``recipe`` ends with (e.g. the joint two-stream model), untrained, with the
-    ImageNet weights ``model.weights`` names. ``num_classes`` defaults to the classes of the recipe's dataset
-    (which indexes it, making the synthetic set if needed)."""
-    from kerasflow.data.feeds import recipe_indexes
-
+    ImageNet weights ``model.weights`` names. ``num_classes`` defaults to ``data.synthetic.classes`` for
+    the synthetic dataset, else to the classes of the recipe's dataset, which must exist: building a
+    model makes no data."""
     recipe = _recipe(recipe, overrides)
     if num_classes is None:
-        num_classes = len(recipe_indexes(recipe.data)[0].class_names)
+        num_classes = _class_count(recipe.data)
     models = recipe.kind.build_models(recipe.model, recipe.data, num_classes)
     return models[recipe.kind.final_model]
+
+
+def _class_count(data):
+    from kerasflow.data.datasets import build_index
+    from kerasflow.errors import UserError
+
+    if data.dataset == "synthetic":  # made on first use, with this many classes
+        return data.synthetic.classes
+    try:
+        return len(build_index(data.dataset, data.root, data.split, "train", data.flow_root).class_names)
+    except UserError as error:
+        raise UserError(f"build_model needs the number of classes: pass num_classes=, or make the dataset "
+                        f"the recipe names ({error})") from None
 
 
 def load_model(path):
@@ -68,10 +88,13 @@ def predict_video(model, video, top_k=5, flow_dir=None):
     video's TV-L1 ``flow_x`` folder, for optical-flow models. Returns ``{"video", "predictions":
     [{"class", "probability"}, ...], "seconds": {"decode", "model"}}``.
     """
+    from kerasflow.errors import UserError
     from kerasflow.export.runtime import KerasPredictor
     from kerasflow.predict import check_request
     from kerasflow.predict import predict_video as predict
 
+    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
+        raise UserError(f"top_k={top_k!r}: expected how many classes to list, an integer >= 1")
     if not hasattr(model, "kerasflow_info"):
         model = load_model(model)
     check_request(str(video), getattr(model, "name", "the model"), model.kerasflow_info, flow_dir)

@@ -3,8 +3,8 @@
 An interruption at any moment (even ``kill -9``) leaves either the old file or the new one, never half
 of one; a failed write leaves no temporary file behind. A write that fails because the disk is full
 or the folder cannot be written is one ``UserError`` line naming the path, the space it needs and the
-space left. Temporary files are named ``.<name>.<pid>.tmp...``; ``remove_stale_temporaries`` clears
-those a killed process left.
+space left. Temporary files are named ``.<name>.<pid>.tmp...``, temporary folders ``.<name>.<pid>.tmp``;
+``remove_stale_temporaries`` and ``remove_stale_temporary_folders`` clear those a killed process left.
 """
 
 import contextlib
@@ -17,6 +17,7 @@ import shutil
 from kerasflow.errors import UserError
 
 _TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp(\.[\w.]+)?$")
+_TEMPORARY_FOLDER = re.compile(r"^\.(.+)\.(\d+)\.(tmp|old)$")
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
 
@@ -30,9 +31,9 @@ def write_error(path, error, needed_bytes=None):
     not the disk's or the folder's fault (libraries such as h5py report errno only in their message)."""
     text = str(error)
     code = getattr(error, "errno", None)
-    folder = os.path.dirname(os.path.abspath(path))
+    folder = existing_folder_of(path)
     if code in _DISK_FULL or "No space left" in text or "errno = 28" in text or "Disk quota" in text:
-        free = shutil.disk_usage(folder).free if os.path.isdir(folder) else 0
+        free = shutil.disk_usage(folder).free
         needs = f"it needs about {_megabytes(needed_bytes)}, " if needed_bytes else ""
         return UserError(f"cannot write {path}: the disk is full ({needs}{_megabytes(free)} free); free some "
                          "space and run the same command again (what was written before is intact)")
@@ -40,6 +41,23 @@ def write_error(path, error, needed_bytes=None):
         return UserError(f"cannot write {path}: {os.strerror(code) if code in _NOT_WRITABLE else 'not writable'}; "
                          f"make {folder} writable or choose another folder")
     return None
+
+
+def existing_folder_of(path):
+    """The folder ``path`` is (to be) written in, or its nearest existing parent: the one that must be
+    writable, or whose disk is full."""
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.isdir(folder):
+        folder = os.path.dirname(folder)
+    return folder
+
+
+def disk_full_error(path, needed_bytes):
+    """The disk-full ``UserError`` of ``write_error`` when ``path``'s disk has less than ``needed_bytes`` free,
+    else None: checked before long work whose output size is known."""
+    if shutil.disk_usage(existing_folder_of(path)).free >= needed_bytes:
+        return None
+    return write_error(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), needed_bytes)
 
 
 @contextlib.contextmanager
@@ -118,6 +136,25 @@ def remove_stale_temporaries(folder):
                     freed += os.path.getsize(path)
                     os.remove(path)
     return freed
+
+
+def remove_stale_temporary_folders(folder):
+    """Delete the temporary folders directly in ``folder`` (``.<name>.<pid>.tmp``) that processes no
+    longer running left behind; a killed process's ``.<name>.<pid>.old`` (a folder being replaced) is put
+    back at ``<name>`` when nothing took its place, else deleted. Returns how many were cleared."""
+    cleared = 0
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            match = _TEMPORARY_FOLDER.match(entry.name)
+            if not match or not entry.is_dir(follow_symlinks=False) or process_alive(int(match.group(2))):
+                continue
+            original = os.path.join(folder, match.group(1))
+            if match.group(3) == "old" and not os.path.exists(original):
+                os.replace(entry.path, original)
+            else:
+                shutil.rmtree(entry.path, ignore_errors=True)
+            cleared += 1
+    return cleared
 
 
 def process_alive(pid):

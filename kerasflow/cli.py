@@ -80,19 +80,29 @@ def start_tensorflow_quietly(initialize_devices=True):
     if "tensorflow" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with native_output_kept_back():
+        import tensorflow as tf
+
+        if initialize_devices:
+            tf.config.list_logical_devices()
+
+
+@contextlib.contextmanager
+def native_output_kept_back(replay=True):
+    """Keep what native code (TensorFlow's C++ runtime, LiteRT) writes to file descriptor 2 during the
+    block off stderr; it is replayed if the block fails, unless ``replay`` is false (the exception says
+    enough)."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as chatter:
         os.dup2(chatter.fileno(), 2)
         try:
-            import tensorflow as tf
-
-            if initialize_devices:
-                tf.config.list_logical_devices()
+            yield
         except BaseException:
             os.dup2(saved, 2)
-            chatter.seek(0)
-            sys.stderr.write(chatter.read().decode(errors="replace"))
+            if replay:
+                chatter.seek(0)
+                sys.stderr.write(chatter.read().decode(errors="replace"))
             raise
         finally:
             os.dup2(saved, 2)

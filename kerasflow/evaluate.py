@@ -2,7 +2,8 @@
 
 Prints top-1, top-5, per-class accuracy and seconds per video split into decoding, the RGB stream and
 the flow stream; writes ``confusion_matrix.png`` and ``evaluation.json`` to the run folder (or next to
-the model file, or to ``--output``). ``--json`` prints one JSON object on stdout and nothing else.
+the model file, beside an export folder, or to ``--output``). ``--json`` prints one JSON object on stdout
+and nothing else.
 """
 
 import hashlib
@@ -55,12 +56,19 @@ def subset_dataset(recipe, info, subset, batch_size, bad_videos, clips=1):
 def output_folder(model_file, recipe, subset, output=None, clips=1):
     """Where evaluate writes its picture and JSON: ``output``, or a folder of its own next to the model,
     ``evaluations/<model>-<subset>-<dataset>-<digest of the data section>``, so evaluating on other data
-    never overwrites fit's pictures nor another evaluation. Checked to be writable before any work."""
+    never overwrites fit's pictures nor another evaluation; for an export, beside its folder (what is
+    shipped stays as exported): ``<export folder>/../evaluations/<export name>-...``. Checked to be
+    writable before any work."""
+    from kerasflow.export.runtime import METADATA_FILE
+
     if output is None:
+        base, name = Path(model_file).parent, Path(model_file).name.split(".")[0]
+        if (base / METADATA_FILE).is_file():
+            base, name = base.parent, base.name
         data = json.dumps(recipe_to_dict(recipe)["data"], sort_keys=True).encode("utf-8")
-        tag = f"{Path(model_file).name.split('.')[0]}-{subset}-{recipe.data.dataset}-{hashlib.sha1(data).hexdigest()[:8]}"
+        tag = f"{name}-{subset}-{recipe.data.dataset}-{hashlib.sha1(data).hexdigest()[:8]}"
         tag += f"-{clips}clips" + ("-softmax" if recipe.evaluation.average == "softmax" else "") if clips > 1 else ""
-        folder = Path(model_file).parent / "evaluations" / tag
+        folder = base / "evaluations" / tag
     else:
         folder = Path(output)
         if folder.exists() and not folder.is_dir():
@@ -158,7 +166,8 @@ def add_arguments(parser):
                         "evaluation.average says (logits by default; --set evaluation.average=softmax): evenly "
                         "spaced flow windows or TV-L1 stacks (default: the recipe's evaluation.clips, 1)")
     parser.add_argument("--output", help="folder for confusion_matrix.png and evaluation.json (default: "
-                        "evaluations/<model>-<subset>-<dataset>-<data digest>/ next to the model)")
+                        "evaluations/<model>-<subset>-<dataset>-<data digest>/ next to the model, or beside an "
+                        "export folder)")
 
 
 def evaluate_model(args):

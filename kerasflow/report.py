@@ -6,12 +6,15 @@ Made for a dataset's three splits: the paper's Table 3 reports EGTEA Gaze+ and H
 
 Prints a markdown table: each run's dataset, split, model kind and test videos, and the top-1 and top-5
 of its final model (``metrics.json``), then their mean and sample standard deviation (n - 1); then
-each class's accuracy averaged over the runs. ``--markdown FILE`` also writes the table to FILE;
+each class's accuracy averaged over the runs. ``--markdown FILE`` also writes the table to FILE (it
+replaces an earlier report there, another file only with ``--overwrite``, a run folder's own files never);
 ``--json`` prints the same numbers as one JSON object instead. Runs of different datasets or class
 lists are refused unless ``--mixed`` (each class is then averaged over the runs that have it).
 """
 
 import json
+import math
+import os
 import statistics
 from pathlib import Path
 
@@ -20,29 +23,68 @@ import yaml
 from kerasflow.atomic import write_text
 from kerasflow.cli import report_command
 from kerasflow.errors import UserError, run_command
+from kerasflow.model_io import MODEL_FILE
 from kerasflow.training.run_folder import METRICS_FILE, RECIPE_FILE, STATE_FILE, run_folder_of
+
+REPORT_TITLE = "Test accuracy of "  # how every markdown report begins: a file that does is one of ours
 
 
 def read_run(path):
-    """What the report shows of one finished run (a run folder, or a model file in one)."""
+    """What the report shows of one finished run (a run folder, or its ``model.keras``)."""
     if not Path(path).exists():
         raise UserError(f"{path} does not exist; pass the runtime.output_dir of finished runs")
     folder = run_folder_of(path)
     if folder is None:
         raise UserError(f"{path} is not a run folder (it has no {RECIPE_FILE} and {STATE_FILE}); pass the "
                         "runtime.output_dir of finished runs")
-    final = _read(folder / METRICS_FILE, json.loads, folder).get("final") if (folder / METRICS_FILE).is_file() else None
+    if Path(path).resolve() not in (folder, folder / MODEL_FILE):
+        raise UserError(f"{path} lies inside the run folder {folder}: the report gives a whole run's final test "
+                        f"metrics; pass {folder} (python -m kerasflow.evaluate measures a stage's best.keras)")
+    metrics_file = folder / METRICS_FILE
+    metrics = _read(metrics_file, json.loads, folder) if metrics_file.is_file() else {}
+    if not isinstance(metrics, dict):
+        raise _damaged(metrics_file, f"holds a JSON {type(metrics).__name__}, not an object", folder)
+    final = metrics.get("final")
     if final is None:
         raise UserError(f"{folder} has no final test metrics yet; finish its training with "
                         f"python -m kerasflow.fit {folder / RECIPE_FILE}")
+    _check_final(final, metrics_file, folder)
     recipe = _read(folder / RECIPE_FILE, yaml.safe_load, folder)
     try:
         return {"run": str(path), "dataset": recipe["data"]["dataset"], "split": recipe["data"]["split"],
                 "kind": recipe["model"]["kind"], "stage": final["stage"], "num_videos": final["num_videos"],
                 "top1": final["top1"], "top5": final["top5"], "per_class_accuracy": final["per_class_accuracy"]}
     except (KeyError, TypeError) as error:
-        raise UserError(f"{folder}: {RECIPE_FILE} or {METRICS_FILE} lacks {error}; it was not written by "
-                        "kerasflow.fit, or was edited") from None
+        missing = f"the key {error}" if isinstance(error, KeyError) else "its sections"
+        raise UserError(f"{folder / RECIPE_FILE} lacks {missing}; it was not written by kerasflow.fit, or was "
+                        "edited: copy the run again or train it again") from None
+
+
+def _is_fraction(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 1
+
+
+def _check_final(final, metrics_file, folder):
+    """Raise the one-line ``UserError`` naming ``metrics_file`` when its ``final`` entry is not what fit writes."""
+    if not isinstance(final, dict):
+        raise _damaged(metrics_file, f'"final" is {json.dumps(final)[:40]}, not an object', folder)
+    checks = {"stage": lambda value: isinstance(value, str),
+              "num_videos": lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+              "top1": _is_fraction, "top5": _is_fraction,
+              "per_class_accuracy": lambda value: isinstance(value, dict) and all(map(_is_fraction, value.values()))}
+    expected = {"stage": "a stage name", "num_videos": "a count", "top1": "a number from 0 to 1",
+                "top5": "a number from 0 to 1", "per_class_accuracy": "an object of numbers from 0 to 1"}
+    for key, check in checks.items():
+        if key not in final:
+            raise _damaged(metrics_file, f'"final" lacks "{key}"', folder)
+        if not check(final[key]):
+            raise _damaged(metrics_file, f'"final"."{key}" is {json.dumps(final[key])[:40]}, not {expected[key]}',
+                           folder)
+
+
+def _damaged(file, what, folder):
+    return UserError(f"{file} is not the metrics kerasflow.fit writes: {what}; {folder} is damaged or was edited: "
+                     "copy it again or train it again")
 
 
 def _read(file, parse, folder):
@@ -59,8 +101,9 @@ def report_runs(paths, mixed=False):
     ``mean`` and ``std`` hold ``top1`` and ``top5`` over the runs (``std``: the sample standard deviation,
     None for one run); ``per_class_accuracy`` maps each class to its ``mean``, ``std`` and number of
     ``runs``. Raises ``UserError`` for a run that is not finished, a run given twice, or (unless
-    ``mixed``) runs of different datasets or class lists.
+    ``mixed``) runs of different datasets or class lists. ``paths`` may be one path (a string).
     """
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     folders = [run_folder_of(path) for path in paths]
     repeated = next((path for path, folder in zip(paths, folders) if folder and folders.count(folder) > 1), None)
     if repeated is not None:
@@ -112,7 +155,8 @@ def format_markdown(report):
     splits = ", ".join(str(run["split"]) for run in runs)
     videos = sum(run["num_videos"] for run in runs)
     lines = [
-        f"Test accuracy of {len(runs)} run{'s' if len(runs) > 1 else ''} on {datasets} (split{'s' if len(runs) > 1 else ''} "
+        f"{REPORT_TITLE}{len(runs)} run{'s' if len(runs) > 1 else ''} on {datasets} "
+        f"(split{'s' if len(runs) > 1 else ''} "
         f"{splits}); mean and sample standard deviation over the runs, in percent",
         "",
         "| run | dataset | split | model | stage | test videos | top-1 | top-5 |",
@@ -131,11 +175,38 @@ def format_markdown(report):
     return "\n".join(lines)
 
 
+def check_markdown_target(path, overwrite=False):
+    """Refuse a ``--markdown`` path that would replace what is not a report of ours: a folder, a file of a
+    run folder (never, even with ``overwrite``), or another existing file (unless ``overwrite``)."""
+    if path.is_dir():
+        raise UserError(f"--markdown {path} is a folder; pass a file name, e.g. {path / 'report.md'}")
+    if not path.exists() or _is_report(path):
+        return
+    run = run_folder_of(path.resolve().parent)
+    if run is not None:
+        raise UserError(f"--markdown {path} is a file of the run folder {run}; a run's own files are never "
+                        "replaced: pass another --markdown path")
+    if not overwrite:
+        raise UserError(f"--markdown {path} exists and is not a report python -m kerasflow.report wrote; it is "
+                        "not replaced: pass another path, or --overwrite to replace it")
+
+
+def _is_report(path):
+    """Whether the file ``path`` begins as every markdown report does."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(len(REPORT_TITLE)) == REPORT_TITLE.encode()
+    except OSError:
+        return False
+
+
 def add_arguments(parser):
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished run folders (runtime.output_dir)")
     parser.add_argument("--mixed", action="store_true",
                         help="average runs of different datasets or class lists too (refused otherwise)")
     parser.add_argument("--markdown", metavar="FILE.md", help="also write the markdown table to this file")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="let --markdown replace an existing file that is not a report (never a run's own file)")
 
 
 def make_report(args):
@@ -143,8 +214,7 @@ def make_report(args):
     report = report_runs(args.runs, args.mixed)
     if args.markdown:
         path = Path(args.markdown)
-        if path.is_dir():
-            raise UserError(f"--markdown {path} is a folder; pass a file name, e.g. {path / 'report.md'}")
+        check_markdown_target(path, args.overwrite)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text(path, format_markdown(report) + "\n")
     return report

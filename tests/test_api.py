@@ -47,3 +47,66 @@ def test_the_fit_module_is_also_the_fit_function():
     import kerasflow.fit as fit_module
 
     assert callable(kerasflow.fit) and callable(fit_module) and callable(fit_module.main)
+
+
+def test_build_model_makes_no_data(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = kerasflow.build_model(kerasflow.load_recipe("demo", ["model.kind=representation_flow",
+                                                                 "data.synthetic.classes=3"]))
+    assert model.output.shape == (None, 3) and list(tmp_path.iterdir()) == []
+    folder = kerasflow.load_recipe("demo", ["data.dataset=folder", f"data.root={tmp_path / 'videos'}"])
+    with pytest.raises(UserError, match=r"build_model needs the number of classes: pass num_classes=, or make the "
+                                        r"dataset the recipe names \(dataset root .*videos' does not exist"):
+        kerasflow.build_model(folder)
+    assert kerasflow.build_model(folder, num_classes=5).output.shape == (None, 5)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_small_api_contracts(tmp_path):
+    # One override as a plain string, not a list of its characters.
+    assert kerasflow.load_recipe("demo", "stages.flow.epochs=2").stage("flow").epochs == 2
+    with pytest.raises(UserError, match=r"model.init_from = 3 is not allowed: expected a list of paths or a path or "
+                                        r"null$"):
+        kerasflow.load_recipe("demo", ["model.init_from=3"])
+    model = kerasflow.build_model(kerasflow.load_recipe("demo", ["model.kind=representation_flow"]))
+    from kerasflow.model_io import ModelInfo
+
+    model.kerasflow_info = ModelInfo("representation_flow", "flow", "flow", (), ("a", "b", "c", "d"))
+    for top_k in (0, -1, 2.5, True):
+        with pytest.raises(UserError, match=rf"top_k={top_k!r}: expected how many classes to list, an integer >= 1"):
+            kerasflow.predict_video(model, tmp_path / "clip.avi", top_k=top_k)
+
+
+def test_fit_puts_back_the_globals_it_changes(tmp_path):
+    import random
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from cli_testing import DEMO, tiny_overrides
+
+    recipe = kerasflow.load_recipe(DEMO, tiny_overrides(tmp_path) + [
+        "model.kind=representation_flow", "model.flow.num_layers=0", "runtime.mixed_precision=bfloat16"])
+    keras.mixed_precision.set_global_policy("float32")
+    random.seed(7)
+    np.random.seed(7)
+    tf.random.set_seed(7)
+    expected = random.random(), np.random.rand(), tf.random.uniform(()).numpy()
+    random.seed(7)
+    np.random.seed(7)
+    tf.random.set_seed(7)
+    kerasflow.fit(recipe, log=lambda line: None)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert (random.random(), np.random.rand()) == expected[:2]
+    assert tf.random.uniform(()).numpy() == expected[2]
+    assert tf.distribute.get_strategy() is tf.distribute.get_strategy() and not tf.distribute.has_strategy()
+
+    # A run that fails after changing them leaves them as they were too.
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    (tmp_path / "run" / "model.keras").unlink()
+    (tmp_path / "run" / "stages" / "flow" / "best.keras").write_bytes(b"damaged")
+    with pytest.raises(UserError, match="best.keras is not a Keras model file"):
+        kerasflow.fit(recipe, log=lambda line: None)
+    assert keras.mixed_precision.global_policy().name == "mixed_float16"
+    keras.mixed_precision.set_global_policy("float32")

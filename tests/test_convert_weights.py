@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -305,3 +306,22 @@ def test_cli_converts_and_rejects(tmp_path):
     assert result.returncode == 2
     assert len(stderr) == 1, result.stderr
     assert stderr[0].startswith(f"error: {bad} does not hold a") and "missing key 'fc.weight'" in stderr[0]
+
+
+def test_cli_makes_the_output_folder_and_checks_arch_first(tmp_path, monkeypatch):
+    # README: python -m kerasflow.convert_weights resnet34.safetensors weights/resnet34.weights.h5 --arch resnet34,
+    # in a fresh clone that has no weights/ folder.
+    from kerasflow import convert_weights
+
+    monkeypatch.chdir(tmp_path)
+    save_file(_tiny_state(), "tiny.safetensors")
+    assert convert_weights.main(["tiny.safetensors", "weights/tiny.weights.h5"]) == 0
+    assert Path("weights/tiny.weights.h5").is_file()
+    assert Path("weights/tiny.weights.h5.json").is_file()
+    with pytest.raises(UserError, match=r"^--arch resnet99 is not a backbone preset; use one of resnet18, resnet34, "):
+        convert_file("missing.safetensors", "other/x.weights.h5", arch="resnet99")
+    a_file = tmp_path / "a file"
+    a_file.write_text("keep")
+    with pytest.raises(UserError, match=re.escape(f"{a_file / 'x.weights.h5'}: cannot make folder {a_file}")):
+        convert_file("tiny.safetensors", a_file / "x.weights.h5")
+    assert not Path("other").exists() and a_file.read_text() == "keep"

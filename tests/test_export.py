@@ -6,7 +6,11 @@ the SavedModel and the TFLite file; every refusal in one line with nothing half-
 import collections
 import json
 import re
+import os
 import shutil
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -93,6 +97,9 @@ def test_export_matches_the_keras_model(model, export_format, exported, tiny_run
     assert metadata["check"]["max_probability_difference"] <= 1e-4 and metadata["check"]["top1_agreement"] == 1.0
     assert f"{metadata['check']['bytes'] / 1e6:.2f} MB" in row
     assert not [path for path in folder.parent.iterdir() if path.name.startswith(".")]  # no temporaries left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask  # as any folder the user makes
 
     # Parity recomputed here, on every test video (the TV-L1 model on random stacks: the test videos
     # have no flow folders).
@@ -360,3 +367,168 @@ def test_readme_client_runs_as_written_and_agrees_with_predict(exported, tiny_ru
     np.testing.assert_allclose(tflite_probs, [expected[name] for name in class_names], atol=1e-4)
     best = max(expected, key=expected.get)
     assert f"SavedModel: {best} " in printed and f"TFLite: {best} " in printed
+
+
+def edited_export(source, folder, change):
+    """A copy of the export folder ``source`` at ``folder`` with ``change(metadata, folder)`` applied."""
+    shutil.copytree(source, folder)
+    metadata = json.loads((folder / "metadata.json").read_text())
+    change(metadata, folder)
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    return folder
+
+
+def _set(key, value, number=None):
+    def change(metadata, folder):
+        (metadata if number is None else metadata["inputs"][number])[key] = value
+    return change
+
+
+def _copy_model(source):
+    return lambda metadata, folder: shutil.copy(source, folder / "model.tflite")
+
+
+def _truncate(metadata, folder):
+    data = (folder / "model.tflite").read_bytes()
+    (folder / "model.tflite").write_bytes(data[: len(data) // 3])
+
+
+@pytest.mark.parametrize("case, change, line", [
+    ("two names for 3 outputs", _set("class_names", ["a", "b"]),
+     '/metadata.json: "outputs" is {"logits": [1, 3], "probs": [1, 3]} but "class_names" holds 2 names'),
+    ("4 names for 3 outputs", _set("class_names", ["a", "b", "c", "d"]), '"class_names" holds 4 names'),
+    ("4 names and outputs", lambda m, f: m.update(class_names=["a", "b", "c", "d"],
+                                                  outputs={"logits": [1, 4], "probs": [1, 4]}),
+     "/metadata.json names 4 classes but model.tflite gives 3 scores"),
+    ("integer names", _set("class_names", [1, 2, 3]), '"class_names" is [1, 2, 3], not a list of class names'),
+    ("frames", _set("frames", 8, 0), "/metadata.json describes the inputs "),
+    ("size", _set("size", 48, 1), "but model.tflite takes flow_clip [1, 4, 32, 32, 3] uint8, rgb [1, 4, 32, 32, 3]"),
+    ("stride -3", _set("stride", -3, 0), '"inputs"[0]."stride" is -3, not an integer >= 1'),
+    ("stride 0", _set("stride", 0, 1), '"inputs"[1]."stride" is 0, not an integer >= 1'),
+    ("sampling", _set("sampling", "bogus", 0), '"inputs"[0]."sampling" is "bogus", not one of contiguous, segments'),
+    ("a list", lambda m, f: m.clear(), 'the key "format" is missing'),
+    ("truncated", _truncate, "/model.tflite cannot be loaded as a TFLite model (The model is not a valid Flatbuffer"),
+])
+def test_an_edited_or_damaged_tflite_export_is_one_line(case, change, line, exported, tiny_held_out, tmp_path, capsys):
+    _, tflite = exported("two_stream", "tflite", capsys=capsys)
+    folder = edited_export(tflite, tmp_path / "edited", change)
+    video = tiny_held_out.items[0].source
+    for model in (folder, folder / "model.tflite"):
+        status, _, err = call(predict, [video, "--model", str(model)], capsys)
+        assert_one_error_line(status, err, line, "export the model again")
+
+
+def test_a_tflite_file_of_another_model_is_refused_by_predict_evaluate_and_stream(exported, tiny_held_out, tmp_path,
+                                                                                  capsys):
+    _, tflite = exported("two_stream", "tflite", capsys=capsys)
+    _, flow_only = exported("flow", "tflite", capsys=capsys)
+    folder = edited_export(tflite, tmp_path / "swapped", _copy_model(flow_only / "model.tflite"))
+    video = tiny_held_out.items[0].source
+    expected = (f"error: {folder / 'metadata.json'} describes the inputs flow_clip [1, 4, 32, 32, 3] uint8, rgb "
+                "[1, 4, 32, 32, 3] uint8 but model.tflite takes flow_clip [1, 4, 32, 32, 3] uint8; the metadata was "
+                "edited or belongs to another model: export the model again")
+    for command, argv in ((predict, [video]), (predict, ["--stream", video]), (evaluate, [])):
+        status, _, err = call(command, [*argv, str(folder)] if command is evaluate else [*argv, "--model", str(folder)],
+                              capsys)
+        assert_one_error_line(status, err)
+        assert err.strip().splitlines()[-1] == expected
+    assert not (folder / "evaluations").exists()
+
+
+def test_an_edited_saved_model_export_is_one_line(exported, tiny_held_out, tmp_path, capsys):
+    _, saved_model = exported("two_stream", "saved_model", capsys=capsys)
+    video = tiny_held_out.items[0].source
+    folder = edited_export(saved_model, tmp_path / "edited", _set("frames", 8, 0))
+    status, _, err = call(predict, [video, "--model", str(folder)], capsys)
+    assert_one_error_line(status, err, "describes the inputs flow_clip [1, 4, 32, 32, 3] uint8, rgb [1, 8, 32, 32, 3] "
+                          "uint8 but the SavedModel takes flow_clip [1, 4, 32, 32, 3] uint8, rgb [1, 4, 32, 32, 3]")
+    folder = edited_export(saved_model, tmp_path / "damaged", lambda m, f: (f / "saved_model.pb").write_bytes(b"x"))
+    status, _, err = call(predict, [video, "--model", str(folder)], capsys)
+    assert_one_error_line(status, err, f"{folder} cannot be loaded as a SavedModel", "export the model again")
+
+
+FULL_DISK_SCRIPT = """
+set -u
+mount -t tmpfs -o size=2M tmpfs "$DISK" || exit 99
+cd "$REPO"
+mkdir "$DISK/.tflite.999999999.tmp" && echo stale > "$DISK/.tflite.999999999.tmp/model.tflite"
+for format in saved_model tflite keras; do
+  "$PYTHON" -m kerasflow.export "$RUN" --format $format --out "$DISK/$format" --check-clips 2 \\
+    > "$OUT/$format.out" 2> "$OUT/$format.err"; echo $? > "$OUT/$format.status"
+  ls -A "$DISK" > "$OUT/$format.ls"
+done
+mount -o remount,ro "$DISK"
+"$PYTHON" -m kerasflow.export "$RUN" --format keras --out "$DISK/sub/x" > "$OUT/ro.out" 2> "$OUT/ro.err"
+echo $? > "$OUT/ro.status"
+"""
+
+
+def test_export_to_a_full_disk_is_one_line_and_leaves_nothing(tiny_run, tmp_path):
+    # On a 2 MB disk: the SavedModel (about 3 MB) fails while written; the TFLite file (1.3 MB) fits, its
+    # intermediate SavedModel going to the system's temporary folder; then 0.7 MB are left for a model of
+    # 1.0 MB of weights, refused before any work. A killed export's temporary folder is cleared.
+    from test_reliability import ENV, _in_private_mount_namespace
+
+    disk, out = tmp_path / "disk", tmp_path / "out"
+    disk.mkdir()
+    out.mkdir()
+    env = {**ENV, "DISK": str(disk), "OUT": str(out), "REPO": str(Path(__file__).resolve().parents[1]),
+           "PYTHON": sys.executable, "RUN": str(tiny_run)}
+    result = _in_private_mount_namespace(FULL_DISK_SCRIPT, env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = {name: ((out / f"{name}.status").read_text().strip(), (out / f"{name}.err").read_text(),
+                      (out / f"{name}.ls").read_text().split()) for name in ("saved_model", "tflite", "keras")}
+    status, err, listing = results["saved_model"]
+    assert status == "2" and "Traceback" not in err, err[-2000:]
+    assert re.fullmatch(rf"error: cannot write {disk / 'saved_model'}: the disk is full \(it needs about 1\.0 MB, "
+                        r"\d\.\d MB free\); free some space and run the same command again \(what was written before "
+                        r"is intact\)", err.strip().splitlines()[-1]), err[-2000:]
+    assert listing == []  # the stale temporary folder of a killed export went too
+    status, err, listing = results["tflite"]
+    assert status == "0", err[-2000:]
+    assert listing == ["tflite"]
+    # No TensorFlow or LiteRT C++ log line (start-up notices, the XNNPACK delegate's) among its output.
+    assert not [line for line in err.splitlines() if NATIVE_LOG.match(line)], err[-2000:]
+    status, err, listing = results["keras"]
+    assert re.fullmatch(rf"error: cannot write {disk / 'keras'}: the disk is full \(it needs about 1\.0 MB, 0\.\d MB "
+                        r"free\); .*", err.strip().splitlines()[-1]), err[-2000:]
+    assert status == "2" and listing == ["tflite"]
+    # A read-only disk: the folder to make writable is the one that exists, not sub/ that was to be made.
+    assert (out / "ro.status").read_text().strip() == "2"
+    assert (out / "ro.err").read_text().strip().splitlines()[-1] == (
+        f"error: cannot write {disk / 'sub' / 'x'}: Read-only file system; make {disk} writable or choose another "
+        "folder")
+
+
+NATIVE_LOG = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} |To enable the following|INFO: Created "
+                        r"TensorFlow Lite)")
+
+
+def test_export_help_starts_no_tensorflow():
+    code = ("import sys; from kerasflow.export.__main__ import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
+            "    print('tensorflow imported:', 'tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.startswith("usage: python -m kerasflow.export")
+    assert result.stdout.splitlines()[-1] == "tensorflow imported: False"
+
+
+def test_evaluate_of_an_export_writes_beside_it_and_a_folder_without_metadata_says_so(exported, tiny_held_out,
+                                                                                      tmp_path, capsys):
+    _, tflite = exported("two_stream", "tflite", capsys=capsys)
+    shipped = tmp_path / "shipped" / "tflite"
+    shutil.copytree(tflite, shipped)
+    files = {path.name: path.read_bytes() for path in shipped.iterdir()}
+    status, out, err = call(evaluate, [str(shipped), "--json"], capsys)
+    assert status == 0, err
+    report = json.loads(out)
+    written = Path(report["evaluation_json"])
+    assert written.parent.parent == tmp_path / "shipped" / "evaluations" and written.parent.name.startswith(
+        "tflite-test-synthetic-") and written.is_file()
+    assert {path.name: path.read_bytes() for path in shipped.iterdir()} == files  # the shipped export as it was
+
+    (shipped / "metadata.json").unlink()
+    status, _, err = call(predict, [tiny_held_out.items[0].source, "--model", str(shipped)], capsys)
+    assert_one_error_line(status, err, f"{shipped} holds model.tflite but no metadata.json",
+                          "copy the whole folder again or export the model again")

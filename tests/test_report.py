@@ -116,3 +116,73 @@ def test_the_command_reads_only_files_and_starts_no_tensorflow(runs):
     assert result.returncode == 0, result.stderr
     report, imported = result.stdout.splitlines()
     assert json.loads(report) == kerasflow.report_runs(paths) and imported == "tensorflow imported: False"
+
+
+def test_markdown_never_replaces_a_file_that_is_not_a_report(runs, tmp_path, capsys):
+    # `report RUN --markdown RUN/metrics.json` would have made the run unreadable.
+    run = tmp_path / "run"
+    shutil.copytree(runs["seed0"], run)
+    metrics = (run / "metrics.json").read_bytes()
+    notes = tmp_path / "notes.md"
+    notes.write_bytes(b"my notes\n")
+    status, _, err = call(report_module, [str(run), "--markdown", str(run / "metrics.json")], capsys)
+    assert_one_error_line(status, err, f"--markdown {run / 'metrics.json'} is a file of the run folder {run}",
+                          "never replaced")
+    status, _, err = call(report_module, [str(run), "--markdown", str(run / "metrics.json"), "--overwrite"], capsys)
+    assert_one_error_line(status, err, "is a file of the run folder")
+    status, _, err = call(report_module, [str(run), "--markdown", str(notes)], capsys)
+    assert_one_error_line(status, err, f"--markdown {notes} exists and is not a report python -m kerasflow.report "
+                                       "wrote; it is not replaced: pass another path, or --overwrite")
+    assert (run / "metrics.json").read_bytes() == metrics and notes.read_bytes() == b"my notes\n"
+
+    # An earlier report is replaced without asking; another file with --overwrite.
+    report = tmp_path / "report.md"
+    for target, extra in ((report, []), (report, []), (notes, ["--overwrite"])):
+        status, out, err = call(report_module, [str(run), "--markdown", str(target), *extra], capsys)
+        assert status == 0, err
+        assert target.read_text() == out
+    inside = run / "report.md"  # a new file inside a run folder is no file of the run's
+    status, out, _ = call(report_module, [str(run), "--markdown", str(inside)], capsys)
+    assert status == 0 and inside.read_text() == out
+
+
+@pytest.mark.parametrize("final, fragment", [
+    ([], 'holds a JSON list, not an object'),
+    ({"final": {"top1": "high"}}, '"final"."top1" is "high", not a number from 0 to 1'),
+    ({"final": {"per_class_accuracy": None}}, '"final"."per_class_accuracy" is null, not an object of numbers'),
+    ({"final": {"top1": float("nan")}}, '"final"."top1" is NaN, not a number from 0 to 1'),
+    ({"final": {"top5": 1.5}}, '"final"."top5" is 1.5, not a number from 0 to 1'),
+    ({"final": 3}, '"final" is 3, not an object'),
+    ({"final": "done"}, '"final" is "done", not an object'),
+])
+def test_metrics_of_the_wrong_shape_name_the_file(runs, tmp_path, capsys, final, fragment):
+    run = tmp_path / "run"
+    shutil.copytree(runs["seed0"], run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    edited = final if isinstance(final, list) else {**metrics, "final": (
+        {**metrics["final"], **final["final"]} if isinstance(final["final"], dict) else final["final"])}
+    (run / "metrics.json").write_text(json.dumps(edited))
+    status, _, err = call(report_module, [str(run)], capsys)
+    assert_one_error_line(status, err, f"{run / 'metrics.json'} is not the metrics kerasflow.fit writes: {fragment}",
+                          "copy it again or train it again")
+
+
+def test_a_recipe_of_the_wrong_shape_names_the_file(runs, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(runs["seed0"], run)
+    (run / "recipe.yaml").write_text("just a line of text\n")
+    status, _, err = call(report_module, [str(run)], capsys)
+    assert_one_error_line(status, err, f"{run / 'recipe.yaml'} lacks its sections; it was not written by kerasflow.fit")
+
+
+def test_a_stage_folder_is_refused_and_one_path_is_a_run(runs, capsys):
+    run = runs["seed0"]
+    stage = run / "stages" / "flow"
+    status, _, err = call(report_module, [str(stage)], capsys)
+    assert_one_error_line(status, err, f"{stage} lies inside the run folder {run}", f"pass {run}")
+    status, _, err = call(report_module, [str(stage / "best.keras")], capsys)
+    assert_one_error_line(status, err, "lies inside the run folder")
+    # report_runs("runs/base"): one path, not a list of its characters.
+    assert kerasflow.report_runs(str(run)) == kerasflow.report_runs([str(run)])
+    assert kerasflow.report_runs(run)["runs"][0]["top1"] == final_metrics(run)["top1"]
+    assert kerasflow.report_runs(str(run / "model.keras"))["mean"]["top1"] == final_metrics(run)["top1"]

@@ -291,3 +291,31 @@ def test_a_chief_and_two_workers_finish_a_grid_each_trial_once(tmp_path, capsys)
                                              "--check-clips", "2"], capsys)
     assert status == 0, err
     assert (tmp_path / "export" / "model.keras").is_file()
+
+
+def test_a_huge_grid_is_refused_before_planning_unless_max_trials(tmp_path, capsys):
+    recipe = search_recipe(tmp_path, "grid", {"model.flow.num_layers": [0, 1]})
+    factors = ["--factor", "stages.flow.learning_rate=" + ",".join(f"{n}e-4" for n in range(1, 41)),
+               "--factor", "model.flow.iterations=" + ",".join(str(n) for n in range(1, 41)),
+               "--factor", "model.flow.num_layers=0,1,2,3",
+               "--factor", "data.batch_size=" + ",".join(str(n) for n in range(2, 33))]
+    start = time.monotonic()
+    status, out, err = call(tune, [str(recipe), *factors], capsys)
+    assert_one_error_line(status, err)
+    assert err.strip() == (
+        f"error: {recipe}: the grid search plans 198400 trials (40 x 40 x 4 x 31 values of stages.flow.learning_rate, "
+        "model.flow.iterations, model.flow.num_layers, data.batch_size), more than --max-trials 500; pass "
+        "--max-trials 198400 to plan them all, or give the factors fewer values")
+    assert time.monotonic() - start < 60 and out == "" and not (tmp_path / "search").exists()
+    status, _, err = call(tune, [str(recipe), *factors[:4], "--max-trials", "1000"], capsys)
+    assert_one_error_line(status, err, "plans 1600 trials (40 x 40 values", "more than --max-trials 1000")
+
+    space = SearchSpace(recipe, factor_options=["model.flow.num_layers=0,1", "model.flow.iterations=1,2,3"])
+    assert space.plan_size() == 6 and space.check_plan_size(6) == 6
+    with pytest.raises(UserError, match="plans 6 trials"):
+        space.check_plan_size(5)
+    (tmp_path / "b").mkdir()
+    bayesian = search_recipe(tmp_path / "b", "bayesian", {"model.flow.num_layers": [0, 1]})
+    status, _, err = call(tune, [str(bayesian), "--max-trials", "3"], capsys)
+    assert_one_error_line(status, err, "--max-trials applies to grid and one_at_a_time searches",
+                          "--set search.max_trials=N")

@@ -18,12 +18,12 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file
 from tqdm import tqdm
 
-from kerasflow.backbones.presets import TORCHVISION_STRIDES, from_preset
+from kerasflow.backbones.presets import TORCHVISION_STRIDES, from_preset, preset_names
 from kerasflow.backbones.resnet import ResNetBackbone
 from kerasflow.backbones.torch_file import is_torch_file, read_torch_file
 from kerasflow.backbones.weights import config_path
 from kerasflow.errors import UserError
-from kerasflow.atomic import atomic_path
+from kerasflow.atomic import atomic_path, write_error
 
 IGNORED_SUFFIX = ".num_batches_tracked"
 # keras value = np.transpose(torch value, axes)
@@ -166,15 +166,20 @@ def read_state_dict(path):
 def convert_file(in_path, out_path, arch=None):
     """Convert ``in_path`` (``.pth`` or ``.safetensors``) into ``out_path`` (``.weights.h5``) plus its config sidecar.
 
-    Returns the converted ``ResNetBackbone``.
+    Returns the converted ``ResNetBackbone``. The folder of ``out_path`` is made if missing.
     """
     if not str(out_path).endswith(".weights.h5"):
         raise UserError(f"{out_path}: the output name must end in .weights.h5")
-    out_folder = os.path.dirname(os.path.abspath(out_path))
-    if not os.path.isdir(out_folder):
-        raise UserError(f"{out_path}: folder {out_folder} does not exist; create it first")
+    if arch is not None and arch not in preset_names():
+        raise UserError(f"--arch {arch} is not a backbone preset; use one of {', '.join(preset_names())}")
     in_path, out_path = str(in_path), str(out_path)
     backbone = convert_state_dict(read_state_dict(in_path), arch=arch, source=in_path)
+    out_folder = os.path.dirname(os.path.abspath(out_path))
+    try:
+        os.makedirs(out_folder, exist_ok=True)  # e.g. weights/, which a fresh clone lacks
+    except OSError as error:
+        raise write_error(out_path, error) or UserError(f"{out_path}: cannot make folder {out_folder} "
+                                                        f"({error.strerror}); choose another path") from None
     config = {key: value for key, value in backbone.get_config().items()
               if key not in ("name", "trainable", "image_size")}
     sidecar = {"class_name": "ResNetBackbone", "config": config, "source": os.path.basename(in_path)}

@@ -58,7 +58,8 @@ def load_recipe(source, overrides=()) -> Recipe:
     ``model.flow.iterations``); a stage is addressed by index or name (``stages.0.epochs``,
     ``stages.joint.schedule.gamma``, also ``stages[0].epochs``); VALUE is parsed as YAML
     (``3``, ``1e-3``, ``[10, 20]``, ``{type: constant}``, ``null``; empty = null). Overrides apply in
-    order, before any check. Raises ``UserError`` with one line on any problem.
+    order, before any check; one override may be given as a plain string. Raises ``UserError`` with one
+    line on any problem.
     """
     raw, name = load_raw_recipe(source, overrides)
     return recipe_from_dict(raw, source=name)
@@ -68,6 +69,7 @@ def load_raw_recipe(source, overrides=()):
     """``(mapping, name for messages)``: the recipe ``source`` as YAML gives it, ``overrides`` applied,
     not checked yet (``recipe_from_dict`` checks it). Keys left out stay out, so a value that follows
     another (``model.flow_backbone`` follows ``model.backbone``) still follows it after more overrides."""
+    overrides = [overrides] if isinstance(overrides, str) else overrides
     text, name = _read_text(source)
     try:
         raw = yaml.safe_load(text)

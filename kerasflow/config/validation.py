@@ -82,10 +82,12 @@ def describe(kind, meta, nouns=False) -> str:
     the plural 'integers >= 1' that follows 'a list of')."""
     if kind is bool:
         return "true or false"
+    if typing.get_origin(kind) is list:
+        return f"a list of {describe(typing.get_args(kind)[0], meta, nouns=True)}"
     if meta.get("choices"):
         return "one of " + ", ".join(choices_of(meta))
     if meta.get("path"):
-        return " or ".join(["a path", *meta.get("words", ())])
+        return " or ".join(["paths" if nouns else "a path", *meta.get("words", ())])
     base = (_PLURAL_WORDS if nouns else {}).get(kind, _TYPE_WORDS[kind])
     bounds = [f">= {meta['minimum']}" if meta.get("minimum") is not None else "",
               f"> {meta['above']}" if meta.get("above") is not None else "",

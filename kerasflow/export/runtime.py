@@ -9,11 +9,12 @@ batch of one; a predictor feeds them one clip at a time.
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 
-from kerasflow.data.inputs import InputSpec
+from kerasflow.data.inputs import CROPS, INPUT_NAMES, SAMPLINGS, InputSpec
 from kerasflow.errors import UserError
 from kerasflow.model_io import ModelInfo, find_model_file, load_model_file, read_model_info
 
@@ -37,6 +38,13 @@ class Predictor:
 
     def __call__(self, inputs, training=False):
         raise NotImplementedError
+
+    def signature(self):
+        """``({input name: (shape, dtype name)}, logits shape or None)`` of the loaded artifact."""
+        model = self.keras_model
+        output = model.output["logits"] if isinstance(model.output, dict) else model.output
+        return ({tensor.name: (tuple(tensor.shape), str(tensor.dtype)) for tensor in model.inputs},
+                tuple(output.shape))
 
     def _one_by_one(self, inputs, run_one):
         size = len(next(iter(inputs.values())))
@@ -70,10 +78,19 @@ class SavedModelPredictor(Predictor):
         import tensorflow as tf
 
         super().__init__(info, path)
-        self._serve = tf.saved_model.load(str(Path(path).parent)).signatures["serving_default"]
+        try:
+            self._serve = tf.saved_model.load(str(Path(path).parent)).signatures["serving_default"]
+        except Exception as error:  # TensorFlow raises many types for a damaged SavedModel
+            raise _unloadable(Path(path).parent, "a SavedModel", error) from None
 
     def __call__(self, inputs, training=False):
         return self._one_by_one(inputs, lambda one: self._serve(**one)["logits"].numpy())
+
+    def signature(self):
+        inputs = self._serve.structured_input_signature[1]
+        logits = self._serve.structured_outputs.get("logits")
+        return ({name: (tuple(spec.shape.as_list()), spec.dtype.name) for name, spec in inputs.items()},
+                tuple(logits.shape.as_list()) if logits is not None else None)
 
 
 class TFLitePredictor(Predictor):
@@ -82,29 +99,121 @@ class TFLitePredictor(Predictor):
     def __init__(self, info, path, threads=None):
         from ai_edge_litert.interpreter import Interpreter
 
+        from kerasflow.cli import native_output_kept_back
+
         super().__init__(info, path)
-        self._run = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner("serving_default")
+        try:  # one run on zeros: LiteRT's one-time notice of its CPU delegate stays off stderr
+            with native_output_kept_back(replay=False):
+                self._run = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner(
+                    "serving_default")
+                self._run(**{name: np.zeros(detail["shape"], detail["dtype"])
+                             for name, detail in self._run.get_input_details().items()})
+        except (ValueError, RuntimeError) as error:
+            raise _unloadable(path, "a TFLite model", error) from None
 
     def __call__(self, inputs, training=False):
         return self._one_by_one(inputs, lambda one: self._run(**one)["logits"])
 
+    def signature(self):
+        outputs = self._run.get_output_details()
+        return ({name: (tuple(int(n) for n in detail["shape"]), np.dtype(detail["dtype"]).name)
+                 for name, detail in self._run.get_input_details().items()},
+                tuple(int(n) for n in outputs["logits"]["shape"]) if "logits" in outputs else None)
+
+
+def _unloadable(path, what, error):
+    reason = " ".join(str(error).split())[:200] or type(error).__name__
+    return UserError(f"{path} cannot be loaded as {what} ({reason}); it is damaged or not one: copy it again or "
+                     "export the model again")
+
 
 def read_metadata(folder):
-    """The ``metadata.json`` of an export folder as a dict, and its ``ModelInfo``."""
+    """The ``metadata.json`` of an export folder as a dict, and its ``ModelInfo``; ``UserError`` naming the
+    file and the key when it is not what ``python -m kerasflow.export`` writes (e.g. after an edit)."""
     path = Path(folder) / METADATA_FILE
     try:
         metadata = json.loads(path.read_text())
-        info = ModelInfo(kind=metadata["kind"], stage=metadata["stage"], model=metadata["model"],
-                         inputs=tuple(InputSpec(**{key: spec[key] for key in INPUT_SPEC_KEYS if key in spec})
-                                      for spec in metadata["inputs"]),
-                         class_names=tuple(metadata["class_names"]), version=metadata["kerasflow_version"])
     except FileNotFoundError:
         raise UserError(f"{path} is missing: an export folder holds the metadata python -m kerasflow.export "
                         "writes; export the model again") from None
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError) as error:
         raise UserError(f"{path} is not readable export metadata ({type(error).__name__}); export the model "
                         "again") from None
+    problem = _metadata_problem(metadata)
+    if problem:
+        raise UserError(f"{path}: {problem}; it was edited or is damaged: export the model again")
+    info = ModelInfo(kind=metadata["kind"], stage=metadata["stage"], model=metadata["model"],
+                     inputs=tuple(InputSpec(**{key: spec[key] for key in INPUT_SPEC_KEYS if key in spec})
+                                  for spec in metadata["inputs"]),
+                     class_names=tuple(metadata["class_names"]), version=metadata["kerasflow_version"])
     return metadata, info
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _metadata_problem(metadata):
+    """What is wrong with an export's metadata (``read_metadata``), in words, or None."""
+    if not isinstance(metadata, dict):
+        return f"holds a JSON {type(metadata).__name__}, not an object"
+    for key in ("format", "kind", "stage", "model", "kerasflow_version", "class_names", "inputs", "outputs", "source"):
+        if key not in metadata:
+            return f'the key "{key}" is missing'
+    if metadata["format"] not in MODEL_FILES:
+        return f'"format" is {json.dumps(metadata["format"])}, not one of {", ".join(MODEL_FILES)}'
+    names = metadata["class_names"]
+    if not isinstance(names, list) or not names or not all(isinstance(name, str) and name for name in names):
+        return f'"class_names" is {json.dumps(names)[:60]}, not a list of class names (strings)'
+    if len(set(names)) < len(names):
+        return f'"class_names" names a class twice ({next(n for n in names if names.count(n) > 1)!r})'
+    outputs = metadata["outputs"]
+    if outputs != {"logits": [1, len(names)], "probs": [1, len(names)]}:
+        return (f'"outputs" is {json.dumps(outputs)[:80]} but "class_names" holds {len(names)} names '
+                f'(expected logits and probs of [1, {len(names)}])')
+    if not isinstance(metadata["inputs"], list) or not metadata["inputs"]:
+        return '"inputs" is not a list of inputs'
+    for number, spec in enumerate(metadata["inputs"]):
+        where = f'"inputs"[{number}]'
+        if not isinstance(spec, dict):
+            return f"{where} is not an object"
+        checks = {"name": (lambda value: value in INPUT_NAMES, f"one of {', '.join(INPUT_NAMES)}"),
+                  "frames": (_is_count, "an integer >= 1"), "size": (_is_count, "an integer >= 1"),
+                  "sampling": (lambda value: value in SAMPLINGS, f"one of {', '.join(SAMPLINGS)}"),
+                  "stride": (_is_count, "an integer >= 1")}
+        for key, (check, expected) in checks.items():
+            if key not in spec:
+                return f'{where} lacks "{key}"'
+            if not check(spec[key]):
+                return f'{where}."{key}" is {json.dumps(spec[key])[:40]}, not {expected}'
+        # Exports written before data.crop existed lack the two crop keys: they were multi-scale at 1.
+        optional = {"crop": (lambda value: value in CROPS, f"one of {', '.join(CROPS)}"),
+                    "subsample": (_is_count, "an integer >= 1")}
+        for key, (check, expected) in optional.items():
+            if key in spec and not check(spec[key]):
+                return f'{where}."{key}" is {json.dumps(spec[key])[:40]}, not {expected}'
+    if not isinstance(metadata["source"], dict) or not isinstance(metadata["source"].get("run"), (str, type(None))):
+        return '"source" is not an object with the "run" it was exported from'
+    return None
+
+
+def check_artifact(predictor, metadata_path):
+    """Refuse an artifact whose real inputs and outputs are not what its metadata says (one ``UserError``
+    line): e.g. edited frames or crop size, a class list of another length, a file of another model."""
+    inputs, logits = predictor.signature()
+    expected = {spec.name: ((1, *spec.shape), "uint8") for spec in predictor.info.inputs}
+    name = {"tflite": predictor.path.name, "saved_model": "the SavedModel"}.get(predictor.format, "model.keras")
+    if inputs != expected:
+        def show(signature):
+            return ", ".join(f"{key} {list(shape)} {dtype}" for key, (shape, dtype) in sorted(signature.items()))
+
+        raise UserError(f"{metadata_path} describes the inputs {show(expected)} but {name} takes {show(inputs)}; the "
+                        "metadata was edited or belongs to another model: export the model again")
+    classes = len(predictor.info.class_names)
+    if logits != (1, classes):
+        scores = "no logits" if logits is None else f"{math.prod(logits[1:])} scores"
+        raise UserError(f"{metadata_path} names {classes} classes but {name} gives {scores}; the metadata was edited "
+                        "or belongs to another model: export the model again")
 
 
 def _export_folder(path):
@@ -113,6 +222,11 @@ def _export_folder(path):
     folder = path if path.is_dir() else path.parent
     if (folder / METADATA_FILE).is_file() and (path.is_dir() or path.suffix == ".tflite"):
         return folder
+    exported = [name for name in (MODEL_FILES["tflite"], MODEL_FILES["saved_model"]) if (folder / name).is_file()]
+    if path.is_dir() and exported:
+        raise UserError(f"{path} holds {exported[0]} but no {METADATA_FILE}: an export folder keeps the metadata "
+                        "python -m kerasflow.export writes (classes, inputs) beside the model; copy the whole "
+                        "folder again or export the model again")
     if path.suffix == ".tflite" and not path.is_file():
         raise UserError(f"model {str(path)!r} does not exist; pass {ACCEPTED}")
     if path.suffix == ".tflite":
@@ -140,6 +254,7 @@ def load_predictor(path, threads=None):
             predictor = SavedModelPredictor(info, model_path)
         else:
             predictor = KerasPredictor(info, model_path, load_model_file(model_path))
+        check_artifact(predictor, folder / METADATA_FILE)
         predictor.source_run = metadata["source"]["run"]
         return predictor
     model_file = find_model_file(path, ACCEPTED)

@@ -22,12 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from kerasflow import __version__
-from kerasflow.atomic import write_error, write_json
-from kerasflow.data.pipeline import short_side_for
+from kerasflow.atomic import disk_full_error, remove_stale_temporary_folders, write_error, write_json
 from kerasflow.errors import UserError
 from kerasflow.export.runtime import METADATA_FILE, MODEL_FILES, KerasPredictor, SavedModelPredictor, TFLitePredictor
 from kerasflow.export.quantization import describe, float_ops, weight_summary
-from kerasflow.export.serving import serving_model
 
 FORMATS = ("keras", "saved_model", "tflite")
 QUANTIZATIONS = ("none", "float16", "dynamic_int8", "int8")
@@ -37,6 +35,8 @@ PROBABILITY_TOLERANCE = {"none": 1e-4, "float16": 1e-2, "dynamic_int8": None, "i
 # Ops a full-integer export keeps float32: TFLite's int8 DIV stops the interpreter when a divisor
 # quantizes to its zero point, which the frame normalisation's and the flow layer's divisions reach.
 INT8_FLOAT_OPS = ("DIV",)
+# The artifact's size for float32 weights of 1 byte, by quantization (graph overhead not counted).
+ARTIFACT_SHARE = {"none": 1.0, "float16": 0.5, "dynamic_int8": 0.25, "int8": 0.25}
 
 
 @dataclasses.dataclass
@@ -68,6 +68,8 @@ REPORT_HEADER = f"{'format':<12} {'quantize':<13} {'size':>12} {'max |dprob|':>1
 
 def _geometry(spec, frame_size):
     """How a frame is brought to the crop's scale, before the centre crop (``kerasflow.data.pipeline``)."""
+    from kerasflow.data.pipeline import short_side_for
+
     subsample = spec.subsample
     kept = {"subsample": subsample, "crop_size": frame_size}
     if subsample > 1:
@@ -108,10 +110,11 @@ def metadata(info, export_format, quantize, source, run_folder, frame_size):
     }
 
 
-def _write_artifact(serving, export_format, quantize, folder, representative=None):
+def _write_artifact(serving, export_format, quantize, folder, representative=None, intermediate=None):
     """Write ``serving`` (the serving Keras model) into ``folder`` in ``export_format``; returns the ops a
     quantized TFLite file kept float (``_quantized_ops``). ``representative``: ``{input name: uint8 (N,
-    ...)}`` clips that ``int8`` calibrates its activation ranges on."""
+    ...)}`` clips that ``int8`` calibrates its activation ranges on. A TFLite file is converted from a
+    SavedModel written to the folder ``intermediate`` (made here, removed by the caller)."""
     import keras
     import tensorflow as tf
 
@@ -122,7 +125,7 @@ def _write_artifact(serving, export_format, quantize, folder, representative=Non
     archive.track(serving)
     signature = {tensor.name: tf.TensorSpec(tensor.shape, tf.uint8, name=tensor.name) for tensor in serving.inputs}
     archive.add_endpoint("serving_default", serving.call, input_signature=[signature])
-    saved_model = folder if export_format == "saved_model" else folder / "saved_model"
+    saved_model = folder if export_format == "saved_model" else intermediate
     archive.write_out(str(saved_model), verbose=False)
     if export_format == "saved_model":
         return {}
@@ -140,7 +143,6 @@ def _write_artifact(serving, export_format, quantize, folder, representative=Non
                         f"({' '.join(str(error).split())[:200]}); use --format saved_model") from None
     kept_float = _quantized_ops(data, quantize)
     (folder / MODEL_FILES["tflite"]).write_bytes(data)
-    shutil.rmtree(saved_model)
     return kept_float
 
 
@@ -225,6 +227,10 @@ def export(model, info, export_format, out, *, quantize="none", overwrite=False,
 
     ``clips``: ``{input name: uint8 (N, ...)}`` to check the artifact on; ``representative``: clips of the
     same form that ``quantize="int8"`` calibrates on (its training clips). Returns an ``ExportReport``.
+    The folder is written as ``.<name>.<pid>.tmp`` beside ``out`` and renamed into place; the SavedModel
+    a TFLite file is converted from goes to the system's temporary folder, or beside ``out`` when that
+    lacks room. A full disk or an unwritable folder is one ``UserError`` line; so is a disk with less
+    room than the weights need, before any work.
     """
     if export_format not in FORMATS:
         raise UserError(f"--format {export_format} is not a format; use one of {', '.join(FORMATS)}")
@@ -235,26 +241,55 @@ def export(model, info, export_format, out, *, quantize="none", overwrite=False,
     if quantize == "int8" and not representative:
         raise UserError("--quantize int8 calibrates on the model's training clips: pass --recipe with the recipe "
                         "it was trained with")
+    import tensorflow as tf
+
+    from kerasflow.export.serving import serving_model
+
     out = Path(out)
     if out.exists() and not overwrite:
         raise UserError(f"{out} exists; pass --overwrite to replace it, or --out another folder")
     if out.exists() and not (out / METADATA_FILE).is_file():
         raise UserError(f"{out} exists and is not an export folder; it is not replaced: pass another --out")
-    work = None
+    serving = serving_model(model, info)
+    weights = 4 * sum(int(np.prod(weight.shape)) for weight in serving.weights)  # float32
+    needed = int(weights * ARTIFACT_SHARE[quantize if export_format == "tflite" else "none"])
+    work = intermediate = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-        kept_float = _write_artifact(serving_model(model, info), export_format, quantize, work, representative)
+        remove_stale_temporary_folders(out.parent)
+        if export_format == "tflite":
+            system = Path(tempfile.gettempdir())
+            remove_stale_temporary_folders(system)
+            room = shutil.disk_usage(system).free >= 2 * weights
+            intermediate = (system / f".kerasflow-export.{os.getpid()}.tmp" if room
+                            else out.parent / f".{out.name}-saved_model.{os.getpid()}.tmp") / "saved_model"
+            needed += 0 if room else weights
+        full = disk_full_error(out, needed)
+        if full is not None:
+            raise full
+        work = out.parent / f".{out.name}.{os.getpid()}.tmp"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        kept_float = _write_artifact(serving, export_format, quantize, work, representative, intermediate)
         calibration = len(next(iter(representative.values()))) if quantize == "int8" else 0
         report = _check(model, info, work, export_format, quantize, clips, kept_float, calibration)
         write_json(work / METADATA_FILE, {**metadata(info, export_format, quantize, source, run_folder, frame_size),
                                           "check": dataclasses.asdict(report)})
         _replace(work, out)
-    except OSError as error:
-        raise write_error(out, error) or UserError(f"cannot write {out}: {error.strerror}; choose another --out") from None
+    except (OSError, tf.errors.OpError) as error:
+        if intermediate is not None and str(intermediate.parent) in str(error):  # the SavedModel TFLite needs
+            user_error = write_error(intermediate, error, weights)
+        else:
+            user_error = write_error(out, error, needed)
+        if user_error is None and isinstance(error, OSError):
+            user_error = UserError(f"cannot write {out}: {error.strerror}; choose another --out")
+        if user_error is None:
+            raise
+        raise user_error from None
     finally:
-        if work is not None:
-            shutil.rmtree(work, ignore_errors=True)
+        for folder in (work, intermediate.parent if intermediate is not None else None):
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
     report.folder = str(out)
     return report
 

@@ -3,7 +3,11 @@ and whether models run through XLA."""
 
 import functools
 
+import contextlib
+import random
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 from kerasflow.training.multi_worker import keep_sigterm_handler, patch_keras, tf_config
@@ -20,6 +24,44 @@ def configure(runtime):
     keras.utils.set_random_seed(runtime.seed)
     keras.mixed_precision.set_global_policy(precision_policy(runtime.mixed_precision))
     return strategy
+
+
+@contextlib.contextmanager
+def globals_restored():
+    """Put back, when the block returns or raises, every process-wide setting ``configure`` changes:
+    Keras' dtype policy (e.g. ``mixed_bfloat16``), the global seeds and generator states of Python's
+    ``random``, NumPy, TensorFlow and Keras (``keras.utils.set_random_seed``), and the patches of Keras a
+    multi-worker run applies (``multi_worker.patch_keras``). The strategy itself is only ever entered as
+    a scope, so none is left current. What a multi-worker strategy configures in TensorFlow's runtime
+    (its collective ops) cannot be undone in a process."""
+    from keras.src.backend.common import global_state
+    from keras.src.backend.tensorflow import trainer
+    from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
+    from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
+    from tensorflow.python.eager import context
+
+    policy = keras.mixed_precision.global_policy()
+    states = random.getstate(), np.random.get_state(), context.global_seed()
+    keras_seeds = {name: global_state.get_global_attribute(name)
+                   for name in (GLOBAL_RANDOM_SEED, GLOBAL_SEED_GENERATOR)}
+    patched = {"_maybe_symbolic_build": (trainer.TensorFlowTrainer, trainer.TensorFlowTrainer.__dict__),
+               "reduce_per_replica": (trainer, vars(trainer)), "_kerasflow_multi_worker": (trainer, vars(trainer))}
+    originals = {name: namespace.get(name) for name, (_, namespace) in patched.items()}
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        context.set_global_seed(states[2])
+        for name, value in keras_seeds.items():
+            global_state.set_global_attribute(name, value)
+        for name, (owner, _) in patched.items():
+            if originals[name] is None:
+                with contextlib.suppress(AttributeError):
+                    delattr(owner, name)
+            else:
+                setattr(owner, name, originals[name])
 
 
 def precision_policy(mixed_precision):

@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import itertools
 import json
+import math
 import re
 from typing import Any, Optional
 
@@ -22,6 +23,8 @@ from kerasflow.config.loading import apply_override, load_raw_recipe
 from kerasflow.config.validation import show_value
 from kerasflow.errors import UserError
 from kerasflow.models.kinds import get_kind, kind_names
+
+PLAN_LIMIT = 500  # value combinations a grid or one-at-a-time search plans without a larger --max-trials
 
 
 def yaml_text(value) -> str:
@@ -106,6 +109,29 @@ class SearchSpace:
             apply_override(raw, f"model.kind={kind}")
             recipe = recipe_from_dict(raw, source=source)
         return recipe
+
+    def plan_size(self) -> int:
+        """The value combinations a grid (the product of the factors' value counts) or one-at-a-time
+        search (their sum) plans, before trials that make the same model are merged."""
+        counts = [len(factor.choices) for factor in self.factors]
+        return math.prod(counts) if self.search.mode == "grid" else sum(counts)
+
+    def check_plan_size(self, max_trials=None):
+        """Refuse, before the minutes planning takes, a grid or one-at-a-time search of more value
+        combinations than ``max_trials`` (``--max-trials``, default ``PLAN_LIMIT``); a bayesian search runs
+        ``search.max_trials`` instead. Returns the plan's size."""
+        if self.search.mode == "bayesian":
+            if max_trials is not None:
+                raise UserError(f"--max-trials applies to grid and one_at_a_time searches; {self.name}'s bayesian "
+                                "search runs search.max_trials trials (--set search.max_trials=N)")
+            return self.search.max_trials
+        size, limit = self.plan_size(), max_trials or PLAN_LIMIT
+        if size > limit:
+            counts = " x ".join(str(len(factor.choices)) for factor in self.factors)
+            raise UserError(f"{self.name}: the {self.search.mode} search plans {size} trials ({counts} values of "
+                            f"{', '.join(factor.key for factor in self.factors)}), more than --max-trials {limit}; "
+                            f"pass --max-trials {size} to plan them all, or give the factors fewer values")
+        return size
 
     def planned_trials(self) -> list[dict]:
         """The trials of a ``grid`` or ``one_at_a_time`` search, in order, each distinct model once
