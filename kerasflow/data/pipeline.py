@@ -196,10 +196,10 @@ def load_example(item, inputs, training, seed, random_flip=True, clips=1, colour
         per_clip = []
         for clip in range(clips):
             if spec.is_clip:
-                frames_of_clip = transform_clip(frames[clip * len(clip_specs) + clip_specs.index(spec)], spec.size, draw)
+                clip_frames = transform_clip(frames[clip * len(clip_specs) + clip_specs.index(spec)], spec.size, draw)
                 if draw is not None and draw.colour is not None:
-                    frames_of_clip = jitter_colours(frames_of_clip, *draw.colour)
-                per_clip.append(frames_of_clip)
+                    clip_frames = jitter_colours(clip_frames, *draw.colour)
+                per_clip.append(clip_frames)
                 continue
             if item.flow_source is None:
                 raise BadVideo(item.source, "has no flow_x folder (extract flow or pass flow_root)")
