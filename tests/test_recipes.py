@@ -191,6 +191,19 @@ def test_colour_jitter_is_refused_with_packed_clips():
     assert recipe_from_dict(raw).data.colour_jitter == 0.0
 
 
+def test_fit_refuses_colour_jitter_with_packed_clips_in_one_line(tmp_path, capsys):
+    import importlib
+
+    from cli_testing import assert_one_error_line, call
+
+    fit = importlib.import_module("kerasflow.fit")  # the command module (kerasflow.fit the attribute is the API)
+    status, _, err = call(fit, ["demo", "--set", "data.colour_jitter=0.4", "--set",
+                                f"data.packed={{train: {tmp_path}/a.tfrecord, test: {tmp_path}/b.tfrecord}}"], capsys)
+    assert_one_error_line(status, err)
+    assert err.rstrip().splitlines()[-1] == ("error: recipe demo: data.colour_jitter = 0.4 is not allowed: expected 0 "
+                                             "with data.packed (the TFRecord reader does not jitter colours)")
+
+
 def test_split_range_depends_on_dataset():
     raw = minimal()
     raw["data"].update(dataset="gtea61", split=4)
