@@ -70,7 +70,8 @@ def jitter_colours(frames, brightness, contrast, saturation):
     ``ColorJitter`` in this order: values times ``brightness``; blended with the clip's mean grey by
     ``contrast``; blended with each pixel's grey by ``saturation``; clipped to 0-255 and rounded."""
     x = frames.astype(np.float32) * brightness
-    x = (x @ GREY_WEIGHTS).mean() + contrast * (x - (x @ GREY_WEIGHTS).mean())
+    mean_grey = (x @ GREY_WEIGHTS).mean()
+    x = mean_grey + contrast * (x - mean_grey)
     grey = (x @ GREY_WEIGHTS)[..., None]
     x = grey + saturation * (x - grey)
     return np.clip(x + 0.5, 0, 255).astype(np.uint8)
