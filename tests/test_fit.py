@@ -284,7 +284,12 @@ def test_the_demo_recipe_on_a_folder_of_ones_own_videos(tmp_path):
     assert "Your input ran out of data" not in result.stdout + result.stderr
     metrics = json.loads((tmp_path / "runs" / "demo-folder" / "metrics.json").read_text())
     split = json.loads((tmp_path / "runs" / "demo-folder" / "split.json").read_text())
-    assert len(split["train"]) + len(split["validation"]) + len(split["test"]) == 12 and split["validation"]
+    assert sorted(split) == ["test", "train"] and len(split["train"]) + len(split["test"]) == 12
+    counts = [sum(path.startswith(f"{name}/") for path in split["train"]) for name in ("left", "right")]
+    fewest = ("left", "right")[counts.index(min(counts))]
+    assert (f"data.validation auto: the test subset picks the best checkpoint, as the class {fewest} has {min(counts)} "
+            "training clips (a 20% hold-out needs 50 per class); set data.validation to a fraction or a list "
+            "file to hold out anyway") in result.stdout.splitlines()
     assert metrics["final"]["num_videos"] == len(split["test"])
     assert sorted(metrics["stages"]) == ["flow", "joint", "rgb_stage1", "rgb_stage2"]
     assert json.loads((tmp_path / "runs" / "demo-folder" / "classes.json").read_text()) == ["left", "right"]

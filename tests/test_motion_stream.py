@@ -10,7 +10,8 @@ import pytest
 from kerasflow.config import load_recipe
 from kerasflow.data.indexes import VideoIndex, VideoItem, hold_out
 from kerasflow.data.inputs import InputSpec
-from kerasflow.data.pipeline import load_example
+from kerasflow.data.feeds import auto_validation_note, validation_split
+from kerasflow.data.pipeline import CropDraw, jitter_colours, load_example
 from kerasflow.data.video import clip_indices, window_start
 from kerasflow.errors import UserError
 from kerasflow.metrics import average_clip_scores
@@ -124,3 +125,40 @@ def test_the_flow_parameters_train_at_their_own_rate_with_the_stages_decay():
     np.testing.assert_allclose(conv.numpy(), before[1] - 0.5 * (conv_grad.numpy() + 0.1 * before[1]), rtol=1e-3,
                                atol=1e-6)
     assert not block.flows[0].image_grad_x.trainable and block.flows[0].div_x.trainable  # [0, 1, 1, 1, 1]
+
+
+def test_auto_validation_holds_out_only_when_every_class_keeps_enough_clips():
+    """``data.validation: auto``: 20 % held out when every class has 50 training clips, else the test subset,
+    with the one line fit prints saying why."""
+    data = types.SimpleNamespace(validation="auto", root="/root")
+    test = _index([("a", 5), ("b", 5)])
+    kept, held = validation_split(data, _index([("a", 50), ("b", 60)]), test)
+    assert held.subset == "validation" and len(kept) + len(held) == 110 and held.class_counts().min() >= 1
+    assert auto_validation_note(kept) is not None and auto_validation_note(_index([("a", 50), ("b", 60)])) is None
+    small = _index([("a", 50), ("b", 49)])
+    assert validation_split(data, small, test) == (small, test)
+    assert auto_validation_note(small) == (
+        "data.validation auto: the test subset picks the best checkpoint, as the class b has 49 training clips "
+        "(a 20% hold-out needs 50 per class); set data.validation to a fraction or a list file to hold out anyway")
+
+
+def test_colour_jitter_changes_every_frame_alike_and_keeps_the_motion():
+    frame = np.random.default_rng(0).integers(0, 256, (6, 6, 3)).astype(np.uint8)
+    clip = np.stack([np.roll(frame, t, axis=1) for t in range(3)])  # moving right by 1 px per frame
+    assert np.array_equal(jitter_colours(clip, 1.0, 1.0, 1.0), clip)
+    darker = jitter_colours(clip, 0.5, 1.0, 1.0)
+    np.testing.assert_array_equal(darker, np.floor(clip * 0.5 + 0.5).astype(np.uint8))
+    grey = clip.astype(np.float64) @ [0.299, 0.587, 0.114]
+    flat = jitter_colours(clip, 1.0, 0.0, 1.0)  # no contrast: every pixel the clip's mean grey
+    assert np.all(flat == np.floor(grey.mean() + 0.5))
+    washed = jitter_colours(clip, 1.0, 1.0, 0.0)  # no saturation: each pixel its own grey
+    np.testing.assert_array_equal(washed, np.repeat(np.floor(grey + 0.5)[..., None], 3, axis=-1).astype(np.uint8))
+    jittered = jitter_colours(clip, 1.2, 0.7, 1.3)
+    for t in range(3):
+        np.testing.assert_array_equal(jittered[t], np.roll(jittered[0], t, axis=1))
+
+
+def test_colour_jitter_leaves_the_crop_draws_unchanged():
+    draws = [vars(CropDraw(np.random.default_rng(3), False, jitter)) for jitter in (0.0, 0.4)]
+    assert draws[0]["colour"] is None and all(0.6 <= factor <= 1.4 for factor in draws[1]["colour"])
+    assert {k: v for k, v in draws[1].items() if k != "colour"} == {k: v for k, v in draws[0].items() if k != "colour"}

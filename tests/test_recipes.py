@@ -90,10 +90,10 @@ def test_demo_recipe_is_small_synthetic_two_stream():
     assert recipe.data.synthetic.classes == 4 and recipe.data.frame_size == 64
     assert (recipe.data.rgb_frames, recipe.data.flow_frames) == (8, 8)
     assert (recipe.model.backbone, recipe.model.weights) == ("tiny", None)
-    assert (recipe.model.flow.num_layers, recipe.model.flow.iterations) == (2, 10)
+    assert (recipe.model.flow.num_layers, recipe.model.flow.iterations) == (1, 10)  # docs/motion-learning.md
     assert all(s.optimizer == "adam" for s in recipe.stages) and sum(s.epochs for s in recipe.stages) <= 60
     assert recipe.data.random_flip is False and recipe.model.flow.position == 1
-    assert recipe.data.validation == 0.2  # the synthetic set holds out training clips to pick checkpoints
+    assert recipe.data.validation == "auto"  # a hold-out only when every class keeps enough training clips
     assert recipe.runtime.output_dir == os.path.abspath("runs/demo-synthetic")
 
 
@@ -157,10 +157,11 @@ def test_unknown_key_names_full_path_and_closest_key():
     ("model", "fusion", "late", "model.fusion = 'late' is not allowed: expected one of features, scores"),
     ("data", "flow_sampling", "random", "data.flow_sampling = 'random' is not allowed: expected one of "
                                         "contiguous, segments"),
-    ("data", "validation", 1.5, "data.validation = 1.5 is not allowed: expected test, a fraction between 0 "
+    ("data", "validation", 1.5, "data.validation = 1.5 is not allowed: expected test, auto, a fraction between 0 "
                                 "and 1, or a list file"),
-    ("data", "validation", "val.txt", "data.validation = 'val.txt' is not allowed: expected test, a fraction "
-                                      "between 0 and 1, or an existing list file"),
+    ("data", "validation", "val.txt", "data.validation = 'val.txt' is not allowed: expected test, auto, a "
+                                      "fraction between 0 and 1, or an existing list file"),
+    ("data", "colour_jitter", 1.5, "data.colour_jitter = 1.5 is not allowed: expected a number >= 0.0 and <= 1.0"),
     ("model", "rgb_dropout", 1.0, "model.rgb_dropout = 1.0 is not allowed: expected a number "
                                   ">= 0.0 and < 1.0"),
     ("model", "weights", ["a"], "model.weights = ['a'] is not allowed: expected a path or imagenet or null"),
@@ -179,6 +180,28 @@ def test_wrong_value_names_key_value_and_allowed(section, key, value, fragment):
     message = error_of(raw)
     assert message.startswith("r.yaml: ")
     assert fragment in message
+
+
+def test_colour_jitter_is_refused_with_packed_clips():
+    raw = minimal()
+    raw["data"].update(colour_jitter=0.3, packed={"train": "a.tfrecord", "test": "b.tfrecord"})
+    assert error_of(raw) == ("r.yaml: data.colour_jitter = 0.3 is not allowed: expected 0 with data.packed "
+                             "(the TFRecord reader does not jitter colours)")
+    raw["data"]["colour_jitter"] = 0.0
+    assert recipe_from_dict(raw).data.colour_jitter == 0.0
+
+
+def test_fit_refuses_colour_jitter_with_packed_clips_in_one_line(tmp_path, capsys):
+    import importlib
+
+    from cli_testing import assert_one_error_line, call
+
+    fit = importlib.import_module("kerasflow.fit")  # the command module (kerasflow.fit the attribute is the API)
+    status, _, err = call(fit, ["demo", "--set", "data.colour_jitter=0.4", "--set",
+                                f"data.packed={{train: {tmp_path}/a.tfrecord, test: {tmp_path}/b.tfrecord}}"], capsys)
+    assert_one_error_line(status, err)
+    assert err.rstrip().splitlines()[-1] == ("error: recipe demo: data.colour_jitter = 0.4 is not allowed: expected 0 "
+                                             "with data.packed (the TFRecord reader does not jitter colours)")
 
 
 def test_split_range_depends_on_dataset():

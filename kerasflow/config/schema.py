@@ -95,6 +95,9 @@ class DataConfig:
     random_flip: bool = option(True)
     crop: str = option("multiscale_corners", choices=CROPS)
     spatial_subsample: int = option(1, minimum=1)
+    # j > 0: each training clip's brightness, contrast and saturation times a factor from [1 - j, 1 + j] (one
+    # draw per clip, every frame alike): a video's appearance changes from epoch to epoch, its motion does not
+    colour_jitter: float = option(0.0, minimum=0.0, maximum=1.0)
     flow_sampling: str = option("contiguous", choices=SAMPLINGS)
     flow_stride: int = option(2, minimum=1)
     validation: Optional[Union[float, str]] = option(None)
@@ -108,6 +111,9 @@ class DataConfig:
             checker.fail(f"{join_key(key, 'packed')}: the packed TFRecord reader crops as data.crop: "
                          "multiscale_corners at data.spatial_subsample: 1 only; remove data.packed to decode the videos")
         values["validation"] = _validation(values["validation"], dataset, join_key(key, "validation"), checker)
+        if values["colour_jitter"] and values["packed"] is not None:
+            checker.invalid(join_key(key, "colour_jitter"), values["colour_jitter"],
+                            "0 with data.packed (the TFRecord reader does not jitter colours)")
         if values["split"] > dataset.splits:
             allowed = "1" if dataset.splits == 1 else f"an integer from 1 to {dataset.splits}"
             checker.invalid(join_key(key, "split"), values["split"],
@@ -125,19 +131,20 @@ class DataConfig:
 
 
 def _validation(value, dataset, key, checker):
-    """``data.validation`` resolved: ``"test"``, a fraction in (0, 1), or an existing list file's absolute
-    path; null takes the dataset's default (the test subset for the paper's datasets, as ego-rnn)."""
+    """``data.validation`` resolved: ``"test"``, ``"auto"``, a fraction in (0, 1), or an existing list file's
+    absolute path; null takes the dataset's default (the test subset for the paper's datasets, as ego-rnn;
+    ``auto`` for folder and synthetic ones)."""
     if value is None:
         value = dataset.validation
     if isinstance(value, float):
         if not 0.0 < value < 1.0:
-            checker.invalid(key, value, "test, a fraction between 0 and 1, or a list file")
+            checker.invalid(key, value, "test, auto, a fraction between 0 and 1, or a list file")
         return value
-    if value == "test":
+    if value in ("test", "auto"):
         return value
     path = os.path.abspath(os.path.expanduser(value))
     if not os.path.isfile(path):
-        checker.invalid(key, value, "test, a fraction between 0 and 1, or an existing list file of "
+        checker.invalid(key, value, "test, auto, a fraction between 0 and 1, or an existing list file of "
                                     "training clips (<class>/<name> lines)")
     return path
 

@@ -26,8 +26,9 @@ class DatasetSpec:
         splits: number of official splits (``data.split`` runs from 1 to it).
         index: ``index(root, split, subset, flow_root) -> VideoIndex``.
         validation: what ``data.validation`` defaults to: ``"test"`` (the test subset picks the best
-            checkpoint, as ego-rnn's scripts do for the paper's datasets) or a fraction of the training
-            clips held out.
+            checkpoint, as ego-rnn's scripts do for the paper's datasets), ``"auto"`` (``HELD_OUT`` of
+            each class's training clips held out when every class has ``HOLD_OUT_MIN_CLIPS``, else the
+            test subset) or a fraction of the training clips held out.
         options: the ``data`` key holding this dataset's own options (read by ``prepare``), or None.
         prepare: ``prepare(data_cfg)``, run before indexing (e.g. making the data), or None.
     """
@@ -42,7 +43,11 @@ class DatasetSpec:
 
 
 DATASETS = {}
-HELD_OUT = 0.2  # the share of each class's training clips a folder dataset holds out to pick checkpoints
+AUTO = "auto"
+HELD_OUT = 0.2  # the share of each class's training clips "auto" holds out to pick checkpoints
+# "auto" holds out only when every class has this many training clips (40 left to train, 10 to validate): with
+# fewer, the hold-out starves training and its accuracy is too coarse to pick a checkpoint (docs/motion-learning.md).
+HOLD_OUT_MIN_CLIPS = 50
 
 
 def register_dataset(spec):
@@ -107,9 +112,9 @@ register_dataset(DatasetSpec(
 ))
 register_dataset(DatasetSpec(
     "folder", "<root>/<class>/<video or frame folder>, optional train.txt / test.txt", 1, indexes.folder_index,
-    validation=HELD_OUT,
+    validation=AUTO,
 ))
 register_dataset(DatasetSpec(
     "synthetic", "a motion dataset made under <root> on first use (options: data.synthetic)", 1,
-    indexes.folder_index, validation=HELD_OUT, options="synthetic", prepare=_make_synthetic,
+    indexes.folder_index, validation=AUTO, options="synthetic", prepare=_make_synthetic,
 ))

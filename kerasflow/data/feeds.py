@@ -6,7 +6,7 @@ subsets, ``validation_split`` holds out the clips that pick checkpoints; ``model
 prediction exactly as the test subset is decoded.
 """
 
-from kerasflow.data.datasets import build_index, get_dataset
+from kerasflow.data.datasets import AUTO, HELD_OUT, HOLD_OUT_MIN_CLIPS, build_index, get_dataset
 from kerasflow.data.indexes import VideoItem, hold_out
 from kerasflow.errors import UserError
 
@@ -31,10 +31,25 @@ def recipe_indexes(data):
 
 def validation_split(data, train, test):
     """``(train, validation)`` as ``data.validation`` says: the test subset itself (``"test"``, ego-rnn's
-    choice for the paper's datasets), or a class-balanced hold-out of the training clips."""
+    choice for the paper's datasets), a class-balanced hold-out of the training clips (a fraction or a
+    list file), or ``"auto"``: a ``HELD_OUT`` hold-out when every class has ``HOLD_OUT_MIN_CLIPS`` training
+    clips, else the test subset (``auto_validation_note`` says why)."""
+    if data.validation == AUTO:
+        return (train, test) if auto_validation_note(train) else hold_out(train, HELD_OUT, data.root)
     if data.validation == "test":
         return train, test
     return hold_out(train, data.validation, data.root)
+
+
+def auto_validation_note(train):
+    """Why ``data.validation: auto`` validates on the test subset (one line), or None when it holds out."""
+    counts = train.class_counts()
+    fewest = int(counts.min())
+    if fewest >= HOLD_OUT_MIN_CLIPS:
+        return None
+    return (f"data.validation auto: the test subset picks the best checkpoint, as the class "
+            f"{train.class_names[int(counts.argmin())]} has {fewest} training clips (a {HELD_OUT:.0%} hold-out needs "
+            f"{HOLD_OUT_MIN_CLIPS} per class); set data.validation to a fraction or a list file to hold out anyway")
 
 
 def test_clips(inputs, clips):
@@ -60,7 +75,8 @@ def model_dataset(data, index, subset, inputs, *, batch_size, training, seed, ba
         if read_sidecar(path).get("class_names") != index.class_names:
             raise UserError(f"{path} was packed with other classes than {data.root} holds; pack it again")
         return make_tfrecord_dataset(path, inputs[0], **common)
-    return make_dataset(index, inputs, on_bad_video=data.on_bad_video, bad_videos=bad_videos, clips=clips, **common)
+    return make_dataset(index, inputs, on_bad_video=data.on_bad_video, bad_videos=bad_videos, clips=clips,
+                        colour_jitter=data.colour_jitter, **common)
 
 
 def video_inputs(video, inputs, flow_dir=None, clips=1):

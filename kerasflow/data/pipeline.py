@@ -3,8 +3,9 @@
 Augmentation (ego-rnn ``spatial_transforms.py``), one draw per clip shared by every RGB frame and the
 flow stack: shorter side scaled to ``round(frame_size * 256 / 224)`` (bilinear), horizontal flip with
 p = 0.5, then a square crop of side ``shorter * s`` (s in 1, 0.875, 0.75, 0.65625) at the centre or a
-corner, resized to ``frame_size``. Test time: a centre ``frame_size`` crop. A flipped flow stack has its
-x planes inverted (255 - v), i.e. horizontal motion negated.
+corner, resized to ``frame_size``; optionally (``colour_jitter``) one brightness, contrast and saturation
+change per RGB clip. Test time: a centre ``frame_size`` crop. A flipped flow stack has its x planes
+inverted (255 - v), i.e. horizontal motion negated.
 
 ``data.crop: random`` crops as the representation-flow code's ``hmdb_dataset.py`` instead: no rescaling,
 one ``frame_size`` square at a random place (training) or the centre (test). ``data.spatial_subsample``
@@ -50,18 +51,37 @@ def crop_origins(height, width, side):
 
 class CropDraw:
     """One clip's random augmentation: ``flip`` (bool), ``scale`` (index into the 4 scales), ``position`` (0-4),
-    and for ``crop="random"`` the ``offset`` of the crop as fractions ``(y, x)`` of the room around it.
+    for ``crop="random"`` the ``offset`` of the crop as fractions ``(y, x)`` of the room around it, and
+    ``colour`` (the ``jitter_colours`` factors (brightness, contrast, saturation), or None).
 
     ``random_flip=False`` never flips (for datasets whose classes depend on left/right motion); the
-    draw still consumes the same random numbers, so the crops do not change. The offset is drawn last and
-    only for a random crop, so the multi-scale crops keep their draws.
+    draw still consumes the same random numbers, so the crops do not change. The offset (only for a
+    random crop) and then the colour factors (only for ``colour_jitter`` j > 0, each from [1 - j, 1 + j])
+    are drawn after the multi-scale crop's draws, which therefore stay as they were.
     """
 
-    def __init__(self, rng, random_flip=True, crop="multiscale_corners"):
+    def __init__(self, rng, random_flip=True, crop="multiscale_corners", colour_jitter=0.0):
         self.flip = bool(rng.random() < 0.5) and random_flip
         self.scale = int(rng.integers(len(CROP_SCALES_OVER_32)))
         self.position = int(rng.integers(NUM_CROP_POSITIONS))
         self.offset = tuple(float(v) for v in rng.random(2)) if crop == "random" else None
+        self.colour = tuple(rng.uniform(1 - colour_jitter, 1 + colour_jitter, 3)) if colour_jitter > 0 else None
+
+
+GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma of R, G, B
+
+
+def jitter_colours(frames, brightness, contrast, saturation):
+    """One colour change for every frame of an RGB clip ``(T, H, W, 3)`` uint8 (the same for all, so the motion
+    between frames is kept while a clip's appearance changes from epoch to epoch), as torchvision's
+    ``ColorJitter`` in this order: values times ``brightness``; blended with the clip's mean grey by
+    ``contrast``; blended with each pixel's grey by ``saturation``; clipped to 0-255 and rounded."""
+    x = frames.astype(np.float32) * brightness
+    mean_grey = (x @ GREY_WEIGHTS).mean()
+    x = mean_grey + contrast * (x - mean_grey)
+    grey = (x @ GREY_WEIGHTS)[..., None]
+    x = grey + saturation * (x - grey)
+    return np.clip(x + 0.5, 0, 255).astype(np.uint8)
 
 
 def transform_planes(planes, frame_size, draw=None, flow=False, crop="multiscale_corners", subsample=1):
@@ -187,16 +207,17 @@ class _BadVideoInPipeline(RuntimeError):
     """Raised inside ``tf.numpy_function``; its text carries the ``BadVideo`` marker through TF's wrapping."""
 
 
-def load_example(item, inputs, training, seed, random_flip=True, clips=1):
+def load_example(item, inputs, training, seed, random_flip=True, clips=1, colour_jitter=0.0):
     """Decoded, augmented uint8 arrays of one video, one per ``InputSpec`` of ``inputs``, in order.
 
     A clip input gives ``(T, S, S, 3)``, a TV-L1 stack ``(S, S, 2K)`` (``InputSpec.shape``); every clip
     input is decoded from the same pass over the video. One generator seeded with ``seed`` draws the
     temporal sampling and the crop that all inputs share. With ``clips`` > 1 (test time) each array
     gains a leading axis of ``clips`` clips: evenly spaced windows or flow stacks (``clip_indices``).
+    ``colour_jitter`` > 0: in training, the clips' colours change as ``CropDraw`` draws (TV-L1 stacks keep theirs).
     """
     rng = np.random.default_rng(seed)
-    draw = CropDraw(rng, random_flip, inputs[0].crop) if training else None
+    draw = CropDraw(rng, random_flip, inputs[0].crop, colour_jitter) if training else None
     clip_specs = [spec for spec in inputs if spec.is_clip]
     frames = []
     if clip_specs:
@@ -210,8 +231,11 @@ def load_example(item, inputs, training, seed, random_flip=True, clips=1):
         per_clip = []
         for clip in range(clips):
             if spec.is_clip:
-                per_clip.append(transform_clip(frames[clip * len(clip_specs) + clip_specs.index(spec)], spec.size, draw,
-                                               spec.crop, spec.subsample))
+                clip_frames = transform_clip(frames[clip * len(clip_specs) + clip_specs.index(spec)], spec.size, draw,
+                                             spec.crop, spec.subsample)
+                if draw is not None and draw.colour is not None:
+                    clip_frames = jitter_colours(clip_frames, *draw.colour)
+                per_clip.append(clip_frames)
                 continue
             if item.flow_source is None:
                 raise BadVideo(item.source, "has no flow_x folder (extract flow or pass flow_root)")
@@ -258,6 +282,7 @@ def make_dataset(
     shuffle=None,
     random_flip=True,
     clips=1,
+    colour_jitter=0.0,
 ):
     """A ``tf.data.Dataset`` of ``(inputs, label, weight)`` batches for a ``VideoIndex``.
 
@@ -267,7 +292,8 @@ def make_dataset(
     The label is int32 ``(B,)``; the weight float32 ``(B,)`` is 1, or 0 for a bad clip that was
     skipped (its inputs are zeros), so Keras' loss and metrics leave it out and every epoch has the
     same, known number of batches. ``shuffle`` and ``drop_remainder`` default to ``training``.
-    ``random_flip=False`` turns the horizontal flip off. The same ``seed`` gives the same sequence of
+    ``random_flip=False`` turns the horizontal flip off; ``colour_jitter`` > 0 jitters each training clip's
+    colours (``CropDraw``, ``jitter_colours``). The same ``seed`` gives the same sequence of
     batches (each pass over the dataset, i.e. each epoch, shuffles and augments differently). Bad clips
     are logged and skipped (recorded in ``bad_videos``) or stop the iteration with an error
     ``bad_video_from_tf_error`` understands. ``clips`` > 1 (test only) gives every input a clips axis
@@ -286,7 +312,7 @@ def make_dataset(
     def decode(position, element_seed):
         item = items[int(position)]
         try:
-            arrays = load_example(item, inputs, training, int(element_seed), random_flip, clips)
+            arrays = load_example(item, inputs, training, int(element_seed), random_flip, clips, colour_jitter)
         except BadVideo as error:
             if on_bad_video == "fail":
                 raise _BadVideoInPipeline(error.marker()) from error

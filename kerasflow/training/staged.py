@@ -20,7 +20,8 @@ from kerasflow.backbones.imagenet import imagenet_weights
 from kerasflow.backbones.presets import IMAGENET
 from kerasflow.backbones.weights import read_weights_config
 from kerasflow.data.check import check_recipe_data
-from kerasflow.data.feeds import model_dataset, recipe_indexes, test_clips, validation_split
+from kerasflow.data.datasets import AUTO
+from kerasflow.data.feeds import auto_validation_note, model_dataset, recipe_indexes, test_clips, validation_split
 from kerasflow.data.pipeline import BadVideoLog
 from kerasflow.errors import UserError
 from kerasflow.model_io import MODEL_FILE, load_model_file, load_weights, save_model, save_weights
@@ -170,6 +171,8 @@ def _train_and_evaluate(recipe, run, strategy, chief, log):
     train, test, _ = check_recipe_data(recipe, *indexes, log=log)
     _check_before_start(recipe, train)
     train, validation = validation_split(recipe.data, train, test)
+    if recipe.data.validation == AUTO and validation is test:
+        log(auto_validation_note(train))
     class_names = train.class_names
     models = None if run.stages_done else _build_models(recipe, strategy, class_names, log)
     run.start(class_names, train, validation, test)
