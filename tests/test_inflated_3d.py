@@ -211,7 +211,7 @@ def test_recipe_follows_the_reference_and_needs_its_frames():
         ("representation_flow", "resnet50", "inflated_3d", 0.3)
     assert (data.frame_size, data.flow_frames, data.flow_stride, data.flow_sampling) == (112, 16, 2, "contiguous")
     assert (model.flow.position, model.flow.num_layers, model.flow.bottleneck) == (2, 2, 32)
-    assert (model.flow.learning_rate_scale, model.flow.weight_decay) == (0.01, 1e-6)
+    assert (model.flow.learning_rate_scale, model.flow.weight_decay) == (0.01, None)  # the stage's 1e-6, as the reference
     assert (stage.optimizer, stage.learning_rate, stage.momentum, stage.weight_decay, stage.epochs) == \
         ("sgd", 0.01, 0.9, 1e-6, 60)
     # 14 frames leave 3 after stage 2, 1 after the flow block: too few for stage 3's stride.

@@ -159,6 +159,6 @@ def test_colour_jitter_changes_every_frame_alike_and_keeps_the_motion():
 
 
 def test_colour_jitter_leaves_the_crop_draws_unchanged():
-    draws = [vars(CropDraw(np.random.default_rng(3), False, jitter)) for jitter in (0.0, 0.4)]
+    draws = [vars(CropDraw(np.random.default_rng(3), False, colour_jitter=jitter)) for jitter in (0.0, 0.4)]
     assert draws[0]["colour"] is None and all(0.6 <= factor <= 1.4 for factor in draws[1]["colour"])
     assert {k: v for k, v in draws[1].items() if k != "colour"} == {k: v for k, v in draws[0].items() if k != "colour"}

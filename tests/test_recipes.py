@@ -401,7 +401,7 @@ def test_file_errors(tmp_path):
     listed = tmp_path / "list.yaml"
     listed.write_text("- data\n- model\n")
     with pytest.raises(UserError, match=r"list\.yaml: expected a mapping with sections data, model, "
-                                        r"stages, runtime, evaluation, search, got list$"):
+                                        r"stages, runtime, training, evaluation, search, got list$"):
         load_recipe(listed)
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
