@@ -2,12 +2,13 @@
 ``python -m kerasflow.data check RECIPE`` (can every video of a recipe's dataset be used?)."""
 
 import argparse
+import os
 
 from kerasflow.cli import add_set_option, positive_int, start_tensorflow_quietly
 from kerasflow.data.datasets import dataset_names
 from kerasflow.data.indexes import SUBSETS
 from kerasflow.data.video import BAD_VIDEO_POLICIES
-from kerasflow.errors import cli_entry, run_command
+from kerasflow.errors import UserError, cli_entry, run_command
 
 
 def _parser():
@@ -36,6 +37,7 @@ def _parser():
     pack.add_argument("--jpeg-quality", type=int, default=95)
     pack.add_argument("--on-bad-video", default=BAD_VIDEO_POLICIES[0], choices=BAD_VIDEO_POLICIES)
     pack.add_argument("out", help="output .tfrecord path (a .json sidecar is written next to it)")
+    pack.add_argument("--overwrite", action="store_true", help="replace an existing OUT (and its .json sidecar)")
 
     check = commands.add_parser(
         "check", help="check that every video of a recipe's dataset can be used, as fit does first (cached)"
@@ -64,6 +66,14 @@ def _check(args):
     return 0
 
 
+def _check_pack_output(args):
+    """Refuse to replace an existing file (a video of the dataset, notes, an earlier pack) without --overwrite."""
+    for path in (args.out, f"{args.out}.json"):
+        if os.path.isfile(path) and not args.overwrite:
+            raise UserError(f"{path} exists; it is not overwritten: pass --overwrite to replace it, or give "
+                            "another output path")
+
+
 @cli_entry
 def main(argv=None):
     args = _parser().parse_args(argv)
@@ -76,6 +86,7 @@ def main(argv=None):
         return 0
     if args.command == "check":
         return _check(args)
+    _check_pack_output(args)
     start_tensorflow_quietly()  # packing writes TFRecords: TensorFlow, whose start-up notices would bury errors
     from kerasflow.data.datasets import build_index
     from kerasflow.data.tfrecord import pack_index
