@@ -91,21 +91,25 @@ def test_dataset(recipe, stage, test, bad_videos):
                          bad_videos=bad_videos[1], clips=recipe.evaluation.clips)
 
 
-def _check_before_start(recipe, train):
-    """Fail before any work on what the recipe asks that cannot run: the ImageNet weights file, a batch
-    larger than the training set."""
+def _check_weights_file(recipe):
+    """Fail before any work when the ImageNet weights file the recipe names cannot be read."""
     if recipe.model.weights:
         try:
             read_weights_config(recipe.model.weights)
         except UserError as error:
             raise UserError(f"model.weights: {error}") from None
+
+
+def check_batch_sizes(recipe, training, held_out=0):
+    """Refuse a stage whose batch is larger than the ``training`` videos that really train (after the
+    ``held_out`` validation clips left): it would run 0 steps, since training drops incomplete batches."""
     for stage in recipe.trained_stages:
         batch_size = recipe.batch_size_for(stage)
-        if batch_size > len(train.items):
+        if batch_size > training:
+            after = f" left after holding out {held_out} for validation (data.validation)" if held_out else ""
             raise UserError(
-                f"stage {stage.name}: batch size {batch_size} is larger than the {len(train.items)} "
-                "training videos (training drops incomplete batches); lower data.batch_size or the stage's "
-                "batch_size"
+                f"stage {stage.name}: batch size {batch_size} is larger than the {training} training videos{after} "
+                "(training drops incomplete batches); lower data.batch_size or the stage's batch_size"
             )
 
 
@@ -155,8 +159,9 @@ def _train_and_evaluate(recipe, run, strategy, chief, log):
     if chief:
         barrier(strategy)
     train, test, _ = check_recipe_data(recipe, *indexes, log=log)
-    _check_before_start(recipe, train)
+    _check_weights_file(recipe)
     train, validation = validation_split(recipe.data, train, test)
+    check_batch_sizes(recipe, len(train.items), 0 if validation is test else len(validation.items))
     class_names = train.class_names
     models = None if run.stages_done else _build_models(recipe, strategy, class_names, log)
     run.start(class_names, train, validation, test)
