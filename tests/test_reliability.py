@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from cli_testing import in_private_mount_namespace
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CI="1")
@@ -367,17 +368,6 @@ cp -r "$DISK/run" "$OUT/run-copy"
 """
 
 
-def _in_private_mount_namespace(script, env):
-    """Run ``script`` with a mount namespace of its own (unprivileged with user namespaces, or as root)."""
-    for prefix in (["unshare", "--user", "--map-root-user", "--mount"], ["unshare", "--mount"]):
-        if shutil.which("unshare") is None:
-            break
-        result = subprocess.run([*prefix, "sh", "-c", script], env=env, capture_output=True, text=True, timeout=900)
-        if result.returncode != 99 and "Operation not permitted" not in result.stderr:
-            return result
-    pytest.skip("no way to mount a small filesystem here (unshare needs user namespaces or root)")
-
-
 def test_a_full_disk_keeps_the_last_checkpoint_and_a_rerun_resumes(tmp_path):
     recipe = write_recipe(tmp_path, make_dataset(tmp_path / "data"), epochs=6)
     disk = tmp_path / "disk"
@@ -389,7 +379,7 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_a_rerun_resumes(tmp_path):
     out.mkdir()
     env = {**ENV, "DISK": str(disk), "RECIPE": str(recipe), "OUT": str(out), "REPO": str(ROOT),
            "PYTHON": sys.executable}
-    result = _in_private_mount_namespace(FULL_DISK_SCRIPT, env)
+    result = in_private_mount_namespace(FULL_DISK_SCRIPT, env)
     assert result.returncode == 0, result.stderr[-2000:]
     first_err = (out / "first.err").read_text()
     assert (out / "first.status").read_text().strip() == "2", first_err[-2000:]
