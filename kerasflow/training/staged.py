@@ -6,6 +6,7 @@ stream bodies; then it keeps the last stage's best model as the run's model and 
 run folder (``run_folder``) records every epoch, so re-running the same recipe resumes.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from kerasflow.models.kinds import STAGE_MODEL
 from kerasflow.models.stages import set_trainable_for_stage
 from kerasflow.atomic import disk_errors_as_user_errors
 from kerasflow.training.callbacks import BadVideoReport, StageCheckpoint, TrainingDataGuard
+from kerasflow.training.folder_lock import folder_lock
 from kerasflow.training.init_from import initialize_from
 from kerasflow.training.optimizers import TorchAdam, TorchSGD
 from kerasflow.training.run_folder import RunFolder, model_info
@@ -125,7 +127,16 @@ def _evaluate(model, recipe, stage, test, bad_videos, what):
 
 
 def train_recipe(recipe, log=print):
-    """Run every stage of ``recipe`` that is not finished yet; return the run's metrics dict."""
+    """Run every stage of ``recipe`` that is not finished yet; return the run's metrics dict.
+
+    The run folder is locked for the process's life (``folder_lock``): a second process there stops
+    in one line. The other workers of a multi-worker run only read it."""
+    chief = is_chief_task(recipe.runtime)
+    with folder_lock(recipe.runtime.output_dir) if chief else contextlib.nullcontext():
+        return _train_run(recipe, chief, log)
+
+
+def _train_run(recipe, chief, log):
     run = RunFolder(recipe)
     if run.finished:
         log(f"{recipe.runtime.output_dir}: all stages are finished; nothing to train "
@@ -134,7 +145,6 @@ def train_recipe(recipe, log=print):
     if recipe.skipped_stages:
         log(f"model.kind {recipe.model.kind} trains {', '.join(recipe.kind.stages)}; "
             f"skipping the recipe's {', '.join(recipe.skipped_stages)}")
-    chief = is_chief_task(recipe.runtime)
     if chief:
         return _train_recipe(recipe, run, chief, log)
     # The other workers of a multi-worker run train in step with the chief from a private copy of its

@@ -26,12 +26,13 @@ import yaml
 
 from kerasflow.atomic import write_json
 from kerasflow.errors import UserError
+from kerasflow.training.run_folder import TRIAL_LOG
 from kerasflow.tuning.space import yaml_text
 
 OBJECTIVE = kt.Objective("val_top1", direction="max")
 ORACLE_FOLDER = "oracle"
 TRIALS_FOLDER = "trials"
-TRAIN_LOG = "train.log"
+TRAIN_LOG = TRIAL_LOG
 RUNNING = kt.engine.trial.TrialStatus.RUNNING
 COMPLETED = kt.engine.trial.TrialStatus.COMPLETED
 FAILED = kt.engine.trial.TrialStatus.FAILED

@@ -17,7 +17,8 @@ from pathlib import Path
 from kerasflow.atomic import ensure_writable_folder
 from kerasflow.config import save_recipe
 from kerasflow.errors import UserError
-from kerasflow.training.run_folder import check_same_recipe
+from kerasflow.training.folder_lock import describe_contents, folder_contents, folder_lock
+from kerasflow.training.run_folder import SEARCH_FILE, check_same_recipe, is_run_folder
 from kerasflow.tuning.engine import (
     COMPLETED,
     FAILED,
@@ -31,7 +32,6 @@ from kerasflow.tuning.engine import (
 from kerasflow.tuning.report import METRICS, TrialResult, write_report
 from kerasflow.tuning.space import describe
 
-SEARCH_FILE = "search.yaml"
 
 
 def duration(seconds) -> str:
@@ -53,6 +53,13 @@ def _claim_folder(space):
     if saved.exists():
         check_same_recipe(saved, space.recipe, "a search")
     else:
+        names = folder_contents(space.folder)
+        if is_run_folder(space.folder):
+            raise UserError(f"{space.folder} is a run folder of python -m kerasflow.fit; a search cannot go there: "
+                            "set runtime.output_dir to a new or empty folder")
+        if names:
+            raise UserError(f"{space.folder} is not empty and holds no search (it holds {describe_contents(names)}); "
+                            "nothing there is replaced: set runtime.output_dir to a new or empty folder")
         ensure_writable_folder(space.folder)
         save_recipe(space.recipe, saved)
 
@@ -66,8 +73,14 @@ def run_search(space, log=print):
     returns ``{"results": [TrialResult], "best": TrialResult or None, "files": [report paths]}``.
     """
     role = tuner_role()
-    if role != "worker":
+    if role == "worker":  # the workers of a distributed search share its folder with their chief
+        return _run_search(space, role, log)
+    with folder_lock(space.folder, "python -m kerasflow.tune"):
         _claim_folder(space)
+        return _run_search(space, role, log)
+
+
+def _run_search(space, role, log):
     hypermodel = RecipeHyperModel(space)
 
     def announce(trial, recipe):
