@@ -93,7 +93,7 @@ def test_dataset(recipe, stage, test, bad_videos):
                          bad_videos=bad_videos[1], clips=recipe.evaluation.clips)
 
 
-def _check_weights_file(recipe):
+def check_weights_file(recipe):
     """Fail before any work when the ImageNet weights file the recipe names cannot be read."""
     if recipe.model.weights:
         try:
@@ -169,7 +169,7 @@ def _train_and_evaluate(recipe, run, strategy, chief, log):
     if chief:
         barrier(strategy)
     train, test, _ = check_recipe_data(recipe, *indexes, log=log)
-    _check_weights_file(recipe)
+    check_weights_file(recipe)
     train, validation = validation_split(recipe.data, train, test)
     check_batch_sizes(recipe, len(train.items), 0 if validation is test else len(validation.items))
     class_names = train.class_names

@@ -25,11 +25,12 @@ from kerasflow.tuning.engine import (
     TRAIN_LOG,
     RecipeHyperModel,
     RecipeTuner,
+    failure_reason,
     make_oracle,
     trial_folder,
     tuner_role,
 )
-from kerasflow.tuning.report import METRICS, TrialResult, write_report
+from kerasflow.tuning.report import METRICS, RESULTS_CSV, TrialResult, write_report
 from kerasflow.tuning.space import describe
 
 
@@ -40,11 +41,6 @@ def duration(seconds) -> str:
         return f"{seconds:.0f} s"
     minutes = round(seconds / 60)
     return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h {minutes % 60:02d} min"
-
-
-def _last_line(text) -> str:
-    lines = (text or "").strip().splitlines()
-    return lines[-1] if lines else "no message"
 
 
 def _claim_folder(space):
@@ -75,6 +71,7 @@ def run_search(space, log=print):
     role = tuner_role()
     if role == "worker":  # the workers of a distributed search share its folder with their chief
         return _run_search(space, role, log)
+    check_trials(space)
     with folder_lock(space.folder, "python -m kerasflow.tune"):
         _claim_folder(space)
         return _run_search(space, role, log)
@@ -92,7 +89,7 @@ def _run_search(space, role, log):
             result = (f"validation top-1 {trial.metrics.get_last_value('val_top1'):.3f}, "
                       f"test top-1 {trial.metrics.get_last_value('top1'):.3f}")
         else:
-            result = f"{trial.status.lower()}: {_last_line(trial.message)}"
+            result = f"{trial.status.lower()}: {failure_reason(trial.message)}"
         remaining = "search complete" if finished == total else f"about {duration(left)} left"
         log(f"trial {finished} of {total} done (trial {trial.trial_id}: "
             f"{describe(hypermodel.decode(trial.hyperparameters.values))}): {result} in {duration(seconds)}; "
@@ -104,7 +101,7 @@ def _run_search(space, role, log):
         tuner.search()
         log(f"worker {tuner.tuner_id}: the chief has no trials left")
         return None
-    oracle = tuner.oracle
+    oracle, stopped = tuner.oracle, None
     if oracle.finished():
         log(f"{space.folder}: the search is finished ({len(oracle.end_order)} trials); writing its report again")
     else:
@@ -116,18 +113,23 @@ def _run_search(space, role, log):
 
                 recipe_indexes(space.recipe.data)  # made once, here, not by several workers at once
             log(f"chief: serving the search's trials at {_chief_address()} until its workers have run them all")
-        _search(tuner, oracle)
+        stopped = _search(tuner, oracle)
     results = [TrialResult(trial.trial_id, hypermodel.decode(trial.hyperparameters.values), trial.status,
                            {name: trial.metrics.get_last_value(name) for name in METRICS}
-                           if trial.status == COMPLETED else {})
+                           if trial.status == COMPLETED else {},
+                           failure_reason(trial.message) if trial.status == FAILED else "")
                for trial in sorted(oracle.trials.values(), key=lambda trial: trial.trial_id)]
     best = max((result for result in results if result.completed), key=lambda result: result.metrics["val_top1"],
                default=None)
-    return {"results": results, "best": best, "files": write_report(space, results, best)}
+    files = write_report(space, results, best)
+    if stopped is not None:
+        raise stopped
+    return {"results": results, "best": best, "files": files}
 
 
 def _search(tuner, oracle):
-    """``tuner.search()``, its stop after too many failed trials in a row turned into one line."""
+    """``tuner.search()``; its stop after too many failed trials in a row is returned as a one-line
+    ``UserError`` (raised once the report says which trials failed), else None."""
     try:
         tuner.search()
     except RuntimeError:
@@ -135,8 +137,37 @@ def _search(tuner, oracle):
         if not ended or any(trial.status != FAILED for trial in ended):
             raise
         log_file = trial_folder(tuner.space.folder, ended[-1].trial_id) / TRAIN_LOG
-        raise UserError(f"{len(ended)} trials failed in a row, the last with: {_last_line(ended[-1].message)} "
-                        f"(see {log_file})") from None
+        return UserError(f"{len(ended)} trials failed in a row, the last with: {failure_reason(ended[-1].message)} "
+                         f"(see {log_file}; the others are in {RESULTS_CSV})")
+    return None
+
+
+def check_trials(space):
+    """Refuse, before anything is written or trained, a trial recipe that ``fit`` would refuse at its start:
+    a model.weights file it cannot read, a stage batch larger than the videos that train (after the
+    validation hold-out). Checks the planned trials of a grid or one-at-a-time search, and each factor's
+    values (a range's ends) alone for a Bayesian one."""
+    from kerasflow.data.feeds import recipe_indexes, validation_split
+    from kerasflow.training.staged import check_batch_sizes, check_weights_file
+
+    if space.search.mode == "bayesian":
+        trials = [{factor.key: value} for factor in space.factors
+                  for value in (factor.choices or (factor.bounds["min"], factor.bounds["max"]))]
+    else:
+        trials = space.planned_trials()
+    counts = {}
+    for values in trials:
+        recipe = space.trial_recipe(values)
+        data = repr(recipe.data)
+        if data not in counts:
+            train, test = recipe_indexes(recipe.data)
+            train, validation = validation_split(recipe.data, train, test)
+            counts[data] = len(train.items), 0 if validation is test else len(validation.items)
+        try:
+            check_weights_file(recipe)
+            check_batch_sizes(recipe, *counts[data])
+        except UserError as error:
+            raise UserError(f"the trial {describe(values)}: {error}") from None
 
 
 def _chief_address():
