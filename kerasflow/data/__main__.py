@@ -4,7 +4,7 @@
 import argparse
 import os
 
-from kerasflow.cli import add_set_option, positive_int, start_tensorflow_quietly
+from kerasflow.cli import add_json_option, add_set_option, json_mode, positive_int, start_tensorflow_quietly
 from kerasflow.data.datasets import dataset_names
 from kerasflow.data.indexes import SUBSETS
 from kerasflow.data.video import BAD_VIDEO_POLICIES
@@ -46,24 +46,45 @@ def _parser():
     add_set_option(check)
     check.add_argument("--workers", type=positive_int, default=None,
                        help="videos probed at once (default: the number of CPUs, at most 8)")
+    add_json_option(check)
     return parser
 
 
 def _check(args):
     """Index the recipe's data and check it for the inputs of every stage it trains; no TensorFlow."""
+    import json
+
     from kerasflow.config import load_recipe
     from kerasflow.data.check import check_recipe_data, recipe_inputs
     from kerasflow.data.feeds import recipe_indexes
 
-    recipe = load_recipe(args.recipe, args.overrides)
-    if not recipe_inputs(recipe):
-        print("data check: every stage reads the packed TFRecord files (data.packed); no video to check")
-        return 0
-    train, test = recipe_indexes(recipe.data)
-    result = check_recipe_data(recipe, train, test, workers=args.workers)
-    if result.summary is None:
-        print(f"data check: all {len(train.items) + len(test.items)} videos can be used")
+    with json_mode(args.json):
+        recipe = load_recipe(args.recipe, args.overrides)
+        if not recipe_inputs(recipe):
+            print("data check: every stage reads the packed TFRecord files (data.packed); no video to check")
+            train = test = result = None
+        else:
+            train, test = recipe_indexes(recipe.data)
+            result = check_recipe_data(recipe, train, test, workers=args.workers)
+            if result.summary is None and not args.json:
+                print(f"data check: all {len(train.items) + len(test.items)} videos can be used")
+    if args.json:
+        print(json.dumps(_check_report(train, test, result)))
     return 0
+
+
+def _check_report(train, test, result):
+    """The JSON of ``data check --json``: counts, the videos left out, and those whose header overstates
+    their frame count."""
+    if result is None:
+        return {"videos": 0, "usable": 0, "left_out": [], "header_mismatch": []}
+    kept = {item.source for index in (result.train, result.test) for item in index.items}
+    every = [item.source for index in (train, test) for item in index.items]
+    return {
+        "videos": len(every), "usable": len(kept), "left_out": [source for source in every if source not in kept],
+        "header_mismatch": [{"video": source, "header_frames": stated, "decodable_frames": frames}
+                            for source, stated, frames in result.short],
+    }
 
 
 def _check_pack_output(args):

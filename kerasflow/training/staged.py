@@ -168,7 +168,8 @@ def _train_and_evaluate(recipe, run, strategy, chief, log):
     indexes = recipe_indexes(recipe.data)
     if chief:
         barrier(strategy)
-    train, test, _ = check_recipe_data(recipe, *indexes, log=log)
+    checked = check_recipe_data(recipe, *indexes, log=log)
+    train, test = checked.train, checked.test
     check_weights_file(recipe)
     train, validation = validation_split(recipe.data, train, test)
     check_batch_sizes(recipe, len(train.items), 0 if validation is test else len(validation.items))
