@@ -34,7 +34,6 @@ from kerasflow.tuning.report import METRICS, RESULTS_CSV, TrialResult, write_rep
 from kerasflow.tuning.space import describe
 
 
-
 def duration(seconds) -> str:
     """``41 s``, ``6 min``, ``2 h 05 min``."""
     if seconds < 90:
