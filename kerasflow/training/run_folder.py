@@ -13,6 +13,9 @@
     metrics.json             test metrics per stage and of the final model
     curves.png               loss and accuracy per epoch of every finished stage
     confusion_matrix.png     the final model's test confusion matrix
+    .kerasflow.lock          the pid of the process training there, locked while it runs (``folder_lock``)
+
+A run starts only in a new or empty folder; ``python -m kerasflow.fit RUN_FOLDER`` resumes one where it is.
 """
 
 import dataclasses
