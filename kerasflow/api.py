@@ -30,18 +30,20 @@ def _recipe(recipe, overrides=()):
 
 
 def fit(recipe, overrides=(), log=print):
-    """Train a recipe (a ``Recipe``, a YAML path or an installed name) as ``python -m kerasflow.fit``
-    does, resuming its run folder; returns the run's metrics (``metrics.json``).
+    """Train a recipe (a ``Recipe``, a YAML path, an installed name or a run folder to resume where it
+    is) as ``python -m kerasflow.fit`` does, resuming its run folder; returns the run's metrics
+    (``metrics.json``).
 
     Whether it returns or raises, it leaves the process as it found it: Keras' dtype policy (the
     recipe's ``runtime.mixed_precision``) and the global seeds it sets (``runtime.seed``: Python's
     ``random``, NumPy, TensorFlow, Keras) are put back (``kerasflow.training.runtime.globals_restored``).
     """
     from kerasflow.cli import bad_videos_as_user_errors
+    from kerasflow.training.run_folder import fit_recipe
     from kerasflow.training.runtime import globals_restored
     from kerasflow.training.staged import train_recipe
 
-    recipe = _recipe(recipe, overrides)
+    recipe = _recipe(recipe, overrides) if isinstance(recipe, Recipe) else fit_recipe(recipe, overrides)
     with globals_restored(), bad_videos_as_user_errors():
         return train_recipe(recipe, log=log)
 

@@ -22,7 +22,8 @@ def report_command(command, doc, add_arguments, make_report, format_report, tens
     does the work, after TensorFlow has started quietly (unless ``tensorflow`` is false: a command that
     only reads files), and returns a JSON-ready dict; the command
     prints it as one JSON object with ``--json`` (everything else then goes to stderr), else as
-    ``format_report(report)``. User errors end in one line and exit status 2 (``cli_entry``).
+    ``format_report(report)``. User errors end in one line and exit status 2 (``cli_entry``); one that
+    carries a ``report`` (work done before it) is also printed with ``--json``, with an ``error`` field.
     """
 
     @cli_entry
@@ -33,8 +34,13 @@ def report_command(command, doc, add_arguments, make_report, format_report, tens
         args = parser.parse_args(argv)
         if tensorflow:
             start_tensorflow_quietly()
-        with json_mode(args.json):
-            report = make_report(args)
+        try:
+            with json_mode(args.json):
+                report = make_report(args)
+        except UserError as error:  # one that carries what was done so far: the JSON says what went wrong too
+            if args.json and getattr(error, "report", None) is not None:
+                print(json.dumps({**error.report, "error": str(error)}))
+            raise
         print(json.dumps(report) if args.json else format_report(report))
         return 0
 

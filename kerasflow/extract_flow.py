@@ -7,7 +7,8 @@
 
 Writes the flow of every video file or frame folder under SRC_ROOT into OUT_ROOT in the layout of
 ``kerasflow.data.flow_files``, skips videos finished by an earlier run, and writes per-video seconds to
-``OUT_ROOT/flow_timing.json``. See ``kerasflow.data.tvl1``.
+``OUT_ROOT/flow_timing.json``. Videos that fail are listed and the others extracted; the command
+then ends with exit status 2 (``--strict``: at the first failure). See ``kerasflow.data.tvl1``.
 """
 
 import argparse
@@ -15,7 +16,7 @@ import argparse
 from kerasflow.cli import positive_int
 from kerasflow.data.tvl1 import TIMING_FILE, extract_all
 from kerasflow.data.video import VIDEO_EXTENSIONS
-from kerasflow.errors import cli_entry, run_command
+from kerasflow.errors import UserError, cli_entry, run_command
 
 
 def _positive_float(text):
@@ -61,6 +62,12 @@ def main(argv=None):
           f"{summary['total_seconds']:.1f} s in total; this run took {summary['wall_seconds']:.1f} s "
           f"of wall-clock time")
     print(f"per-video seconds: {args.out_root}/{TIMING_FILE}")
+    if summary["failed"]:
+        failed = sorted(summary["failed"])
+        shown = ", ".join(failed[:10]) + (f" and {len(failed) - 10} more" if len(failed) > 10 else "")
+        total = summary["extracted"] + summary["skipped"] + len(failed)
+        raise UserError(f"{len(failed)} of {total} videos failed ({shown}); the others are done. "
+                        "Repair or remove those (the reasons are above), then run the same command again")
     return 0
 
 

@@ -2,7 +2,9 @@
 
 RECIPE is a YAML file or the name of an installed recipe (``demo``, ``egtea``, ...). Re-running the
 same command resumes an interrupted run from the last finished epoch of its current stage; a finished
-run is not trained again. From Python, ``kerasflow.fit(recipe)`` does the same.
+run is not trained again. RECIPE may also be a run folder (or the ``recipe.yaml`` in one): that run
+resumes where the folder is now, even after it was moved. One process at a time trains in a run
+folder. From Python, ``kerasflow.fit(recipe)`` does the same.
 """
 
 import os
@@ -37,8 +39,8 @@ def comparison_table(metrics):
 
 def parse_args(argv):
     parser = command_parser("fit", __doc__)
-    parser.add_argument("recipe", help="YAML recipe (e.g. recipes/egtea.yaml) or an installed recipe's name "
-                                       "(e.g. demo)")
+    parser.add_argument("recipe", help="YAML recipe (e.g. recipes/egtea.yaml), an installed recipe's name "
+                                       "(e.g. demo), or a run folder to resume where it is")
     add_set_option(parser)
     return parser.parse_args(argv)
 
@@ -46,9 +48,9 @@ def parse_args(argv):
 @cli_entry(interrupted="every finished epoch is saved; run the same command again to resume from the last one")
 def main(argv=None):
     args = parse_args(argv)
-    from kerasflow.config import load_recipe
+    from kerasflow.training.run_folder import fit_recipe
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = fit_recipe(args.recipe, args.overrides)
     start_tensorflow_quietly(initialize_devices=recipe.runtime.distribution != "multi_worker_mirrored")
     from kerasflow.training.staged import train_recipe
 

@@ -148,7 +148,7 @@ def find_model_file(path, accepted="a run folder or a .keras model file"):
             return model_file
         if (path / "state.json").is_file() and (path / "recipe.yaml").is_file():
             raise UserError(f"{path} has no {MODEL_FILE} yet; finish its training with "
-                            f"python -m kerasflow.fit {path / 'recipe.yaml'}")
+                            f"python -m kerasflow.fit {path}")
         raise UserError(f"{path} is not a run folder (it has no {MODEL_FILE}); pass {accepted}")
     if not path.exists():
         raise UserError(f"model {str(path)!r} does not exist; pass {accepted}")

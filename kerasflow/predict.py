@@ -83,7 +83,9 @@ def predict_video(predictor, video, top=5, flow_dir=None, cam=None, clips=1, ave
     if cam is not None and (model is None or "rgb_stream" not in streams_of(model)):
         raise UserError(f"--cam needs a Keras model with an RGB stream (the CAM comes from EgoRCNN's RGB stream); "
                         f"this {info.kind} {predictor.format} model of stage {info.stage} has none")
-    clips = test_clips(info.inputs, clips)
+    requested = clips = test_clips(info.inputs, clips)
+    if clips > 1:
+        clips = min(clips, distinct_clips(video, info.inputs, flow_dir) or clips)
     start = time.perf_counter()
     try:
         inputs, display = video_inputs(video, info.inputs, flow_dir, clips)
@@ -105,6 +107,9 @@ def predict_video(predictor, video, top=5, flow_dir=None, cam=None, clips=1, ave
         "average": average,
         "seconds": {"decode": decode_seconds, "model": model_seconds},
     }
+    if requested != clips:
+        report["note"] = (f"--clips {requested}: {video} has {clips} distinct clips for this model; averaged "
+                          f"those {clips}")
     if cam is not None:
         start = time.perf_counter()
         maps = np.asarray(cam_maps_model(model)(inputs[RGB_CLIP], training=False))[0]
@@ -113,6 +118,36 @@ def predict_video(predictor, video, top=5, flow_dir=None, cam=None, clips=1, ave
         report["seconds"]["cam"] = time.perf_counter() - start
         report["cam"] = str(cam)
     return report
+
+
+def distinct_clips(video, inputs, flow_dir):
+    """How many different test clips ``video`` offers a model's ``inputs``: the starts of the longest
+    contiguous window or TV-L1 stack (segment-sampled clips are all one); 0 when the count is unknown."""
+    import cv2
+
+    from kerasflow.data.flow_files import list_flow_x_files
+    from kerasflow.data.video import frame_folder_files
+
+    def frame_count():
+        if os.path.isdir(video):
+            return len(frame_folder_files(str(video)))
+        capture = cv2.VideoCapture(str(video))
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+        capture.release()
+        return count
+
+    starts = []
+    for spec in inputs:
+        if spec.is_clip and spec.sampling != "segments":
+            count, span = frame_count(), (spec.frames - 1) * spec.stride + 1
+        elif not spec.is_clip and flow_dir is not None:
+            count, span = len(list_flow_x_files(flow_dir)), spec.frames
+        else:
+            continue
+        if count <= 0:
+            return 0
+        starts.append(max(count - span + 1, 1))
+    return max(starts, default=1)
 
 
 def format_report(report):
@@ -124,14 +159,14 @@ def format_report(report):
                  + (f", CAM picture {seconds['cam']:.3f}" if "cam" in seconds else ""))
     if "cam" in report:
         lines.append(f"CAM attention picture: {report['cam']}")
+    if "note" in report:
+        lines.append(report["note"])
     return "\n".join(lines)
 
 
 def format_stream_report(report):
     lines = [f"{report['source']}: {report['frames']} frames at {report['fps']:.1f} fps, "
              f"{len(report['windows'])} windows of {report['window']} frames every {report['hop']}"]
-    if report["frames"] < report["window"]:
-        lines.append(f"the source ended before one window of {report['window']} frames; pass a smaller --window")
     if report["dropped"]:
         milliseconds = sorted(window["milliseconds"] for window in report["windows"])
         lines.append(f"dropped {report['dropped']} windows: the model ({milliseconds[len(milliseconds) // 2]:.0f} ms "
@@ -186,6 +221,28 @@ def check_stream_request(args):
         folder = os.path.dirname(os.path.abspath(args.out))
         if not args.out.lower().endswith(".mp4") or not os.path.isdir(folder):
             raise UserError(f"--out {args.out}: give a path ending in .mp4 in an existing folder")
+        if os.path.realpath(args.out) == os.path.realpath(args.stream) or _same_file(args.out, args.stream):
+            raise UserError(f"--out {args.out} is the --stream source {args.stream}; it is not overwritten: give "
+                            "another path for the annotated video")
+        if os.path.exists(args.out) and not is_mp4(args.out):
+            raise UserError(f"--out {args.out} exists and is not an MP4 video; it is not overwritten: give "
+                            "another path")
+
+
+def _same_file(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def is_mp4(path):
+    """Whether ``path`` starts as an MP4 (ISO base media) file does: a box whose type is ``ftyp``."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(8)[4:8] == b"ftyp"
+    except OSError:
+        return False
 
 
 def predict_stream(args):

@@ -8,8 +8,12 @@ model is busy, only the newest runs and the others are counted as dropped. A vid
 model, so every window runs, unless ``realtime`` replays it at its frame rate like a camera.
 """
 
+import contextlib
 import dataclasses
+import errno
+import os
 import queue
+import shutil
 import threading
 import time
 from collections import deque
@@ -17,11 +21,14 @@ from collections import deque
 import cv2
 import numpy as np
 
+from kerasflow.atomic import atomic_path
 from kerasflow.data.pipeline import transform_clip
 from kerasflow.data.video import clip_indices
 from kerasflow.errors import UserError
 
 FALLBACK_FPS = 30.0  # for sources that do not state a frame rate
+MAX_WINDOW = 3600  # frames a window may hold (two minutes at 30 fps), all kept in memory
+FULL_DISK_BYTES = 1 << 20  # a folder with less room left is taken as full when a written video is incomplete
 _END = object()
 
 
@@ -30,6 +37,26 @@ def default_window(inputs):
     spread over segments."""
     return max(spec.frames if spec.sampling == "segments" else (spec.frames - 1) * spec.stride + 1
                for spec in inputs)
+
+
+class NothingPredicted(UserError):
+    """The source ended before one window: ``report`` is what was read (``stream``'s report dict)."""
+
+    def __init__(self, message, report):
+        super().__init__(message)
+        self.report = report
+
+
+def check_window(window, inputs):
+    """Refuse a window shorter than the frames the model's inputs span (it would be fed repeated frames),
+    or longer than ``MAX_WINDOW``."""
+    needed = default_window(inputs)
+    if window < needed:
+        raise UserError(f"--window {window}: this model's input spans {needed} frames; a shorter window would "
+                        f"feed it repeated frames: pass --window {needed} or more (or leave it out)")
+    if window > MAX_WINDOW:
+        raise UserError(f"--window {window} is more than the {MAX_WINDOW} frames a window may hold in memory; "
+                        f"pass a --window from {needed} to {MAX_WINDOW}")
 
 
 def is_live(source):
@@ -127,23 +154,39 @@ def annotate(frame, label):
 
 
 class VideoOut:
-    """Writes annotated RGB frames to an ``.mp4`` (``mp4v``) at ``fps``, opened on the first frame."""
+    """Writes annotated RGB frames to the ``.mp4`` (``mp4v``) ``path`` at ``fps``, opened on the first
+    frame; ``shown`` is the path messages name (``path`` is a temporary file until ``atomic_path`` renames it)."""
 
-    def __init__(self, path, fps):
-        self.path, self.fps, self.writer = str(path), fps, None
+    def __init__(self, path, fps, shown=None):
+        self.path, self.fps, self.shown, self.writer, self.written = str(path), fps, shown or str(path), None, 0
 
     def write(self, frame):
         if self.writer is None:
             self.writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
                                           (frame.shape[1], frame.shape[0]))
             if not self.writer.isOpened():
-                raise UserError(f"--out {self.path}: OpenCV cannot write this video; give a path ending in .mp4 "
+                raise UserError(f"--out {self.shown}: OpenCV cannot write this video; give a path ending in .mp4 "
                                 "in a writable folder")
         self.writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        self.written += 1
 
     def close(self):
         if self.writer is not None:
             self.writer.release()
+
+    def check(self):
+        """Raise when the closed video does not hold every frame written (OpenCV only logs a failed
+        write): an ``OSError`` ENOSPC when the disk is full (``atomic_path`` names it in one line),
+        else a ``UserError``."""
+        capture = cv2.VideoCapture(self.path)
+        readable = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+        capture.release()
+        if readable == self.written:
+            return
+        if shutil.disk_usage(os.path.dirname(os.path.abspath(self.path))).free < FULL_DISK_BYTES:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.shown)
+        raise UserError(f"--out {self.shown}: OpenCV wrote {readable} of the {self.written} frames readably; the "
+                        "incomplete video was removed: check the folder, or give another path")
 
 
 def stream(predictor, source, *, window=None, hop=None, top=5, realtime=False, out=None, on_window=None):
@@ -153,7 +196,9 @@ def stream(predictor, source, *, window=None, hop=None, top=5, realtime=False, o
     dict per window the model ran on: ``index``, ``start``, ``end``, ``time``, ``predictions`` with
     ``class`` and ``probability``, ``milliseconds``) and ``dropped`` (windows skipped because the model
     was busy). ``on_window(Window)`` is called as each window is predicted; ``out`` writes the video with
-    the current top-1 drawn on each frame.
+    the current top-1 drawn on each frame (atomically; a video OpenCV could not write whole, e.g. on a
+    full disk, is a ``UserError`` and leaves no file). A window the model cannot use (``check_window``)
+    is a ``UserError``; a source that ends before one window raises ``NothingPredicted``.
     """
     from kerasflow.predict import softmax, top_k
 
@@ -165,45 +210,62 @@ def stream(predictor, source, *, window=None, hop=None, top=5, realtime=False, o
     window = window or default_window(info.inputs)
     hop = hop or max(1, window // 2)
     first = info.inputs[0]
+    check_window(window, info.inputs)
     capture, fps = open_source(source)
-    live = is_live(source)
-    reader = StreamReader(capture, bounded=not (live or realtime), pace=fps if realtime and not live else None)
-    writer = VideoOut(out, fps) if out else None
-    recent = deque(maxlen=window)
-    windows, dropped, frames_read, label = [], 0, 0, "..."
-    reader.start()
-    try:
-        while True:
-            items = reader.take(all_available=live or realtime)
-            arrived, due = [], None
-            for index, seconds, frame in (item for item in items if item is not _END):
-                recent.append(transform_clip(frame[None], first.size, crop=first.crop, subsample=first.subsample)[0])
-                arrived.append((index, frame))
-                frames_read = index + 1
-                if frames_read >= window and (frames_read - window) % hop == 0:
-                    dropped += due is not None  # an older window of this batch the model never got to
-                    due = (index, seconds, np.stack(recent))
-            previous = label
-            if due is not None:
-                end, seconds, frames = due
-                start = time.perf_counter()
-                logits = np.asarray(predictor(window_inputs(frames, info.inputs)), np.float64)[0]
-                milliseconds = 1000 * (time.perf_counter() - start)
-                predictions = top_k(softmax(logits), list(info.class_names), top)
-                result = Window(len(windows), end - window + 1, end, seconds if live else end / fps,
-                                predictions, milliseconds)
-                windows.append(result)
-                label = f"{predictions[0]['class']} {predictions[0]['probability']:.2f}"
-                if on_window is not None:
-                    on_window(result)
-            for index, frame in arrived if writer else ():
-                writer.write(annotate(frame, label if due is not None and index >= due[0] else previous))
-            if items[-1] is _END:
-                break
-    finally:
-        reader.stopping.set()
-        capture.release()
+    with contextlib.ExitStack() as stack:
+        stack.callback(capture.release)
+        temporary = stack.enter_context(atomic_path(out, suffix=".mp4")) if out else None
+        writer = VideoOut(temporary, fps, shown=str(out)) if out else None
+        live = is_live(source)
+        reader = StreamReader(capture, bounded=not (live or realtime), pace=fps if realtime and not live else None)
+        recent = deque(maxlen=window)
+        windows, dropped, frames_read, label = [], 0, 0, "..."
+        reader.start()
+        try:
+            while True:
+                items = reader.take(all_available=live or realtime)
+                arrived, due = [], None
+                for index, seconds, frame in (item for item in items if item is not _END):
+                    recent.append(transform_clip(frame[None], first.size, crop=first.crop,
+                                                 subsample=first.subsample)[0])
+                    arrived.append((index, frame))
+                    frames_read = index + 1
+                    if frames_read >= window and (frames_read - window) % hop == 0:
+                        dropped += due is not None  # an older window of this batch the model never got to
+                        due = (index, seconds, np.stack(recent))
+                previous = label
+                if due is not None:
+                    end, seconds, frames = due
+                    start = time.perf_counter()
+                    logits = np.asarray(predictor(window_inputs(frames, info.inputs)), np.float64)[0]
+                    milliseconds = 1000 * (time.perf_counter() - start)
+                    predictions = top_k(softmax(logits), list(info.class_names), top)
+                    result = Window(len(windows), end - window + 1, end, seconds if live else end / fps,
+                                    predictions, milliseconds)
+                    windows.append(result)
+                    label = f"{predictions[0]['class']} {predictions[0]['probability']:.2f}"
+                    if on_window is not None:
+                        on_window(result)
+                for index, frame in arrived if writer else ():
+                    writer.write(annotate(frame, label if due is not None and index >= due[0] else previous))
+                if items[-1] is _END:
+                    break
+        finally:
+            reader.stopping.set()
+            if writer:
+                writer.close()
+        report = {"source": str(source), "fps": fps, "window": window, "hop": hop, "frames": frames_read,
+                  "windows": [dataclasses.asdict(result) for result in windows], "dropped": dropped}
+        if not windows:
+            raise NothingPredicted(_nothing_predicted(source, frames_read, window, default_window(info.inputs)),
+                                   report)
         if writer:
-            writer.close()
-    return {"source": str(source), "fps": fps, "window": window, "hop": hop, "frames": frames_read,
-            "windows": [dataclasses.asdict(result) for result in windows], "dropped": dropped}
+            writer.check()
+    return report
+
+
+def _nothing_predicted(source, frames_read, window, needed):
+    advice = (f"pass a --window from {needed} to {frames_read}" if frames_read >= needed
+              else f"this model needs at least {needed} frames: give a longer source")
+    return (f"--stream {source}: the source ended after {frames_read} frames, before one window of {window} "
+            f"frames: nothing was predicted; {advice}")

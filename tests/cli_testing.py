@@ -2,10 +2,12 @@
 check that a user error ends in exactly one ``error:`` line with exit status 2."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,3 +94,15 @@ def run_fit(recipe, *extra, check=True):
     if check and result.returncode != 0:
         raise AssertionError(result.stdout[-3000:] + result.stderr[-3000:])
     return result
+
+
+def in_private_mount_namespace(script, env):
+    """Run the shell ``script`` with a mount namespace of its own (unprivileged with user namespaces, or as
+    root), where it can mount a small tmpfs (a full disk); it exits 99 when mounting fails."""
+    for prefix in (["unshare", "--user", "--map-root-user", "--mount"], ["unshare", "--mount"]):
+        if shutil.which("unshare") is None:
+            break
+        result = subprocess.run([*prefix, "sh", "-c", script], env=env, capture_output=True, text=True, timeout=900)
+        if result.returncode != 99 and "Operation not permitted" not in result.stderr:
+            return result
+    pytest.skip("no way to mount a small filesystem here (unshare needs user namespaces or root)")

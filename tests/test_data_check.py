@@ -235,7 +235,10 @@ def test_command_skip_prints_a_line_per_subset_and_the_summary_without_tensorflo
     assert re.fullmatch(r"data check train: 7 videos checked in \d+\.\d s, 4 bad", lines[0])
     assert re.fullmatch(r"data check test: 2 videos checked in \d+\.\d s, 1 bad", lines[1])
     named = "; ".join(f"{os.path.relpath(path, dataset)!r} ({reason})" for path, reason in _expected_bad(dataset))
+    real = count_video_frames(str(dataset / "walk/truncated.avi"))
     assert lines[2:] == [
+        f"data check: 1 video in {str(dataset)!r} holds fewer frames than its header states; sampled over the "
+        f"frames that decode: 'walk/truncated.avi' (header 8 frames, {real} decode)",
         f"data check: left out 5 of 9 videos in {str(dataset)!r} that cannot be used: {named}; "
         "'walk/clip_1.avi' (has 2 flow frames, the flow stack needs 3)",
         "tensorflow imported: False",
@@ -257,6 +260,18 @@ def test_command_fail_is_one_line_and_exit_2_and_a_clean_dataset_passes(dataset,
     assert (result.returncode, result.stdout.splitlines()[-1]) == (0, "data check: all 4 videos can be used")
     assert re.fullmatch(r"data check test: 2 videos checked in \d+\.\d s \(2 from the cache\), 0 bad",
                         result.stdout.splitlines()[1])
+    # The truncated video is usable over the frames that decode, and the check says so, once.
+    real = count_video_frames(str(dataset / "walk/truncated.avi"))
+    note = (f"data check: 1 video in {str(dataset)!r} holds fewer frames than its header states; sampled over the "
+            f"frames that decode: 'walk/truncated.avi' (header 8 frames, {real} decode)")
+    assert result.stdout.splitlines()[2] == note and result.stdout.count("truncated.avi") == 1
+    result = _command(tmp_path, recipe, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "videos": 4, "usable": 4, "left_out": [],
+        "header_mismatch": [{"video": str(dataset / "walk/truncated.avi"), "header_frames": 8, "decodable_frames": real}],
+    }
+    assert note in result.stderr  # the logs go to stderr with --json
 
 
 def test_recipe_inputs_are_the_union_over_trained_stages(dataset, tmp_path):

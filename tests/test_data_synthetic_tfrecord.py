@@ -80,6 +80,7 @@ def test_cli_synth_and_pack(tmp_path, capsys):
     assert (out / "train.txt").read_text().count("\n") == 2
     record = tmp_path / "train set.tfrecord"
     assert main(["pack", "--dataset", "folder", "--root", str(out), "--subset", "train", str(record)]) == 0
+    assert main(["pack", "--dataset", "folder", "--root", str(out), "--subset", "train", str(record), "--overwrite"]) == 0
     assert read_sidecar(record)["clips"] == 2 and read_sidecar(record)["class_names"] == ["00_right", "01_left"]
     with pytest.raises(SystemExit) as caught:
         main(["synth", str(out), "--classes", "9"])
@@ -293,6 +294,22 @@ def test_user_errors_are_one_line(synthetic, tmp_path, capsys):
                       f"{str(tmp_path / 'train.tfrecord')!r}"]
     a_file = tmp_path / "a file"
     a_file.write_text("x")
+    # An existing OUT (a video of the dataset, notes, an earlier pack) is kept unless --overwrite.
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"my notes\n\x00\xff")
+    errors = error_of([*pack, str(notes)])
+    assert errors == [f"error: {notes} exists; it is not overwritten: pass --overwrite to replace it, or give "
+                      "another output path"]
+    assert notes.read_bytes() == b"my notes\n\x00\xff"
+    video = next(synthetic.rglob("*.avi"))
+    before = video.read_bytes()
+    assert error_of([*pack, str(video)]) == [f"error: {video} exists; it is not overwritten: pass --overwrite to "
+                                             "replace it, or give another output path"]
+    assert video.read_bytes() == before
+    sidecar = tmp_path / "n.tfrecord.json"
+    sidecar.write_text("mine")
+    assert error_of([*pack, str(tmp_path / "n.tfrecord")])[0].startswith(f"error: {sidecar} exists;")
+    assert sidecar.read_text() == "mine"
     errors = error_of(["synth", str(a_file)])
     assert len(errors) == 1 and "is a file" in errors[0]
     assert len(error_of(["synth", str(tmp_path / "odd"), "--size", "33"])) == 1

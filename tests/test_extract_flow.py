@@ -282,10 +282,19 @@ def test_cli_exit_codes(tmp_path):
     make_tree_with_bad_sources(src)
 
     lenient = run_tool(src, out, "--workers", "1")
-    assert lenient.returncode == 0, lenient.stderr
     assert "1 extracted, 0 already done, 3 failed" in lenient.stdout
     assert f"failed: {src / 'corrupt.avi'}: " in lenient.stdout
     assert "s per video (mean over 1)" in lenient.stdout
+    # The others are done, then the command fails, naming what failed.
+    assert lenient.returncode == 2, lenient.stderr
+    assert (out / "flow_x" / "good" / ".done").exists()
+    bad = ", ".join(str(src / name) for name in ("corrupt.avi", "empty.mp4", "single"))
+    assert [line for line in lenient.stderr.splitlines() if line.startswith("error:")] == [
+        lenient.stderr.strip().splitlines()[-1]] == [
+        f"error: 3 of 4 videos failed ({bad}); the others are done. Repair or remove those (the reasons are "
+        "above), then run the same command again"]
+    again = run_tool(src, out, "--workers", "1")
+    assert again.returncode == 2 and "0 extracted, 1 already done, 3 failed" in again.stdout
 
     strict = run_tool(src, tmp_path / "out_strict", "--workers", "1", "--strict")
     assert strict.returncode == 2

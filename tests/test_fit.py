@@ -208,9 +208,24 @@ def test_a_batch_larger_than_the_training_set_is_refused(tmp_path, capsys):
         fit_main([str(recipe), "--set", "data.batch_size=64"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "error: stage flow: batch size 64 is larger than the 8 training videos (training drops incomplete "
-        "batches); lower data.batch_size or the stage's batch_size"
+        "error: stage flow: batch size 64 is larger than the 6 training videos left after holding out 2 for "
+        "validation (data.validation) (training drops incomplete batches); lower data.batch_size or the stage's "
+        "batch_size"
     )
+    # Between the training count before (8) and after (6) the validation hold-out: what trains counts.
+    with pytest.raises(SystemExit) as exit_info:
+        fit_main([str(recipe), "--set", "stages.flow.batch_size=7"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: stage flow: batch size 7 is larger than the 6 training videos left after holding out 2 for "
+        "validation (data.validation) (training drops incomplete batches); lower data.batch_size or the stage's "
+        "batch_size"
+    )
+    with pytest.raises(SystemExit) as exit_info:  # validation on the test subset: all 8 train
+        fit_main([str(recipe), "--set", "data.batch_size=9", "--set", "data.validation=test"])
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+        "error: stage flow: batch size 9 is larger than the 8 training videos (training drops")
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_run_killed_after_its_last_stage_finishes_on_rerun(tmp_path):

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from cli_testing import in_private_mount_namespace
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CI="1")
@@ -207,6 +208,122 @@ def test_a_moved_run_folder_resumes_and_stale_temporaries_go(run_copy):
     assert not stale.exists()
 
 
+def test_the_advice_to_finish_a_moved_run_resumes_it_where_it_is(run_copy):
+    moved = run_copy / "elsewhere" / "moved"
+    moved.parent.mkdir()
+    (run_copy / "run").rename(moved)
+    unfinish(moved)
+    (moved / "model.keras").unlink()
+    advice = last_error(command("kerasflow.evaluate", moved))
+    assert advice == f"error: {moved} has no model.keras yet; finish its training with python -m kerasflow.fit {moved}"
+    result = command(*advice.split("python -m ")[1].split())
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "flow: training" not in result.stdout and f"final model: {moved / 'model.keras'}" in result.stdout
+    assert (moved / "model.keras").is_file() and not (run_copy / "run").exists()  # not a new run at the old place
+    # The form report's advice gives (the run's recipe.yaml) resumes the same folder.
+    result = command("kerasflow.fit", moved / "recipe.yaml")
+    assert result.returncode == 0 and f"{moved}: all stages are finished; nothing to train" in result.stdout
+    assert not (run_copy / "run").exists()
+    error = last_error(command("kerasflow.fit", run_copy / "elsewhere"))
+    assert error == (f"error: {run_copy / 'elsewhere'} is a folder but not a run folder (it has no recipe.yaml and "
+                     "state.json); pass a recipe file, an installed recipe's name, or a run folder to resume")
+
+
+def test_fit_and_tune_refuse_a_folder_that_is_not_theirs(run_copy, tmp_path):
+    recipe = run_copy / "recipe.yaml"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    files = {"model.keras": b"my model\x00", "curves.png": b"\x89PNG mine", "metrics.json": b'{"accuracy": 0.9}'}
+    for name, data in files.items():
+        (mine / name).write_bytes(data)
+    error = last_error(command("kerasflow.fit", recipe, "--set", f"runtime.output_dir={mine}"))
+    assert error == (f"error: {mine} is not empty and holds no kerasflow run (it holds curves.png, metrics.json, "
+                     "model.keras); nothing there is replaced: set runtime.output_dir to a new or empty folder")
+    assert {path.name: path.read_bytes() for path in mine.iterdir() if not path.name.startswith(".")} == files
+
+    search = tmp_path / "search"
+    (search / "trials" / "0").mkdir(parents=True)
+    (search / "search.yaml").write_text("data: {}\n")
+    error = last_error(command("kerasflow.fit", recipe, "--set", f"runtime.output_dir={search}"))
+    assert error == (f"error: {search} is a search folder of python -m kerasflow.tune (it holds search.yaml); a run "
+                     "cannot start there: set runtime.output_dir to a new or empty folder")
+    assert sorted(name for name in os.listdir(search) if not name.startswith(".")) == ["search.yaml", "trials"]
+    assert os.listdir(search / "trials" / "0") == []
+
+    run = run_copy / "run"
+    before = sorted(str(path.relative_to(run)) for path in run.rglob("*"))
+    factor = ("--factor", "model.flow.iterations=1,2")
+    error = last_error(command("kerasflow.tune", recipe, *factor))
+    assert error == (f"error: {run} is a run folder of python -m kerasflow.fit; a search cannot go there: set "
+                     "runtime.output_dir to a new or empty folder")
+    assert sorted(str(path.relative_to(run)) for path in run.rglob("*")) == before
+    error = last_error(command("kerasflow.tune", recipe, *factor, "--set", f"runtime.output_dir={mine}"))
+    assert error == (f"error: {mine} is not empty and holds no search (it holds curves.png, metrics.json, "
+                     "model.keras); nothing there is replaced: set runtime.output_dir to a new or empty folder")
+    assert {path.name: path.read_bytes() for path in mine.iterdir() if not path.name.startswith(".")} == files
+
+
+HOLD_LOCK = """
+import sys, time
+from kerasflow.training.folder_lock import folder_lock
+with folder_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
+def _hold_lock(folder):
+    """A process that holds ``folder``'s lock as a training process does, once it has said so."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder)], stdout=subprocess.PIPE, text=True,
+                              env=ENV, cwd=ROOT)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_one_process_at_a_time_in_a_run_folder_and_a_killed_one_leaves_it_free(tmp_path):
+    recipe = write_recipe(tmp_path, make_dataset(tmp_path / "data"))
+    run = tmp_path / "run"
+    holder = _hold_lock(run)
+    try:
+        error = last_error(command("kerasflow.fit", recipe))
+        assert error == (f"error: {run} is in use by another kerasflow process (pid {holder.pid}); wait for it to end "
+                         "or stop it, then run python -m kerasflow.fit again")
+        assert os.listdir(run) == [".kerasflow.lock"]  # the second process wrote nothing
+    finally:
+        holder.kill()  # kill -9: no chance to clean up
+        holder.wait()
+    result = command("kerasflow.fit", recipe)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = (run / "stages" / "flow" / "log.csv").read_text().strip().splitlines()
+    assert len(rows) == 2  # header and one epoch: trained once
+
+    search = tmp_path / "search"
+    holder = _hold_lock(search)
+    try:
+        error = last_error(command("kerasflow.tune", recipe, "--factor", "model.flow.iterations=1,2", "--set",
+                                   f"runtime.output_dir={search}"))
+        assert error == (f"error: {search} is in use by another kerasflow process (pid {holder.pid}); wait for it to "
+                         "end or stop it, then run python -m kerasflow.tune again")
+        assert os.listdir(search) == [".kerasflow.lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_lock_that_fails_its_start_leaves_no_folder(tmp_path):
+    from kerasflow.errors import UserError
+    from kerasflow.training.folder_lock import folder_lock
+
+    with pytest.raises(UserError, match="boom"), folder_lock(tmp_path / "new"):
+        raise UserError("boom")
+    assert not (tmp_path / "new").exists()
+    with folder_lock(tmp_path / "kept"):
+        (tmp_path / "kept" / "state.json").write_text("{}")
+    assert sorted(os.listdir(tmp_path / "kept")) == [".kerasflow.lock", "state.json"]
+    with folder_lock(tmp_path / "kept"):  # taken again by the same process once released
+        pass
+
+
 def test_a_changed_split_is_refused_and_removed_clips_are_noted(run_copy, tmp_path):
     recipe = yaml.safe_load((run_copy / "recipe.yaml").read_text())
     data = tmp_path / "data"
@@ -367,17 +484,6 @@ cp -r "$DISK/run" "$OUT/run-copy"
 """
 
 
-def _in_private_mount_namespace(script, env):
-    """Run ``script`` with a mount namespace of its own (unprivileged with user namespaces, or as root)."""
-    for prefix in (["unshare", "--user", "--map-root-user", "--mount"], ["unshare", "--mount"]):
-        if shutil.which("unshare") is None:
-            break
-        result = subprocess.run([*prefix, "sh", "-c", script], env=env, capture_output=True, text=True, timeout=900)
-        if result.returncode != 99 and "Operation not permitted" not in result.stderr:
-            return result
-    pytest.skip("no way to mount a small filesystem here (unshare needs user namespaces or root)")
-
-
 def test_a_full_disk_keeps_the_last_checkpoint_and_a_rerun_resumes(tmp_path):
     recipe = write_recipe(tmp_path, make_dataset(tmp_path / "data"), epochs=6)
     disk = tmp_path / "disk"
@@ -389,7 +495,7 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_a_rerun_resumes(tmp_path):
     out.mkdir()
     env = {**ENV, "DISK": str(disk), "RECIPE": str(recipe), "OUT": str(out), "REPO": str(ROOT),
            "PYTHON": sys.executable}
-    result = _in_private_mount_namespace(FULL_DISK_SCRIPT, env)
+    result = in_private_mount_namespace(FULL_DISK_SCRIPT, env)
     assert result.returncode == 0, result.stderr[-2000:]
     first_err = (out / "first.err").read_text()
     assert (out / "first.status").read_text().strip() == "2", first_err[-2000:]

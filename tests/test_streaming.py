@@ -3,13 +3,17 @@
 timeline JSON, dropped windows when the source does not wait, and the refusals."""
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import cv2
 import keras
 import numpy as np
 import pytest
-from cli_testing import assert_one_error_line, call
+from cli_testing import assert_one_error_line, call, in_private_mount_namespace
 
 from kerasflow import predict
 from kerasflow.data.inputs import InputSpec
@@ -151,5 +155,118 @@ def test_stream_refusals(brightness_model, tmp_path, capsys):
     for argv, fragments in cases:
         status, _, err = call(predict, argv, capsys)
         assert_one_error_line(status, err, *fragments)
-    status, stdout, _ = call(predict, ["--stream", str(video), "--model", model, "--window", "20"], capsys)
-    assert status == 0 and "ended before one window of 20 frames" in stdout
+
+    # Windows the model cannot use, absurd or not, are one line before any frame is read.
+    status, _, err = call(predict, ["--stream", str(video), "--model", model, "--window", "1"], capsys)
+    assert_one_error_line(status, err)
+    assert err.strip() == ("error: --window 1: this model's input spans 4 frames; a shorter window would feed it "
+                           "repeated frames: pass --window 4 or more (or leave it out)")
+    status, _, err = call(predict, ["--stream", str(video), "--model", model, "--window", "99999999999999999999"],
+                          capsys)
+    assert_one_error_line(status, err)
+    assert err.strip() == ("error: --window 99999999999999999999 is more than the 3600 frames a window may hold in "
+                           "memory; pass a --window from 4 to 3600")
+
+
+def test_a_stream_that_predicts_no_window_fails(brightness_model, tmp_path, capsys):
+    model = str(brightness_model)
+    video = dark_then_bright(tmp_path / "v.avi", frames=10)
+    out = tmp_path / "annotated.mp4"
+    argv = ["--stream", str(video), "--model", model, "--window", "20", "--out", str(out)]
+    status, stdout, err = call(predict, argv, capsys)
+    assert_one_error_line(status, err)
+    assert err.strip().splitlines()[-1] == (f"error: --stream {video}: the source ended after 10 frames, before one "
+                                            "window of 20 frames: nothing was predicted; pass a --window from 4 to 10")
+    assert stdout == "" and not out.exists() and os.listdir(tmp_path) == ["v.avi"]  # no partial video
+    status, stdout, err = call(predict, [*argv, "--json"], capsys)
+    assert_one_error_line(status, err)
+    report = json.loads(stdout)
+    assert (report["frames"], report["window"], report["windows"]) == (10, 20, [])
+    assert report["error"] == err.strip().splitlines()[-1].removeprefix("error: ")
+    one = write_video(tmp_path / "one.avi", np.full((1, 48, 64, 3), 100, np.uint8))
+    status, _, err = call(predict, ["--stream", str(one), "--model", model], capsys)
+    assert_one_error_line(status, err)
+    assert err.strip().splitlines()[-1] == (f"error: --stream {one}: the source ended after 1 frames, before one "
+                                            "window of 4 frames: nothing was predicted; this model needs at least 4 "
+                                            "frames: give a longer source")
+
+
+def write_mp4(path, frames=12):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (64, 48))
+    for value in np.linspace(0, 255, frames).astype(np.uint8):
+        writer.write(np.full((48, 64, 3), value, np.uint8))
+    writer.release()
+    return path
+
+
+def test_stream_out_never_overwrites_the_source_or_a_file_that_is_not_a_video(brightness_model, tmp_path, capsys):
+    source = write_mp4(tmp_path / "cup.mp4")
+    original = source.read_bytes()
+    link = tmp_path / "link.mp4"
+    link.symlink_to(source)
+    hard = tmp_path / "hard.mp4"
+    os.link(source, hard)
+    base = ["--stream", str(source), "--model", str(brightness_model)]
+    for out in (source, link, hard, tmp_path / "." / "cup.mp4"):
+        status, _, err = call(predict, [*base, "--out", str(out)], capsys)
+        assert_one_error_line(status, err)
+        assert err.strip() == (f"error: --out {out} is the --stream source {source}; it is not overwritten: give "
+                               "another path for the annotated video")
+    status, _, err = call(predict, ["--stream", str(link), "--model", str(brightness_model), "--out", str(source)],
+                          capsys)
+    assert_one_error_line(status, err, "is the --stream source")
+    assert source.read_bytes() == original
+    notes = tmp_path / "notes.mp4"
+    notes.write_bytes(b"not a video, my notes")
+    status, _, err = call(predict, [*base, "--out", str(notes)], capsys)
+    assert_one_error_line(status, err)
+    assert err.strip() == (f"error: --out {notes} exists and is not an MP4 video; it is not overwritten: give "
+                           "another path")
+    assert notes.read_bytes() == b"not a video, my notes"
+    previous = tmp_path / "previous.mp4"  # an annotated video of an earlier stream is replaced
+    previous.write_bytes(original)
+    status, _, err = call(predict, [*base, "--out", str(previous)], capsys)
+    assert status == 0, err
+    assert len(list(iter_clip_frames(previous))) == 12 and previous.read_bytes() != original
+
+
+FULL_DISK_STREAM = """
+set -u
+mount -t tmpfs -o size=64k tmpfs "$DISK" || exit 99
+cd "$REPO"
+"$PYTHON" -m kerasflow.predict --stream "$VIDEO" --model "$MODEL" --out "$DISK/annotated.mp4" > "$OUT/out" 2> "$OUT/err"
+echo $? > "$OUT/status"
+ls -A "$DISK" > "$OUT/left"
+"""
+
+
+def test_stream_out_on_a_full_disk_is_one_line_and_leaves_no_partial_video(brightness_model, tmp_path):
+    rng = np.random.default_rng(0)
+    video = write_video(tmp_path / "noise.avi", rng.integers(0, 256, (120, 48, 64, 3), dtype=np.uint8))
+    disk, out = tmp_path / "disk", tmp_path / "out"
+    disk.mkdir()
+    out.mkdir()
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, DISK=str(disk), OUT=str(out), VIDEO=str(video), MODEL=str(brightness_model),
+               REPO=str(root), PYTHON=sys.executable, PYTHONPATH=str(root), TF_CPP_MIN_LOG_LEVEL="2")
+    result = in_private_mount_namespace(FULL_DISK_STREAM, env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    err = (out / "err").read_text()
+    assert (out / "status").read_text().strip() == "2", err[-2000:]
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot write {disk / 'annotated.mp4'}: the disk is full (") and last.endswith(
+        "free); free some space and run the same command again (what was written before is intact)"), err[-2000:]
+    assert (out / "left").read_text() == ""  # the partial video was removed
+    assert "annotated video:" not in (out / "out").read_text()
+
+
+def test_predict_clips_are_capped_at_the_distinct_windows(tiny_run, tiny_held_out, capsys):
+    video = tiny_held_out.items[0].source  # 8 frames; the flow clip spans 7: 2 distinct windows
+    status, stdout, err = call(predict, [video, "--model", str(tiny_run), "--clips", "100000", "--json"], capsys)
+    assert status == 0, err
+    report = json.loads(stdout)
+    assert report["clips"] == 2
+    assert report["note"] == f"--clips 100000: {video} has 2 distinct clips for this model; averaged those 2"
+    status, stdout, _ = call(predict, [video, "--model", str(tiny_run), "--clips", "2", "--json"], capsys)
+    assert json.loads(stdout)["predictions"] == report["predictions"] and "note" not in json.loads(stdout)

@@ -163,6 +163,37 @@ def test_a_bad_factor_is_one_line_before_any_training(tmp_path, capsys, factor, 
     assert out == "" and not (tmp_path / "search").exists() and not (tmp_path / "data").exists()
 
 
+def test_a_trial_value_that_fit_would_refuse_is_one_line_before_training(tmp_path, capsys):
+    recipe = search_recipe(tmp_path, "grid", {"model.flow.num_layers": [0, 1]})
+    status, out, err = call(tune, [str(recipe), "--factor", "stages.flow.batch_size=4,500"], capsys)
+    assert_one_error_line(status, err)
+    assert err.strip().splitlines()[-1] == (
+        "error: the trial stages.flow.batch_size=500: stage flow: batch size 500 is larger than the 6 training "
+        "videos left after holding out 2 for validation (data.validation) (training drops incomplete batches); "
+        "lower data.batch_size or the stage's batch_size")
+    assert out == "" and not (tmp_path / "search").exists()
+
+
+def test_a_trial_that_fails_is_recorded_and_the_search_goes_on(tmp_path):
+    not_a_run = tmp_path / "not-a-run"
+    not_a_run.mkdir()
+    recipe = search_recipe(tmp_path, "grid", {"model.init_from": [str(not_a_run), None]})
+    log = tmp_path / "tune.log"
+    output = finish(start_tune(recipe, log), log)
+    reason = (f"model.init_from: {not_a_run} is not a run folder (it has no model.keras); pass a run folder or a "
+              ".keras model file")
+    assert f"trial 1 of 2 done (trial 0: model.init_from={not_a_run}): failed: {reason} in " in output
+    assert "trial 2 of 2 done (trial 1: model.init_from=null): validation top-1 " in output
+    rows = read_csv(tmp_path / "search")
+    assert [(row["trial"], row["status"], row["error"]) for row in rows] == [
+        ("0", "FAILED", reason), ("1", "COMPLETED", "")]
+    assert rows[1]["top1"] != "" and rows[0]["top1"] == ""
+    assert f"Trial 0 (model.init_from={not_a_run}) failed: {reason}" in (tmp_path / "search" / "results.md").read_text()
+    assert f"error: {reason}" in (tmp_path / "search" / "trials" / "0" / "train.log").read_text()
+    again = finish(start_tune(recipe, log), log)  # a re-run does not repeat the failed trial
+    assert "the search is finished (2 trials)" in again and started_trials(again) == []
+
+
 @pytest.fixture(scope="module")
 def killed_and_resumed(tmp_path_factory):
     """A one-at-a-time search (flow layers 0, 1 and iterations 1, 2 around 1 layer, 2 iterations: 3
@@ -208,7 +239,7 @@ def test_one_at_a_time_tables_plot_and_best_recipe(killed_and_resumed):
     search = killed_and_resumed["search"]
     rows = read_csv(search)
     assert list(rows[0]) == ["trial", "model.flow.num_layers", "model.flow.iterations", "top1", "val_top1",
-                             "trainable_parameters", "seconds_per_video", "status", "run_folder"]
+                             "trainable_parameters", "seconds_per_video", "status", "run_folder", "error"]
     assert [(row["trial"], row["model.flow.num_layers"], row["model.flow.iterations"], row["status"])
             for row in rows] == [("0", "0", "2", "COMPLETED"), ("1", "1", "2", "COMPLETED"),
                                  ("2", "1", "1", "COMPLETED")]

@@ -2,12 +2,13 @@
 ``python -m kerasflow.data check RECIPE`` (can every video of a recipe's dataset be used?)."""
 
 import argparse
+import os
 
-from kerasflow.cli import add_set_option, positive_int, start_tensorflow_quietly
+from kerasflow.cli import add_json_option, add_set_option, json_mode, positive_int, start_tensorflow_quietly
 from kerasflow.data.datasets import dataset_names
 from kerasflow.data.indexes import SUBSETS
 from kerasflow.data.video import BAD_VIDEO_POLICIES
-from kerasflow.errors import cli_entry, run_command
+from kerasflow.errors import UserError, cli_entry, run_command
 
 
 def _parser():
@@ -36,6 +37,7 @@ def _parser():
     pack.add_argument("--jpeg-quality", type=int, default=95)
     pack.add_argument("--on-bad-video", default=BAD_VIDEO_POLICIES[0], choices=BAD_VIDEO_POLICIES)
     pack.add_argument("out", help="output .tfrecord path (a .json sidecar is written next to it)")
+    pack.add_argument("--overwrite", action="store_true", help="replace an existing OUT (and its .json sidecar)")
 
     check = commands.add_parser(
         "check", help="check that every video of a recipe's dataset can be used, as fit does first (cached)"
@@ -44,24 +46,53 @@ def _parser():
     add_set_option(check)
     check.add_argument("--workers", type=positive_int, default=None,
                        help="videos probed at once (default: the number of CPUs, at most 8)")
+    add_json_option(check)
     return parser
 
 
 def _check(args):
     """Index the recipe's data and check it for the inputs of every stage it trains; no TensorFlow."""
+    import json
+
     from kerasflow.config import load_recipe
     from kerasflow.data.check import check_recipe_data, recipe_inputs
     from kerasflow.data.feeds import recipe_indexes
 
-    recipe = load_recipe(args.recipe, args.overrides)
-    if not recipe_inputs(recipe):
-        print("data check: every stage reads the packed TFRecord files (data.packed); no video to check")
-        return 0
-    train, test = recipe_indexes(recipe.data)
-    result = check_recipe_data(recipe, train, test, workers=args.workers)
-    if result.summary is None:
-        print(f"data check: all {len(train.items) + len(test.items)} videos can be used")
+    with json_mode(args.json):
+        recipe = load_recipe(args.recipe, args.overrides)
+        if not recipe_inputs(recipe):
+            print("data check: every stage reads the packed TFRecord files (data.packed); no video to check")
+            train = test = result = None
+        else:
+            train, test = recipe_indexes(recipe.data)
+            result = check_recipe_data(recipe, train, test, workers=args.workers)
+            if result.summary is None and not args.json:
+                print(f"data check: all {len(train.items) + len(test.items)} videos can be used")
+    if args.json:
+        print(json.dumps(_check_report(train, test, result)))
     return 0
+
+
+def _check_report(train, test, result):
+    """The JSON of ``data check --json``: counts, the videos left out, and those whose header overstates
+    their frame count."""
+    if result is None:
+        return {"videos": 0, "usable": 0, "left_out": [], "header_mismatch": []}
+    kept = {item.source for index in (result.train, result.test) for item in index.items}
+    every = [item.source for index in (train, test) for item in index.items]
+    return {
+        "videos": len(every), "usable": len(kept), "left_out": [source for source in every if source not in kept],
+        "header_mismatch": [{"video": source, "header_frames": stated, "decodable_frames": frames}
+                            for source, stated, frames in result.short],
+    }
+
+
+def _check_pack_output(args):
+    """Refuse to replace an existing file (a video of the dataset, notes, an earlier pack) without --overwrite."""
+    for path in (args.out, f"{args.out}.json"):
+        if os.path.isfile(path) and not args.overwrite:
+            raise UserError(f"{path} exists; it is not overwritten: pass --overwrite to replace it, or give "
+                            "another output path")
 
 
 @cli_entry
@@ -76,6 +107,7 @@ def main(argv=None):
         return 0
     if args.command == "check":
         return _check(args)
+    _check_pack_output(args)
     start_tensorflow_quietly()  # packing writes TFRecords: TensorFlow, whose start-up notices would bury errors
     from kerasflow.data.datasets import build_index
     from kerasflow.data.tfrecord import pack_index

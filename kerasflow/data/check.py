@@ -16,7 +16,8 @@ are unchanged, so a re-run on an unchanged dataset opens no video. Flow checks a
 cheaper than the stat calls a cache entry would need, and are made afresh each time.
 
 ``check_dataset`` checks a train and a test index and, by ``data.on_bad_video``, stops with one line
-naming the bad files (``fail``) or leaves them out with one summary line (``skip``);
+naming the bad files (``fail``) or leaves them out with one summary line (``skip``); a line also names
+the videos whose header overstates their frame count (header vs decodable count);
 ``check_recipe_data`` does it for the inputs of every stage a recipe trains (``fit`` and
 ``python -m kerasflow.data check``). Nothing here imports TensorFlow.
 """
@@ -80,22 +81,28 @@ class VideoInfo:
 class CheckResult:
     """``good``: the usable ``VideoItem``s in input order; ``bad``: ``(source, reason)`` of the others;
     ``info``: ``VideoInfo`` by ``source``; ``seconds`` the check took; ``cached``: clips whose result
-    came from the cache."""
+    came from the cache; ``short``: ``(source, header frames, decodable frames)`` of the usable video
+    files whose header states more frames than decode."""
 
     good: list
     bad: list
     info: dict
     seconds: float
     cached: int
+    short: list = dataclasses.field(default_factory=list)
 
 
 class DatasetCheck(NamedTuple):
-    """``check_dataset``'s result: the indexes without their bad clips and the one-line summary
-    of what was left out (None when nothing was)."""
+    """``check_dataset``'s result: the indexes without their bad clips, the one-line summary of what was
+    left out (None when nothing was), and ``short``: ``(source, header frames, decodable frames)`` of
+    each usable video whose header overstates its frames, with ``short_note``, the line that says so
+    (None when none does)."""
 
     train: object
     test: object
     summary: Optional[str]
+    short: tuple = ()
+    short_note: Optional[str] = None
 
 
 def default_cache_file():
@@ -323,7 +330,7 @@ def check_items(items, inputs, *, workers=None, cache_file=None, progress=True):
         for outcome in pool.map(lambda item: _check_item(item, needs, entries), items):
             outcomes.append(outcome)
             bar.update()
-    good, bad, info, fresh = [], [], {}, 0
+    good, bad, info, fresh, short = [], [], {}, 0, []
     for item, (item_info, key, entry) in zip(items, outcomes):
         info[item.source] = item_info
         if entry is not None:
@@ -335,10 +342,12 @@ def check_items(items, inputs, *, workers=None, cache_file=None, progress=True):
         good.append(item)
         if item_info.stated is not None and item_info.frames != item_info.stated:
             remember_frame_count(item.source, item_info.frames)
+            if item_info.stated > 0:
+                short.append((item.source, item_info.stated, item_info.frames))
     if fresh and cache_path:
         _save_cache(cache_path, entries)
     cached = sum(1 for value in info.values() if value.cached)
-    return CheckResult(good, bad, info, time.perf_counter() - started, cached)
+    return CheckResult(good, bad, info, time.perf_counter() - started, cached, short)
 
 
 def _common_folder(sources):
@@ -378,11 +387,13 @@ def check_dataset(train_index, test_index, inputs, on_bad_video, *, limit=DEFAUL
                 f"{from_cache}, {len(result.bad)} bad")
         results.append(result)
     bad = [pair for result in results for pair in result.bad]
-    if not bad:
-        return DatasetCheck(train_index, test_index, None)
     total = sum(len(index.items) for index in indexes)
     folder = _common_folder([item.source for index in indexes for item in index.items])
     where = f" in {folder!r}" if folder else ""
+    short = tuple(entry for result in results for entry in result.short)
+    short_note = _short_note(short, folder, where, limit) if short else None
+    if not bad:
+        return DatasetCheck(train_index, test_index, None, short, short_note)
     named = _named(bad, folder, limit)
     if on_bad_video == "fail":
         raise UserError(f"data check: {len(bad)} of {total} videos{where} cannot be used: {named}; "
@@ -392,7 +403,18 @@ def check_dataset(train_index, test_index, inputs, on_bad_video, *, limit=DEFAUL
             raise UserError(f"data check: every one of the {len(index.items)} {index.subset} videos{where} cannot be "
                             f"used: {_named(result.bad, folder, limit)}; fix or remove them, or check data.root")
     kept = [dataclasses.replace(index, items=result.good) for index, result in zip(indexes, results)]
-    return DatasetCheck(*kept, f"data check: left out {len(bad)} of {total} videos{where} that cannot be used: {named}")
+    return DatasetCheck(*kept, f"data check: left out {len(bad)} of {total} videos{where} that cannot be used: {named}",
+                        short, short_note)
+
+
+def _short_note(short, folder, where, limit):
+    """The line naming the videos whose header states more frames than decode (``limit``, then a count)."""
+    named = _named([(source, f"header {stated} frames, {frames} decode") for source, stated, frames in short],
+                   folder, limit)
+    several = len(short) > 1
+    return (f"data check: {len(short)} video{'s' if several else ''}{where} "
+            f"{'hold fewer frames than their headers state' if several else 'holds fewer frames than its header states'}"
+            f"; sampled over the frames that decode: {named}")
 
 
 def recipe_inputs(recipe):
@@ -417,6 +439,7 @@ def check_recipe_data(recipe, train_index, test_index, *, log=print, workers=Non
         return DatasetCheck(train_index, test_index, None)
     result = check_dataset(train_index, test_index, inputs, recipe.data.on_bad_video, workers=workers,
                            cache_file=cache_file, progress=progress, log=log)
-    if result.summary:
-        log(result.summary)
+    for line in (result.short_note, result.summary):
+        if line:
+            log(line)
     return result

@@ -13,6 +13,9 @@
     metrics.json             test metrics per stage and of the final model
     curves.png               loss and accuracy per epoch of every finished stage
     confusion_matrix.png     the final model's test confusion matrix
+    .kerasflow.lock          the pid of the process training there, locked while it runs (``folder_lock``)
+
+A run starts only in a new or empty folder; ``python -m kerasflow.fit RUN_FOLDER`` resumes one where it is.
 """
 
 import dataclasses
@@ -27,6 +30,7 @@ from kerasflow.config.validation import show_value
 from kerasflow.data.indexes import relative_clip_path
 from kerasflow.errors import UserError
 from kerasflow.model_io import MODEL_FILE, ModelInfo
+from kerasflow.training.folder_lock import describe_contents, folder_contents
 
 logger = logging.getLogger("kerasflow")
 
@@ -36,6 +40,8 @@ RUN_SEARCH_DEPTH = 4  # a model file lies in its run folder or in stages/<stage>
 STATE_FILE = "state.json"
 CLASSES_FILE = "classes.json"
 METRICS_FILE = "metrics.json"
+SEARCH_FILE = "search.yaml"  # a search folder's (kerasflow.tuning.search)
+TRIAL_LOG = "train.log"  # what a tune trial prints, beside its run (kerasflow.tuning.engine)
 
 
 def run_folder_of(path):
@@ -45,6 +51,40 @@ def run_folder_of(path):
         if (folder / RECIPE_FILE).is_file() and (folder / STATE_FILE).is_file():
             return folder
     return None
+
+
+def is_run_folder(folder):
+    """Whether ``folder`` holds a run ``python -m kerasflow.fit`` started (its recipe and what it wrote next)."""
+    folder = Path(folder)
+    return (folder / RECIPE_FILE).is_file() and any((folder / name).is_file()
+                                                     for name in (STATE_FILE, SPLIT_FILE, CLASSES_FILE))
+
+
+def fit_recipe(source, overrides=()):
+    """The recipe ``python -m kerasflow.fit SOURCE`` trains. A run folder, or the ``recipe.yaml`` in one,
+    resumes that folder where it is now (its ``runtime.output_dir`` is the folder, wherever it was
+    started); anything else is a recipe file or an installed recipe's name (``load_recipe``)."""
+    path = Path(source)
+    folder = path if path.is_dir() else path.parent if path.name == RECIPE_FILE else None
+    if folder is not None and is_run_folder(folder):
+        return load_recipe(folder / RECIPE_FILE, [f"runtime.output_dir={folder.resolve()}", *overrides])
+    if path.is_dir():
+        raise UserError(f"{path} is a folder but not a run folder (it has no {RECIPE_FILE} and {STATE_FILE}); pass "
+                        "a recipe file, an installed recipe's name, or a run folder to resume")
+    return load_recipe(source, overrides)
+
+
+def _check_unused(folder):
+    """Refuse to start a run in a folder that holds anything but our own hidden files (a lock, temporary
+    files) or a tune trial's log: a user's files, another tool's, or a search of ``python -m kerasflow.tune``."""
+    names = folder_contents(folder, ignored=(TRIAL_LOG,))
+    if not names:
+        return
+    if SEARCH_FILE in names:
+        raise UserError(f"{folder} is a search folder of python -m kerasflow.tune (it holds {SEARCH_FILE}); a run "
+                        "cannot start there: set runtime.output_dir to a new or empty folder")
+    raise UserError(f"{folder} is not empty and holds no kerasflow run (it holds {describe_contents(names)}); "
+                    "nothing there is replaced: set runtime.output_dir to a new or empty folder")
 
 
 def model_info(recipe, class_names, stage, val_accuracy=None):
@@ -70,6 +110,8 @@ class RunFolder:
         self.state_path = self.folder / STATE_FILE
         self.state = {"completed": [], "current": {}}
         self.resumed = (self.folder / RECIPE_FILE).exists()
+        if not self.resumed:
+            _check_unused(self.folder)
         if self.resumed:
             self._check_recipe()
             remove_stale_temporaries(self.folder)

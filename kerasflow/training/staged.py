@@ -7,6 +7,7 @@ stream bodies; then it keeps the last stage's best model (``training.keep: best`
 run folder (``run_folder``) records every epoch, so re-running the same recipe resumes.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from kerasflow.models.kinds import STAGE_MODEL
 from kerasflow.models.stages import set_trainable_for_stage
 from kerasflow.atomic import disk_errors_as_user_errors
 from kerasflow.training.callbacks import BadVideoReport, StageCheckpoint, TrainingDataGuard
+from kerasflow.training.folder_lock import folder_lock
 from kerasflow.training.init_from import initialize_from
 from kerasflow.training.optimizers import TorchAdam, TorchSGD
 from kerasflow.training.run_folder import RunFolder, model_info
@@ -98,9 +100,9 @@ def test_dataset(recipe, stage, test, bad_videos):
                          bad_videos=bad_videos[1], clips=recipe.evaluation.clips)
 
 
-def _check_before_start(recipe, train):
-    """Fail before any work on what the recipe asks that cannot run: the ImageNet weights (fetched here on
-    first use), a batch larger than the training set."""
+def check_weights_file(recipe):
+    """Fail before any work when the ImageNet weights a stream starts from cannot be had: fetched and
+    converted here on first use for ``imagenet``, read for a file."""
     for stream in recipe.kind.streams:
         backbone, weights = recipe.model.stream_weights(stream)
         try:
@@ -111,13 +113,18 @@ def _check_before_start(recipe, train):
         except UserError as error:
             key = "flow_weights" if stream == "flow" and recipe.model.flow_weights else "weights"
             raise UserError(f"model.{key}: {error}") from None
+
+
+def check_batch_sizes(recipe, training, held_out=0):
+    """Refuse a stage whose batch is larger than the ``training`` videos that really train (after the
+    ``held_out`` validation clips left): it would run 0 steps, since training drops incomplete batches."""
     for stage in recipe.trained_stages:
         batch_size = recipe.batch_size_for(stage)
-        if batch_size > len(train.items):
+        if batch_size > training:
+            after = f" left after holding out {held_out} for validation (data.validation)" if held_out else ""
             raise UserError(
-                f"stage {stage.name}: batch size {batch_size} is larger than the {len(train.items)} "
-                "training videos (training drops incomplete batches); lower data.batch_size or the stage's "
-                "batch_size"
+                f"stage {stage.name}: batch size {batch_size} is larger than the {training} training videos{after} "
+                "(training drops incomplete batches); lower data.batch_size or the stage's batch_size"
             )
 
 
@@ -135,7 +142,16 @@ def _evaluate(model, recipe, stage, test, bad_videos, what):
 
 
 def train_recipe(recipe, log=print):
-    """Run every stage of ``recipe`` that is not finished yet; return the run's metrics dict."""
+    """Run every stage of ``recipe`` that is not finished yet; return the run's metrics dict.
+
+    The run folder is locked for the process's life (``folder_lock``): a second process there stops
+    in one line. The other workers of a multi-worker run only read it."""
+    chief = is_chief_task(recipe.runtime)
+    with folder_lock(recipe.runtime.output_dir) if chief else contextlib.nullcontext():
+        return _train_run(recipe, chief, log)
+
+
+def _train_run(recipe, chief, log):
     run = RunFolder(recipe)
     if run.finished:
         log(f"{recipe.runtime.output_dir}: all stages are finished; nothing to train "
@@ -144,7 +160,6 @@ def train_recipe(recipe, log=print):
     if recipe.skipped_stages:
         log(f"model.kind {recipe.model.kind} trains {', '.join(recipe.kind.stages)}; "
             f"skipping the recipe's {', '.join(recipe.skipped_stages)}")
-    chief = is_chief_task(recipe.runtime)
     if chief:
         return _train_recipe(recipe, run, chief, log)
     # The other workers of a multi-worker run train in step with the chief from a private copy of its
@@ -168,11 +183,13 @@ def _train_and_evaluate(recipe, run, strategy, chief, log):
     indexes = recipe_indexes(recipe.data)
     if chief:
         barrier(strategy)
-    train, test, _ = check_recipe_data(recipe, *indexes, log=log)
-    _check_before_start(recipe, train)
+    checked = check_recipe_data(recipe, *indexes, log=log)
+    train, test = checked.train, checked.test
+    check_weights_file(recipe)
     train, validation = validation_split(recipe.data, train, test)
     if recipe.data.validation == AUTO and validation is test:
         log(auto_validation_note(train))
+    check_batch_sizes(recipe, len(train.items), 0 if validation is test else len(validation.items))
     class_names = train.class_names
     models = None if run.stages_done else _build_models(recipe, strategy, class_names, log)
     run.start(class_names, train, validation, test)

@@ -26,20 +26,30 @@ import yaml
 
 from kerasflow.atomic import write_json
 from kerasflow.errors import UserError
+from kerasflow.training.run_folder import TRIAL_LOG
 from kerasflow.tuning.space import yaml_text
 
 OBJECTIVE = kt.Objective("val_top1", direction="max")
 ORACLE_FOLDER = "oracle"
 TRIALS_FOLDER = "trials"
-TRAIN_LOG = "train.log"
+TRAIN_LOG = TRIAL_LOG
 RUNNING = kt.engine.trial.TrialStatus.RUNNING
 COMPLETED = kt.engine.trial.TrialStatus.COMPLETED
 FAILED = kt.engine.trial.TrialStatus.FAILED
 
 
-class SearchStopped(UserError, kt.errors.FatalError):
-    """A user error inside a trial (bad video, full disk): it stops the whole search, as keras-tuner
-    stops on a ``FatalError``, and ends the command in one line."""
+class TrialFailed(UserError, kt.errors.FailedTrialError):
+    """A user error inside a trial (a value that fails only when it trains, a bad video): keras-tuner
+    records the trial as failed, with this line, and the search goes on (it stops after
+    ``max_consecutive_failed_trials`` failures in a row)."""
+
+
+def failure_reason(message) -> str:
+    """The one line of a failed trial's keras-tuner message (a traceback ending in ``Type: line``)."""
+    lines = (message or "").strip().splitlines()
+    last = lines[-1] if lines else "no message"
+    kind, separator, text = last.partition(": ")
+    return text if separator and kind.replace(".", "").replace("_", "").isalnum() and "." in kind else last
 
 
 def trial_folder(search_folder, trial_id) -> Path:
@@ -232,7 +242,8 @@ class RecipeTuner(kt.engine.base_tuner.BaseTuner):
                 with bad_videos_as_user_errors():
                     metrics = train_recipe(recipe, log=print)
             except UserError as error:
-                raise SearchStopped(f"trial {trial.trial_id} ({folder}): {error}") from None
+                print(f"error: {error}")
+                raise TrialFailed(f"{error}") from None
             except Exception:
                 traceback.print_exc()
                 raise

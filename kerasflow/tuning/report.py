@@ -27,12 +27,14 @@ FALLBACK_MARK = "†"
 
 @dataclasses.dataclass(frozen=True)
 class TrialResult:
-    """One trial as the report shows it; ``metrics`` (``METRICS``) is empty unless it completed."""
+    """One trial as the report shows it; ``metrics`` (``METRICS``) is empty unless it completed;
+    ``error``: why a failed trial failed (one line)."""
 
     trial_id: str
     values: dict
     status: str
     metrics: dict
+    error: str = ""
 
     @property
     def completed(self) -> bool:
@@ -61,15 +63,15 @@ def factor_rows(space, factor, results):
 
 def results_csv(space, results) -> str:
     """One row per trial: its id, a column per factor (named by its recipe key; the value as YAML, in
-    full), ``METRICS``, status and run folder."""
+    full), ``METRICS``, status, run folder and the error of a failed trial."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["trial", *(factor.key for factor in space.factors), *METRICS, "status", "run_folder"])
+    writer.writerow(["trial", *(factor.key for factor in space.factors), *METRICS, "status", "run_folder", "error"])
     for result in results:
         numbers = [(int if name == "trainable_parameters" else _rounded)(result.metrics[name]) if result.completed
                    else "" for name in METRICS]
         writer.writerow([result.trial_id, *(yaml_text(result.values[factor.key]) for factor in space.factors), *numbers,
-                         result.status, f"trials/{result.trial_id}"])
+                         result.status, f"trials/{result.trial_id}", result.error])
     return text.getvalue()
 
 
@@ -85,6 +87,8 @@ def results_markdown(space, results, best) -> str:
              f"{space.search.mode} search, {len(results)} trials ({completed} completed), each training {stages} "
              f"on {space.recipe.data.dataset}. top-1: the test top-1 of the trial's final model; validation top-1: "
              "the objective (the best checkpoint's); s/video: seconds per test video.", ""]
+    lines += [f"Trial {result.trial_id} ({describe(result.values)}) failed: {result.error}" for result in results
+              if result.error] + ([""] if any(result.error for result in results) else [])
     if best is not None:
         lines += [f"Best trial: {best.trial_id} ({describe(best.values)}): validation top-1 "
                   f"{100 * best.metrics['val_top1']:.2f} %, test top-1 {100 * best.metrics['top1']:.2f} %; its recipe "

@@ -17,21 +17,21 @@ from pathlib import Path
 from kerasflow.atomic import ensure_writable_folder
 from kerasflow.config import save_recipe
 from kerasflow.errors import UserError
-from kerasflow.training.run_folder import check_same_recipe
+from kerasflow.training.folder_lock import describe_contents, folder_contents, folder_lock
+from kerasflow.training.run_folder import SEARCH_FILE, check_same_recipe, is_run_folder
 from kerasflow.tuning.engine import (
     COMPLETED,
     FAILED,
     TRAIN_LOG,
     RecipeHyperModel,
     RecipeTuner,
+    failure_reason,
     make_oracle,
     trial_folder,
     tuner_role,
 )
-from kerasflow.tuning.report import METRICS, TrialResult, write_report
+from kerasflow.tuning.report import METRICS, RESULTS_CSV, TrialResult, write_report
 from kerasflow.tuning.space import describe
-
-SEARCH_FILE = "search.yaml"
 
 
 def duration(seconds) -> str:
@@ -42,17 +42,19 @@ def duration(seconds) -> str:
     return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
-def _last_line(text) -> str:
-    lines = (text or "").strip().splitlines()
-    return lines[-1] if lines else "no message"
-
-
 def _claim_folder(space):
     """Record a new search in its folder, or check that the folder's search is this one."""
     saved = Path(space.folder) / SEARCH_FILE
     if saved.exists():
         check_same_recipe(saved, space.recipe, "a search")
     else:
+        names = folder_contents(space.folder)
+        if is_run_folder(space.folder):
+            raise UserError(f"{space.folder} is a run folder of python -m kerasflow.fit; a search cannot go there: "
+                            "set runtime.output_dir to a new or empty folder")
+        if names:
+            raise UserError(f"{space.folder} is not empty and holds no search (it holds {describe_contents(names)}); "
+                            "nothing there is replaced: set runtime.output_dir to a new or empty folder")
         ensure_writable_folder(space.folder)
         save_recipe(space.recipe, saved)
 
@@ -66,8 +68,15 @@ def run_search(space, log=print):
     returns ``{"results": [TrialResult], "best": TrialResult or None, "files": [report paths]}``.
     """
     role = tuner_role()
-    if role != "worker":
+    if role == "worker":  # the workers of a distributed search share its folder with their chief
+        return _run_search(space, role, log)
+    check_trials(space)
+    with folder_lock(space.folder, "python -m kerasflow.tune"):
         _claim_folder(space)
+        return _run_search(space, role, log)
+
+
+def _run_search(space, role, log):
     hypermodel = RecipeHyperModel(space)
 
     def announce(trial, recipe):
@@ -79,7 +88,7 @@ def run_search(space, log=print):
             result = (f"validation top-1 {trial.metrics.get_last_value('val_top1'):.3f}, "
                       f"test top-1 {trial.metrics.get_last_value('top1'):.3f}")
         else:
-            result = f"{trial.status.lower()}: {_last_line(trial.message)}"
+            result = f"{trial.status.lower()}: {failure_reason(trial.message)}"
         remaining = "search complete" if finished == total else f"about {duration(left)} left"
         log(f"trial {finished} of {total} done (trial {trial.trial_id}: "
             f"{describe(hypermodel.decode(trial.hyperparameters.values))}): {result} in {duration(seconds)}; "
@@ -91,7 +100,7 @@ def run_search(space, log=print):
         tuner.search()
         log(f"worker {tuner.tuner_id}: the chief has no trials left")
         return None
-    oracle = tuner.oracle
+    oracle, stopped = tuner.oracle, None
     if oracle.finished():
         log(f"{space.folder}: the search is finished ({len(oracle.end_order)} trials); writing its report again")
     else:
@@ -103,18 +112,23 @@ def run_search(space, log=print):
 
                 recipe_indexes(space.recipe.data)  # made once, here, not by several workers at once
             log(f"chief: serving the search's trials at {_chief_address()} until its workers have run them all")
-        _search(tuner, oracle)
+        stopped = _search(tuner, oracle)
     results = [TrialResult(trial.trial_id, hypermodel.decode(trial.hyperparameters.values), trial.status,
                            {name: trial.metrics.get_last_value(name) for name in METRICS}
-                           if trial.status == COMPLETED else {})
+                           if trial.status == COMPLETED else {},
+                           failure_reason(trial.message) if trial.status == FAILED else "")
                for trial in sorted(oracle.trials.values(), key=lambda trial: trial.trial_id)]
     best = max((result for result in results if result.completed), key=lambda result: result.metrics["val_top1"],
                default=None)
-    return {"results": results, "best": best, "files": write_report(space, results, best)}
+    files = write_report(space, results, best)
+    if stopped is not None:
+        raise stopped
+    return {"results": results, "best": best, "files": files}
 
 
 def _search(tuner, oracle):
-    """``tuner.search()``, its stop after too many failed trials in a row turned into one line."""
+    """``tuner.search()``; its stop after too many failed trials in a row is returned as a one-line
+    ``UserError`` (raised once the report says which trials failed), else None."""
     try:
         tuner.search()
     except RuntimeError:
@@ -122,8 +136,37 @@ def _search(tuner, oracle):
         if not ended or any(trial.status != FAILED for trial in ended):
             raise
         log_file = trial_folder(tuner.space.folder, ended[-1].trial_id) / TRAIN_LOG
-        raise UserError(f"{len(ended)} trials failed in a row, the last with: {_last_line(ended[-1].message)} "
-                        f"(see {log_file})") from None
+        return UserError(f"{len(ended)} trials failed in a row, the last with: {failure_reason(ended[-1].message)} "
+                         f"(see {log_file}; the others are in {RESULTS_CSV})")
+    return None
+
+
+def check_trials(space):
+    """Refuse, before anything is written or trained, a trial recipe that ``fit`` would refuse at its start:
+    a model.weights file it cannot read, a stage batch larger than the videos that train (after the
+    validation hold-out). Checks the planned trials of a grid or one-at-a-time search, and each factor's
+    values (a range's ends) alone for a Bayesian one."""
+    from kerasflow.data.feeds import recipe_indexes, validation_split
+    from kerasflow.training.staged import check_batch_sizes, check_weights_file
+
+    if space.search.mode == "bayesian":
+        trials = [{factor.key: value} for factor in space.factors
+                  for value in (factor.choices or (factor.bounds["min"], factor.bounds["max"]))]
+    else:
+        trials = space.planned_trials()
+    counts = {}
+    for values in trials:
+        recipe = space.trial_recipe(values)
+        data = repr(recipe.data)
+        if data not in counts:
+            train, test = recipe_indexes(recipe.data)
+            train, validation = validation_split(recipe.data, train, test)
+            counts[data] = len(train.items), 0 if validation is test else len(validation.items)
+        try:
+            check_weights_file(recipe)
+            check_batch_sizes(recipe, *counts[data])
+        except UserError as error:
+            raise UserError(f"the trial {describe(values)}: {error}") from None
 
 
 def _chief_address():
