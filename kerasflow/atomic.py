@@ -65,12 +65,16 @@ def atomic_path(path, suffix=".tmp", needed_bytes=None):
     """Yield a temporary path next to ``path``; rename it onto ``path`` when the block succeeds.
 
     ``suffix``: how the temporary name ends, for writers that pick the format from the extension
-    (``.keras``, ``.weights.h5``, ``.avi``). ``needed_bytes``: the expected size, for the message
-    when the disk is full.
+    (``.keras``, ``.weights.h5``, ``.avi``). ``needed_bytes``: the expected size: a disk with less room
+    is refused before anything is written (a writer such as h5py that meets a full disk half-way prints
+    its own tracebacks while it unwinds), and it is named in the message when the disk fills anyway.
     """
     path = os.fspath(path)
     folder, name = os.path.split(os.path.abspath(path))
     temporary = os.path.join(folder, f".{name}.{os.getpid()}.tmp{'' if suffix == '.tmp' else suffix}")
+    full = disk_full_error(path, needed_bytes) if needed_bytes else None
+    if full is not None:
+        raise full
     try:
         yield temporary
         os.replace(temporary, path)
