@@ -43,8 +43,9 @@ class Predictor:
 
 class KerasPredictor(Predictor):
     def __call__(self, inputs, training=False):
-        output = self.keras_model(inputs, training=False)
-        return np.asarray(output["logits"] if isinstance(output, dict) else output, np.float32)
+        from kerasflow.backend import predict_logits
+
+        return predict_logits(self.keras_model, inputs)
 
 
 class SavedModelPredictor(Predictor):

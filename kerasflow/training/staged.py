@@ -24,6 +24,7 @@ from kerasflow.models.common import walk_layers
 from kerasflow.models.kinds import STAGE_MODEL
 from kerasflow.models.stages import set_trainable_for_stage
 from kerasflow.atomic import disk_errors_as_user_errors
+from kerasflow.backend import check_runtime
 from kerasflow.training.callbacks import BadVideoReport, StageCheckpoint, TrainingDataGuard
 from kerasflow.training.init_from import initialize_from
 from kerasflow.training.optimizers import TorchAdam, TorchSGD
@@ -122,6 +123,7 @@ def _evaluate(model, recipe, stage, test, bad_videos, what):
 
 def train_recipe(recipe, log=print):
     """Run every stage of ``recipe`` that is not finished yet; return the run's metrics dict."""
+    check_runtime(recipe.runtime)
     run = RunFolder(recipe)
     if run.finished:
         log(f"{recipe.runtime.output_dir}: all stages are finished; nothing to train "
