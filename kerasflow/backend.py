@@ -4,6 +4,10 @@ Models, layers, optimizers and the saved files are the same on every backend; th
 tf.data on each of them. Only TensorFlow runs ``tf.distribute``, and inference runs compiled on JAX.
 """
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 
@@ -39,11 +43,12 @@ def run_model(model, inputs):
     tf.distribute strategy and no new function is traced on the first call. JAX and torch:
     ``predict_on_batch``, compiled once per input shape on JAX (its op-by-op calls take minutes for
     the demo model) and without autograd's bookkeeping on torch. ``inputs``: an array or a dict of them.
+    ``model`` may also be a ``kerasflow.export.runtime.Predictor``, which is called.
     """
     inputs = keras.tree.map_structure(np.asarray, inputs)
-    if name() == "tensorflow":
-        return keras.tree.map_structure(keras.ops.convert_to_numpy, model(inputs, training=False))
-    return model.predict_on_batch(inputs)
+    if name() != "tensorflow" and isinstance(model, keras.Model):
+        return model.predict_on_batch(inputs)
+    return keras.tree.map_structure(keras.ops.convert_to_numpy, model(inputs, training=False))
 
 
 def predict_logits(model, inputs):
@@ -51,3 +56,10 @@ def predict_logits(model, inputs):
     ``logits``."""
     output = run_model(model, inputs)
     return np.asarray(output["logits"] if isinstance(output, dict) else output, np.float32)
+
+
+def run_under_tensorflow(module, argv):
+    """Run ``python -m module ARGV`` in a subprocess with ``KERAS_BACKEND=tensorflow`` (what writes
+    SavedModel and TFLite files), its output going where this process' goes; its exit status."""
+    environment = dict(os.environ, KERAS_BACKEND="tensorflow")
+    return subprocess.run([sys.executable, "-m", module, *argv], env=environment).returncode

@@ -24,11 +24,12 @@ BACKENDS = [
                                                 reason=f"{name} is not installed: pip install {package}"))
     for name, package in (("jax", "jax"), ("torch", "torch==2.13.0"))
 ]
-# The layer tests that compare with NumPy or with Keras' own layers (the others take gradients with
-# tf.GradientTape; test_model_gradients_match_tensorflow covers gradients), and the optimizers' tests.
+# The layer tests that compare with NumPy or with Keras' own layers, or train a step under mixed_float16
+# (the others take gradients with tf.GradientTape; test_model_gradients_match_tensorflow covers gradients),
+# and the optimizers' tests.
 LAYER_TESTS = ["tests/test_representation_flow.py", "tests/test_cam_attention.py", "tests/test_optimizers.py", "-k",
                "test_optimizers or matches_numpy or one_pixel or opencvs_tvl1 or sample_normal or peaks_where or "
-               "standard_cell"]
+               "standard_cell or mixed_float16 or whatever_dtype"]
 
 
 def run_on(backend, *argv, check=True):
@@ -81,3 +82,50 @@ def test_model_gradients_match_tensorflow(backend, tmp_path):
         grad = keras.ops.convert_to_numpy(grad)
         error = np.abs(theirs[f"grad_{i}"] - grad).max() / max(np.abs(grad).max(), 1e-6)
         assert error < 1e-3, (model.trainable_variables[i].path, error)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tf_distribute_is_refused_on(backend, tmp_path):
+    recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(1,))
+    result = run_on(backend, "-m", "kerasflow.fit", str(recipe), "--set", "runtime.distribution=mirrored",
+                    check=False)
+    assert_one_error_line(result.returncode, result.stderr, "runtime.distribution = mirrored uses tf.distribute",
+                          f"KERAS_BACKEND={backend}", "set runtime.distribution: none or train with "
+                          "KERAS_BACKEND=tensorflow")
+    assert not (tmp_path / "run").exists()
+
+
+def _probabilities(report):
+    return {row["class"]: row["probability"] for row in report["predictions"]}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_run_trained_on_backend_is_the_same_model_under_tensorflow(backend, tmp_path, capsys):
+    """Fit, predict (a file and --stream) and export on the backend; under TensorFlow (this process)
+    evaluate gives the run's test top-1 and predict the same probabilities."""
+    from cli_testing import call
+    from kerasflow import evaluate, predict
+
+    recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(1,))
+    run_on(backend, "-m", "kerasflow.fit", str(recipe))
+    run = tmp_path / "run"
+    video = str(sorted((tmp_path / "data").glob("*/*.avi"))[0])
+    theirs = json.loads(run_on(backend, "-m", "kerasflow.predict", video, "--model", str(run), "--json").stdout)
+    stream = json.loads(run_on(backend, "-m", "kerasflow.predict", "--stream", video, "--model", str(run),
+                               "--json").stdout)
+    assert len(stream["windows"]) >= 1
+
+    status, out, err = call(predict, [video, "--model", str(run), "--json"], capsys)
+    assert status == 0, err
+    ours = _probabilities(json.loads(out))
+    assert list(ours) == list(_probabilities(theirs))
+    np.testing.assert_allclose(list(ours.values()), list(_probabilities(theirs).values()), atol=1e-4)
+
+    status, out, err = call(evaluate, [str(run), "--json", "--output", str(tmp_path / "evaluation")], capsys)
+    assert status == 0, err
+    trained = json.loads((run / "metrics.json").read_text())["final"]
+    assert json.loads(out)["top1"] == trained["top1"]
+
+    # export under the backend runs TensorFlow in a subprocess, which checks the TFLite file against the model
+    result = run_on(backend, "-m", "kerasflow.export", str(run), "--format", "tflite", "--out", str(tmp_path / "tflite"))
+    assert f"exported to {tmp_path / 'tflite'}" in result.stdout
