@@ -82,6 +82,8 @@ def evaluate(model, dataset, num_classes, streams=(), clips=1, average="logits")
     hold that many clips per video (``(B, clips, ...)``), averaged as ``average`` says
     (``average_clip_scores``).
     """
+    from kerasflow.backend import predict_logits, run_model
+
     logits, labels = [], []
     decode = compute = 0.0
     stream_seconds = {stream.name: 0.0 for stream in streams}
@@ -96,9 +98,7 @@ def evaluate(model, dataset, num_classes, streams=(), clips=1, average="logits")
         if clips > 1:
             inputs = {name: np.reshape(value, (-1, *value.shape[2:])) for name, value in inputs.items()}
         start = time.perf_counter()
-        # A plain call, not predict_on_batch: it gives one row per video under any tf.distribute
-        # strategy and times the forward pass without a first-call trace.
-        output = np.asarray(model(inputs, training=False), np.float32)
+        output = predict_logits(model, inputs)
         compute += time.perf_counter() - start
         if clips > 1:
             output = average_clip_scores(output.reshape(-1, clips, output.shape[-1]), average)
@@ -107,7 +107,7 @@ def evaluate(model, dataset, num_classes, streams=(), clips=1, average="logits")
         labels.append(np.asarray(label)[kept])
         for stream in streams:
             start = time.perf_counter()
-            stream(inputs[stream.inputs[0].name], training=False)
+            run_model(stream, inputs[stream.inputs[0].name])
             stream_seconds[stream.name] += time.perf_counter() - start
     if not logits:
         return EvaluationResult(np.zeros((0, num_classes), np.float32), np.zeros(0, np.int64), decode, 0.0, {})

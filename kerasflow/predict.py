@@ -72,6 +72,7 @@ def predict_video(predictor, video, top=5, flow_dir=None, cam=None, clips=1, ave
     ``average="softmax"`` their probabilities (``kerasflow.metrics.average_clip_scores``)."""
     import numpy as np
 
+    from kerasflow.backend import run_model
     from kerasflow.data.feeds import test_clips, video_inputs
     from kerasflow.metrics import average_clip_scores
     from kerasflow.data.video import BadVideo
@@ -112,7 +113,7 @@ def predict_video(predictor, video, top=5, flow_dir=None, cam=None, clips=1, ave
                           f"those {clips}")
     if cam is not None:
         start = time.perf_counter()
-        maps = np.asarray(cam_maps_model(model)(inputs[RGB_CLIP], training=False))[0]
+        maps = run_model(cam_maps_model(model), inputs[RGB_CLIP])[0]
         best = predictions[0]
         write_png(cam, cam_grid(display, maps, f"{best['class']} ({best['probability']:.2f})"))
         report["seconds"]["cam"] = time.perf_counter() - start

@@ -36,13 +36,13 @@ def _layer_and_inputs(seed=0, classes=5):
 
 def test_matches_numpy_and_sums_to_one():
     layer, features, attended, kernel, bias = _layer_and_inputs()
-    output, attention = layer([features, attended], return_attention=True)
+    output, attention = map(keras.ops.convert_to_numpy, layer([features, attended], return_attention=True))
     want_output, want_attention, cam, _ = numpy_cam_attention(features, attended, kernel, bias)
-    np.testing.assert_allclose(attention.numpy(), want_attention, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(output.numpy(), want_output, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(attention.numpy().sum(axis=(1, 2)), 1.0, atol=1e-6)
+    np.testing.assert_allclose(attention, want_attention, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(output, want_output, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(attention.sum(axis=(1, 2)), 1.0, atol=1e-6)
     for b in range(len(cam)):
-        assert np.argmax(attention.numpy()[b]) == np.argmax(cam[b])
+        assert np.argmax(attention[b]) == np.argmax(cam[b])
 
 
 def test_peaks_where_the_winning_class_cam_peaks():
@@ -54,7 +54,7 @@ def test_peaks_where_the_winning_class_cam_peaks():
     layer.build(features.shape)
     layer.set_weights([np.array([[0.0, 1.0], [1.0, 0.0]], "float32"), np.array([0.0, 10.0], "float32")])
     _, attention = layer(features, return_attention=True)
-    attention = attention.numpy()[0]
+    attention = keras.ops.convert_to_numpy(attention)[0]
     assert np.unravel_index(attention.argmax(), attention.shape) == (3, 1)
     # softmax of a CAM that is 4 at one cell and 0 at the 24 others
     np.testing.assert_allclose(attention[3, 1], np.exp(4.0) / (np.exp(4.0) + 24.0), rtol=1e-5)
@@ -125,14 +125,14 @@ def test_convlstm_computes_the_standard_cell_as_keras_convlstm2d_does():
     layer.build(clips.shape)
     layer.bias.assign(rng.standard_normal(20).astype("float32"))
     kernel, recurrent, bias = layer.get_weights()
-    _, h, c = layer(clips)
+    _, h, c = map(keras.ops.convert_to_numpy, layer(clips))
     want_h, want_c = _numpy_convlstm(clips.astype("float64"), kernel, recurrent, bias)
     np.testing.assert_allclose(h, want_h, atol=1e-5)
     np.testing.assert_allclose(c, want_c, atol=1e-5)
     keras_layer = keras.layers.ConvLSTM2D(5, 3, padding="same", return_state=True)
     keras_layer.build(clips.shape)
     keras_layer.set_weights([kernel, recurrent, bias])
-    _, keras_h, keras_c = keras_layer(clips)
+    _, keras_h, keras_c = map(keras.ops.convert_to_numpy, keras_layer(clips))
     np.testing.assert_allclose(c, keras_c, atol=1e-5)
     np.testing.assert_allclose(h, keras_h, atol=1e-5)
     assert float(np.abs(want_c).max()) > 0.5  # the states are not near zero, so the match means something

@@ -13,6 +13,7 @@ quantize.
 """
 
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -87,6 +88,10 @@ def main(argv=None):
     parser.add_argument("--check-clips", type=positive_int, default=CHECK_CLIPS,
                         help=f"test clips to compare the export with the Keras model on (default {CHECK_CLIPS})")
     args = parser.parse_args(argv)
+    from kerasflow.backend import name as backend_name, run_under_tensorflow
+
+    if backend_name() != "tensorflow":  # a model file is the same on every backend; TensorFlow exports it
+        return run_under_tensorflow("kerasflow.export", sys.argv[1:] if argv is None else argv)
     from kerasflow.config import load_recipe
     from kerasflow.model_io import find_model_file, read_model_info
     from kerasflow.training.run_folder import run_folder_of

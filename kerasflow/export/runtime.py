@@ -67,8 +67,9 @@ class KerasPredictor(Predictor):
         self._forward = forward_function(self.keras_model, jit_compile)
 
     def __call__(self, inputs, training=False):
-        output = self._forward(inputs, training=False)
-        return np.asarray(output["logits"] if isinstance(output, dict) else output, np.float32)
+        from kerasflow.backend import predict_logits
+
+        return predict_logits(self._forward, inputs)
 
 
 class SavedModelPredictor(Predictor):

@@ -87,8 +87,8 @@ def use_xla(jit_compile):
 
 def forward_function(model, jit_compile):
     """``inputs -> model(inputs, training=False)``: the model itself, or one XLA-compiled function of it
-    when ``use_xla(jit_compile)``."""
-    if not use_xla(jit_compile):
+    when ``use_xla(jit_compile)`` on TensorFlow (JAX and torch compile in ``kerasflow.backend.run_model``)."""
+    if not use_xla(jit_compile) or keras.backend.backend() != "tensorflow":
         return model
     compiled = tf.function(functools.partial(model, training=False), jit_compile=True)
     return lambda inputs, training=False: compiled(inputs)

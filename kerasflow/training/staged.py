@@ -30,6 +30,7 @@ from kerasflow.models.common import walk_layers
 from kerasflow.models.kinds import STAGE_MODEL
 from kerasflow.models.stages import set_trainable_for_stage
 from kerasflow.atomic import disk_errors_as_user_errors
+from kerasflow.backend import check_runtime
 from kerasflow.training.callbacks import BadVideoReport, StageCheckpoint, TrainingDataGuard
 from kerasflow.training.folder_lock import folder_lock
 from kerasflow.training.init_from import initialize_from
@@ -146,6 +147,7 @@ def train_recipe(recipe, log=print):
 
     The run folder is locked for the process's life (``folder_lock``): a second process there stops
     in one line. The other workers of a multi-worker run only read it."""
+    check_runtime(recipe.runtime)
     chief = is_chief_task(recipe.runtime)
     with folder_lock(recipe.runtime.output_dir) if chief else contextlib.nullcontext():
         return _train_run(recipe, chief, log)

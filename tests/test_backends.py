@@ -1,0 +1,131 @@
+"""kerasflow on Keras' JAX and torch backends, against TensorFlow.
+
+``KERAS_BACKEND`` is read when Keras is imported and this test session runs TensorFlow (conftest.py),
+so everything on another backend runs in a subprocess of its own. A backend whose package is not
+installed is skipped (JAX comes with ``pip install -e ".[dev]"``; torch with ``pip install torch``).
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from cli_testing import ROOT, assert_one_error_line, tiny_recipe
+
+pytestmark = pytest.mark.backends
+
+BACKENDS = [
+    pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(name) is None,
+                                                reason=f"{name} is not installed: pip install {package}"))
+    for name, package in (("jax", "jax"), ("torch", "torch==2.13.0"))
+]
+# The layer tests that compare with NumPy or with Keras' own layers, or train a step under mixed_float16
+# (the others take gradients with tf.GradientTape; test_model_gradients_match_tensorflow covers gradients),
+# and the optimizers' tests.
+LAYER_TESTS = ["tests/test_representation_flow.py", "tests/test_cam_attention.py", "tests/test_optimizers.py", "-k",
+               "test_optimizers or matches_numpy or one_pixel or opencvs_tvl1 or sample_normal or peaks_where or "
+               "standard_cell or mixed_float16 or whatever_dtype"]
+
+
+def run_on(backend, *argv, check=True):
+    """``python ARGV...`` from the repository with ``KERAS_BACKEND=backend``; the CompletedProcess."""
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", CI="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    result = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env, cwd=ROOT)
+    if check and result.returncode != 0:
+        raise AssertionError(result.stdout[-3000:] + result.stderr[-3000:])
+    return result
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_layer_and_optimizer_tests_pass_on(backend):
+    result = run_on(backend, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", *LAYER_TESTS)
+    summary = result.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "failed" not in summary, result.stdout[-2000:]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_model_gradients_match_tensorflow(backend, tmp_path):
+    """A tiny two-stream joint model saved under TensorFlow: on the other backend its logits and the
+    gradients of every trainable variable equal TensorFlow's (the flow iterations, ConvLSTM, attention)."""
+    import keras
+
+    from backend_gradients import logits_and_gradients
+    from kerasflow.config.schema import ModelConfig
+    from kerasflow.config.validation import Checker, build
+    from kerasflow.models.kinds import build_stage_models
+
+    model_cfg = build(ModelConfig, dict(kind="two_stream", backbone="tiny", convlstm_units=4, num_head_classes=10,
+                                        flow={"iterations": 3, "position": 1, "bottleneck": 4}),
+                      "model", Checker("test"))
+    data = types.SimpleNamespace(frame_size=32, rgb_frames=3, flow_frames=4, flow_stack=2)
+    keras.utils.set_random_seed(0)
+    model = build_stage_models(model_cfg, data, 3)["joint"]
+    rng = np.random.default_rng(0)
+    inputs = {tensor.name: rng.integers(0, 256, (2, *tensor.shape[1:]), dtype=np.uint8) for tensor in model.inputs}
+    target = rng.normal(size=(2, 3)).astype(np.float32)
+    model.save(tmp_path / "joint.keras")
+    np.savez(tmp_path / "inputs.npz", target=target, **inputs)
+
+    run_on(backend, "tests/backend_gradients.py", str(tmp_path / "joint.keras"), str(tmp_path / "inputs.npz"),
+           str(tmp_path / "out.npz"))
+    theirs = np.load(tmp_path / "out.npz")
+    logits, grads = logits_and_gradients(model, inputs, target)
+    np.testing.assert_allclose(theirs["logits"], logits, atol=1e-4)
+    assert len(grads) == len(theirs.files) - 1
+    for i, grad in enumerate(grads):
+        grad = keras.ops.convert_to_numpy(grad)
+        error = np.abs(theirs[f"grad_{i}"] - grad).max() / max(np.abs(grad).max(), 1e-6)
+        assert error < 1e-3, (model.trainable_variables[i].path, error)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tf_distribute_is_refused_on(backend, tmp_path):
+    recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(1,))
+    result = run_on(backend, "-m", "kerasflow.fit", str(recipe), "--set", "runtime.distribution=mirrored",
+                    check=False)
+    assert_one_error_line(result.returncode, result.stderr, "runtime.distribution = mirrored uses tf.distribute",
+                          f"KERAS_BACKEND={backend}", "set runtime.distribution: none or train with "
+                          "KERAS_BACKEND=tensorflow")
+    assert not (tmp_path / "run").exists()
+
+
+def _probabilities(report):
+    return {row["class"]: row["probability"] for row in report["predictions"]}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_run_trained_on_backend_is_the_same_model_under_tensorflow(backend, tmp_path, capsys):
+    """Fit, predict (a file and --stream) and export on the backend; under TensorFlow (this process)
+    evaluate gives the run's test top-1 and predict the same probabilities."""
+    from cli_testing import call
+    from kerasflow import evaluate, predict
+
+    recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(1,))
+    run_on(backend, "-m", "kerasflow.fit", str(recipe))
+    run = tmp_path / "run"
+    video = str(sorted((tmp_path / "data").glob("*/*.avi"))[0])
+    theirs = json.loads(run_on(backend, "-m", "kerasflow.predict", video, "--model", str(run), "--json").stdout)
+    stream = json.loads(run_on(backend, "-m", "kerasflow.predict", "--stream", video, "--model", str(run),
+                               "--window", "6", "--json").stdout)  # the tiny videos have 6 frames
+    assert len(stream["windows"]) == 1
+
+    status, out, err = call(predict, [video, "--model", str(run), "--json"], capsys)
+    assert status == 0, err
+    ours = _probabilities(json.loads(out))
+    assert list(ours) == list(_probabilities(theirs))
+    np.testing.assert_allclose(list(ours.values()), list(_probabilities(theirs).values()), atol=1e-4)
+
+    status, out, err = call(evaluate, [str(run), "--json", "--output", str(tmp_path / "evaluation")], capsys)
+    assert status == 0, err
+    trained = json.loads((run / "metrics.json").read_text())["final"]
+    assert json.loads(out)["top1"] == trained["top1"]
+
+    # export under the backend runs TensorFlow in a subprocess, which checks the TFLite file against the model
+    result = run_on(backend, "-m", "kerasflow.export", str(run), "--format", "tflite", "--out", str(tmp_path / "tflite"))
+    assert f"exported to {tmp_path / 'tflite'}" in result.stdout
