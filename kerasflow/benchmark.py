@@ -222,8 +222,8 @@ def step(name, started):
 @cli_entry
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    videos = find_videos(args.videos)[: args.max_videos] if args.videos else None  # a wrong folder first
     check_idle(args.force)
-    videos = find_videos(args.videos)[: args.max_videos] if args.videos else None
     start_tensorflow_quietly(initialize_devices=False)
     from kerasflow.benchmarks.measure import set_threads
     from kerasflow.benchmarks.report import markdown

@@ -13,6 +13,7 @@ import sys
 import types
 
 import numpy as np
+import yaml
 import pytest
 
 from cli_testing import ROOT, assert_one_error_line, tiny_recipe
@@ -107,12 +108,15 @@ def test_a_run_trained_on_backend_is_the_same_model_under_tensorflow(backend, tm
     from kerasflow import evaluate, predict
 
     recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(1,))
+    raw = yaml.safe_load(recipe.read_text())
+    raw["data"]["synthetic"]["frames"] = 8  # one window of the 7 frames the flow clip spans
+    recipe.write_text(yaml.safe_dump(raw))
     run_on(backend, "-m", "kerasflow.fit", str(recipe))
     run = tmp_path / "run"
     video = str(sorted((tmp_path / "data").glob("*/*.avi"))[0])
     theirs = json.loads(run_on(backend, "-m", "kerasflow.predict", video, "--model", str(run), "--json").stdout)
     stream = json.loads(run_on(backend, "-m", "kerasflow.predict", "--stream", video, "--model", str(run),
-                               "--window", "6", "--json").stdout)  # the tiny videos have 6 frames
+                               "--json").stdout)
     assert len(stream["windows"]) == 1
 
     status, out, err = call(predict, [video, "--model", str(run), "--json"], capsys)

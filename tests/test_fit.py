@@ -205,7 +205,7 @@ def test_multi_worker_mirrored_reads_tf_config(tmp_path):
 def test_a_batch_larger_than_the_training_set_is_refused(tmp_path, capsys):
     recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(1,))
     with pytest.raises(SystemExit) as exit_info:
-        fit_main([str(recipe), "--set", "data.batch_size=64"])
+        fit_main([str(recipe), "--set", "data.batch_size=64", "--set", "data.validation=0.2"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "error: stage flow: batch size 64 is larger than the 6 training videos left after holding out 2 for "
@@ -214,7 +214,7 @@ def test_a_batch_larger_than_the_training_set_is_refused(tmp_path, capsys):
     )
     # Between the training count before (8) and after (6) the validation hold-out: what trains counts.
     with pytest.raises(SystemExit) as exit_info:
-        fit_main([str(recipe), "--set", "stages.flow.batch_size=7"])
+        fit_main([str(recipe), "--set", "stages.flow.batch_size=7", "--set", "data.validation=0.2"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "error: stage flow: batch size 7 is larger than the 6 training videos left after holding out 2 for "

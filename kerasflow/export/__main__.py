@@ -88,6 +88,7 @@ def main(argv=None):
     parser.add_argument("--check-clips", type=positive_int, default=CHECK_CLIPS,
                         help=f"test clips to compare the export with the Keras model on (default {CHECK_CLIPS})")
     args = parser.parse_args(argv)
+    start_tensorflow_quietly()  # before Keras loads it (kerasflow.backend), so its start-up chatter stays off
     from kerasflow.backend import name as backend_name, run_under_tensorflow
 
     if backend_name() != "tensorflow":  # a model file is the same on every backend; TensorFlow exports it
@@ -104,7 +105,6 @@ def main(argv=None):
         raise UserError(f"{out} exists; pass --overwrite to replace it, or --out another folder")
     recipe_path = args.recipe or (run / "recipe.yaml" if run else None)
     recipe = load_recipe(recipe_path) if recipe_path else None
-    start_tensorflow_quietly()
     from kerasflow.export.writer import export
     from kerasflow.model_io import load_model_file
 
