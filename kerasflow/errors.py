@@ -38,8 +38,20 @@ class _LineTracker:
         return getattr(self._stream, name)
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
+class _InterruptHandler:
+    """SIGTERM's handler: raise ``KeyboardInterrupt`` and remember that it came.
+
+    Remembering matters because the exception can be swallowed where it lands (NumPy's array
+    coercion turns an exception raised while it iterates into an object scalar), and what then fails
+    is a consequence of the interrupt, not an error to report as one.
+    """
+
+    def __init__(self):
+        self.received = False
+
+    def __call__(self, signum, frame):
+        self.received = True
+        raise KeyboardInterrupt
 
 
 def cli_entry(main=None, *, interrupted="nothing half-written was kept"):
@@ -56,19 +68,24 @@ def cli_entry(main=None, *, interrupted="nothing half-written was kept"):
         streams = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = _LineTracker(streams[0]), _LineTracker(streams[1])
         in_main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main_thread else None
+        handler = _InterruptHandler()
+        previous = signal.signal(signal.SIGTERM, handler) if in_main_thread else None
         try:
             try:
                 return main(argv)
             finally:
                 sys.stdout.flush()  # a reader of stdout that has gone shows here, not in the exit's flush
         except UserError as error:
-            message, status = f"error: {error}", 2
+            message, status = (f"interrupted: {interrupted}", 130) if handler.received else (f"error: {error}", 2)
         except KeyboardInterrupt:
             message, status = f"interrupted: {interrupted}", 130
         except BrokenPipeError:  # whoever read stdout (``| head``) has gone: stop quietly, as Unix tools do
             message, status = None, 141
             os.dup2(os.open(os.devnull, os.O_WRONLY), streams[0].fileno())  # no second error at exit
+        except Exception:
+            if not handler.received:
+                raise
+            message, status = f"interrupted: {interrupted}", 130
         finally:
             tracked, (sys.stdout, sys.stderr) = (sys.stdout, sys.stderr), streams
             if in_main_thread:

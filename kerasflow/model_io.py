@@ -7,6 +7,7 @@ Both files are written atomically. Weights checkpoints are ``.weights.h5``.
 
 import dataclasses
 import json
+import math
 import zipfile
 from pathlib import Path
 from typing import Optional
@@ -80,7 +81,7 @@ def stored_bytes(model):
     """About how many bytes ``model``'s weights and its optimizer's state take in a file."""
     optimizer = getattr(model, "optimizer", None)
     variables = list(model.weights) + (list(optimizer.variables) if optimizer is not None else [])
-    return sum(int(np.prod(variable.shape)) * np.dtype(variable.dtype).itemsize for variable in variables)
+    return sum(math.prod(variable.shape) * np.dtype(variable.dtype).itemsize for variable in variables)
 
 
 def save_model(model, path, info):

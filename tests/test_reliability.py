@@ -19,6 +19,8 @@ import pytest
 import yaml
 from cli_testing import in_private_mount_namespace
 
+from kerasflow.errors import cli_entry
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CI="1")
 CLASSES = ("left", "right")
@@ -510,3 +512,34 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_a_rerun_resumes(tmp_path):
     assert (out / "evaluate.status").read_text().strip() == "2"
     assert evaluate_err.strip().splitlines()[-1].startswith(f"error: cannot write {disk / 'run' / 'evaluations'}")
     assert "Read-only file system" in evaluate_err and "Traceback" not in evaluate_err
+
+
+class _ShapeThatIsInterrupted:
+    """A shape whose iteration receives SIGTERM: NumPy's coercion swallows the KeyboardInterrupt."""
+
+    def __len__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return 2
+
+    def __getitem__(self, index):
+        return 3
+
+
+def test_an_interrupt_swallowed_where_it_lands_still_ends_as_an_interrupt(capsys):
+    @cli_entry(interrupted="run it again")
+    def main(argv):
+        return int(np.prod(_ShapeThatIsInterrupted()))  # TypeError: NumPy kept the shape as an object
+
+    with pytest.raises(SystemExit) as exit:
+        main([])
+    assert exit.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["interrupted: run it again"]
+
+
+def test_an_error_without_an_interrupt_is_not_called_one():
+    @cli_entry
+    def main(argv):
+        raise TypeError("a bug")
+
+    with pytest.raises(TypeError, match="a bug"):
+        main([])
