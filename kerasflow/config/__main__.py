@@ -1,5 +1,6 @@
-"""``python -m kerasflow.config reference``: print the recipe key reference, every recipe key with its
-default, what it accepts and what it means, as Markdown (``> docs/recipe-keys.md`` writes the page)."""
+"""python -m kerasflow.config reference: print every recipe key (default, what it accepts, what it means).
+
+The reference is Markdown; ``python -m kerasflow.config reference > docs/recipe-keys.md`` writes the page."""
 
 from kerasflow.cli import command_parser
 from kerasflow.errors import cli_entry
