@@ -8,6 +8,7 @@ committed page differs. Imports no TensorFlow.
 """
 
 import dataclasses
+import re
 import types
 import typing
 
@@ -69,8 +70,8 @@ def show_default(value) -> str:
 
 
 def _cell(text) -> str:
-    """Text for a Markdown table cell: pipes and angle brackets escaped, one line."""
-    return " ".join(str(text).split()).replace("|", "\\|").replace("<", "\\<")
+    """Text for a Markdown table cell, on one line: pipes escaped, and ``<`` where it would open an HTML tag."""
+    return re.sub(r"<(?=[A-Za-z/!])", r"\\<", " ".join(str(text).split()).replace("|", "\\|"))
 
 
 def _summary(cls) -> str:
@@ -109,6 +110,10 @@ def _section(cls, key, lines, level):
         if _nested(kind) is not None:
             nested.append((_nested(kind), _key_of(key, spec.name, kind)))
     lines.append("")
+    renamed = getattr(cls, "_renamed", {})
+    if renamed:
+        lines += ["Keys of earlier versions, refused with a line naming their new place: " + ", ".join(
+            f"`{key}.{old}` is now `{key}.{new}`" for old, new in renamed.items()) + ".", ""]
     for inner, inner_key in nested:
         _section(inner, inner_key, lines, level + 1)
 
