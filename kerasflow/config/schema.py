@@ -502,8 +502,9 @@ class EvaluationConfig:
                         doc="clips per test video: evenly spaced flow windows, or TV-L1 stacks (ego-rnn tests its "
                             "flow stream on 5)")
     average: str = option("logits", choices=AVERAGES,
-                          doc="how a video's clips are averaged by fit's test, evaluate and predict --clips: logits "
-                              "(their mean, as ego-rnn's eval-run-flow.py) or softmax (the mean probability)")
+                          doc="how a video's clips are averaged by fit's test, evaluate and predict --clips "
+                              "(predict --average): logits (their mean, as ego-rnn's eval-run-flow.py) or softmax "
+                              "(the mean probability)")
 
 
 @dataclass(frozen=True)
