@@ -14,7 +14,7 @@ import typing
 
 from kerasflow.backbones.presets import PRESETS
 from kerasflow.config.schema import Recipe
-from kerasflow.config.validation import describe
+from kerasflow.config.validation import choices_of, describe
 from kerasflow.data.datasets import DATASETS
 from kerasflow.models.flow_networks import FLOW_NETWORKS
 from kerasflow.models.kinds import KINDS, STAGE_MODEL
@@ -49,6 +49,10 @@ def accepts(kind, meta) -> str:
             words.append("a list of mappings (their keys below)")
         elif typing.get_origin(member) in (typing.Union, types.UnionType):
             words.append(accepts(member, meta))
+        elif member is str and len(choices_of(meta)) == 1:
+            words.append(choices_of(meta)[0])
+        elif meta.get("choices") and typing.get_origin(member) is list:
+            words.append("a list of names from " + ", ".join(choices_of(meta)))
         else:
             words.append(describe(member, meta))
     return " or ".join(words + (["null"] if nullable else []))
@@ -64,8 +68,12 @@ def show_default(value) -> str:
         return "true" if value else "false"
     if isinstance(value, (tuple, list)):
         return "[" + ", ".join(show_default(item) for item in value) + "]"
-    if dataclasses.is_dataclass(value):
-        return "(its keys' defaults)"
+    if dataclasses.is_dataclass(value):  # the keys it sets besides their own defaults, e.g. {type: constant}
+        fields = {spec.name: getattr(value, spec.name) for spec in dataclasses.fields(value)
+                  if getattr(value, spec.name) != spec.default}
+        if not fields:
+            return "(its keys' defaults)"
+        return "{" + ", ".join(f"{name}: {show_default(item)}" for name, item in fields.items()) + "}"
     return str(value)
 
 
