@@ -12,12 +12,12 @@ import re
 import types
 import typing
 
-from kerasflow.backbones.presets import PRESETS
+from kerasflow.backbones.presets import PRESETS, imagenet_checkpoint, preset_names
 from kerasflow.config.schema import Recipe
 from kerasflow.config.validation import choices_of, describe
-from kerasflow.data.datasets import DATASETS
-from kerasflow.models.flow_networks import FLOW_NETWORKS
-from kerasflow.models.kinds import KINDS, STAGE_MODEL
+from kerasflow.data.datasets import dataset_names, get_dataset
+from kerasflow.models.flow_networks import flow_network_names, get_flow_network
+from kerasflow.models.kinds import STAGE_MODEL, get_kind, kind_names
 
 COMMAND = "python -m kerasflow.config reference > docs/recipe-keys.md"
 
@@ -130,23 +130,23 @@ def _registries(lines):
     lines += ["## Names the registries give", "",
               "### Model kinds (`model.kind`, `kerasflow.models.kinds`)", "",
               "| kind | stages, in order | models (inputs) | what it is |", "|---|---|---|---|"]
-    for kind in KINDS.values():
+    for kind in map(get_kind, kind_names()):
         models = ", ".join(f"{model} ({', '.join(inputs)})" for model, inputs in kind.inputs.items())
         lines.append(f"| `{kind.name}` | {', '.join(kind.stages)} | {models} | {_cell(kind.summary)} |")
     lines += ["", "Stages train these models: " + ", ".join(f"{stage} the {model} model"
                                                              for stage, model in STAGE_MODEL.items()) + ".", ""]
     lines += ["### Backbone presets (`model.backbone`, `model.flow_backbone`, `kerasflow.backbones.presets`)", "",
               "| preset | what it is | ImageNet checkpoint (`weights: imagenet`) |", "|---|---|---|"]
-    for name, preset in PRESETS.items():
-        checkpoint = f"`{preset['imagenet_checkpoint']}`" if preset["imagenet_checkpoint"] else "none"
-        lines.append(f"| `{name}` | {_cell(preset['description'])} | {checkpoint} |")
+    for name in preset_names():
+        checkpoint = f"`{imagenet_checkpoint(name)}`" if imagenet_checkpoint(name) else "none"
+        lines.append(f"| `{name}` | {_cell(PRESETS[name]['description'])} | {checkpoint} |")
     lines += ["", "### Datasets (`data.dataset`, `kerasflow.data.datasets`)", "",
               "| dataset | `data.root` holds | splits | `data.validation: null` means |", "|---|---|---:|---|"]
-    for dataset in DATASETS.values():
+    for dataset in map(get_dataset, dataset_names()):
         lines.append(f"| `{dataset.name}` | {_cell(dataset.summary)} | {dataset.splits} | `{dataset.validation}` |")
     lines += ["", "### Flow networks (`model.flow_network`, `kerasflow.models.flow_networks`)", "",
               "| network | what it is |", "|---|---|"]
-    for network in FLOW_NETWORKS.values():
+    for network in map(get_flow_network, flow_network_names()):
         lines.append(f"| `{network.name}` | {_cell(network.summary)} |")
     lines.append("")
 
