@@ -103,6 +103,12 @@ def _key_of(prefix, name, kind):
     return key + ("[]" if any(typing.get_origin(member) is list for member in _union_members(kind)[0]) else "")
 
 
+def _row(key, spec, kind) -> str:
+    """One table row: the key, its default, what it accepts, its ``doc``."""
+    return (f"| `{key}` | `{show_default(spec.default)}` | {_cell(accepts(kind, spec.metadata))} | "
+            f"{_cell(spec.metadata.get('doc', ''))} |")
+
+
 def _section(cls, key, lines, level):
     """The table of ``cls``'s keys under ``key``, then one section per nested dataclass."""
     lines += [f"{'#' * level} `{key}`", "", _summary(cls), "", "| key | default | accepts | what it is |",
@@ -110,11 +116,8 @@ def _section(cls, key, lines, level):
     hints = typing.get_type_hints(cls)
     nested = []
     for spec in dataclasses.fields(cls):
-        if spec.name.startswith("_"):
-            continue
         kind = hints[spec.name]
-        lines.append(f"| `{key}.{spec.name}` | `{show_default(spec.default)}` | {_cell(accepts(kind, spec.metadata))} | "
-                     f"{_cell(spec.metadata.get('doc', ''))} |")
+        lines.append(_row(f"{key}.{spec.name}", spec, kind))
         if _nested(kind) is not None:
             nested.append((_nested(kind), _key_of(key, spec.name, kind)))
     lines.append("")
@@ -158,10 +161,7 @@ def recipe_key_reference() -> str:
              "do not edit: tests/test_docs.py fails when this page differs from what the command writes. -->", "",
              _INTRO, "", "## Sections", "", "| section | default | accepts | what it is |", "|---|---|---|---|"]
     hints = typing.get_type_hints(Recipe)
-    for spec in dataclasses.fields(Recipe):
-        lines.append(f"| `{spec.name}` | `{show_default(spec.default)}` | {_cell(accepts(hints[spec.name], spec.metadata))} | "
-                     f"{_cell(spec.metadata.get('doc', ''))} |")
-    lines.append("")
+    lines += [_row(spec.name, spec, hints[spec.name]) for spec in dataclasses.fields(Recipe)] + [""]
     for spec in dataclasses.fields(Recipe):
         _section(_nested(hints[spec.name]), _key_of("", spec.name, hints[spec.name]), lines, 2)
     _registries(lines)
