@@ -119,7 +119,8 @@ def block_problem(language, code, marker):
 
 
 def test_every_code_block_runs_in_a_test_or_is_marked():
-    problems = [f"{where(page, line)}: {problem}" for page in PAGES for line, language, code, marker in code_blocks(page)
+    problems = [f"{where(page, line)}: {problem}"
+                for page in PAGES for line, language, code, marker in code_blocks(page)
                 if (problem := block_problem(language, code, marker))]
     assert not problems, "\n".join(problems)
 
@@ -174,3 +175,11 @@ def test_every_relative_link_lands_on_a_file_and_heading():
             elif anchor and file.suffix == ".md" and anchor not in heading_anchors(file):
                 problems.append(f"{page.relative_to(ROOT)}: {target}: no heading #{anchor} in {file.name}")
     assert not problems, "\n".join(problems)
+
+
+def test_ci_runs_the_readme_test_command():
+    """.ci/run runs exactly the command README gives for the tests (after its set-up)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8").split("The tests:", 1)[1]
+    command = re.search(r"```bash\n(.*?)\n```", readme, re.DOTALL).group(1).split(" && ")[-1]
+    assert command == "python -m pytest -q -n 2 tests"
+    assert command in (ROOT / ".ci" / "run").read_text(encoding="utf-8").split("\n")
