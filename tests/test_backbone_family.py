@@ -2,8 +2,6 @@
 nothing outside ``kerasflow/backbones/`` knows the ResNets, and a kind that reuses streams is one
 ``register_kind``."""
 
-import json
-
 import keras
 import numpy as np
 import pytest

@@ -24,7 +24,13 @@ import typing
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from kerasflow.backbones.registry import DEFAULT_PRESET, IMAGENET, flow_stream_weights, imagenet_checkpoint, preset_names
+from kerasflow.backbones.registry import (
+    DEFAULT_PRESET,
+    IMAGENET,
+    flow_stream_weights,
+    imagenet_checkpoint,
+    preset_names,
+)
 from kerasflow.config.search import SearchConfig
 from kerasflow.config.validation import join_key, option
 from kerasflow.data.datasets import dataset_names, get_dataset, option_keys

@@ -217,8 +217,9 @@ def register_kind(kind):
     valid = (kind.stages and all(stage in default_stages(kind.stream_types) for stage in kind.stages)
              and list(kind.stages) == sorted(kind.stages, key=STAGE_ORDER.index))
     if not valid or keys != sorted(set(keys), key=STREAMS.index):
-        raise ValueError(f"model kind {kind.name!r}: streams {keys} must be at most one of each of {STREAMS}, in "
-                         f"that order, and its stages {kind.stages} those of its streams, in the order of {STAGE_ORDER}")
+        raise ValueError(f"model kind {kind.name!r}: streams {keys} must be at most one of each of {STREAMS}, "
+                         f"in that order, and its stages {kind.stages} those of its streams, in the order of "
+                         f"{STAGE_ORDER}")
     KINDS[kind.name] = kind
     return kind
 

@@ -16,10 +16,10 @@ def build_rgb_stream(frames, frame_size, backbone=DEFAULT_PRESET, weights=None, 
     The clip is ImageNet-normalised inside (``FrameNormalization``), so the model takes raw frames.
 
     Per frame: the backbone's stages (a ResNet's up to ``layer4``); the CAM of the winning ImageNet
-    class, computed from the last block's output, softmaxed over the ``(S/32)^2`` positions (eqs. 1-2) and multiplied into the
-    last block's features taken before its final batch norm and ReLU; then ``ConvLSTM(units, 3x3)``
-    over the ``T`` attended maps from a zero state (eqs. 3-8) and the spatial average of the final
-    *cell* state. All batch norms are frozen (inference mode), as in EgoRCNN.
+    class, computed from the last block's output, softmaxed over the ``(S/32)^2`` positions (eqs. 1-2)
+    and multiplied into the last block's features taken before its final batch norm and ReLU; then
+    ``ConvLSTM(units, 3x3)`` over the ``T`` attended maps from a zero state (eqs. 3-8) and the spatial
+    average of the final *cell* state. All batch norms are frozen (inference mode), as in EgoRCNN.
 
     ``cam_maps_model`` gives the per-frame attention maps ``(B, T, S/32, S/32)`` for pictures.
     Returns a ``keras.Model`` named ``"rgb_stream"`` with output ``(B, units)``.
