@@ -42,6 +42,7 @@ class BackboneFamily:
             ``inflated_3d`` flow network; None when it has none.
         frames_left_3d: ``frames_left_3d(frames, strides, flow_position, flow_layers)``: frames a clip
             keeps to the end of the 3-D backbone (0: too short); plain Python, read by the recipe schema.
+        clip_rule_3d: what in the 3-D backbone shortens a clip, for the message that asks for more frames.
     """
 
     name: str
@@ -52,3 +53,4 @@ class BackboneFamily:
     converter: typing.Any = None
     backbone_3d_class: typing.Any = None
     frames_left_3d: typing.Callable | None = None
+    clip_rule_3d: str = ""

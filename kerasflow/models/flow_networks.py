@@ -13,7 +13,7 @@ This module imports no Keras: the recipe schema reads the table before TensorFlo
 import dataclasses
 import typing
 
-from kerasflow.backbones.registry import frames_left_3d
+from kerasflow.backbones.registry import frames_left_3d, preset_family
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,14 +29,15 @@ class FlowNetwork:
         frames_left: ``frames_left(frames, backbone, position, num_layers)``: how many frames of a clip
             of ``frames`` reach the end of the stream, with ``num_layers`` flow layers after stage
             ``position`` of backbone preset ``backbone``; 0 when the clip is too short.
-        clip_rule: what else limits the clip length, for the message that asks for more frames.
+        clip_rule: ``clip_rule(backbone) -> str``: what else limits the clip length on backbone preset
+            ``backbone``, for the message that asks for more frames ("": nothing).
     """
 
     name: str
     summary: str
     builder: str
     frames_left: typing.Callable
-    clip_rule: str = ""
+    clip_rule: typing.Callable = lambda backbone: ""
 
     def frames_needed(self, backbone, position, num_layers):
         """The fewest clip frames that reach the end of the stream."""
@@ -52,8 +53,7 @@ FLOW_NETWORKS = {network.name: network for network in (
     FlowNetwork("inflated_3d", "the backbone inflated to 3-D, as the representation-flow code's HMDB network",
                 "build_inflated_flow_stream",
                 lambda frames, backbone, position, num_layers: frames_left_3d(backbone, frames, position, num_layers),
-                "the inflated_3d network's 7-frame conv1, its max pool and each strided stage shorten the "
-                "clip, and a strided stage needs 2 frames"),
+                lambda backbone: preset_family(backbone).clip_rule_3d),
 )}
 
 

@@ -82,7 +82,8 @@ def _check_flow_clip_frames(recipe, checker):
     model = recipe.model
     network, layers = get_flow_network(model.flow_network), model.flow.num_layers
     needed = network.frames_needed(model.flow_backbone, model.flow.position, layers)
-    rule = f"; {network.clip_rule}" if network.clip_rule else ""
+    rule = network.clip_rule(model.flow_backbone)
+    rule = f"; {rule}" if rule else ""
     for where, frames in [("data.flow_frames", recipe.data.flow_frames)] + [
             (f"stages[{index}].frames", stage.frames) for index, stage in enumerate(recipe.stages)
             if stage.name == "flow" and stage.frames is not None]:

@@ -22,6 +22,8 @@ RESNET = BackboneFamily(
     converter="kerasflow.backbones.resnet.resnet_converter:convert_file",
     backbone_3d_class="kerasflow.backbones.resnet.resnet_3d:InflatedResNetBackbone",
     frames_left_3d=frames_left,
+    clip_rule_3d="the inflated_3d network's 7-frame conv1, its max pool and each strided stage shorten the clip, "
+                 "and a strided stage needs 2 frames",
 )
 
 __getattr__, __dir__ = lazy_attributes(__name__, {
