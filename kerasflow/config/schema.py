@@ -7,7 +7,8 @@ seed, distribution, mixed precision) and ``evaluation`` (how models are tested),
 seventh, ``search`` (what ``python -m kerasflow.tune`` varies;
 ``kerasflow.config.search``). The names a key accepts come from
 the registries: datasets (``kerasflow.data.datasets``), model kinds (``kerasflow.models.kinds``) and
-backbone presets (``kerasflow.backbones.presets``). The checking itself is ``validation.build``.
+backbone presets (``kerasflow.backbones.registry``). What a model kind needs of a recipe, its
+``ModelKind`` checks (``check_recipe``). The checking itself is ``validation.build``.
 
 Path keys (``data.root``, ``data.flow_root``, ``model.weights``, ``model.init_from``, ``runtime.output_dir``) are absolute
 in a ``Recipe``: ``loading`` resolves them against the working directory (``model.weights: imagenet`` is a name, kept).
@@ -23,13 +24,19 @@ import typing
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from kerasflow.backbones.presets import IMAGENET, flow_stream_weights, imagenet_checkpoint, preset_config, preset_names
+from kerasflow.backbones.registry import (
+    DEFAULT_PRESET,
+    IMAGENET,
+    flow_stream_weights,
+    imagenet_checkpoint,
+    preset_names,
+)
 from kerasflow.config.search import SearchConfig
 from kerasflow.config.validation import join_key, option
 from kerasflow.data.datasets import dataset_names, get_dataset, option_keys
-from kerasflow.data.inputs import CROPS, FLOW_CLIP, RGB_CLIP, SAMPLINGS, TVL1_STACK, InputSpec
+from kerasflow.data.inputs import CROPS, SAMPLINGS, InputSpec
 from kerasflow.data.video import BAD_VIDEO_POLICIES
-from kerasflow.models.flow_networks import flow_network_names, get_flow_network
+from kerasflow.models.flow_networks import flow_network_names
 from kerasflow.models.kinds import STAGE_ORDER, STREAMS, get_kind, kind_names
 
 logger = logging.getLogger("kerasflow")
@@ -238,14 +245,15 @@ class ModelConfig:
     ``.keras`` file, or a list of them) starts the run from those models' streams
     (``kerasflow.training.init_from``); ``init_streams`` takes only the streams it names.
     ``flow_network`` is the representation-flow stream's network: ``per_frame`` (the seed paper's) or
-    ``inflated_3d`` (the representation-flow code's 3-D ResNet; ``kerasflow.models.flow_networks``).
+    ``inflated_3d`` (the representation-flow code's network: the backbone in 3-D;
+    ``kerasflow.models.flow_networks``).
     """
 
     _renamed = {"num_flow_layers": "flow.num_layers", "flow_iterations": "flow.iterations",
                 "flow_position": "flow.position", "flow_bottleneck": "flow.bottleneck"}
 
     kind: str = option(choices=kind_names, doc="which streams, stages and inputs (see Model kinds below)")
-    backbone: str = option("resnet34", choices=preset_names,
+    backbone: str = option(DEFAULT_PRESET, choices=preset_names,
                            doc="the backbone preset of the RGB stream, and of the flow stream unless flow_backbone "
                                "is set (see Backbone presets below)")
     flow_backbone: Optional[str] = option(None, choices=preset_names,
@@ -556,15 +564,7 @@ class Recipe:
 
     def inputs_for(self, stage_name: str) -> list[InputSpec]:
         """The inputs of the model ``stage_name`` trains, as the pipelines sample them for it."""
-        rgb, flow = self.frames_for(self.stage(stage_name))
-        data = self.data
-        crop = dict(crop=data.crop, subsample=data.spatial_subsample)
-        specs = {
-            RGB_CLIP: InputSpec(RGB_CLIP, rgb, data.frame_size, **crop),
-            FLOW_CLIP: InputSpec(FLOW_CLIP, flow, data.frame_size, data.flow_sampling, data.flow_stride, **crop),
-            TVL1_STACK: InputSpec(TVL1_STACK, data.flow_stack, data.frame_size, **crop),
-        }
-        return [specs[name] for name in self.kind.stage_inputs(stage_name)]
+        return self.kind.input_specs(self, stage_name)
 
     @staticmethod
     def _finish(values, key, checker):
@@ -573,22 +573,7 @@ class Recipe:
         _check_stage_names(kind, [stage.name for stage in stages], checker)
         values["runtime"] = _fill_output_dir(values["runtime"], data, model, checker)
         recipe = Recipe(**values)
-        for index, stage in enumerate(stages):
-            if kind.flow == "optical" and stage.name == "flow" and stage.frames is not None:
-                checker.fail(f"stages[{index}].frames is not read by the optical-flow stream; "
-                             "set data.flow_stack (flow frames per stack) instead")
-        if kind.flow == "representation":
-            network, layers = get_flow_network(model.flow_network), model.flow.num_layers
-            strides = preset_config(model.flow_backbone)["stackwise_num_strides"]
-            needed = network.frames_needed(strides, model.flow.position, layers)
-            rule = f"; {network.clip_rule}" if network.clip_rule else ""
-            for where, frames in [("data.flow_frames", data.flow_frames)] + [
-                    (f"stages[{index}].frames", stage.frames) for index, stage in enumerate(stages)
-                    if stage.name == "flow" and stage.frames is not None]:
-                if frames < needed:
-                    checker.invalid(where, frames, f"at least {needed} (each of the "
-                                    f"model.flow.num_layers = {layers} representation-"
-                                    f"flow layers uses one frame pair{rule})")
+        kind.check_recipe(recipe, checker)
         if data.synthetic is not None:
             longest = max(max(recipe.frames_for(stage)) for stage in recipe.trained_stages)
             if data.synthetic.frames < longest:
