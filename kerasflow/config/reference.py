@@ -12,7 +12,7 @@ import re
 import types
 import typing
 
-from kerasflow.backbones.presets import PRESETS, imagenet_checkpoint, preset_names
+from kerasflow.backbones.registry import PRESETS, imagenet_checkpoint, preset_names
 from kerasflow.config.schema import Recipe
 from kerasflow.config.validation import choices_of, describe
 from kerasflow.data.datasets import dataset_names, get_dataset
@@ -138,7 +138,7 @@ def _registries(lines):
         lines.append(f"| `{kind.name}` | {', '.join(kind.stages)} | {models} | {_cell(kind.summary)} |")
     lines += ["", "Stages train these models: " + ", ".join(f"{stage} the {model} model"
                                                              for stage, model in STAGE_MODEL.items()) + ".", ""]
-    lines += ["### Backbone presets (`model.backbone`, `model.flow_backbone`, `kerasflow.backbones.presets`)", "",
+    lines += ["### Backbone presets (`model.backbone`, `model.flow_backbone`, `kerasflow.backbones.registry`)", "",
               "| preset | what it is | ImageNet checkpoint (`weights: imagenet`) |", "|---|---|---|"]
     for name in preset_names():
         checkpoint = f"`{imagenet_checkpoint(name)}`" if imagenet_checkpoint(name) else "none"
