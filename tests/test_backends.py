@@ -8,8 +8,10 @@ installed is skipped (JAX comes with ``pip install -e ".[dev]"``; torch with ``p
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import types
 
 import numpy as np
@@ -100,16 +102,26 @@ def _probabilities(report):
     return {row["class"]: row["probability"] for row in report["predictions"]}
 
 
+def _png_pixels(path):
+    import cv2
+
+    return cv2.imread(str(path)).astype(int)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_run_trained_on_backend_is_the_same_model_under_tensorflow(backend, tmp_path, capsys):
-    """Fit, predict (a file and --stream) and export on the backend; under TensorFlow (this process)
-    evaluate gives the run's test top-1 and predict the same probabilities."""
+    """Fit the RGB stream (EgoRCNN's two stages) on the backend; predict (a file, --cam and --stream) and
+    export there; under TensorFlow (this process) evaluate gives the run's test top-1, predict the same
+    probabilities and --cam the same attention picture. (The representation-flow layer's logits and
+    gradients on the backend: test_model_gradients_match_tensorflow; the TV-L1 stream: the next test.)"""
     from cli_testing import call
     from kerasflow import evaluate, predict
 
-    recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(1,))
+    recipe = tiny_recipe(tmp_path, kind="two_stream", epochs=(1, 1))
     raw = yaml.safe_load(recipe.read_text())
-    raw["data"]["synthetic"]["frames"] = 8  # one window of the 7 frames the flow clip spans
+    raw["model"]["kind"] = "rgb"
+    raw["data"]["synthetic"].update(frames=8, size=64)  # one window of the 7 frames the flow clip spans
+    raw["data"]["frame_size"] = 64  # a 2x2 CAM map: attention that is not 1 everywhere
     recipe.write_text(yaml.safe_dump(raw))
     run_on(backend, "-m", "kerasflow.fit", str(recipe))
     run = tmp_path / "run"
@@ -118,12 +130,16 @@ def test_a_run_trained_on_backend_is_the_same_model_under_tensorflow(backend, tm
     stream = json.loads(run_on(backend, "-m", "kerasflow.predict", "--stream", video, "--model", str(run),
                                "--json").stdout)
     assert len(stream["windows"]) == 1
+    run_on(backend, "-m", "kerasflow.predict", video, "--model", str(run), "--cam", str(tmp_path / "theirs.png"))
 
     status, out, err = call(predict, [video, "--model", str(run), "--json"], capsys)
     assert status == 0, err
     ours = _probabilities(json.loads(out))
     assert list(ours) == list(_probabilities(theirs))
     np.testing.assert_allclose(list(ours.values()), list(_probabilities(theirs).values()), atol=1e-4)
+    status, out, err = call(predict, [video, "--model", str(run), "--cam", str(tmp_path / "ours.png")], capsys)
+    assert status == 0, err
+    assert np.abs(_png_pixels(tmp_path / "ours.png") - _png_pixels(tmp_path / "theirs.png")).max() <= 2
 
     status, out, err = call(evaluate, [str(run), "--json", "--output", str(tmp_path / "evaluation")], capsys)
     assert status == 0, err
@@ -133,3 +149,51 @@ def test_a_run_trained_on_backend_is_the_same_model_under_tensorflow(backend, tm
     # export under the backend runs TensorFlow in a subprocess, which checks the TFLite file against the model
     result = run_on(backend, "-m", "kerasflow.export", str(run), "--format", "tflite", "--out", str(tmp_path / "tflite"))
     assert f"exported to {tmp_path / 'tflite'}" in result.stdout
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_optical_flow_run_killed_on_backend_resumes_under_tensorflow(backend, tmp_path, capsys):
+    """The TV-L1 stream: SIGTERM during its training on the backend, then the same command under
+    TensorFlow resumes from the backend's checkpoint (weights and optimiser state), logs each epoch once,
+    and the finished model predicts the backend's probabilities."""
+    from cli_testing import call, run_fit
+    from kerasflow import predict
+    from kerasflow.data.synthetic import make_synthetic_dataset
+    from kerasflow.data.tvl1 import extract_all
+
+    data = make_synthetic_dataset(tmp_path / "data", classes=2, videos_per_class=6, frames=8, size=32)
+    assert extract_all(data, tmp_path / "flow", workers=1)["extracted"] == 12
+    recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(4,))
+    raw = yaml.safe_load(recipe.read_text())
+    raw["model"]["kind"] = "optical_flow"
+    raw["data"].update(dataset="folder", flow_root=str(tmp_path / "flow"), flow_stack=2)
+    del raw["data"]["synthetic"]
+    recipe.write_text(yaml.safe_dump(raw))
+
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", CI="1")
+    process = subprocess.Popen([sys.executable, "-m", "kerasflow.fit", str(recipe)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    state, deadline = tmp_path / "run" / "state.json", time.time() + 300
+    while time.time() < deadline and process.poll() is None and not (
+            state.exists() and json.loads(state.read_text())["current"].get("epoch")):
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-2000:]
+    stopped_after = json.loads(state.read_text())["current"]["epoch"]
+    assert 1 <= stopped_after < 4
+
+    result = run_fit(recipe)
+    assert f"flow: resuming after epoch {stopped_after} of 4" in result.stdout
+    rows = (tmp_path / "run" / "stages" / "flow" / "log.csv").read_text().strip().splitlines()[1:]
+    assert [row.split(",")[0] for row in rows] == ["0", "1", "2", "3"]  # each epoch logged once
+
+    video = data / "00_right" / "00_right_000.avi"
+    flow_dir = tmp_path / "flow" / "flow_x" / "00_right" / "00_right_000"
+    theirs = run_on(backend, "-m", "kerasflow.predict", str(video), "--model", str(tmp_path / "run"),
+                    "--flow-dir", str(flow_dir), "--json")
+    status, out, err = call(predict, [str(video), "--model", str(tmp_path / "run"), "--flow-dir", str(flow_dir),
+                                      "--json"], capsys)
+    assert status == 0, err
+    np.testing.assert_allclose(list(_probabilities(json.loads(out)).values()),
+                               list(_probabilities(json.loads(theirs.stdout)).values()), atol=1e-4)
