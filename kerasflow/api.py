@@ -16,7 +16,7 @@ Errors a user can cause raise ``kerasflow.errors.UserError`` with a one-line mes
 import numbers
 
 from kerasflow.config import Recipe, load_recipe
-from kerasflow.report import report_runs
+from kerasflow.accuracy_report import report_runs
 
 __all__ = ["build_model", "fit", "load_model", "load_recipe", "predict_video", "report_runs"]
 
@@ -38,7 +38,7 @@ def fit(recipe, overrides=(), log=print):
     recipe's ``runtime.mixed_precision``) and the global seeds it sets (``runtime.seed``: Python's
     ``random``, NumPy, TensorFlow, Keras) are put back (``kerasflow.training.runtime.globals_restored``).
     """
-    from kerasflow.cli import bad_videos_as_user_errors
+    from kerasflow.data.pipeline import bad_videos_as_user_errors
     from kerasflow.training.run_folder import fit_recipe
     from kerasflow.training.runtime import globals_restored
     from kerasflow.training.staged import train_recipe
@@ -92,8 +92,8 @@ def predict_video(model, video, top_k=5, flow_dir=None):
     """
     from kerasflow.errors import UserError
     from kerasflow.export.runtime import KerasPredictor
-    from kerasflow.predict import check_request
-    from kerasflow.predict import predict_video as predict
+    from kerasflow.prediction import check_request
+    from kerasflow.prediction import predict_video as predict
 
     if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
         raise UserError(f"top_k={top_k!r}: expected how many classes to list, an integer >= 1")

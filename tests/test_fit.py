@@ -15,7 +15,7 @@ import yaml
 
 from cli_testing import run_fit, tiny_recipe
 
-from kerasflow.fit import main as fit_main
+from kerasflow.fit_command import main as fit_main
 
 ROOT = Path(__file__).resolve().parents[1]
 

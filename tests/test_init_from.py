@@ -8,7 +8,7 @@ import pytest
 
 from cli_testing import DEMO, assert_one_error_line, call, tiny_overrides
 
-import kerasflow.fit as fit_module
+import kerasflow.fit_command as fit_module
 from kerasflow.config import load_recipe, recipe_from_dict, recipe_to_dict
 from kerasflow.errors import UserError
 from kerasflow.data.feeds import recipe_indexes

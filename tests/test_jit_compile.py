@@ -10,7 +10,7 @@ from cli_testing import assert_one_error_line, call, tiny_recipe
 from kerasflow import evaluate
 from kerasflow.config import load_recipe
 from kerasflow.export.runtime import load_predictor
-from kerasflow.fit import main as fit_main
+from kerasflow.fit_command import main as fit_main
 from kerasflow.models import build_stage_models
 from kerasflow.training import runtime
 from kerasflow.training.staged import _compile

@@ -100,7 +100,7 @@ class TFLitePredictor(Predictor):
     def __init__(self, info, path, threads=None):
         from ai_edge_litert.interpreter import Interpreter
 
-        from kerasflow.cli import native_output_kept_back
+        from kerasflow.native_output import native_output_kept_back
 
         super().__init__(info, path)
         try:  # one run on zeros: LiteRT's one-time notice of its CPU delegate stays off stderr

@@ -228,7 +228,7 @@ class RecipeTuner(kt.engine.base_tuner.BaseTuner):
     def run_trial(self, trial, *args, **kwargs):
         import keras
 
-        from kerasflow.cli import bad_videos_as_user_errors
+        from kerasflow.data.pipeline import bad_videos_as_user_errors
         from kerasflow.training.staged import train_recipe
 
         recipe = self.hypermodel.build(trial.hyperparameters)
