@@ -36,12 +36,12 @@ def fit(recipe, overrides=(), log=print):
 
     Whether it returns or raises, it leaves the process as it found it: Keras' dtype policy (the
     recipe's ``runtime.mixed_precision``) and the global seeds it sets (``runtime.seed``: Python's
-    ``random``, NumPy, TensorFlow, Keras) are put back (``kerasflow.training.runtime.globals_restored``).
+    ``random``, NumPy, TensorFlow, Keras) are put back (``kerasflow.training.runtime_setup.globals_restored``).
     """
     from kerasflow.data.pipeline import bad_videos_as_user_errors
     from kerasflow.training.run_folder import fit_recipe
-    from kerasflow.training.runtime import globals_restored
-    from kerasflow.training.staged import train_recipe
+    from kerasflow.training.runtime_setup import globals_restored
+    from kerasflow.training.trainer import train_recipe
 
     recipe = _recipe(recipe, overrides) if isinstance(recipe, Recipe) else fit_recipe(recipe, overrides)
     with globals_restored(), bad_videos_as_user_errors():
@@ -91,7 +91,7 @@ def predict_video(model, video, top_k=5, flow_dir=None):
     [{"class", "probability"}, ...], "seconds": {"decode", "model"}}``.
     """
     from kerasflow.errors import UserError
-    from kerasflow.export.runtime import KerasPredictor
+    from kerasflow.export.predictors import KerasPredictor
     from kerasflow.prediction import check_request
     from kerasflow.prediction import predict_video as predict
 

@@ -56,7 +56,7 @@ def evaluate_model(args):
     """The report of ``python -m kerasflow.evaluate`` for its parsed ``args``."""
     from kerasflow.config import load_recipe
 
-    from kerasflow.export.runtime import load_predictor
+    from kerasflow.export.predictors import load_predictor
 
     predictor = load_predictor(args.model)
     recipe = load_recipe(find_recipe(args.model, args.recipe, predictor.source_run), args.overrides)

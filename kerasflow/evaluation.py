@@ -54,7 +54,7 @@ def output_folder(model_file, recipe, subset, output=None, clips=1):
     never overwrites fit's pictures nor another evaluation; for an export, beside its folder (what is
     shipped stays as exported): ``<export folder>/../evaluations/<export name>-...``. Checked to be
     writable before any work."""
-    from kerasflow.export.runtime import METADATA_FILE
+    from kerasflow.export.predictors import METADATA_FILE
 
     if output is None:
         base, name = Path(model_file).parent, Path(model_file).name.split(".")[0]
@@ -76,7 +76,7 @@ def output_folder(model_file, recipe, subset, output=None, clips=1):
 
 
 def evaluate_run(predictor, recipe, subset="test", batch_size=None, output=None, clips=None):
-    """Evaluate ``predictor`` (``kerasflow.export.runtime``: a Keras model or an export) on the recipe's
+    """Evaluate ``predictor`` (``kerasflow.export.predictors``: a Keras model or an export) on the recipe's
     ``subset``; write the PNG and JSON; return the report dict."""
     from tqdm import tqdm
 

@@ -49,7 +49,7 @@ def main(argv=None):
     recipe = fit_recipe(args.recipe, args.overrides)
     start_tensorflow_quietly(initialize_devices=recipe.runtime.distribution != "multi_worker_mirrored")
     from kerasflow.data.pipeline import bad_videos_as_user_errors
-    from kerasflow.training.staged import train_recipe
+    from kerasflow.training.trainer import train_recipe
 
     with bad_videos_as_user_errors():
         metrics = train_recipe(recipe)

@@ -119,7 +119,7 @@ def is_mp4(path):
 
 def predict_stream(args):
     """The report of ``python -m kerasflow.predict --stream``, printing each window as it is predicted."""
-    from kerasflow.export.runtime import load_predictor
+    from kerasflow.export.predictors import load_predictor
     from kerasflow.streaming import stream
 
     check_stream_request(args)
@@ -134,7 +134,7 @@ def predict_stream(args):
 
 def predict_file(args):
     """The report of ``python -m kerasflow.predict`` for its parsed ``args``."""
-    from kerasflow.export.runtime import load_predictor, read_info
+    from kerasflow.export.predictors import load_predictor, read_info
 
     if args.stream is not None:
         return predict_stream(args)

@@ -1,7 +1,7 @@
 """Prediction of one video: its top-k classes with their softmax probabilities, and the CAM picture.
 
 ``predict_video`` decodes the clip as the test set is decoded (uniform frames, centre crop) and runs a
-predictor (``kerasflow.export.runtime``: a Keras model or an export) on it; ``softmax`` and ``top_k``
+predictor (``kerasflow.export.predictors``: a Keras model or an export) on it; ``softmax`` and ``top_k``
 turn logits into the listed classes, for files and for live streams (``kerasflow.streaming``) alike.
 """
 
@@ -54,7 +54,7 @@ def check_request(video, model_path, info, flow_dir, cam=None):
 
 
 def predict_video(predictor, video, top=5, flow_dir=None, cam=None, clips=1, average="logits"):
-    """Predict one video with ``predictor`` (``kerasflow.export.runtime``: a Keras model or an export);
+    """Predict one video with ``predictor`` (``kerasflow.export.predictors``: a Keras model or an export);
     with ``cam`` also write the attention picture there. Returns the report dict.
 
     ``clips`` > 1 averages that many evenly spaced flow windows (or TV-L1 stacks): their logits, or with

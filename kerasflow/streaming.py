@@ -191,7 +191,7 @@ class VideoOut:
 
 
 def stream(predictor, source, *, window=None, hop=None, top=5, realtime=False, out=None, on_window=None):
-    """Run ``predictor`` (``kerasflow.export.runtime``) over ``source`` window by window.
+    """Run ``predictor`` (``kerasflow.export.predictors``) over ``source`` window by window.
 
     Returns the report dict: ``source``, ``fps``, ``window``, ``hop``, ``frames`` read, ``windows`` (one
     dict per window the model ran on: ``index``, ``start``, ``end``, ``time``, ``predictions`` with

@@ -23,7 +23,7 @@ from kerasflow.config import load_recipe
 from kerasflow.data.pipeline import make_dataset
 from kerasflow.export import __main__ as export_command
 from kerasflow.export import writer
-from kerasflow.export.runtime import load_predictor, read_info
+from kerasflow.export.predictors import load_predictor, read_info
 from kerasflow.model_io import load_model_file, read_model_info, save_model
 from kerasflow.models import build_stage_models
 from kerasflow.training.run_folder import model_info

@@ -120,7 +120,7 @@ import sys, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from kerasflow.config import load_recipe
-from kerasflow.training.staged import train_recipe
+from kerasflow.training.trainer import train_recipe
 train_recipe(load_recipe(sys.argv[1], ["runtime.distribution=mirrored"]))
 """
 

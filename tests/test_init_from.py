@@ -16,7 +16,7 @@ from kerasflow.model_io import load_model_file
 from kerasflow.models.common import walk_layers
 from kerasflow.models.stages import trainable_layers
 from kerasflow.training.init_from import initialize_from
-from kerasflow.training.staged import train_recipe
+from kerasflow.training.trainer import train_recipe
 
 # The flow run and the two-stream run built from it have no representation-flow layer: a cheap flow stage.
 NO_FLOW_LAYERS = "model.flow.num_layers=0"

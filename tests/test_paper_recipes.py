@@ -10,7 +10,7 @@ from kerasflow.data.feeds import model_dataset, recipe_indexes
 from kerasflow.data.pipeline import BadVideoLog
 from kerasflow.data.synthetic import write_video
 from kerasflow.models.stages import set_trainable_for_stage
-from kerasflow.training.staged import _compile
+from kerasflow.training.trainer import _compile
 
 FRAMES = 36  # at least the flow clip's window: 16 frames at stride 2 span 31
 

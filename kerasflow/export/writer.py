@@ -24,7 +24,7 @@ import numpy as np
 from kerasflow import __version__
 from kerasflow.atomic import disk_full_error, remove_stale_temporary_folders, write_error, write_json
 from kerasflow.errors import UserError
-from kerasflow.export.runtime import METADATA_FILE, MODEL_FILES, KerasPredictor, SavedModelPredictor, TFLitePredictor
+from kerasflow.export.predictors import METADATA_FILE, MODEL_FILES, KerasPredictor, SavedModelPredictor, TFLitePredictor
 from kerasflow.export.quantization import describe, float_ops, weight_summary
 
 FORMATS = ("keras", "saved_model", "tflite")

@@ -229,7 +229,7 @@ class RecipeTuner(kt.engine.base_tuner.BaseTuner):
         import keras
 
         from kerasflow.data.pipeline import bad_videos_as_user_errors
-        from kerasflow.training.staged import train_recipe
+        from kerasflow.training.trainer import train_recipe
 
         recipe = self.hypermodel.build(trial.hyperparameters)
         folder = trial_folder(self.space.folder, trial.trial_id)

@@ -54,7 +54,7 @@ class Predictor:
 
 class KerasPredictor(Predictor):
     """A Keras model; ``jit_compile`` (``runtime.jit_compile``: true, false or "auto") says whether it runs
-    through XLA (``kerasflow.training.runtime.use_xla``)."""
+    through XLA (``kerasflow.training.runtime_setup.use_xla``)."""
 
     def __init__(self, info, path, keras_model, jit_compile="auto"):
         super().__init__(info, path, keras_model)
@@ -62,7 +62,7 @@ class KerasPredictor(Predictor):
 
     def set_jit_compile(self, jit_compile):
         """Run the model through XLA or not from now on, as ``runtime.jit_compile`` says."""
-        from kerasflow.training.runtime import forward_function
+        from kerasflow.training.runtime_setup import forward_function
 
         self._forward = forward_function(self.keras_model, jit_compile)
 
