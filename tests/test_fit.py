@@ -271,7 +271,7 @@ def test_tvl1_two_stream_baseline_end_to_end(tmp_path):
     run_fit(recipe, "--set", "data.on_bad_video=fail")
     run = tmp_path / "run"
     metadata = json.loads((run / "model.keras.json").read_text())
-    assert [(spec["name"], spec["frames"]) for spec in metadata["inputs"]] == [("rgb", 4), ("flow", 2)]
+    assert [(spec["name"], spec["frames"]) for spec in metadata["inputs"]] == [("rgb", 4), ("tvl1_stack", 2)]
     assert json.loads((run / "metrics.json").read_text())["final"]["num_videos"] == 4
     assert csv_rows(run / "stages" / "flow" / "log.csv") == 1
 
