@@ -10,7 +10,8 @@ report = kerasflow.predict_video(model, "clip.avi", top_k=3)     # {"predictions
 table = kerasflow.report_runs(["runs/a", "runs/b"])              # = python -m kerasflow.report runs/a runs/b
 ```
 
-Errors a user can cause raise ``kerasflow.errors.UserError`` with a one-line message.
+A problem with a user's files or recipe raises ``kerasflow.errors.UserError`` with a one-line message; an
+argument out of range raises ``ValueError`` (``... Received: ...``), as Keras does.
 """
 
 import numbers
@@ -90,13 +91,12 @@ def predict_video(model, video, top_k=5, flow_dir=None):
     video's TV-L1 ``flow_x`` folder, for optical-flow models. Returns ``{"video", "predictions":
     [{"class", "probability"}, ...], "seconds": {"decode", "model"}}``.
     """
-    from kerasflow.errors import UserError
     from kerasflow.export.predictors import KerasPredictor
     from kerasflow.prediction import check_request
     from kerasflow.prediction import predict_video as predict
 
     if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
-        raise UserError(f"top_k={top_k!r}: expected how many classes to list, an integer >= 1")
+        raise ValueError(f"`top_k` must be an integer >= 1 (how many classes to list). Received: top_k={top_k!r}")
     if not hasattr(model, "kerasflow_info"):
         model = load_model(model)
     check_request(str(video), getattr(model, "name", "the model"), model.kerasflow_info, flow_dir)

@@ -47,6 +47,16 @@ def report_command(command, doc, add_arguments, make_report, format_report, tens
     return main
 
 
+@contextlib.contextmanager
+def value_errors_as_user_errors():
+    """A ``ValueError`` a library function raises for an argument the command passed on from its command
+    line (``... Received: ...``, as Keras words them) ends as a one-line ``UserError``."""
+    try:
+        yield
+    except ValueError as error:
+        raise UserError(str(error)) from None
+
+
 def positive_int(text):
     """argparse type: an integer >= 1."""
     try:

@@ -87,7 +87,8 @@ def test_small_api_contracts(tmp_path):
 
     model.kerasflow_info = ModelInfo("representation_flow", "flow", "flow", (), ("a", "b", "c", "d"))
     for top_k in (0, -1, 2.5, True):
-        with pytest.raises(UserError, match=rf"top_k={top_k!r}: expected how many classes to list, an integer >= 1"):
+        with pytest.raises(ValueError, match=rf"^`top_k` must be an integer >= 1 \(how many classes to list\)\. "
+                                             rf"Received: top_k={re.escape(repr(top_k))}$"):
             kerasflow.predict_video(model, tmp_path / "clip.avi", top_k=top_k)
 
 

@@ -53,7 +53,7 @@ class InputSpec:
 
     def __post_init__(self):
         if self.name not in INPUT_NAMES:
-            raise ValueError(f"unknown model input {self.name!r}; inputs are {', '.join(INPUT_NAMES)}")
+            raise ValueError(f"`name` must be one of {INPUT_NAMES}. Received: name={self.name!r}")
 
     @property
     def is_clip(self):
