@@ -43,9 +43,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from kerasflow.atomic import write_json  # noqa: E402
-from kerasflow.benchmarks.suite import check_idle, environment, find_videos, run  # noqa: E402
+from kerasflow.benchmarks.suite import check_idle, environment, run  # noqa: E402
 from kerasflow.cli import positive_int, start_tensorflow_quietly  # noqa: E402
-from kerasflow.errors import cli_entry, run_command  # noqa: E402
+from kerasflow.errors import UserError, cli_entry, run_command  # noqa: E402
 
 
 def build_parser():
@@ -79,6 +79,17 @@ def _batches(text):
     if not batches or min(batches) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: use comma-separated positive batch sizes, e.g. 1,8")
     return batches
+
+
+def find_videos(folder):
+    """The video files of ``folder`` (sorted); ``UserError`` when it has none."""
+    from kerasflow.data.video import is_video_file
+
+    path = Path(folder)
+    videos = sorted(p for p in path.iterdir() if is_video_file(p)) if path.is_dir() else []
+    if not videos:
+        raise UserError(f"--videos {folder} holds no video files; pass a folder of .avi/.mp4 videos")
+    return videos
 
 
 @cli_entry

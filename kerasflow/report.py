@@ -14,10 +14,36 @@ lists are refused unless ``--mixed`` (each class is then averaged over the runs 
 
 from pathlib import Path
 
-from kerasflow.accuracy_report import check_markdown_target, format_markdown, report_runs
+from kerasflow.accuracy_report import REPORT_TITLE, format_markdown, report_runs
 from kerasflow.atomic import write_text
 from kerasflow.cli import report_command
-from kerasflow.errors import run_command
+from kerasflow.errors import UserError, run_command
+from kerasflow.training.run_folder import run_folder_of
+
+
+def check_markdown_target(path, overwrite=False):
+    """Refuse a ``--markdown`` path that would replace what is not a report of ours: a folder, a file of a
+    run folder (never, even with ``overwrite``), or another existing file (unless ``overwrite``)."""
+    if path.is_dir():
+        raise UserError(f"--markdown {path} is a folder; pass a file name, e.g. {path / 'report.md'}")
+    if not path.exists() or _is_report(path):
+        return
+    run = run_folder_of(path.resolve().parent)
+    if run is not None:
+        raise UserError(f"--markdown {path} is a file of the run folder {run}; a run's own files are never "
+                        "replaced: pass another --markdown path")
+    if not overwrite:
+        raise UserError(f"--markdown {path} exists and is not a report python -m kerasflow.report wrote; it is "
+                        "not replaced: pass another path, or --overwrite to replace it")
+
+
+def _is_report(path):
+    """Whether the file ``path`` begins as every markdown report does."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(len(REPORT_TITLE)) == REPORT_TITLE.encode()
+    except OSError:
+        return False
 
 
 def add_arguments(parser):

@@ -43,17 +43,6 @@ def check_idle(force):
                         "be timed too; run on an idle machine, or pass --force to measure anyway")
 
 
-def find_videos(folder):
-    """The video files of ``folder`` (sorted); ``UserError`` when it has none."""
-    from kerasflow.data.video import is_video_file
-
-    path = Path(folder)
-    videos = sorted(p for p in path.iterdir() if is_video_file(p)) if path.is_dir() else []
-    if not videos:
-        raise UserError(f"--videos {folder} holds no video files; pass a folder of .avi/.mp4 videos")
-    return videos
-
-
 def environment(threads):
     """Where the numbers come from: CPU, threads, GPUs, the load at the start and the versions."""
     import cv2

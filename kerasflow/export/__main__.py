@@ -47,6 +47,8 @@ def main(argv=None):
     parser.add_argument("--check-clips", type=positive_int, default=CHECK_CLIPS,
                         help=f"test clips to compare the export with the Keras model on (default {CHECK_CLIPS})")
     args = parser.parse_args(argv)
+    if args.quantize != "none" and args.format != "tflite":
+        raise UserError(f"--quantize {args.quantize} applies to --format tflite; leave it out for {args.format}")
     start_tensorflow_quietly()  # before Keras loads it (kerasflow.backend), so its start-up chatter stays off
     from kerasflow.backend import name as backend_name, run_under_tensorflow
 
@@ -64,6 +66,9 @@ def main(argv=None):
         raise UserError(f"{out} exists; pass --overwrite to replace it, or --out another folder")
     recipe_path = args.recipe or (run / "recipe.yaml" if run else None)
     recipe = load_recipe(recipe_path) if recipe_path else None
+    if args.quantize == "int8" and recipe is None:
+        raise UserError("--quantize int8 calibrates on the model's training clips: pass --recipe with the recipe "
+                        "it was trained with")
     from kerasflow.export.writer import export
     from kerasflow.model_io import load_model_file
 
