@@ -16,8 +16,8 @@ argument out of range raises ``ValueError`` (``... Received: ...``), as Keras do
 
 import numbers
 
-from kerasflow.config import Recipe, load_recipe
 from kerasflow.accuracy_report import report_runs
+from kerasflow.config import Recipe, load_recipe
 
 __all__ = ["build_model", "fit", "load_model", "load_recipe", "predict_video", "report_runs"]
 

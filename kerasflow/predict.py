@@ -8,8 +8,8 @@ run folder, a ``.keras`` file, an export folder or a ``.tflite`` file (``python 
 
 ``--stream SOURCE`` (a camera index, a stream URL or a video file) predicts a sliding window of
 ``--window`` frames every ``--hop`` frames as the frames arrive, printing each window's time, top-k and
-milliseconds (``kerasflow.streaming``, the prediction itself in ``kerasflow.prediction``); ``--json`` prints the timeline, ``--out`` writes the video with
-the current top-1 drawn on it.
+milliseconds (``kerasflow.streaming``); ``--json`` prints the timeline, ``--out`` writes the video with
+the current top-1 drawn on it. This module parses and prints; ``kerasflow.prediction`` predicts.
 """
 
 import os

@@ -537,10 +537,11 @@ def test_evaluate_of_an_export_writes_beside_it_and_a_folder_without_metadata_sa
 
 
 def test_options_the_writer_refuses_are_value_errors_and_one_line_in_the_command(tmp_path, capsys):
-    for options, message in ((("onnx", "none"), r"^`export_format` must be one of \('keras', 'saved_model', 'tflite'\)\. "
-                                                r"Received: export_format='onnx'$"),
-                             (("saved_model", "float16"), r"^`quantize` applies to the tflite format only; it must be "
-                                                          r"'none' for saved_model\. Received: quantize='float16'$")):
+    refused = {("onnx", "none"): r"^`export_format` must be one of \('keras', 'saved_model', 'tflite'\)\. "
+                                 r"Received: export_format='onnx'$",
+               ("saved_model", "float16"): r"^`quantize` applies to the tflite format only; it must be 'none' for "
+                                           r"saved_model\. Received: quantize='float16'$"}
+    for options, message in refused.items():
         with pytest.raises(ValueError, match=message):
             writer.export(None, None, *options, tmp_path / "out", clips={}, source=None, frame_size=32)
     status, _, err = call(export_command, [str(tmp_path / "m.keras"), "--format", "saved_model", "--quantize",

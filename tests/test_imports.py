@@ -32,16 +32,16 @@ COMMANDS = {
 }
 
 
-def module_name(path):
-    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+def module_name(path, root):
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
 
 
-def modules():
-    """``{module name: path}`` of every module in the package (the ``recipes`` data folder aside)."""
-    return {module_name(path): path for path in sorted(ROOT.rglob("*.py")) if "recipes" not in path.parts}
+def modules(root):
+    """``{module name: path}`` of every module in the package at ``root`` (the ``recipes`` data folder aside)."""
+    return {module_name(path, root): path for path in sorted(root.rglob("*.py")) if "recipes" not in path.parts}
 
 
 def imported(name, path, known):
@@ -81,8 +81,9 @@ def imported(name, path, known):
     return found
 
 
-def import_graph():
-    known = modules()
+def import_graph(root=ROOT):
+    """``{module: the kerasflow modules it imports}`` of the package at ``root``."""
+    known = modules(root)
     return {name: imported(name, path, known) for name, path in known.items()}
 
 
@@ -162,15 +163,10 @@ def test_the_import_graph_reads_every_kind_of_import(tmp_path):
     }
     for name, text in files.items():
         (package / name).write_text(text)
-    global ROOT
-    saved, ROOT = ROOT, package
-    try:
-        graph = import_graph()
-    finally:
-        ROOT = saved
-    assert graph == {"kerasflow": {"kerasflow.sub.lazy"}, "kerasflow.top": {"kerasflow.sub.leaf"},
-                     "kerasflow.sub": {"kerasflow.sub.leaf"}, "kerasflow.sub.leaf": {"kerasflow.top", "kerasflow.sub.lazy"},
-                     "kerasflow.sub.lazy": {"kerasflow.top"}}
+    assert import_graph(package) == {"kerasflow": {"kerasflow.sub.lazy"}, "kerasflow.top": {"kerasflow.sub.leaf"},
+                                     "kerasflow.sub": {"kerasflow.sub.leaf"},
+                                     "kerasflow.sub.leaf": {"kerasflow.top", "kerasflow.sub.lazy"},
+                                     "kerasflow.sub.lazy": {"kerasflow.top"}}
 
 
 def test_the_package_has_no_import_cycles():
