@@ -111,7 +111,7 @@ def test_letters_variant_files_decode_and_manifest(tmp_path):
         assert video.std() > 10  # a texture and letters, not a blank frame
     with pytest.raises(UserError, match="'variant': 'letters'.*, not .*'variant': 'patch'"):
         make_synthetic_dataset(out, classes=4, videos_per_class=2, frames=6, size=32)
-    with pytest.raises(UserError, match="variant='dots' invalid"):
+    with pytest.raises(ValueError, match=r"^`variant` must be one of \('patch', 'letters'\)\. Received: variant='dots'$"):
         make_synthetic_dataset(tmp_path / "dots", variant="dots")
 
 
