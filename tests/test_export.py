@@ -541,9 +541,10 @@ def test_options_the_writer_refuses_are_value_errors_and_one_line_in_the_command
                                  r"Received: export_format='onnx'$",
                ("saved_model", "float16"): r"^`quantize` applies to the tflite format only; it must be 'none' for "
                                            r"saved_model\. Received: quantize='float16'$"}
-    for options, message in refused.items():
+    for (export_format, quantize), message in refused.items():
         with pytest.raises(ValueError, match=message):
-            writer.export(None, None, *options, tmp_path / "out", clips={}, source=None, frame_size=32)
+            writer.export(None, None, export_format, tmp_path / "out", quantize=quantize, clips={}, source=None,
+                          frame_size=32)
     status, _, err = call(export_command, [str(tmp_path / "m.keras"), "--format", "saved_model", "--quantize",
                                            "float16"], capsys)
     assert_one_error_line(status, err, "--quantize float16 applies to --format tflite; leave it out for saved_model")
