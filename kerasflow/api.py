@@ -10,13 +10,14 @@ report = kerasflow.predict_video(model, "clip.avi", top_k=3)     # {"predictions
 table = kerasflow.report_runs(["runs/a", "runs/b"])              # = python -m kerasflow.report runs/a runs/b
 ```
 
-Errors a user can cause raise ``kerasflow.errors.UserError`` with a one-line message.
+A problem with a user's files or recipe raises ``kerasflow.errors.UserError`` with a one-line message; an
+argument out of range raises ``ValueError`` (``... Received: ...``), as Keras does.
 """
 
 import numbers
 
+from kerasflow.accuracy_report import report_runs
 from kerasflow.config import Recipe, load_recipe
-from kerasflow.report import report_runs
 
 __all__ = ["build_model", "fit", "load_model", "load_recipe", "predict_video", "report_runs"]
 
@@ -36,12 +37,12 @@ def fit(recipe, overrides=(), log=print):
 
     Whether it returns or raises, it leaves the process as it found it: Keras' dtype policy (the
     recipe's ``runtime.mixed_precision``) and the global seeds it sets (``runtime.seed``: Python's
-    ``random``, NumPy, TensorFlow, Keras) are put back (``kerasflow.training.runtime.globals_restored``).
+    ``random``, NumPy, TensorFlow, Keras) are put back (``kerasflow.training.runtime_setup.globals_restored``).
     """
-    from kerasflow.cli import bad_videos_as_user_errors
+    from kerasflow.data.pipeline import bad_videos_as_user_errors
     from kerasflow.training.run_folder import fit_recipe
-    from kerasflow.training.runtime import globals_restored
-    from kerasflow.training.staged import train_recipe
+    from kerasflow.training.runtime_setup import globals_restored
+    from kerasflow.training.trainer import train_recipe
 
     recipe = _recipe(recipe, overrides) if isinstance(recipe, Recipe) else fit_recipe(recipe, overrides)
     with globals_restored(), bad_videos_as_user_errors():
@@ -90,13 +91,12 @@ def predict_video(model, video, top_k=5, flow_dir=None):
     video's TV-L1 ``flow_x`` folder, for optical-flow models. Returns ``{"video", "predictions":
     [{"class", "probability"}, ...], "seconds": {"decode", "model"}}``.
     """
-    from kerasflow.errors import UserError
-    from kerasflow.export.runtime import KerasPredictor
-    from kerasflow.predict import check_request
-    from kerasflow.predict import predict_video as predict
+    from kerasflow.export.predictors import KerasPredictor
+    from kerasflow.prediction import check_request
+    from kerasflow.prediction import predict_video as predict
 
     if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
-        raise UserError(f"top_k={top_k!r}: expected how many classes to list, an integer >= 1")
+        raise ValueError(f"`top_k` must be an integer >= 1 (how many classes to list). Received: top_k={top_k!r}")
     if not hasattr(model, "kerasflow_info"):
         model = load_model(model)
     check_request(str(video), getattr(model, "name", "the model"), model.kerasflow_info, flow_dir)

@@ -43,7 +43,7 @@ def run_model(model, inputs):
     tf.distribute strategy and no new function is traced on the first call. JAX and torch:
     ``predict_on_batch``, compiled once per input shape on JAX (its op-by-op calls take minutes for
     the demo model) and without autograd's bookkeeping on torch. ``inputs``: an array or a dict of them.
-    ``model`` may also be a ``kerasflow.export.runtime.Predictor``, which is called.
+    ``model`` may also be a ``kerasflow.export.predictors.Predictor``, which is called.
     """
     inputs = keras.tree.map_structure(np.asarray, inputs)
     if name() != "tensorflow" and isinstance(model, keras.Model):

@@ -5,9 +5,9 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 
 from kerasflow.errors import UserError, cli_entry
+from kerasflow.native_output import native_output_kept_back
 
 
 def command_parser(command, doc):
@@ -45,6 +45,16 @@ def report_command(command, doc, add_arguments, make_report, format_report, tens
         return 0
 
     return main
+
+
+@contextlib.contextmanager
+def value_errors_as_user_errors():
+    """A ``ValueError`` a library function raises for an argument the command passed on from its command
+    line (``... Received: ...``, as Keras words them) ends as a one-line ``UserError``."""
+    try:
+        yield
+    except ValueError as error:
+        raise UserError(str(error)) from None
 
 
 def positive_int(text):
@@ -91,47 +101,3 @@ def start_tensorflow_quietly(initialize_devices=True):
 
         if initialize_devices:
             tf.config.list_logical_devices()
-
-
-@contextlib.contextmanager
-def native_output_kept_back(replay=True):
-    """Keep what native code (TensorFlow's C++ runtime, LiteRT) writes to file descriptor 2 during the
-    block off stderr; it is replayed if the block fails, unless ``replay`` is false (the exception says
-    enough)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as chatter:
-        os.dup2(chatter.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            if replay:
-                chatter.seek(0)
-                sys.stderr.write(chatter.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
-@contextlib.contextmanager
-def bad_videos_as_user_errors():
-    """Turn what stops a tf.data pipeline and is the data's fault into a one-line UserError: a bad video
-    (``on_bad_video: fail``) or a truncated or corrupt TFRecord file."""
-    import tensorflow as tf
-
-    from kerasflow.data.pipeline import bad_video_from_tf_error
-
-    try:
-        yield
-    except tf.errors.DataLossError as error:
-        reason = " ".join(str(error.message).split())[:200]
-        raise UserError(f"a packed TFRecord file (data.packed) is truncated or corrupt ({reason}); "
-                        "pack it again with python -m kerasflow.data pack") from None
-    except (tf.errors.UnknownError, tf.errors.InvalidArgumentError) as error:
-        bad = bad_video_from_tf_error(error)
-        if bad is None:
-            raise
-        raise UserError(f"{bad}; re-encode or remove it, or set data.on_bad_video: skip to leave such videos "
-                        "out") from None

@@ -10,7 +10,7 @@ def _run(module):
 
 
 def fit():
-    _run("fit")
+    _run("fit_command")
 
 
 def evaluate():

@@ -5,6 +5,7 @@ frames and crop size) and names its classes, so evaluate, predict and export nee
 Both files are written atomically. Weights checkpoints are ``.weights.h5``.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -16,7 +17,7 @@ import numpy as np
 
 from kerasflow import __version__
 from kerasflow.atomic import atomic_path, write_json
-from kerasflow.data.inputs import InputSpec
+from kerasflow.data.inputs import LEGACY_NAMES, InputSpec
 from kerasflow.errors import UserError
 
 MODEL_FILE = "model.keras"
@@ -195,10 +196,49 @@ def load_model_file(model_file):
     import kerasflow.models.builders  # noqa: F401  (registers every custom layer a model file can refer to)
 
     try:
-        return keras.saving.load_model(model_file, compile=False)
+        with _current_input_names(model_file) as readable:
+            return keras.saving.load_model(readable, compile=False)
     except Exception as error:  # Keras raises many types for a damaged archive
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UserError(f"{model_file} cannot be loaded ({reason[:200]}); copy it again from the run folder") from None
+
+
+@contextlib.contextmanager
+def _current_input_names(model_file):
+    """``model_file``, or for a model saved with an input under a legacy name (``LEGACY_NAMES``: the TV-L1
+    stack was ``flow``) a temporary copy whose config names it as today, so it is fed as models built now.
+
+    An input layer holds no weights, so renaming it and every reference to it leaves the weights as saved."""
+    import tempfile
+
+    with zipfile.ZipFile(model_file) as archive:
+        config = json.loads(archive.read("config.json"))
+        inputs = config.get("config", {}).get("input_layers")
+        if not isinstance(inputs, dict) or not LEGACY_NAMES.keys() & inputs.keys():
+            yield model_file
+            return
+        with tempfile.TemporaryDirectory(prefix="kerasflow-model-") as folder:
+            upgraded = Path(folder) / "upgraded.keras"
+            with zipfile.ZipFile(upgraded, "w") as copy:
+                for entry in archive.infolist():
+                    data = archive.read(entry)
+                    if entry.filename == "config.json":
+                        data = json.dumps(_renamed_layers(config, LEGACY_NAMES)).encode("utf-8")
+                    copy.writestr(entry, data)
+            yield upgraded
+
+
+def _renamed_layers(config, names):
+    """A Keras model config with the layers ``names`` maps (old name: new name) renamed: their ``name``,
+    the ``input_layers`` keys and every ``[layer, node, tensor]`` reference (``keras_history``, ``input_layers``)."""
+    if isinstance(config, list):
+        if len(config) == 3 and config[0] in names and all(isinstance(n, int) for n in config[1:]):
+            return [names[config[0]], *config[1:]]
+        return [_renamed_layers(item, names) for item in config]
+    if not isinstance(config, dict):
+        return config
+    return {names.get(key, key): (names.get(value, value) if key == "name" and isinstance(value, str)
+                                  else _renamed_layers(value, names)) for key, value in config.items()}
 
 
 def load_saved_model(path):

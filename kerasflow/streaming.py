@@ -25,6 +25,7 @@ from kerasflow.atomic import atomic_path
 from kerasflow.data.pipeline import transform_clip
 from kerasflow.data.video import clip_indices
 from kerasflow.errors import UserError
+from kerasflow.prediction import softmax, top_k
 
 FALLBACK_FPS = 30.0  # for sources that do not state a frame rate
 MAX_WINDOW = 3600  # frames a window may hold (two minutes at 30 fps), all kept in memory
@@ -190,7 +191,7 @@ class VideoOut:
 
 
 def stream(predictor, source, *, window=None, hop=None, top=5, realtime=False, out=None, on_window=None):
-    """Run ``predictor`` (``kerasflow.export.runtime``) over ``source`` window by window.
+    """Run ``predictor`` (``kerasflow.export.predictors``) over ``source`` window by window.
 
     Returns the report dict: ``source``, ``fps``, ``window``, ``hop``, ``frames`` read, ``windows`` (one
     dict per window the model ran on: ``index``, ``start``, ``end``, ``time``, ``predictions`` with
@@ -200,8 +201,6 @@ def stream(predictor, source, *, window=None, hop=None, top=5, realtime=False, o
     full disk, is a ``UserError`` and leaves no file). A window the model cannot use (``check_window``)
     is a ``UserError``; a source that ends before one window raises ``NothingPredicted``.
     """
-    from kerasflow.predict import softmax, top_k
-
     info = predictor.info
     if not all(spec.is_clip for spec in info.inputs):
         raise UserError(f"--stream needs a model that takes RGB frames; this {info.kind} model reads TV-L1 optical "

@@ -29,7 +29,7 @@ def tiny_overrides(folder):
 def train_tiny_run(folder):
     """Train the tiny two-stream run under ``folder`` and return its run folder."""
     from kerasflow.config import load_recipe
-    from kerasflow.training.staged import train_recipe
+    from kerasflow.training.trainer import train_recipe
 
     train_recipe(load_recipe(DEMO, tiny_overrides(folder)), log=lambda *_: None)
     return Path(folder) / "run"

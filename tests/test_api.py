@@ -1,6 +1,8 @@
 """The Python API: the README's "From Python" example runs as written, and the API's contracts."""
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,11 +44,23 @@ def test_api_errors_are_user_errors(tmp_path):
         kerasflow.fit(kerasflow.load_recipe("demo"), ["stages.flow.epochs=1"])
 
 
-def test_the_fit_module_is_also_the_fit_function():
-    """``python -m kerasflow.fit`` is a module; ``kerasflow.fit(recipe)`` must stay callable after it is imported."""
-    import kerasflow.fit as fit_module
+def test_fit_stays_the_function_next_to_its_command():
+    """``kerasflow.fit`` is the API function; the command ``python -m kerasflow.fit`` is ``kerasflow.fit_command``,
+    which may be imported, and ``kerasflow/fit.py`` only runs it: importing it, which would make
+    ``kerasflow.fit`` a module, fails and leaves the function in place."""
+    import kerasflow.fit_command
+    from kerasflow.api import fit
 
-    assert callable(kerasflow.fit) and callable(fit_module) and callable(fit_module.main)
+    assert kerasflow.fit is fit and callable(kerasflow.fit_command.main)
+    with pytest.raises(ImportError, match=r"^kerasflow.fit is the function kerasflow.api.fit \(from kerasflow import "
+                                          r"fit\); the command's module is kerasflow.fit_command"):
+        import kerasflow.fit  # noqa: F401
+    from kerasflow import fit as again
+
+    assert kerasflow.fit is fit and again is fit
+    result = subprocess.run([sys.executable, "-m", "kerasflow.fit", "--help"], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0 and result.stdout.startswith("usage: python -m kerasflow.fit [-h]"), result.stderr
 
 
 def test_build_model_makes_no_data(tmp_path, monkeypatch):
@@ -73,7 +87,8 @@ def test_small_api_contracts(tmp_path):
 
     model.kerasflow_info = ModelInfo("representation_flow", "flow", "flow", (), ("a", "b", "c", "d"))
     for top_k in (0, -1, 2.5, True):
-        with pytest.raises(UserError, match=rf"top_k={top_k!r}: expected how many classes to list, an integer >= 1"):
+        with pytest.raises(ValueError, match=rf"^`top_k` must be an integer >= 1 \(how many classes to list\)\. "
+                                             rf"Received: top_k={re.escape(repr(top_k))}$"):
             kerasflow.predict_video(model, tmp_path / "clip.avi", top_k=top_k)
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kerasflow import benchmark
-from kerasflow.benchmarks import clips
+from kerasflow.benchmarks import clips, suite
 from kerasflow.benchmarks.measure import graph_flops
 
 SECTIONS = ["environment", "quick", "sizes", "end_to_end", "flops", "memory", "training", "pipeline", "opencv_flow",
@@ -22,7 +22,7 @@ def test_quick_benchmark_writes_every_section(tmp_path, capsys):
     assert report["environment"]["load_per_core"] == pytest.approx(
         report["environment"]["load_average_1min"] / report["environment"]["cores"], abs=0.01)
     e2e = report["end_to_end"]
-    assert e2e["tvl1_pairs_per_video"] == benchmark.QUICK["video"][0] - 1 and len(e2e["videos"]) == 2
+    assert e2e["tvl1_pairs_per_video"] == suite.QUICK["video"][0] - 1 and len(e2e["videos"]) == 2
     # 11 pairs, stacks of 2: one centre stack reads pairs 4-5; 10 stacks start at 0..9 and read all 11.
     assert [(row["stacks"], row["pairs"]) for row in e2e["read_pairs"]] == [(1, 2), (10, 11)]
     for row in e2e["read_pairs"]:
@@ -47,7 +47,7 @@ def test_quick_benchmark_writes_every_section(tmp_path, capsys):
     [row] = report["flow_layer"]["rows"]
     if report["flow_layer"]["torch"] is not None:
         assert row["parity_relative_difference"] <= 1e-4
-    assert [t["target"] for t in report["targets"]] == [key for key, _, _ in benchmark.TARGETS]
+    assert [t["target"] for t in report["targets"]] == [key for key, _, _ in suite.TARGETS]
     assert set(report["export"]) == {"saved_model", "tflite"}
     assert report["memory"]["training_peak_rss_mib"] >= report["memory"]["inference_peak_rss_mib"] > 0
     printed = capsys.readouterr().out
@@ -57,8 +57,8 @@ def test_quick_benchmark_writes_every_section(tmp_path, capsys):
 
 
 def test_a_busy_machine_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(benchmark.os, "getloadavg", lambda: (4.5, 3.0, 2.0))
-    monkeypatch.setattr(benchmark.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(suite.os, "getloadavg", lambda: (4.5, 3.0, 2.0))
+    monkeypatch.setattr(suite.os, "sched_getaffinity", lambda pid: {0, 1})
     out = tmp_path / "bench.json"
     with pytest.raises(SystemExit) as exit_info:
         benchmark.main(["--quick", "--json", str(out)])
@@ -67,8 +67,8 @@ def test_a_busy_machine_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
     assert errors == ["error: the load average is 4.50 on 2 cores (above 1 per core): other processes would be timed "
                       "too; run on an idle machine, or pass --force to measure anyway"]
     assert not out.exists()
-    monkeypatch.setattr(benchmark.os, "getloadavg", lambda: (2.0, 3.0, 2.0))  # 1 per core: measured
-    benchmark.check_idle(force=False)
+    monkeypatch.setattr(suite.os, "getloadavg", lambda: (2.0, 3.0, 2.0))  # 1 per core: measured
+    suite.check_idle(force=False)
 
 
 def test_read_pairs_are_the_test_stacks_pairs():

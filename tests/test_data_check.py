@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CANNOT_OPEN = "cannot be opened (empty, corrupt or an unsupported codec)"
 NO_FLOW = "has no flow_x folder (extract flow or pass flow_root)"
 CLIP = [InputSpec("rgb", 4, 32)]
-STACK = [InputSpec("flow", 3, 32)]
+STACK = [InputSpec("tvl1_stack", 3, 32)]
 TRAIN = ["jump/clip_0.avi", "jump/clip_1.avi", "jump/empty.avi", "jump/noise.mp4",
          "walk/clip_0.avi", "walk/truncated.avi", "walk/frames"]
 TEST = ["jump/clip_2.avi", "walk/clip_1.avi"]
@@ -278,4 +278,4 @@ def test_recipe_inputs_are_the_union_over_trained_stages(dataset, tmp_path):
     from kerasflow.config import load_recipe
 
     recipe = load_recipe(str(_recipe(tmp_path, dataset)))
-    assert recipe_inputs(recipe) == [InputSpec("rgb", 4, 32), InputSpec("flow", 3, 32)]
+    assert recipe_inputs(recipe) == [InputSpec("rgb", 4, 32), InputSpec("tvl1_stack", 3, 32)]

@@ -35,7 +35,7 @@ def rgb_input(frames, size=16):
 
 
 def flow_input(pairs, size=16):
-    return [InputSpec("flow", pairs, size)]
+    return [InputSpec("tvl1_stack", pairs, size)]
 
 
 def _texture(seed, height=24, width=32):
@@ -185,7 +185,7 @@ def test_flow_stack_too_short_is_a_bad_video(tmp_path, grey_clip_with_flow):
     dataset = make_dataset(index, flow_input(8), batch_size=2, bad_videos=log)
     assert [weight.numpy().tolist() for _, _, weight in dataset] == [[0.0]]
     assert log.count == 1 and "needs 8" in log.summary()
-    stack = next(iter(make_dataset(index, flow_input(3), batch_size=2)))[0]["flow"]
+    stack = next(iter(make_dataset(index, flow_input(3), batch_size=2)))[0]["tvl1_stack"]
     assert stack.shape == (1, 16, 16, 6)
     with pytest.raises(UserError, match="flow"):
         make_dataset(VideoIndex([VideoItem("x.avi", 0)], ["c"], "folder", "test"), flow_input(5))

@@ -111,7 +111,7 @@ def test_letters_variant_files_decode_and_manifest(tmp_path):
         assert video.std() > 10  # a texture and letters, not a blank frame
     with pytest.raises(UserError, match="'variant': 'letters'.*, not .*'variant': 'patch'"):
         make_synthetic_dataset(out, classes=4, videos_per_class=2, frames=6, size=32)
-    with pytest.raises(UserError, match="variant='dots' invalid"):
+    with pytest.raises(ValueError, match=r"^`variant` must be one of \('patch', 'letters'\)\. Received: variant='dots'$"):
         make_synthetic_dataset(tmp_path / "dots", variant="dots")
 
 
@@ -312,7 +312,11 @@ def test_user_errors_are_one_line(synthetic, tmp_path, capsys):
     assert sidecar.read_text() == "mine"
     errors = error_of(["synth", str(a_file)])
     assert len(errors) == 1 and "is a file" in errors[0]
-    assert len(error_of(["synth", str(tmp_path / "odd"), "--size", "33"])) == 1
+    assert error_of(["synth", str(tmp_path / "odd"), "--size", "33"]) == [
+        "error: `size` must be even (MJPG video needs an even frame size), e.g. 34. Received: size=33"]
+    assert error_of(["synth", str(tmp_path / "many"), "--classes", "9"]) == [
+        "error: `classes` must be from 1 to 8 (the motion directions). Received: classes=9"]
+    assert not (tmp_path / "odd").exists() and not (tmp_path / "many").exists()
 
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
@@ -324,3 +328,14 @@ def test_user_errors_are_one_line(synthetic, tmp_path, capsys):
     (tmp_path / "r.tfrecord.json").write_text("[1, 2")
     with pytest.raises(UserError, match="r.tfrecord.json' is not valid JSON"):
         read_sidecar(record)
+
+
+def test_a_recipe_value_the_synthetic_maker_refuses_names_its_key(tmp_path):
+    from kerasflow.config import load_recipe
+    from kerasflow.data.datasets import _make_synthetic
+
+    data = load_recipe("demo", [f"data.root={tmp_path / 'data'}", "data.synthetic.size=33"]).data
+    with pytest.raises(UserError, match=r"^data\.synthetic: `size` must be even \(MJPG video needs an even frame "
+                                        r"size\), e\.g\. 34\. Received: size=33$"):
+        _make_synthetic(data)
+    assert not (tmp_path / "data").exists()

@@ -242,7 +242,7 @@ def test_predict_optical_flow_model_reads_flow_dir(optical_flow_model, held_out,
     report = json.loads(out)
     one = VideoIndex([VideoItem(video, 0, str(flow_dir))], class_names, "folder", "test")
     model = keras.saving.load_model(model_file)
-    inputs, _, _ = next(iter(make_dataset(one, [InputSpec("flow", 5, SIZE)], batch_size=1)))
+    inputs, _, _ = next(iter(make_dataset(one, [InputSpec("tvl1_stack", 5, SIZE)], batch_size=1)))
     expected = softmax(np.asarray(model.predict_on_batch(inputs), np.float64)[0])
     got = {p["class"]: p["probability"] for p in report["predictions"]}
     np.testing.assert_allclose([got[name] for name in class_names], expected, rtol=1e-4)

@@ -23,7 +23,7 @@ from kerasflow.config import load_recipe
 from kerasflow.data.pipeline import make_dataset
 from kerasflow.export import __main__ as export_command
 from kerasflow.export import writer
-from kerasflow.export.runtime import load_predictor, read_info
+from kerasflow.export.predictors import load_predictor, read_info
 from kerasflow.model_io import load_model_file, read_model_info, save_model
 from kerasflow.models import build_stage_models
 from kerasflow.training.run_folder import model_info
@@ -534,3 +534,18 @@ def test_evaluate_of_an_export_writes_beside_it_and_a_folder_without_metadata_sa
     status, _, err = call(predict, [tiny_held_out.items[0].source, "--model", str(shipped)], capsys)
     assert_one_error_line(status, err, f"{shipped} holds model.tflite but no metadata.json",
                           "copy the whole folder again or export the model again")
+
+
+def test_options_the_writer_refuses_are_value_errors_and_one_line_in_the_command(tmp_path, capsys):
+    refused = {("onnx", "none"): r"^`export_format` must be one of \('keras', 'saved_model', 'tflite'\)\. "
+                                 r"Received: export_format='onnx'$",
+               ("saved_model", "float16"): r"^`quantize` applies to the tflite format only; it must be 'none' for "
+                                           r"saved_model\. Received: quantize='float16'$"}
+    for (export_format, quantize), message in refused.items():
+        with pytest.raises(ValueError, match=message):
+            writer.export(None, None, export_format, tmp_path / "out", quantize=quantize, clips={}, source=None,
+                          frame_size=32)
+    status, _, err = call(export_command, [str(tmp_path / "m.keras"), "--format", "saved_model", "--quantize",
+                                           "float16"], capsys)
+    assert_one_error_line(status, err, "--quantize float16 applies to --format tflite; leave it out for saved_model")
+    assert list(tmp_path.iterdir()) == []

@@ -15,7 +15,7 @@ import yaml
 
 from cli_testing import run_fit, tiny_recipe
 
-from kerasflow.fit import main as fit_main
+from kerasflow.fit_command import main as fit_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,7 +120,7 @@ import sys, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from kerasflow.config import load_recipe
-from kerasflow.training.staged import train_recipe
+from kerasflow.training.trainer import train_recipe
 train_recipe(load_recipe(sys.argv[1], ["runtime.distribution=mirrored"]))
 """
 
@@ -271,7 +271,7 @@ def test_tvl1_two_stream_baseline_end_to_end(tmp_path):
     run_fit(recipe, "--set", "data.on_bad_video=fail")
     run = tmp_path / "run"
     metadata = json.loads((run / "model.keras.json").read_text())
-    assert [(spec["name"], spec["frames"]) for spec in metadata["inputs"]] == [("rgb", 4), ("flow", 2)]
+    assert [(spec["name"], spec["frames"]) for spec in metadata["inputs"]] == [("rgb", 4), ("tvl1_stack", 2)]
     assert json.loads((run / "metrics.json").read_text())["final"]["num_videos"] == 4
     assert csv_rows(run / "stages" / "flow" / "log.csv") == 1
 

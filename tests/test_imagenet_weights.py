@@ -322,7 +322,7 @@ def test_a_preset_without_imagenet_weights_is_refused_in_one_line(home, tmp_path
     with pytest.raises(UserError, match=r"^backbone preset 'tiny' has no ImageNet weights \(only resnet18, resnet34, "
                                         r"resnet50, resnet101 have\); set the weights to null"):
         from_preset("tiny", weights="imagenet")
-    import kerasflow.fit as fit
+    import kerasflow.fit_command as fit
 
     status, _, err = call(fit, [str(tiny_recipe(tmp_path)), "--set", "model.weights=imagenet"], capsys)
     assert_one_error_line(status, err, "model.weights = imagenet: backbone preset 'tiny' has no ImageNet weights; "
@@ -332,7 +332,7 @@ def test_a_preset_without_imagenet_weights_is_refused_in_one_line(home, tmp_path
 
 
 def test_fit_stops_before_training_when_the_download_fails(home, serve, tmp_path, capsys):
-    import kerasflow.fit as fit
+    import kerasflow.fit_command as fit
 
     server = serve({})
     status, _, err = call(fit, [str(tiny_recipe(tmp_path)), "--set", "model.backbone=resnet18", "--set",

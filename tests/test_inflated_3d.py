@@ -26,7 +26,7 @@ from kerasflow.model_io import save_model
 from kerasflow.models import build_stage_models, trainable_layers
 from kerasflow.models.flow_streams import build_inflated_flow_stream
 from kerasflow.training.run_folder import model_info
-from kerasflow.training.staged import train_recipe
+from kerasflow.training.trainer import train_recipe
 from kerasflow.tuning.space import SearchSpace
 
 WIDTHS = (64, 128, 256, 512)

@@ -8,7 +8,7 @@ import pytest
 
 from cli_testing import DEMO, assert_one_error_line, call, tiny_overrides
 
-import kerasflow.fit as fit_module
+import kerasflow.fit_command as fit_module
 from kerasflow.config import load_recipe, recipe_from_dict, recipe_to_dict
 from kerasflow.errors import UserError
 from kerasflow.data.feeds import recipe_indexes
@@ -16,7 +16,7 @@ from kerasflow.model_io import load_model_file
 from kerasflow.models.common import walk_layers
 from kerasflow.models.stage_rules import trainable_layers
 from kerasflow.training.init_from import initialize_from
-from kerasflow.training.staged import train_recipe
+from kerasflow.training.trainer import train_recipe
 
 # The flow run and the two-stream run built from it have no representation-flow layer: a cheap flow stage.
 NO_FLOW_LAYERS = "model.flow.num_layers=0"

@@ -9,11 +9,11 @@ from cli_testing import assert_one_error_line, call, tiny_recipe
 
 from kerasflow import evaluate
 from kerasflow.config import load_recipe
-from kerasflow.export.runtime import load_predictor
-from kerasflow.fit import main as fit_main
+from kerasflow.export.predictors import load_predictor
+from kerasflow.fit_command import main as fit_main
 from kerasflow.models import build_stage_models
-from kerasflow.training import runtime
-from kerasflow.training.staged import _compile
+from kerasflow.training import runtime_setup as runtime
+from kerasflow.training.trainer import _compile
 
 
 def test_auto_uses_xla_only_with_a_gpu_or_tpu(monkeypatch):

@@ -50,7 +50,7 @@ def clip(batch=2, frames=FRAMES, seed=0):
         ("representation_flow", ["flow"], None),
         ("optical_flow", ["flow"], None),
         ("two_stream", ["rgb", "flow", "joint"], ["flow_clip", "rgb"]),
-        ("two_stream_optical_flow", ["rgb", "flow", "joint"], ["flow", "rgb"]),
+        ("two_stream_optical_flow", ["rgb", "flow", "joint"], ["rgb", "tvl1_stack"]),
     ],
 )
 def test_stage_models_and_output_shapes(kind, keys, joint_inputs):
@@ -59,7 +59,7 @@ def test_stage_models_and_output_shapes(kind, keys, joint_inputs):
     inputs = {
         "rgb": clip(),
         "flow_clip": clip(frames=DATA.flow_frames),
-        "flow": np.zeros((2, SIZE, SIZE, 4), "uint8"),
+        "tvl1_stack": np.zeros((2, SIZE, SIZE, 4), "uint8"),
     }
     for key, model in models.items():
         names = [t.name for t in model.inputs]

@@ -11,7 +11,7 @@ import pytest
 
 from cli_testing import DEMO
 from kerasflow.config import load_recipe
-from kerasflow.training.staged import train_recipe
+from kerasflow.training.trainer import train_recipe
 
 CLASSES, VIDEOS_PER_CLASS, TEST_PER_CLASS = 4, 32, 8  # 24 training and 8 test videos per class
 

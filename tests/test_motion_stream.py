@@ -15,7 +15,7 @@ from kerasflow.data.pipeline import CropDraw, jitter_colours, load_example
 from kerasflow.data.video import clip_indices, window_start
 from kerasflow.errors import UserError
 from kerasflow.metrics import average_clip_scores
-from kerasflow.training.staged import _optimizer
+from kerasflow.training.trainer import _optimizer
 
 
 @pytest.mark.parametrize("count, frames, stride, expected", [

@@ -9,7 +9,7 @@ from kerasflow.config import load_recipe
 from kerasflow.data.feeds import model_dataset, recipe_indexes
 from kerasflow.data.pipeline import BadVideoLog
 from kerasflow.data.synthetic import write_video
-from kerasflow.training.staged import _compile
+from kerasflow.training.trainer import _compile
 
 FRAMES = 36  # at least the flow clip's window: 16 frames at stride 2 span 31
 

@@ -192,11 +192,9 @@ def test_colour_jitter_is_refused_with_packed_clips():
 
 
 def test_fit_refuses_colour_jitter_with_packed_clips_in_one_line(tmp_path, capsys):
-    import importlib
-
     from cli_testing import assert_one_error_line, call
 
-    fit = importlib.import_module("kerasflow.fit")  # the command module (kerasflow.fit the attribute is the API)
+    import kerasflow.fit_command as fit
     status, _, err = call(fit, ["demo", "--set", "data.colour_jitter=0.4", "--set",
                                 f"data.packed={{train: {tmp_path}/a.tfrecord, test: {tmp_path}/b.tfrecord}}"], capsys)
     assert_one_error_line(status, err)

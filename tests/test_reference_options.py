@@ -14,7 +14,7 @@ from kerasflow.data.pipeline import CropDraw, load_example, transform_planes
 from kerasflow.model_io import save_model, save_weights
 
 from kerasflow.training.run_folder import model_info
-from kerasflow.training.staged import kept_model
+from kerasflow.training.trainer import kept_model
 
 
 def _coded_planes(height, width):

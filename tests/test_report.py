@@ -14,7 +14,7 @@ from cli_testing import DEMO, ROOT, assert_one_error_line, call, tiny_overrides
 import kerasflow
 import kerasflow.report as report_module
 from kerasflow.config import load_recipe
-from kerasflow.training.staged import train_recipe
+from kerasflow.training.trainer import train_recipe
 
 # A single cheap stage: the representation-flow stream without flow layers, one epoch.
 CHEAP = ["model.kind=representation_flow", "model.flow.num_layers=0"]

@@ -18,7 +18,7 @@ from cli_testing import assert_one_error_line, call, in_private_mount_namespace
 from kerasflow import predict
 from kerasflow.data.inputs import InputSpec
 from kerasflow.data.video import iter_clip_frames
-from kerasflow.export.runtime import Predictor
+from kerasflow.export.predictors import Predictor
 from kerasflow.model_io import ModelInfo, save_model
 from kerasflow.streaming import default_window, stream
 

@@ -7,7 +7,7 @@ starts. ``kerasflow.backbones.presets.from_preset`` builds a preset.
 """
 
 from kerasflow.backbones.family import resolve
-from kerasflow.backbones.resnet import RESNET
+from kerasflow.backbones.resnet.resnet_family import RESNET
 from kerasflow.errors import UserError
 
 IMAGENET = "imagenet"  # the weights value that names a preset's ImageNet weights (``kerasflow.backbones.imagenet``)

@@ -1,6 +1,6 @@
 """``runtime.jit_compile`` on this machine: each setting timed on the same small models.
 
-``auto`` is whatever ``kerasflow.training.runtime.use_xla`` chooses here (XLA only with a GPU or TPU);
+``auto`` is whatever ``kerasflow.training.runtime_setup.use_xla`` chooses here (XLA only with a GPU or TPU);
 true and false are timed side by side: the flow layer alone, the two-stream model's inference and a
 joint training step, each after a warm-up call that includes XLA's compilation.
 """
@@ -50,7 +50,7 @@ def xla(sizes, batch, flow_shape, iterations, repeats):
     ``sizes`` (inference and a training step, batch ``batch``); ``xla_vs_plain`` > 1: XLA is slower."""
     import tensorflow as tf
 
-    from kerasflow.training.runtime import use_xla
+    from kerasflow.training.runtime_setup import use_xla
 
     inference, training = _model_rows(sizes, batch, repeats)
     measured = [(f"RepresentationFlow forward, {flow_shape}, {iterations} iterations",

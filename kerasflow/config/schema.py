@@ -5,7 +5,7 @@ validation), ``model`` (which network), ``stages`` (the training stages, each wi
 learning-rate schedule), ``training`` (which epoch's model the run keeps), ``runtime`` (output folder,
 seed, distribution, mixed precision) and ``evaluation`` (how models are tested), and may have a
 seventh, ``search`` (what ``python -m kerasflow.tune`` varies;
-``kerasflow.config.search``). The names a key accepts come from
+``kerasflow.config.search_section``). The names a key accepts come from
 the registries: datasets (``kerasflow.data.datasets``), model kinds (``kerasflow.models.kinds``) and
 backbone presets (``kerasflow.backbones.registry``). What a model kind needs of a recipe, its
 ``ModelKind`` checks (``check_recipe``). The checking itself is ``validation.build``.
@@ -31,7 +31,7 @@ from kerasflow.backbones.registry import (
     imagenet_checkpoint,
     preset_names,
 )
-from kerasflow.config.search import SearchConfig
+from kerasflow.config.search_section import SearchConfig
 from kerasflow.config.validation import join_key, option
 from kerasflow.data.datasets import dataset_names, get_dataset, option_keys
 from kerasflow.data.inputs import CROPS, SAMPLINGS, InputSpec
@@ -464,7 +464,7 @@ class RuntimeConfig:
     ``mixed_precision``: false, ``float16`` (or true: Keras' ``mixed_float16``) or ``bfloat16``
     (``mixed_bfloat16``: for CPUs with bfloat16 instructions, TPUs and recent GPUs).
     ``jit_compile``: whether fit, evaluate and predict run the model through XLA: true, false, or
-    ``auto`` (the default): XLA where a GPU or TPU is, not on a CPU (``kerasflow.training.runtime.use_xla``).
+    ``auto`` (the default): XLA where a GPU or TPU is, not on a CPU (``kerasflow.training.runtime_setup.use_xla``).
     """
 
     output_dir: str = option(path=True,

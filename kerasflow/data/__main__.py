@@ -4,7 +4,14 @@
 import argparse
 import os
 
-from kerasflow.cli import add_json_option, add_set_option, json_mode, positive_int, start_tensorflow_quietly
+from kerasflow.cli import (
+    add_json_option,
+    add_set_option,
+    json_mode,
+    positive_int,
+    start_tensorflow_quietly,
+    value_errors_as_user_errors,
+)
 from kerasflow.data.datasets import dataset_names
 from kerasflow.data.indexes import SUBSETS
 from kerasflow.data.video import BAD_VIDEO_POLICIES
@@ -102,7 +109,8 @@ def main(argv=None):
         from kerasflow.data.synthetic import make_synthetic_dataset
 
         options = ("classes", "videos_per_class", "frames", "size", "seed", "test_fraction", "variant")
-        out = make_synthetic_dataset(args.out_dir, **{name: getattr(args, name) for name in options})
+        with value_errors_as_user_errors():
+            out = make_synthetic_dataset(args.out_dir, **{name: getattr(args, name) for name in options})
         print(f"synthetic dataset ready in {out} (folder layout, train.txt / test.txt)")
         return 0
     if args.command == "check":

@@ -97,7 +97,10 @@ def build_index(dataset, root, split=1, subset="train", flow_root=None):
 def _make_synthetic(data):
     from kerasflow.data.synthetic import make_synthetic_dataset
 
-    make_synthetic_dataset(data.root, **dataclasses.asdict(data.synthetic))
+    try:
+        make_synthetic_dataset(data.root, **dataclasses.asdict(data.synthetic))
+    except ValueError as error:  # a value the schema lets through (an odd size, too many classes)
+        raise UserError(f"data.synthetic: {error}") from None
 
 
 register_dataset(DatasetSpec(

@@ -12,6 +12,7 @@ one ``frame_size`` square at a random place (training) or the centre (test). ``d
 keeps every n-th row and column of a frame first (2: that code's half resolution).
 """
 
+import contextlib
 import logging
 import threading
 
@@ -201,6 +202,24 @@ def bad_video_from_tf_error(exc):
     if isinstance(exc, BadVideo):
         return exc
     return BadVideo.from_text(getattr(exc, "message", None) or str(exc))
+
+
+@contextlib.contextmanager
+def bad_videos_as_user_errors():
+    """Turn what stops a tf.data pipeline and is the data's fault into a one-line UserError: a bad video
+    (``on_bad_video: fail``) or a truncated or corrupt TFRecord file."""
+    try:
+        yield
+    except tf.errors.DataLossError as error:
+        reason = " ".join(str(error.message).split())[:200]
+        raise UserError(f"a packed TFRecord file (data.packed) is truncated or corrupt ({reason}); "
+                        "pack it again with python -m kerasflow.data pack") from None
+    except (tf.errors.UnknownError, tf.errors.InvalidArgumentError) as error:
+        bad = bad_video_from_tf_error(error)
+        if bad is None:
+            raise
+        raise UserError(f"{bad}; re-encode or remove it, or set data.on_bad_video: skip to leave such videos "
+                        "out") from None
 
 
 class _BadVideoInPipeline(RuntimeError):

@@ -204,18 +204,21 @@ def make_synthetic_dataset(out_dir, classes=4, videos_per_class=24, frames=16, s
 
     ``variant``: ``"patch"`` or ``"letters"`` (see the module). Re-running with the same arguments keeps
     every video already written; a folder made with other arguments is refused (``UserError``). A
-    folder made before variants existed counts as ``patch``.
+    folder made before variants existed counts as ``patch``. Arguments out of range raise ``ValueError``.
     """
     if not 1 <= classes <= len(DIRECTIONS):
-        raise UserError(f"classes={classes} invalid; the synthetic dataset has 1 to {len(DIRECTIONS)} motion directions")
+        raise ValueError(f"`classes` must be from 1 to {len(DIRECTIONS)} (the motion directions). "
+                         f"Received: classes={classes}")
     if videos_per_class < 2 or frames < 2 or size < 16:
-        raise UserError("synthetic dataset needs videos_per_class >= 2, frames >= 2 and size >= 16")
+        raise ValueError("`videos_per_class` and `frames` must be >= 2 and `size` >= 16. Received: "
+                         f"videos_per_class={videos_per_class}, frames={frames}, size={size}")
     if size % 2:
-        raise UserError(f"size={size} is odd; MJPG video needs an even frame size, use {size + 1}")
+        raise ValueError(f"`size` must be even (MJPG video needs an even frame size), e.g. {size + 1}. "
+                         f"Received: size={size}")
     if not 0 < test_fraction < 1:
-        raise UserError(f"test_fraction={test_fraction} invalid; use a value between 0 and 1")
+        raise ValueError(f"`test_fraction` must be between 0 and 1. Received: test_fraction={test_fraction}")
     if variant not in VARIANTS:
-        raise UserError(f"variant={variant!r} invalid; use one of {', '.join(VARIANTS)}")
+        raise ValueError(f"`variant` must be one of {VARIANTS}. Received: variant={variant!r}")
     out = Path(out_dir)
     arguments = {"classes": classes, "videos_per_class": videos_per_class, "frames": frames, "size": size,
                  "seed": seed, "test_fraction": test_fraction, "variant": variant, "generator": GENERATOR_VERSION}

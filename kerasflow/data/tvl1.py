@@ -293,7 +293,7 @@ def extract_all(src_root, out_root, workers=None, bound=20, size=None, limit=Non
     ensure_writable_folder(out_root)
     workers = workers or os.cpu_count() or 1
     if workers < 1:
-        raise UserError(f"--workers {workers} is not positive; pass 1 or more")
+        raise ValueError(f"`workers` must be >= 1 (or None: one per CPU). Received: workers={workers}")
     sources = find_sources(src_root, exclude=[out_root / name for name in FLOW_FOLDERS])
     if not sources:
         raise UserError(

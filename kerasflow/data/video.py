@@ -116,7 +116,8 @@ def sample_indices(num_frames_available, num_samples, training=False, rng=None):
     ``num_samples`` repeats frames (N=3, T=5 gives [0, 0, 1, 1, 2] in test mode).
     """
     if num_frames_available < 1 or num_samples < 1:
-        raise ValueError(f"need at least one frame and one sample, got {num_frames_available}, {num_samples}")
+        raise ValueError("`num_frames_available` and `num_samples` must be >= 1. Received: "
+                         f"num_frames_available={num_frames_available}, num_samples={num_samples}")
     offsets = np.zeros(num_samples)
     if training:
         rng = np.random.default_rng() if rng is None else rng

@@ -21,10 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from kerasflow.cli import command_parser, positive_int, start_tensorflow_quietly  # noqa: E402
 from kerasflow.errors import UserError, cli_entry, run_command  # noqa: E402
 from kerasflow.export.quantization import describe  # noqa: E402
+from kerasflow.export.sample_clips import CHECK_CLIPS, check_clips, representative_clips  # noqa: E402
 from kerasflow.export.writer import FORMATS, INT8_FLOAT_OPS, QUANTIZATIONS, REPORT_HEADER  # noqa: E402
-
-CHECK_CLIPS = 8  # test clips the artifact is compared with the Keras model on
-REPRESENTATIVE_CLIPS = 32  # training clips --quantize int8 calibrates on (all of them when there are fewer)
 
 
 def default_out(model_file, run, export_format, quantize):
@@ -35,45 +33,6 @@ def default_out(model_file, run, export_format, quantize):
         stage = Path(model_file).parent.name if Path(model_file).parent != run else None
         name = run.name + (f"-{stage}" if stage else "")
     return Path("saved_models") / name / (export_format + ("" if quantize == "none" else f"-{quantize}"))
-
-
-def check_clips(info, recipe, count=CHECK_CLIPS):
-    """``(clips, where from)``: ``{input name: uint8 (N, ...)}`` of the recipe's first test videos, or
-    random frames when there is no recipe."""
-    import numpy as np
-
-    if recipe is None:
-        rng = np.random.default_rng(0)
-        return {spec.name: rng.integers(0, 256, (count, *spec.shape), dtype=np.uint8) for spec in info.inputs}, \
-            f"{count} random clips (no recipe: pass --recipe to check on test videos)"
-    from kerasflow.data.feeds import model_dataset, recipe_indexes
-    from kerasflow.data.pipeline import BadVideoLog
-
-    _, test = recipe_indexes(recipe.data)
-    dataset = model_dataset(recipe.data, test, "test", info.inputs, batch_size=count, training=False,
-                            seed=0, bad_videos=BadVideoLog())
-    inputs, _, weights = next(iter(dataset))
-    kept = np.asarray(weights) > 0
-    return {name: np.asarray(value)[kept] for name, value in inputs.items()}, f"{int(kept.sum())} test clips"
-
-
-def representative_clips(info, recipe, count=REPRESENTATIVE_CLIPS):
-    """``{input name: uint8 (N, ...)}`` of up to ``count`` training videos spread evenly over the recipe's
-    training list (each sampled as at test time), the clips ``--quantize int8`` calibrates on."""
-    import dataclasses
-
-    import numpy as np
-
-    from kerasflow.data.feeds import model_dataset, recipe_indexes
-    from kerasflow.data.pipeline import BadVideoLog
-
-    train, _ = recipe_indexes(recipe.data)
-    picked = [train.items[i] for i in np.unique(np.linspace(0, len(train.items) - 1, count).astype(int))]
-    dataset = model_dataset(recipe.data, dataclasses.replace(train, items=picked), "train", info.inputs,
-                            batch_size=len(picked), training=False, seed=0, bad_videos=BadVideoLog())
-    inputs, _, weights = next(iter(dataset))
-    kept = np.asarray(weights) > 0
-    return {name: np.asarray(value)[kept] for name, value in inputs.items()}
 
 
 @cli_entry
@@ -88,6 +47,8 @@ def main(argv=None):
     parser.add_argument("--check-clips", type=positive_int, default=CHECK_CLIPS,
                         help=f"test clips to compare the export with the Keras model on (default {CHECK_CLIPS})")
     args = parser.parse_args(argv)
+    if args.quantize != "none" and args.format != "tflite":
+        raise UserError(f"--quantize {args.quantize} applies to --format tflite; leave it out for {args.format}")
     start_tensorflow_quietly()  # before Keras loads it (kerasflow.backend), so its start-up chatter stays off
     from kerasflow.backend import name as backend_name, run_under_tensorflow
 
@@ -105,6 +66,9 @@ def main(argv=None):
         raise UserError(f"{out} exists; pass --overwrite to replace it, or --out another folder")
     recipe_path = args.recipe or (run / "recipe.yaml" if run else None)
     recipe = load_recipe(recipe_path) if recipe_path else None
+    if args.quantize == "int8" and recipe is None:
+        raise UserError("--quantize int8 calibrates on the model's training clips: pass --recipe with the recipe "
+                        "it was trained with")
     from kerasflow.export.writer import export
     from kerasflow.model_io import load_model_file
 

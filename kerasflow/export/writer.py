@@ -24,7 +24,7 @@ import numpy as np
 from kerasflow import __version__
 from kerasflow.atomic import disk_full_error, remove_stale_temporary_folders, write_error, write_json
 from kerasflow.errors import UserError
-from kerasflow.export.runtime import METADATA_FILE, MODEL_FILES, KerasPredictor, SavedModelPredictor, TFLitePredictor
+from kerasflow.export.predictors import METADATA_FILE, MODEL_FILES, KerasPredictor, SavedModelPredictor, TFLitePredictor
 from kerasflow.export.quantization import describe, float_ops, weight_summary
 
 FORMATS = ("keras", "saved_model", "tflite")
@@ -221,6 +221,18 @@ def _load_keras(path):
     return load_model_file(path)
 
 
+def _check_options(export_format, quantize):
+    """Refuse a format or quantization kerasflow does not write, or a quantization of another format than
+    TFLite (``ValueError``)."""
+    if export_format not in FORMATS:
+        raise ValueError(f"`export_format` must be one of {FORMATS}. Received: export_format={export_format!r}")
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"`quantize` must be one of {QUANTIZATIONS}. Received: quantize={quantize!r}")
+    if quantize != "none" and export_format != "tflite":
+        raise ValueError(f"`quantize` applies to the tflite format only; it must be 'none' for {export_format}. "
+                         f"Received: quantize={quantize!r}")
+
+
 def export(model, info, export_format, out, *, quantize="none", overwrite=False, clips, source, run_folder=None,
            frame_size, representative=None):
     """Write ``model`` (a trained Keras model, its ``ModelInfo`` ``info``) to the export folder ``out``.
@@ -232,15 +244,10 @@ def export(model, info, export_format, out, *, quantize="none", overwrite=False,
     lacks room. A full disk or an unwritable folder is one ``UserError`` line; so is a disk with less
     room than the weights need, before any work.
     """
-    if export_format not in FORMATS:
-        raise UserError(f"--format {export_format} is not a format; use one of {', '.join(FORMATS)}")
-    if quantize not in QUANTIZATIONS:
-        raise UserError(f"--quantize {quantize} is not a quantization; use one of {', '.join(QUANTIZATIONS)}")
-    if quantize != "none" and export_format != "tflite":
-        raise UserError(f"--quantize {quantize} applies to --format tflite; leave it out for {export_format}")
+    _check_options(export_format, quantize)
     if quantize == "int8" and not representative:
-        raise UserError("--quantize int8 calibrates on the model's training clips: pass --recipe with the recipe "
-                        "it was trained with")
+        raise ValueError("`representative` must hold the training clips int8 calibrates on. Received: "
+                         f"representative={representative!r}")
     import tensorflow as tf
 
     from kerasflow.export.serving import serving_model

@@ -27,7 +27,8 @@ class GlorotNormalPerGate(keras.initializers.RandomNormal):
     def __call__(self, shape, dtype=None):
         *window, inputs, outputs = shape
         if outputs % self.gates:
-            raise ValueError(f"The last axis ({outputs}) is not a multiple of gates={self.gates}.")
+            raise ValueError(f"The last axis of `shape` must be a multiple of gates={self.gates}. Received: "
+                             f"shape={shape}")
         receptive = math.prod(window)
         stddev = math.sqrt(2.0 / (receptive * inputs + receptive * (outputs // self.gates)))
         return keras.random.normal(shape, stddev=stddev, seed=self.seed, dtype=dtype)

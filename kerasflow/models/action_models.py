@@ -24,7 +24,7 @@ def single_stream_model(stream, num_classes, dropout, name, prefix):
     """``stream`` (a body model) + dropout + ``Dense(num_classes)``: logits ``(B, num_classes)``.
 
     Models take a dict of named inputs, as the data pipeline yields them (``kerasflow.data.inputs``):
-    ``{"rgb": clip}``, ``{"flow_clip": clip}`` or ``{"flow": stack}``. The head's layers are named
+    ``{"rgb": clip}``, ``{"flow_clip": clip}`` or ``{"tvl1_stack": stack}``. The head's layers are named
     ``<prefix>_dropout`` and ``<prefix>_classifier`` (``rgb`` or ``flow``), so a score-fusion model
     can hold both heads. EgoRCNN's heads: dropout 0.7 for the RGB stream, 0.5 for the flow streams.
     """
@@ -53,7 +53,7 @@ def two_stream_model(rgb_model, flow_model, num_classes, dropout=0.5, name="two_
     """The joint model of two single-stream models, sharing their stream bodies (§II-E).
 
     Inputs: the RGB clip and the flow stream's own input (its clip, ``flow_clip``, sampled as the flow
-    stage sampled it; or the TV-L1 stack, ``flow``). ``fusion``:
+    stage sampled it; or the TV-L1 stack, ``tvl1_stack``). ``fusion``:
     - ``"features"``: EgoRCNN's joint model: ``[flow, rgb]`` features concatenated, dropout, a new
       ``Dense(num_classes)`` named ``classifier``;
     - ``"logits"``: the mean of the two streams' logits (their own heads; no new layer): ego-rnn's

@@ -1,3 +1,3 @@
-"""What ``python -m kerasflow.fit`` runs: the staged training (``staged``), the run folder it keeps
+"""What ``python -m kerasflow.fit`` runs: the staged training (``trainer``), the run folder it keeps
 (``run_folder``), its Keras callbacks (``callbacks``), PyTorch-semantics optimizers (``optimizers``)
-and the seeds, precision and tf.distribute strategy of a recipe's ``runtime`` section (``runtime``)."""
+and the seeds, precision and tf.distribute strategy of a recipe's ``runtime`` section (``runtime_setup``)."""

@@ -228,8 +228,8 @@ class RecipeTuner(kt.engine.base_tuner.BaseTuner):
     def run_trial(self, trial, *args, **kwargs):
         import keras
 
-        from kerasflow.cli import bad_videos_as_user_errors
-        from kerasflow.training.staged import train_recipe
+        from kerasflow.data.pipeline import bad_videos_as_user_errors
+        from kerasflow.training.trainer import train_recipe
 
         recipe = self.hypermodel.build(trial.hyperparameters)
         folder = trial_folder(self.space.folder, trial.trial_id)

@@ -147,7 +147,7 @@ def check_trials(space):
     validation hold-out). Checks the planned trials of a grid or one-at-a-time search, and each factor's
     values (a range's ends) alone for a Bayesian one."""
     from kerasflow.data.feeds import recipe_indexes, validation_split
-    from kerasflow.training.staged import check_batch_sizes, check_weights_file
+    from kerasflow.training.trainer import check_batch_sizes, check_weights_file
 
     if space.search.mode == "bayesian":
         trials = [{factor.key: value} for factor in space.factors

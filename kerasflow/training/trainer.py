@@ -41,7 +41,7 @@ from kerasflow.training.multi_worker import (
     lost_worker_errors,
     new_worker_folder,
 )
-from kerasflow.training.runtime import configure, forward_function, use_xla
+from kerasflow.training.runtime_setup import configure, forward_function, use_xla
 from kerasflow.visualize import plot_training_curves
 
 logger = logging.getLogger("kerasflow")

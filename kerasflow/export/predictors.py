@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasflow.data.inputs import CROPS, INPUT_NAMES, SAMPLINGS, InputSpec
+from kerasflow.data.inputs import CROPS, INPUT_NAMES, SAMPLINGS, InputSpec, current_name
 from kerasflow.errors import UserError
 from kerasflow.model_io import ModelInfo, find_model_file, load_model_file, read_model_info
 
@@ -32,6 +32,7 @@ class Predictor:
 
     format = "keras"
     source_run = None
+    artifact_names = {}  # {input name: the artifact's own name} where they differ (exports of kerasflow 0.2)
 
     def __init__(self, info, path, keras_model=None):
         self.info, self.path, self.keras_model = info, Path(path), keras_model
@@ -48,13 +49,14 @@ class Predictor:
 
     def _one_by_one(self, inputs, run_one):
         size = len(next(iter(inputs.values())))
-        return np.concatenate([run_one({name: np.asarray(value[i : i + 1]) for name, value in inputs.items()})
+        return np.concatenate([run_one({self.artifact_names.get(name, name): np.asarray(value[i : i + 1])
+                                        for name, value in inputs.items()})
                                for i in range(size)]).astype(np.float32)
 
 
 class KerasPredictor(Predictor):
     """A Keras model; ``jit_compile`` (``runtime.jit_compile``: true, false or "auto") says whether it runs
-    through XLA (``kerasflow.training.runtime.use_xla``)."""
+    through XLA (``kerasflow.training.runtime_setup.use_xla``)."""
 
     def __init__(self, info, path, keras_model, jit_compile="auto"):
         super().__init__(info, path, keras_model)
@@ -62,7 +64,7 @@ class KerasPredictor(Predictor):
 
     def set_jit_compile(self, jit_compile):
         """Run the model through XLA or not from now on, as ``runtime.jit_compile`` says."""
-        from kerasflow.training.runtime import forward_function
+        from kerasflow.training.runtime_setup import forward_function
 
         self._forward = forward_function(self.keras_model, jit_compile)
 
@@ -83,6 +85,7 @@ class SavedModelPredictor(Predictor):
             self._serve = tf.saved_model.load(str(Path(path).parent)).signatures["serving_default"]
         except Exception as error:  # TensorFlow raises many types for a damaged SavedModel
             raise _unloadable(Path(path).parent, "a SavedModel", error) from None
+        self.artifact_names = _legacy_names(self._serve.structured_input_signature[1])
 
     def __call__(self, inputs, training=False):
         return self._one_by_one(inputs, lambda one: self._serve(**one)["logits"].numpy())
@@ -90,7 +93,7 @@ class SavedModelPredictor(Predictor):
     def signature(self):
         inputs = self._serve.structured_input_signature[1]
         logits = self._serve.structured_outputs.get("logits")
-        return ({name: (tuple(spec.shape.as_list()), spec.dtype.name) for name, spec in inputs.items()},
+        return ({current_name(name): (tuple(spec.shape.as_list()), spec.dtype.name) for name, spec in inputs.items()},
                 tuple(logits.shape.as_list()) if logits is not None else None)
 
 
@@ -100,7 +103,7 @@ class TFLitePredictor(Predictor):
     def __init__(self, info, path, threads=None):
         from ai_edge_litert.interpreter import Interpreter
 
-        from kerasflow.cli import native_output_kept_back
+        from kerasflow.native_output import native_output_kept_back
 
         super().__init__(info, path)
         try:  # one run on zeros: LiteRT's one-time notice of its CPU delegate stays off stderr
@@ -111,15 +114,21 @@ class TFLitePredictor(Predictor):
                              for name, detail in self._run.get_input_details().items()})
         except (ValueError, RuntimeError) as error:
             raise _unloadable(path, "a TFLite model", error) from None
+        self.artifact_names = _legacy_names(self._run.get_input_details())
 
     def __call__(self, inputs, training=False):
         return self._one_by_one(inputs, lambda one: self._run(**one)["logits"])
 
     def signature(self):
         outputs = self._run.get_output_details()
-        return ({name: (tuple(int(n) for n in detail["shape"]), np.dtype(detail["dtype"]).name)
+        return ({current_name(name): (tuple(int(n) for n in detail["shape"]), np.dtype(detail["dtype"]).name)
                  for name, detail in self._run.get_input_details().items()},
                 tuple(int(n) for n in outputs["logits"]["shape"]) if "logits" in outputs else None)
+
+
+def _legacy_names(names):
+    """``{input name: the artifact's name}`` of an artifact's input ``names`` that are legacy names."""
+    return {current_name(name): name for name in names if current_name(name) != name}
 
 
 def _unloadable(path, what, error):
@@ -144,7 +153,7 @@ def read_metadata(folder):
     if problem:
         raise UserError(f"{path}: {problem}; it was edited or is damaged: export the model again")
     info = ModelInfo(kind=metadata["kind"], stage=metadata["stage"], model=metadata["model"],
-                     inputs=tuple(InputSpec(**{key: spec[key] for key in INPUT_SPEC_KEYS if key in spec})
+                     inputs=tuple(InputSpec.from_dict({key: spec[key] for key in INPUT_SPEC_KEYS if key in spec})
                                   for spec in metadata["inputs"]),
                      class_names=tuple(metadata["class_names"]), version=metadata["kerasflow_version"])
     return metadata, info
@@ -178,7 +187,8 @@ def _metadata_problem(metadata):
         where = f'"inputs"[{number}]'
         if not isinstance(spec, dict):
             return f"{where} is not an object"
-        checks = {"name": (lambda value: value in INPUT_NAMES, f"one of {', '.join(INPUT_NAMES)}"),
+        checks = {"name": (lambda value: isinstance(value, str) and current_name(value) in INPUT_NAMES,
+                           f"one of {', '.join(INPUT_NAMES)}"),
                   "frames": (_is_count, "an integer >= 1"), "size": (_is_count, "an integer >= 1"),
                   "sampling": (lambda value: value in SAMPLINGS, f"one of {', '.join(SAMPLINGS)}"),
                   "stride": (_is_count, "an integer >= 1")}
