@@ -8,7 +8,7 @@ import pytest
 from cli_testing import assert_one_error_line, call, tiny_recipe
 
 import kerasflow
-import kerasflow.fit as fit_module
+import kerasflow.fit_command as fit_module
 from kerasflow.backbones import Backbone, BackboneFamily, register_family
 from kerasflow.backbones.registry import FAMILIES, PRESETS, stage_strides
 from kerasflow.config import load_recipe
