@@ -10,15 +10,14 @@ import tensorflow as tf
 from kerasflow.layers import CamSpatialAttention, ConvLSTM, egornn_convlstm
 from kerasflow.layers.convlstm import GlorotNormalPerGate
 from layer_testing import run_layer_test
+from model_testing import softmax
 
 
 def numpy_cam_attention(features, attended, kernel, bias):
     logits = features.mean(axis=(1, 2)) @ kernel + bias
     winner = logits.argmax(axis=-1)
     cam = np.einsum("bhwc,cb->bhw", features, kernel[:, winner])
-    flat = cam.reshape(len(cam), -1)
-    flat = np.exp(flat - flat.max(axis=1, keepdims=True))
-    attention = (flat / flat.sum(axis=1, keepdims=True)).reshape(cam.shape)
+    attention = softmax(cam.reshape(len(cam), -1)).reshape(cam.shape)
     return attended * attention[..., None], attention, cam, winner
 
 

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import pytest
 from cli_testing import CLASSES, DEMO, FRAMES, SIZE, assert_one_error_line, call, tiny_overrides
+from model_testing import softmax
 
 from kerasflow import evaluate, predict
 from kerasflow.config import load_recipe
@@ -161,11 +162,6 @@ def test_evaluate_json_subprocess_keeps_stdout_clean(run):
 
 # ------------------------------------------------------------------------------------------------
 # predict
-
-
-def softmax(logits):
-    exponentials = np.exp(logits - logits.max())
-    return exponentials / exponentials.sum()
 
 
 @pytest.mark.parametrize("top", [2, 10])

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import pytest
 from cli_testing import DEMO, SIZE, assert_one_error_line, call, tiny_overrides
+from model_testing import softmax
 
 from kerasflow import evaluate, predict
 from kerasflow.config import load_recipe
@@ -69,11 +70,6 @@ def held_out_inputs(index, inputs):
     batches = list(make_dataset(index, inputs, batch_size=len(index)))
     return ({name: np.concatenate([batch[0][name].numpy() for batch in batches]) for name in batches[0][0]},
             np.concatenate([batch[1].numpy() for batch in batches]))
-
-
-def softmax(logits):
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 FORMATS = [("two_stream", "keras"), ("two_stream", "saved_model"), ("two_stream", "tflite"),

@@ -6,6 +6,7 @@ import types
 import numpy as np
 import pytest
 import keras
+from model_testing import run_model_test, softmax
 
 from kerasflow.backbones import from_preset
 from kerasflow.backbones.weights import config_path
@@ -147,17 +148,17 @@ def test_one_training_step_lowers_the_loss():
         assert after < before, (key, before, after)
 
 
-def test_keras_save_and_load_give_identical_outputs(tmp_path):
-    model = build_stage_models(model_cfg("two_stream"), DATA, CLASSES)["joint"]
+@pytest.mark.parametrize("kind", ["two_stream", "two_stream_optical_flow"])
+def test_model_contract_config_shapes_and_reloads(kind):
+    model = build_stage_models(model_cfg(kind), DATA, CLASSES)["joint"]
     x = clip()
-    feed = {"rgb": x, "flow_clip": clip(frames=DATA.flow_frames, seed=3)}
-    path = tmp_path / "two_stream.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(loaded.predict(feed, verbose=0), model.predict(feed, verbose=0), atol=1e-5)
-    maps = cam_maps_model(loaded)(x)
+    feed = {"rgb": x, "flow_clip": clip(frames=DATA.flow_frames, seed=3),
+            "flow": np.random.default_rng(4).integers(0, 256, (2, SIZE, SIZE, 4), dtype=np.uint8)}
+    feed = {tensor.name: feed[tensor.name] for tensor in model.inputs}
+    loaded = run_model_test(model, feed, (2, CLASSES))
+    maps = np.asarray(cam_maps_model(loaded)(x))
     assert maps.shape == (2, FRAMES, 2, 2)
-    np.testing.assert_allclose(np.asarray(maps).sum(axis=(2, 3)), 1.0, atol=1e-5)
+    np.testing.assert_allclose(maps.sum(axis=(2, 3)), 1.0, atol=1e-5)
 
 
 def test_imagenet_weights_reach_the_streams(tmp_path):
@@ -215,10 +216,6 @@ def test_score_fusion_is_the_log_of_the_mean_softmax():
     feed = {"rgb": clip(seed=4), "flow_clip": clip(frames=DATA.flow_frames, seed=5)}
     rgb = np.asarray(models["rgb"]({"rgb": feed["rgb"]}), np.float64)
     flow = np.asarray(models["flow"]({"flow_clip": feed["flow_clip"]}), np.float64)
-
-    def softmax(logits):
-        exponentials = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return exponentials / exponentials.sum(axis=1, keepdims=True)
 
     expected = np.log((softmax(rgb) + softmax(flow)) / 2)
     np.testing.assert_allclose(np.asarray(models["joint"](feed)), expected, rtol=1e-5, atol=1e-5)
