@@ -25,6 +25,7 @@ def randomize(model, seed=0):
         weight.assign(rng.uniform(low, high, weight.shape).astype("float32"))
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("name, expected", [
     ("resnet18", 11_689_512), ("resnet34", 21_797_672), ("resnet50", 25_557_032), ("resnet101", 44_549_160),
 ])
@@ -129,6 +130,7 @@ def test_apply_stages_runs_a_range_of_stages():
 
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("network", ["per_frame", "inflated_3d"])
 def test_random_start_is_torchvisions_kaiming_normal_fan_out(network):
     """With no ImageNet weights every convolution starts as torchvision's ResNet: N(0, 2 / fan_out), not

@@ -64,7 +64,8 @@ def test_model_gradients_match_tensorflow(backend, tmp_path):
     model_cfg = build(ModelConfig, dict(kind="two_stream", backbone="tiny", convlstm_units=4, num_head_classes=10,
                                         flow={"iterations": 3, "position": 1, "bottleneck": 4}),
                       "model", Checker("test"))
-    data = types.SimpleNamespace(frame_size=32, rgb_frames=3, flow_frames=4, flow_stack=2)
+    # 64 px: a 2 x 2 CAM map, so the attention's softmax has a gradient to compare (at 1 x 1 it is constant)
+    data = types.SimpleNamespace(frame_size=64, rgb_frames=3, flow_frames=4, flow_stack=2)
     keras.utils.set_random_seed(0)
     model = build_stage_models(model_cfg, data, 3)["joint"]
     rng = np.random.default_rng(0)

@@ -189,7 +189,7 @@ def test_predict_cam_picture_has_the_grid_size(run, held_out, capsys, tmp_path):
     status, out, _ = call(predict, [held_out.items[0].source, "--model", str(run), "--cam", str(picture)], capsys)
     assert status == 0 and str(picture) in out
     image = cv2.imread(str(picture))
-    tile = SIZE * (MIN_TILE // SIZE)  # 32 px frames enlarged 4x
+    tile = SIZE * (MIN_TILE // SIZE)  # 64 px frames enlarged 2x
     assert image.shape == (TITLE_HEIGHT + tile, FRAMES * tile, 3)  # 4 frames: one row of four
     assert picture.read_bytes()[:8] == PNG_SIGNATURE
     assert not list(tmp_path.glob("*.tmp"))

@@ -29,6 +29,7 @@ from kerasflow.model_io import load_model_file, read_model_info, save_model
 from kerasflow.models import build_stage_models
 from kerasflow.training.run_folder import model_info
 
+CLIP = f"[1, 4, {SIZE}, {SIZE}, 3]"  # how an export's error lines print the tiny run's clip inputs
 MODELS = {"two_stream": "model.keras", "rgb": "stages/rgb_stage2/best.keras", "flow": "stages/flow/best.keras"}
 
 
@@ -399,7 +400,7 @@ def _truncate(metadata, folder):
      "/metadata.json names 4 classes but model.tflite gives 3 scores"),
     ("integer names", _set("class_names", [1, 2, 3]), '"class_names" is [1, 2, 3], not a list of class names'),
     ("frames", _set("frames", 8, 0), "/metadata.json describes the inputs "),
-    ("size", _set("size", 48, 1), "but model.tflite takes flow_clip [1, 4, 32, 32, 3] uint8, rgb [1, 4, 32, 32, 3]"),
+    ("size", _set("size", 48, 1), f"but model.tflite takes flow_clip {CLIP} uint8, rgb {CLIP}"),
     ("stride -3", _set("stride", -3, 0), '"inputs"[0]."stride" is -3, not an integer >= 1'),
     ("stride 0", _set("stride", 0, 1), '"inputs"[1]."stride" is 0, not an integer >= 1'),
     ("sampling", _set("sampling", "bogus", 0), '"inputs"[0]."sampling" is "bogus", not one of contiguous, segments'),
@@ -421,8 +422,8 @@ def test_a_tflite_file_of_another_model_is_refused_by_predict_evaluate_and_strea
     _, flow_only = exported("flow", "tflite", capsys=capsys)
     folder = edited_export(tflite, tmp_path / "swapped", _copy_model(flow_only / "model.tflite"))
     video = tiny_held_out.items[0].source
-    expected = (f"error: {folder / 'metadata.json'} describes the inputs flow_clip [1, 4, 32, 32, 3] uint8, rgb "
-                "[1, 4, 32, 32, 3] uint8 but model.tflite takes flow_clip [1, 4, 32, 32, 3] uint8; the metadata was "
+    expected = (f"error: {folder / 'metadata.json'} describes the inputs flow_clip {CLIP} uint8, rgb {CLIP} uint8 "
+                f"but model.tflite takes flow_clip {CLIP} uint8; the metadata was "
                 "edited or belongs to another model: export the model again")
     for command, argv in ((predict, [video]), (predict, ["--stream", video]), (evaluate, [])):
         status, _, err = call(command, [*argv, str(folder)] if command is evaluate else [*argv, "--model", str(folder)],
@@ -437,8 +438,8 @@ def test_an_edited_saved_model_export_is_one_line(exported, tiny_held_out, tmp_p
     video = tiny_held_out.items[0].source
     folder = edited_export(saved_model, tmp_path / "edited", _set("frames", 8, 0))
     status, _, err = call(predict, [video, "--model", str(folder)], capsys)
-    assert_one_error_line(status, err, "describes the inputs flow_clip [1, 4, 32, 32, 3] uint8, rgb [1, 8, 32, 32, 3] "
-                          "uint8 but the SavedModel takes flow_clip [1, 4, 32, 32, 3] uint8, rgb [1, 4, 32, 32, 3]")
+    assert_one_error_line(status, err, f"describes the inputs flow_clip {CLIP} uint8, rgb [1, 8, {SIZE}, {SIZE}, 3] "
+                          f"uint8 but the SavedModel takes flow_clip {CLIP} uint8, rgb {CLIP}")
     folder = edited_export(saved_model, tmp_path / "damaged", lambda m, f: (f / "saved_model.pb").write_bytes(b"x"))
     status, _, err = call(predict, [video, "--model", str(folder)], capsys)
     assert_one_error_line(status, err, f"{folder} cannot be loaded as a SavedModel", "export the model again")
