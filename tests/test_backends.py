@@ -43,6 +43,7 @@ def run_on(backend, *argv, check=True):
     return result
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_layer_and_optimizer_tests_pass_on(backend):
     result = run_on(backend, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", *LAYER_TESTS)
@@ -50,6 +51,7 @@ def test_layer_and_optimizer_tests_pass_on(backend):
     assert " passed" in summary and "failed" not in summary, result.stdout[-2000:]
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_model_gradients_match_tensorflow(backend, tmp_path):
     """A tiny two-stream joint model saved under TensorFlow: on the other backend its logits and the
@@ -86,6 +88,20 @@ def test_model_gradients_match_tensorflow(backend, tmp_path):
         assert error < 1e-3, (model.trainable_variables[i].path, error)
 
 
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_a_backend_without_tf_distribute_refuses_it_in_one_line(backend, monkeypatch):
+    """The fast tier's share of this module, in this TensorFlow process: what the check below meets."""
+    from kerasflow import backend as backends
+    from kerasflow.errors import UserError
+
+    monkeypatch.setattr(backends, "name", lambda: backend)
+    backends.check_runtime(types.SimpleNamespace(distribution="none"))
+    with pytest.raises(UserError, match=f"runtime.distribution = mirrored uses tf.distribute, which runs on the "
+                                        f"tensorflow backend only \\(this is KERAS_BACKEND={backend};"):
+        backends.check_runtime(types.SimpleNamespace(distribution="mirrored"))
+
+
+@pytest.mark.large
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_tf_distribute_is_refused_on(backend, tmp_path):
     recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(1,))
@@ -101,6 +117,7 @@ def _probabilities(report):
     return {row["class"]: row["probability"] for row in report["predictions"]}
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_run_trained_on_backend_is_the_same_model_under_tensorflow(backend, tmp_path, capsys):
     """Fit, predict (a file and --stream) and export on the backend; under TensorFlow (this process)
