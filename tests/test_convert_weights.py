@@ -290,6 +290,7 @@ def _run_cli(*args):
     return result, stderr
 
 
+@pytest.mark.large
 def test_cli_converts_and_rejects(tmp_path):
     state = _tiny_state()
     good, out_path = tmp_path / "good.safetensors", tmp_path / "cli.weights.h5"

@@ -195,7 +195,9 @@ def _tiny_overrides(folder, *extra):
 def test_stage_rules_pick_the_same_layers_as_in_the_per_frame_network(tmp_path):
     paths = {}
     for network in ("inflated_3d", "per_frame"):
-        recipe = load_recipe(DEMO, _tiny_overrides(tmp_path, f"model.flow_network={network}"))
+        # 64 px: the RGB stream's CAM map is 2 x 2 (at 32 px its softmax is over one position)
+        recipe = load_recipe(DEMO, _tiny_overrides(tmp_path, f"model.flow_network={network}", "data.frame_size=64",
+                                                   "data.synthetic.size=64"))
         models = build_stage_models(recipe.model, recipe.data, 4)
         paths[network] = {stage: trainable_layers(models[model], stage)
                           for stage, model in (("flow", "flow"), ("joint", "joint"))}
