@@ -155,7 +155,7 @@ def test_quantized_tflite(quantize, tolerance, exported, tiny_run, capsys):
     assert (folder / "model.tflite").stat().st_size < 0.75 * (plain / "model.tflite").stat().st_size
     if quantize == "dynamic_int8":  # what stayed float is read from the file, and said
         kept = float_weight_ops(folder / "model.tflite")
-        assert check["kept_float"] == kept and kept  # the flow stream's 3-D convolutions
+        assert check["kept_float"] == kept and kept  # the flow stream's 3-D convolutions (and, at 64 px, masks)
         assert "kept float32: the weights of these ops (no dynamic-range int8 kernel): " + \
             ", ".join(f"{name} x{count}" for name, count in sorted(kept.items())) in stdout
 
@@ -171,18 +171,19 @@ def tensor_types(path):
 
 
 def float_weight_ops(path):
-    """``{op name: count}`` of the convolutions and matmuls whose weights (input 1) are float32 with 1024 or
-    more elements."""
+    """``{op name: count}`` of the ops with a float32 constant input (one that no op writes and that is not
+    a model input: a weight, a mask) of 1024 or more elements."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path))
     tensors = {tensor["index"]: tensor for tensor in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    computed = {index for op in ops for index in op["outputs"]} | {t["index"] for t in interpreter.get_input_details()}
     found = collections.Counter()
-    for op in interpreter._get_ops_details():
-        if op["op_name"] in ("CONV_2D", "CONV_3D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
-            weight = tensors[op["inputs"][1]]
-            if weight["dtype"] == np.float32 and np.prod(weight["shape"]) >= 1024:
-                found[op["op_name"]] += 1
+    for op in ops:
+        constants = [tensors[index] for index in op["inputs"] if index >= 0 and index not in computed]
+        if any(c["dtype"] == np.float32 and np.prod(c["shape"]) >= 1024 for c in constants):
+            found[op["op_name"]] += 1
     return dict(found)
 
 
