@@ -221,6 +221,7 @@ def test_int8_needs_the_training_clips(optical_flow_model, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.large
 def test_dynamic_int8_that_quantizes_nothing_is_refused(tmp_path, capsys):
     # An inflated 3-D flow network is all CONV_3D, which TFLite's dynamic-range quantization leaves float:
     # the "quantized" file would be the float model (issue 24, item 11).

@@ -132,6 +132,7 @@ def _leaves(model):
     return list(walk_layers(model))
 
 
+@pytest.mark.large
 def test_one_training_step_lowers_the_loss():
     keras.utils.set_random_seed(0)
     models = build_stage_models(model_cfg("two_stream"), DATA, CLASSES)
@@ -150,7 +151,7 @@ def test_one_training_step_lowers_the_loss():
         assert after < before, (key, before, after)
 
 
-@pytest.mark.parametrize("kind", ["two_stream", "two_stream_optical_flow"])
+@pytest.mark.parametrize("kind", [pytest.param("two_stream", marks=pytest.mark.large), "two_stream_optical_flow"])
 def test_model_contract_config_shapes_and_reloads(kind):
     model = build_stage_models(model_cfg(kind), DATA, CLASSES)["joint"]
     x = clip()
