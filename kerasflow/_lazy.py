@@ -12,7 +12,7 @@ def lazy_attributes(package, exports):
     """``(__getattr__, __dir__)`` for ``package`` that import ``exports[name]`` (a module) on first use.
 
     ``exports`` maps each public name to the module that defines it, e.g.
-    ``{"ResNetBackbone": "kerasflow.backbones.resnet"}``.
+    ``{"from_preset": "kerasflow.backbones.presets"}``.
     """
 
     def __getattr__(name):

@@ -1,4 +1,5 @@
-"""Convert a torchvision-layout ResNet state dict (.pth or .safetensors) into Keras weights for kerasflow.
+"""Convert a state dict of a backbone's ImageNet weights (.pth or .safetensors; torchvision's layout for
+the ResNets) into Keras weights for kerasflow.
 
     python -m kerasflow.convert_weights resnet34-b627a593.pth resnet34.weights.h5 [--arch resnet34]
 
@@ -6,7 +7,7 @@ A .pth file (what torch.save writes) is read without PyTorch and without running
 
 (``python tools/convert_weights.py`` is the same command.)
 
-Writes OUT.weights.h5 and OUT.weights.h5.json (the ResNetBackbone arguments); load them with
+Writes OUT.weights.h5 and OUT.weights.h5.json (the backbone's arguments); load them with
 ``kerasflow.backbones.load_imagenet_weights(backbone, "OUT.weights.h5")``.
 """
 
@@ -17,19 +18,20 @@ from kerasflow.errors import cli_entry, run_command
 @cli_entry
 def main(argv=None):
     parser = command_parser("convert_weights", __doc__)
-    parser.add_argument("in_path", help="torchvision-layout ResNet state dict, .pth or .safetensors")
+    parser.add_argument("in_path", help="state dict in the layout of the backbone's family (torchvision's for "
+                        "the ResNets), .pth or .safetensors")
     parser.add_argument("out_path", help="output Keras weights, must end in .weights.h5")
     parser.add_argument("--arch", help="check the file against this backbone preset, e.g. resnet34 "
-                        "(default: infer the architecture from the keys and shapes)")
+                        "(default: infer the architecture, of the default preset's family, from the keys and shapes)")
     args = parser.parse_args(argv)
     start_tensorflow_quietly()
-    from kerasflow.backbones.convert import convert_file
+    from kerasflow.backbones.registry import DEFAULT_PRESET, converter, preset_names
     from kerasflow.backbones.weights import config_path
 
+    convert_file = converter(args.arch if args.arch in preset_names() else DEFAULT_PRESET)
     backbone = convert_file(args.in_path, args.out_path, arch=args.arch)
     print(f"wrote {args.out_path} and {config_path(args.out_path)} "
-          f"({backbone.count_params():,} values, {backbone.block_type}, "
-          f"blocks {list(backbone.stackwise_num_blocks)})")
+          f"({backbone.count_params():,} values, {len(backbone.stages)} stages)")
     return 0
 
 

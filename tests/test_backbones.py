@@ -6,7 +6,7 @@ import pytest
 from model_testing import run_backbone_test
 
 from kerasflow.backbones import ResNetBackbone, from_preset, preset_names
-from kerasflow.backbones.presets import PRESETS
+from kerasflow.backbones.registry import PRESETS
 from kerasflow.errors import UserError
 
 TINY = {"stackwise_num_filters": (4, 8, 8, 8), "stackwise_num_blocks": (1, 2, 1, 1), "stem_filters": 4,
@@ -135,7 +135,7 @@ def test_apply_stages_runs_a_range_of_stages():
 def test_random_start_is_torchvisions_kaiming_normal_fan_out(network):
     """With no ImageNet weights every convolution starts as torchvision's ResNet: N(0, 2 / fan_out), not
     truncated; batch norms at gamma 1, beta 0."""
-    from kerasflow.backbones.inflated import InflatedResNetBackbone
+    from kerasflow.backbones.resnet import InflatedResNetBackbone
 
     keras.utils.set_random_seed(0)
     cls = ResNetBackbone if network == "per_frame" else InflatedResNetBackbone

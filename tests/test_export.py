@@ -340,9 +340,9 @@ def test_default_out_is_under_saved_models(tiny_run):
 
 
 def readme_client():
-    section = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = section.split("## Deploy: SavedModel and TFLite", 1)[1]
-    return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    """The Python client of docs/deploy.md, the page's first python block."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "deploy.md").read_text(encoding="utf-8")
+    return re.search(r"```python\n(.*?)```", page, re.DOTALL).group(1)
 
 
 def test_readme_client_runs_as_written_and_agrees_with_predict(exported, tiny_run, tiny_held_out, capsys):
@@ -357,7 +357,7 @@ def test_readme_client_runs_as_written_and_agrees_with_predict(exported, tiny_ru
             .replace("saved_models/demo-synthetic/saved_model", str(saved_model))
             .replace("saved_models/demo-synthetic/tflite", str(tflite)))
     namespace = {}
-    exec(compile(code, "README.md (Deploy)", "exec"), namespace)
+    exec(compile(code, "docs/deploy.md", "exec"), namespace)
     tflite_probs = namespace["probs"]
     printed = capsys.readouterr().out
     status, out, err = call(predict, [video, "--model", str(tiny_run), "--json", "--top-k", "3"], capsys)

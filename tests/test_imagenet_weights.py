@@ -31,7 +31,7 @@ from safetensors.numpy import load_file
 from cli_testing import ROOT, assert_one_error_line, call, tiny_recipe
 from kerasflow.backbones import convert_file, from_preset
 from kerasflow.backbones import imagenet
-from kerasflow.backbones.presets import PRESETS
+from kerasflow.backbones.registry import PRESETS
 from kerasflow.backbones.torch_file import read_torch_file
 from kerasflow.errors import UserError
 
@@ -395,7 +395,7 @@ def test_ctrl_c_mid_download_leaves_nothing_in_the_cache(home, serve):
     server = serve({NAME: DATA}, delay=0.05)  # about 5 s for the whole file
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     script = "from kerasflow.backbones.imagenet import imagenet_weights; imagenet_weights('resnet18')"
-    patch = f"from kerasflow.backbones.presets import PRESETS; PRESETS['resnet18']['imagenet_checkpoint'] = {NAME!r}; "
+    patch = f"from kerasflow.backbones.registry import PRESETS; PRESETS['resnet18']['imagenet_checkpoint'] = {NAME!r}; "
     process = subprocess.Popen([sys.executable, "-c", patch + script], env=env, stderr=subprocess.PIPE, text=True)
     assert server.sent.wait(60)
     time.sleep(0.5)

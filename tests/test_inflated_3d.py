@@ -16,7 +16,7 @@ from test_convert_weights import TINY, torchvision_state_dict
 from test_export import tflite_ops
 
 from kerasflow.backbones import InflatedResNetBackbone, convert_file, load_imagenet_weights
-from kerasflow.backbones.convert import torch_prefix
+from kerasflow.backbones.resnet.resnet_converter import torch_prefix
 from kerasflow.backbones.weights import read_weights_config
 from kerasflow.config import load_recipe
 from kerasflow.errors import UserError

@@ -14,7 +14,7 @@ from kerasflow.errors import UserError
 from kerasflow.data.feeds import recipe_indexes
 from kerasflow.model_io import load_model_file
 from kerasflow.models.common import walk_layers
-from kerasflow.models.stages import trainable_layers
+from kerasflow.models.stage_rules import trainable_layers
 from kerasflow.training.init_from import initialize_from
 from kerasflow.training.staged import train_recipe
 

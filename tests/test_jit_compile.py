@@ -38,7 +38,8 @@ def flow_model(tmp_path_factory):
 @pytest.mark.parametrize("setting, expected", [("auto", False), (True, True), (False, False)])
 def test_fit_compiles_with_the_setting(flow_model, setting, expected):
     recipe, model = flow_model
-    _compile(model, recipe.stage("flow"), recipe.model.flow, setting)
+    stage = recipe.stage("flow")
+    _compile(model, stage, recipe.kind.optimizer_groups(model, stage, recipe.model), setting)
     assert model.jit_compile is expected  # Keras' own "auto" would be True here
 
 

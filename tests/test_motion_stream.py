@@ -103,7 +103,7 @@ def test_the_flow_parameters_train_at_their_own_rate_with_the_stages_decay():
     model = recipe.kind.build_models(recipe.model, recipe.data, 4)["flow"]
     stage = types.SimpleNamespace(optimizer="sgd", learning_rate=0.5, momentum=0.0, weight_decay=0.1,
                                   flow_learning_rate=None)
-    model.compile(optimizer=_optimizer(model, stage, recipe.model.flow),
+    model.compile(optimizer=_optimizer(stage, recipe.kind.optimizer_groups(model, stage, recipe.model)),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     block = model.get_layer("flow_stream").get_layer("flow_block")
     block.norm.gamma.assign(np.ones(block.norm.gamma.shape, "float32"))  # open the block (gamma starts at 0)

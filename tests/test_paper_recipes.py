@@ -9,7 +9,6 @@ from kerasflow.config import load_recipe
 from kerasflow.data.feeds import model_dataset, recipe_indexes
 from kerasflow.data.pipeline import BadVideoLog
 from kerasflow.data.synthetic import write_video
-from kerasflow.models.stages import set_trainable_for_stage
 from kerasflow.training.staged import _compile
 
 FRAMES = 36  # at least the flow clip's window: 16 frames at stride 2 span 31
@@ -84,8 +83,8 @@ def test_paper_recipe_trains_a_joint_step_at_paper_size(name, layout, tmp_path):
     train, _ = recipe_indexes(recipe.data)
     stage = recipe.stage("joint")
     model = recipe.kind.build_models(recipe.model, recipe.data, len(train.class_names))["joint"]
-    set_trainable_for_stage(model, stage.name)
-    _compile(model, stage, recipe.model.flow, recipe.runtime.jit_compile)
+    recipe.kind.set_trainable(model, stage.name, recipe.model)
+    _compile(model, stage, recipe.kind.optimizer_groups(model, stage, recipe.model), recipe.runtime.jit_compile)
     data = model_dataset(recipe.data, train, "train", recipe.inputs_for(stage.name), batch_size=2, training=True,
                          seed=0, bad_videos=BadVideoLog())
     inputs, labels, weights = next(iter(data))

@@ -16,7 +16,7 @@ import os
 import torch
 from safetensors.torch import save_file
 
-from kerasflow.backbones.convert import torch_layout, torch_shape
+from kerasflow.backbones.resnet.resnet_converter import torch_layout, torch_shape
 from kerasflow.backbones.resnet import ResNetBackbone
 
 FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "fixtures")

@@ -30,7 +30,8 @@ import urllib.request
 from tqdm import tqdm
 
 from kerasflow.atomic import atomic_path, ensure_writable_folder
-from kerasflow.backbones.presets import PRESETS, imagenet_checkpoint
+from kerasflow.backbones.registry import PRESETS, converter, imagenet_checkpoint
+from kerasflow.backbones.weights import config_path
 from kerasflow.errors import UserError
 
 TORCHVISION_URL = "https://download.pytorch.org/models/"
@@ -72,8 +73,6 @@ def imagenet_weights(preset):
 
     Example (a cache hit reads no network): ``load_imagenet_weights(backbone, imagenet_weights("resnet34"))``.
     """
-    from kerasflow.backbones.weights import config_path
-
     out_path = cached_weights_path(preset)
     if os.path.isfile(out_path) and os.path.isfile(config_path(out_path)):
         return out_path
@@ -86,7 +85,7 @@ def imagenet_weights(preset):
         download(source, placed)
     else:
         check_file(source, name)
-    _convert(placed if downloaded else source, out_path)
+    _convert(preset, placed if downloaded else source, out_path)
     if downloaded:  # the converted file is what is used; a checkpoint the user put here stays
         os.remove(placed)
     return out_path
@@ -198,10 +197,9 @@ def _read_chunk(response, url, received):
                         f"offline: {_offline_route(name)}") from None
 
 
-def _convert(pth_path, out_path):
-    from kerasflow.backbones.convert import convert_file
-
+def _convert(preset, pth_path, out_path):
+    """Convert the checkpoint with the converter of ``preset``'s family (imports Keras)."""
     started = time.monotonic()
-    convert_file(pth_path, out_path)
+    converter(preset)(pth_path, out_path)
     print(f"converted {os.path.basename(pth_path)} into {out_path} in {time.monotonic() - started:.1f} s",
           file=sys.stderr, flush=True)

@@ -295,7 +295,7 @@ def training_steps(sizes, batch, repeats, stages=("rgb_stage1", "rgb_stage2", "f
     import keras
 
     from kerasflow.models.kinds import STAGE_MODEL, get_kind
-    from kerasflow.models.stages import set_trainable_for_stage
+    from kerasflow.models.stage_rules import set_trainable_for_stage
 
     models = build_models("two_stream", sizes)
     kind = get_kind("two_stream")

@@ -7,7 +7,8 @@ seed, distribution, mixed precision) and ``evaluation`` (how models are tested),
 seventh, ``search`` (what ``python -m kerasflow.tune`` varies;
 ``kerasflow.config.search``). The names a key accepts come from
 the registries: datasets (``kerasflow.data.datasets``), model kinds (``kerasflow.models.kinds``) and
-backbone presets (``kerasflow.backbones.presets``). The checking itself is ``validation.build``.
+backbone presets (``kerasflow.backbones.registry``). What a model kind needs of a recipe, its
+``ModelKind`` checks (``check_recipe``). The checking itself is ``validation.build``.
 
 Path keys (``data.root``, ``data.flow_root``, ``model.weights``, ``model.init_from``, ``runtime.output_dir``) are absolute
 in a ``Recipe``: ``loading`` resolves them against the working directory (``model.weights: imagenet`` is a name, kept).
@@ -23,13 +24,19 @@ import typing
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from kerasflow.backbones.presets import IMAGENET, flow_stream_weights, imagenet_checkpoint, preset_config, preset_names
+from kerasflow.backbones.registry import (
+    DEFAULT_PRESET,
+    IMAGENET,
+    flow_stream_weights,
+    imagenet_checkpoint,
+    preset_names,
+)
 from kerasflow.config.search import SearchConfig
 from kerasflow.config.validation import join_key, option
 from kerasflow.data.datasets import dataset_names, get_dataset, option_keys
-from kerasflow.data.inputs import CROPS, FLOW_CLIP, RGB_CLIP, SAMPLINGS, TVL1_STACK, InputSpec
+from kerasflow.data.inputs import CROPS, SAMPLINGS, InputSpec
 from kerasflow.data.video import BAD_VIDEO_POLICIES
-from kerasflow.models.flow_networks import flow_network_names, get_flow_network
+from kerasflow.models.flow_networks import flow_network_names
 from kerasflow.models.kinds import STAGE_ORDER, STREAMS, get_kind, kind_names
 
 logger = logging.getLogger("kerasflow")
@@ -57,14 +64,14 @@ DEFAULT_MULTISTEP_GAMMA = 0.1
 class SyntheticConfig:
     """Options of the generated motion dataset (``data.dataset: synthetic``), made on first use."""
 
-    classes: int = option(4, minimum=2)
-    videos_per_class: int = option(24, minimum=2)
-    frames: int = option(32, minimum=2)
-    size: int = option(64, minimum=16)
-    seed: int = option(0, minimum=0)  # the dataset's own seed: runtime.seed does not change the data
-    # patch: a textured patch, 1.5-3 px/frame; letters: thin letters drifting 0.5-2 px/frame over a
-    # static texture, with sensor noise (harder motion; kerasflow.data.synthetic)
-    variant: str = option("patch", choices=("patch", "letters"))
+    classes: int = option(4, minimum=2, doc="number of classes, each one motion direction")
+    videos_per_class: int = option(24, minimum=2, doc="videos made per class")
+    frames: int = option(32, minimum=2, doc="frames per video")
+    size: int = option(64, minimum=16, doc="frame width and height in pixels")
+    seed: int = option(0, minimum=0, doc="the dataset's own seed: runtime.seed does not change the data")
+    variant: str = option("patch", choices=("patch", "letters"),
+                          doc="patch (a textured patch moving 1.5-3 px per frame) or letters (thin letters drifting "
+                              "0.5-2 px per frame over a static texture, with sensor noise: harder motion)")
 
 
 @dataclass(frozen=True)
@@ -74,35 +81,63 @@ class PackedConfig:
     When given, the RGB clips are read from them by the pure-TF reader instead of decoding videos.
     """
 
-    train: str = option(path=True)
-    test: str = option(path=True)
+    train: str = option(path=True, doc="the training subset's TFRecord file (python -m kerasflow.data pack)")
+    test: str = option(path=True, doc="the test subset's TFRecord file")
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """Which videos, how they are sampled, and the default batch size."""
 
-    dataset: str = option(choices=dataset_names)
-    root: str = option(path=True)
-    split: int = option(1, minimum=1)
-    frame_size: int = option(224, minimum=32)
-    rgb_frames: int = option(25, minimum=1)
-    flow_frames: int = option(16, minimum=1)
-    flow_stack: int = option(5, minimum=1)
-    flow_root: Optional[str] = option(None, path=True)
-    batch_size: int = option(32, minimum=1)
-    on_bad_video: str = option("skip", choices=BAD_VIDEO_POLICIES)
-    random_flip: bool = option(True)
-    crop: str = option("multiscale_corners", choices=CROPS)
-    spatial_subsample: int = option(1, minimum=1)
-    # j > 0: each training clip's brightness, contrast and saturation times a factor from [1 - j, 1 + j] (one
-    # draw per clip, every frame alike): a video's appearance changes from epoch to epoch, its motion does not
-    colour_jitter: float = option(0.0, minimum=0.0, maximum=1.0)
-    flow_sampling: str = option("contiguous", choices=SAMPLINGS)
-    flow_stride: int = option(2, minimum=1)
-    validation: Optional[Union[float, str]] = option(None)
-    synthetic: Optional[SyntheticConfig] = option(None)
-    packed: Optional[PackedConfig] = option(None)
+    dataset: str = option(choices=dataset_names,
+                          doc="which dataset: its layout under data.root and its splits (see Datasets below)")
+    root: str = option(path=True, doc="the dataset's folder (for synthetic: where it is made)")
+    split: int = option(1, minimum=1,
+                        doc="the official split (gtea61 1-4, egtea and hmdb51 1-3, folder and synthetic 1)")
+    frame_size: int = option(224, minimum=32, doc="crop size in pixels")
+    rgb_frames: int = option(25, minimum=1, doc="frames per video for the RGB stream")
+    flow_frames: int = option(16, minimum=1, doc="frames per video for the representation-flow stream")
+    flow_stack: int = option(5, minimum=1, doc="TV-L1 baseline: flow pairs per stack")
+    flow_root: Optional[str] = option(None, path=True,
+                                      doc="TV-L1 baseline: the folder holding flow_x/ and flow_y/ (null: data.root)")
+    batch_size: int = option(32, minimum=1, doc="default batch size (stages[].batch_size overrides it)")
+    on_bad_video: str = option("skip", choices=BAD_VIDEO_POLICIES,
+                               doc="a video that cannot be decoded: skip (warn and leave it out) or fail (stop)")
+    random_flip: bool = option(True,
+                               doc="horizontal flip in training (turn it off when classes depend on left/right "
+                                   "motion)")
+    crop: str = option("multiscale_corners", choices=CROPS,
+                       doc="training crops: multiscale_corners (EgoRCNN's: shorter side to 256/224 of the crop, a "
+                           "square of scale 1, 0.875, 0.75 or 0.656 at the centre or a corner, resized) or random "
+                           "(the representation-flow code's: one crop at a random place, no rescaling); test: the "
+                           "centre crop")
+    spatial_subsample: int = option(1, minimum=1,
+                                    doc="keep every n-th row and column before cropping (2: half resolution, as the "
+                                        "representation-flow code reads HMDB51)")
+    colour_jitter: float = option(0.0, minimum=0.0, maximum=1.0,
+                                  doc="j > 0: each training clip's brightness, contrast and saturation times a "
+                                      "factor from [1 - j, 1 + j], one draw for all its frames (its appearance "
+                                      "changes from epoch to epoch, its motion does not); not with data.packed")
+    flow_sampling: str = option("contiguous", choices=SAMPLINGS,
+                                doc="how the flow clip is taken: contiguous (consecutive frames flow_stride apart "
+                                    "from a random window, the centre at test; a shorter video repeats its last "
+                                    "frame) or segments (spread over the video like the RGB clip)")
+    flow_stride: int = option(2, minimum=1, doc="frames between two frames of a contiguous flow clip")
+    validation: Optional[Union[float, str]] = option(None,
+                                                     doc="what picks each stage's best checkpoint: test (the test "
+                                                         "subset, as ego-rnn; optimistic), a fraction of each "
+                                                         "class's training clips held out, a list file of training "
+                                                         "clips, or auto (20 % held out when every class has at "
+                                                         "least 50 training clips, else the test subset, which fit "
+                                                         "says in one line); null: the dataset's default (see "
+                                                         "Datasets below)")
+    synthetic: Optional[SyntheticConfig] = option(None,
+                                                  doc="the synthetic dataset's options (data.synthetic below); read "
+                                                      "only with data.dataset: synthetic (ignored, with a note, "
+                                                      "otherwise)")
+    packed: Optional[PackedConfig] = option(None,
+                                            doc="{train: FILE.tfrecord, test: FILE.tfrecord} made by python -m "
+                                                "kerasflow.data pack: RGB clips are read from them")
 
     @staticmethod
     def _finish(values, key, checker):
@@ -160,15 +195,27 @@ class FlowConfig:
     default; a number gives the group its own L2).
     """
 
-    num_layers: int = option(2, minimum=0, maximum=3)
-    iterations: int = option(20, minimum=1)
-    position: int = option(2, minimum=1, maximum=3)
-    bottleneck: int = option(32, minimum=1)
-    image_gradient: str = option("sobel", choices=IMAGE_GRADIENTS)
-    normalize: str = option("sample", choices=NORMALIZE_MODES)
-    trainable: list[int] = option((0, 1, 1, 1, 1), minimum=0, maximum=1)
-    learning_rate_scale: float = option(0.01, above=0.0)
-    weight_decay: Optional[float] = option(None, minimum=0.0)
+    num_layers: int = option(2, minimum=0, maximum=3,
+                             doc="representation-flow layers in the flow block (0: no block, Table 5's without row)")
+    iterations: int = option(20, minimum=1, doc="TV-L1 iterations each flow layer unrolls")
+    position: int = option(2, minimum=1, maximum=3, doc="the backbone stage the flow block follows")
+    bottleneck: int = option(32, minimum=1, doc="channels the block reduces its input to before the flow layers")
+    image_gradient: str = option("sobel", choices=IMAGE_GRADIENTS,
+                                 doc="sobel (the paper's eq. 9), central (OpenCV's TV-L1 gradient) or reference (the "
+                                     "representation-flow code's border rule); docs/representation-flow.md gives all "
+                                     "three")
+    normalize: str = option("sample", choices=NORMALIZE_MODES,
+                            doc="min-max to [0, 255] before each flow layer: sample (one min/max per sample), "
+                                "sample_channel (per sample and channel) or none")
+    trainable: list[int] = option((0, 1, 1, 1, 1), minimum=0, maximum=1,
+                                  doc="the original code's five flags [image_gradient, grad_div, theta, lambda, "
+                                      "tau]: which flow parameters train")
+    learning_rate_scale: float = option(0.01, above=0.0,
+                                        doc="the flow layers' own parameters (theta, tau, lambda and their kernels) "
+                                            "train at this times the stage's rate")
+    weight_decay: Optional[float] = option(None, minimum=0.0,
+                                           doc="their L2 weight decay (null: the stage's, as the representation-flow "
+                                               "code)")
 
     @staticmethod
     def _finish(values, key, checker):
@@ -198,27 +245,49 @@ class ModelConfig:
     ``.keras`` file, or a list of them) starts the run from those models' streams
     (``kerasflow.training.init_from``); ``init_streams`` takes only the streams it names.
     ``flow_network`` is the representation-flow stream's network: ``per_frame`` (the seed paper's) or
-    ``inflated_3d`` (the representation-flow code's 3-D ResNet; ``kerasflow.models.flow_networks``).
+    ``inflated_3d`` (the representation-flow code's network: the backbone in 3-D;
+    ``kerasflow.models.flow_networks``).
     """
 
     _renamed = {"num_flow_layers": "flow.num_layers", "flow_iterations": "flow.iterations",
                 "flow_position": "flow.position", "flow_bottleneck": "flow.bottleneck"}
 
-    kind: str = option(choices=kind_names)
-    backbone: str = option("resnet34", choices=preset_names)
-    flow_backbone: Optional[str] = option(None, choices=preset_names)
-    weights: Optional[str] = option(None, path=True, words=(IMAGENET,))
-    flow_weights: Optional[str] = option(None, path=True, words=(IMAGENET,))
-    flow: FlowConfig = option(FlowConfig())
-    flow_network: str = option("per_frame", choices=flow_network_names)
-    fusion: str = option("features", choices=FUSIONS)
-    rgb_dropout: float = option(0.7, minimum=0.0, below=1.0)
-    flow_dropout: float = option(0.5, minimum=0.0, below=1.0)
-    fusion_dropout: float = option(0.5, minimum=0.0, below=1.0)
-    convlstm_units: int = option(512, minimum=1)
-    num_head_classes: int = option(1000, minimum=1)
-    init_from: Optional[Union[list[str], str]] = option(None, path=True)
-    init_streams: Optional[list[str]] = option(None, choices=STREAMS)
+    kind: str = option(choices=kind_names, doc="which streams, stages and inputs (see Model kinds below)")
+    backbone: str = option(DEFAULT_PRESET, choices=preset_names,
+                           doc="the backbone preset of the RGB stream, and of the flow stream unless flow_backbone "
+                               "is set (see Backbone presets below)")
+    flow_backbone: Optional[str] = option(None, choices=preset_names,
+                                          doc="the flow stream's own backbone (null: model.backbone)")
+    weights: Optional[str] = option(None, path=True, words=(IMAGENET,),
+                                    doc="imagenet (the backbone's ImageNet weights, fetched and cached on first "
+                                        "use), a converted ImageNet .weights.h5 (may name {backbone} and "
+                                        "{flow_backbone}, e.g. weights/{backbone}.weights.h5), or null for random "
+                                        "initialisation")
+    flow_weights: Optional[str] = option(None, path=True, words=(IMAGENET,),
+                                         doc="the flow stream's ImageNet weights, as model.weights (null: "
+                                             "model.weights when it is imagenet or the two backbones are the same)")
+    flow: FlowConfig = option(FlowConfig(), doc="the representation-flow block (model.flow below)")
+    flow_network: str = option("per_frame", choices=flow_network_names,
+                               doc="the representation-flow stream's network (see Flow networks below); inflated_3d "
+                                   "needs longer clips: the schema names the fewest frames")
+    fusion: str = option("features", choices=FUSIONS,
+                         doc="how two streams are joined: features (concatenated features, a new classifier: "
+                             "EgoRCNN's joint model), logits (the mean of the two streams' logits: ego-rnn's late "
+                             "fusion) or scores (the mean of their softmax)")
+    rgb_dropout: float = option(0.7, minimum=0.0, below=1.0, doc="dropout before the RGB stream's classifier")
+    flow_dropout: float = option(0.5, minimum=0.0, below=1.0, doc="dropout before the flow stream's classifier")
+    fusion_dropout: float = option(0.5, minimum=0.0, below=1.0, doc="dropout before the fusion classifier")
+    convlstm_units: int = option(512, minimum=1, doc="channels of the RGB stream's ConvLSTM")
+    num_head_classes: int = option(1000, minimum=1,
+                                   doc="classes of the ImageNet head whose class activation map gives the RGB "
+                                       "stream's attention")
+    init_from: Optional[Union[list[str], str]] = option(None, path=True,
+                                                        doc="start from other runs' models: a run folder or .keras "
+                                                            "file, or a list of them, each stream from the first "
+                                                            "that has one (docs/training.md)")
+    init_streams: Optional[list[str]] = option(None, choices=STREAMS,
+                                               doc="the streams to take from model.init_from, e.g. [rgb] (null: "
+                                                   "every stream the kind has)")
 
     @staticmethod
     def _finish(values, key, checker):
@@ -286,9 +355,14 @@ class ScheduleConfig:
     """Per-epoch learning-rate schedule: ``multistep`` (x gamma at each milestone epoch),
     ``exponential`` (x gamma every epoch) or ``constant``."""
 
-    type: str = option(choices=SCHEDULES)
-    milestones: Optional[list[int]] = option(None, minimum=1)
-    gamma: Optional[float] = option(None, above=0.0, maximum=1.0)
+    type: str = option(choices=SCHEDULES,
+                       doc="multistep (x gamma at each milestone epoch), exponential (x gamma every epoch) or "
+                           "constant")
+    milestones: Optional[list[int]] = option(None, minimum=1,
+                                             doc="multistep only: the increasing epochs at which the rate is "
+                                                 "multiplied by gamma")
+    gamma: Optional[float] = option(None, above=0.0, maximum=1.0,
+                                    doc="the factor (multistep: 0.1 when left out; exponential: required)")
 
     def factor(self, epoch: int) -> float:
         """Multiplier of the base learning rate in 0-based ``epoch``.
@@ -335,17 +409,29 @@ class StageConfig:
     ``learning_rate``.
     """
 
-    name: str = option(choices=STAGE_ORDER)
-    epochs: int = option(minimum=1)
-    optimizer: str = option(choices=OPTIMIZERS)
-    learning_rate: float = option(above=0.0)
-    weight_decay: float = option(0.0, minimum=0.0)
-    momentum: Optional[float] = option(None, minimum=0.0, below=1.0)
-    epsilon: Optional[float] = option(None, above=0.0)
-    schedule: ScheduleConfig = option(ScheduleConfig("constant"))
-    batch_size: Optional[int] = option(None, minimum=1)
-    frames: Optional[int] = option(None, minimum=1)
-    flow_learning_rate: Optional[float] = option(None, above=0.0)
+    name: str = option(choices=STAGE_ORDER,
+                       doc="which stage: rgb_stage1, rgb_stage2 (kinds rgb, two_stream*), flow (all but rgb), joint "
+                           "(two_stream*); each at most once; a kind trains its stages in this order and skips the "
+                           "others (one line says which)")
+    epochs: int = option(minimum=1, doc="epochs the stage trains")
+    optimizer: str = option(choices=OPTIMIZERS,
+                            doc="adam or sgd, with torch.optim's updates (kerasflow.training.optimizers)")
+    learning_rate: float = option(above=0.0, doc="the stage's base learning rate")
+    weight_decay: float = option(0.0, minimum=0.0,
+                                 doc="L2 weight decay as PyTorch's (added to the gradient), not Keras' decoupled "
+                                     "decay")
+    momentum: Optional[float] = option(None, minimum=0.0, below=1.0, doc="sgd only (0.0 when left out)")
+    epsilon: Optional[float] = option(None, above=0.0, doc="adam only (1e-7 when left out)")
+    schedule: ScheduleConfig = option(ScheduleConfig("constant"),
+                                      doc="the per-epoch learning-rate schedule (stages[].schedule below)")
+    batch_size: Optional[int] = option(None, minimum=1, doc="this stage's batch size (null: data.batch_size)")
+    frames: Optional[int] = option(None, minimum=1,
+                                   doc="this stage's frames per video (null: data.rgb_frames for the RGB stages, "
+                                       "data.flow_frames for the flow stage)")
+    flow_learning_rate: Optional[float] = option(None, above=0.0,
+                                                 doc="joint stage only: the learning rate of the flow stream's "
+                                                     "fine-tuned layers (EgoRCNN: 1e-4 while the rest uses 1e-2; "
+                                                     "null: learning_rate)")
 
     def learning_rate_at(self, epoch: int) -> float:
         """Learning rate in 0-based ``epoch``: ``learning_rate * schedule.factor(epoch)``."""
@@ -381,11 +467,21 @@ class RuntimeConfig:
     ``auto`` (the default): XLA where a GPU or TPU is, not on a CPU (``kerasflow.training.runtime.use_xla``).
     """
 
-    output_dir: str = option(path=True)
-    seed: int = option(0, minimum=0)
-    distribution: str = option("none", choices=DISTRIBUTIONS)
-    mixed_precision: bool | str = option(False, choices=PRECISIONS)
-    jit_compile: bool | str = option("auto", choices=JIT_COMPILE)
+    output_dir: str = option(path=True,
+                             doc="the run folder; may name {dataset}, {split}, {kind}, {backbone}, e.g. "
+                                 "runs/egtea-split{split}")
+    seed: int = option(0, minimum=0,
+                       doc="seed of initialisation, shuffling and augmentation; the data and the test set do not "
+                           "depend on it")
+    distribution: str = option("none", choices=DISTRIBUTIONS,
+                               doc="none, mirrored (tf.distribute over all local GPUs or CPU devices) or "
+                                   "multi_worker_mirrored (the cluster in TF_CONFIG); TensorFlow backend only")
+    mixed_precision: bool | str = option(False, choices=PRECISIONS,
+                                         doc="float16 (or true) for mixed_float16, bfloat16 for mixed_bfloat16, "
+                                             "false for float32")
+    jit_compile: bool | str = option("auto", choices=JIT_COMPILE,
+                                     doc="XLA for fit, evaluate and predict: true, false, or auto (XLA with a GPU or "
+                                         "TPU, not on a CPU)")
 
 
 @dataclass(frozen=True)
@@ -394,7 +490,10 @@ class TrainingConfig:
     as ego-rnn keeps it) or ``last`` (the last epoch, as the representation-flow code's
     ``train_model.py``, which overwrites one checkpoint every epoch)."""
 
-    keep: str = option("best", choices=KEEPS)
+    keep: str = option("best", choices=KEEPS,
+                       doc="the run's model: the last stage's best epoch on validation (as ego-rnn keeps it) or its "
+                           "last (as the representation-flow code's train_model.py); a stage always hands its last "
+                           "epoch to the next")
 
 
 @dataclass(frozen=True)
@@ -407,21 +506,26 @@ class EvaluationConfig:
     their probabilities).
     """
 
-    clips: int = option(1, minimum=1)
-    average: str = option("logits", choices=AVERAGES)
+    clips: int = option(1, minimum=1,
+                        doc="clips per test video: evenly spaced flow windows, or TV-L1 stacks (ego-rnn tests its "
+                            "flow stream on 5)")
+    average: str = option("logits", choices=AVERAGES,
+                          doc="how a video's clips are averaged by fit's test, evaluate and predict --clips "
+                              "(predict --average): logits (their mean, as ego-rnn's eval-run-flow.py) or softmax "
+                              "(the mean probability)")
 
 
 @dataclass(frozen=True)
 class Recipe:
     """A checked training recipe. Build it with ``load_recipe`` or ``recipe_from_dict``."""
 
-    data: DataConfig = option()
-    model: ModelConfig = option()
-    stages: list[StageConfig] = option()
-    runtime: RuntimeConfig = option()
-    training: TrainingConfig = option(TrainingConfig())
-    evaluation: EvaluationConfig = option(EvaluationConfig())
-    search: Optional[SearchConfig] = option(None)
+    data: DataConfig = option(doc="which videos, how they are sampled and cropped, batch size, validation")
+    model: ModelConfig = option(doc="which network")
+    stages: list[StageConfig] = option(doc="the training stages, each with its optimizer and learning-rate schedule")
+    runtime: RuntimeConfig = option(doc="the run folder, seed, distribution, precision, XLA")
+    training: TrainingConfig = option(TrainingConfig(), doc="which epoch's model the run keeps")
+    evaluation: EvaluationConfig = option(EvaluationConfig(), doc="how models are tested")
+    search: Optional[SearchConfig] = option(None, doc="what python -m kerasflow.tune varies (fit ignores the section)")
 
     @property
     def kind(self):
@@ -460,15 +564,7 @@ class Recipe:
 
     def inputs_for(self, stage_name: str) -> list[InputSpec]:
         """The inputs of the model ``stage_name`` trains, as the pipelines sample them for it."""
-        rgb, flow = self.frames_for(self.stage(stage_name))
-        data = self.data
-        crop = dict(crop=data.crop, subsample=data.spatial_subsample)
-        specs = {
-            RGB_CLIP: InputSpec(RGB_CLIP, rgb, data.frame_size, **crop),
-            FLOW_CLIP: InputSpec(FLOW_CLIP, flow, data.frame_size, data.flow_sampling, data.flow_stride, **crop),
-            TVL1_STACK: InputSpec(TVL1_STACK, data.flow_stack, data.frame_size, **crop),
-        }
-        return [specs[name] for name in self.kind.stage_inputs(stage_name)]
+        return self.kind.input_specs(self, stage_name)
 
     @staticmethod
     def _finish(values, key, checker):
@@ -477,22 +573,7 @@ class Recipe:
         _check_stage_names(kind, [stage.name for stage in stages], checker)
         values["runtime"] = _fill_output_dir(values["runtime"], data, model, checker)
         recipe = Recipe(**values)
-        for index, stage in enumerate(stages):
-            if kind.flow == "optical" and stage.name == "flow" and stage.frames is not None:
-                checker.fail(f"stages[{index}].frames is not read by the optical-flow stream; "
-                             "set data.flow_stack (flow frames per stack) instead")
-        if kind.flow == "representation":
-            network, layers = get_flow_network(model.flow_network), model.flow.num_layers
-            strides = preset_config(model.flow_backbone)["stackwise_num_strides"]
-            needed = network.frames_needed(strides, model.flow.position, layers)
-            rule = f"; {network.clip_rule}" if network.clip_rule else ""
-            for where, frames in [("data.flow_frames", data.flow_frames)] + [
-                    (f"stages[{index}].frames", stage.frames) for index, stage in enumerate(stages)
-                    if stage.name == "flow" and stage.frames is not None]:
-                if frames < needed:
-                    checker.invalid(where, frames, f"at least {needed} (each of the "
-                                    f"model.flow.num_layers = {layers} representation-"
-                                    f"flow layers uses one frame pair{rule})")
+        kind.check_recipe(recipe, checker)
         if data.synthetic is not None:
             longest = max(max(recipe.frames_for(stage)) for stage in recipe.trained_stages)
             if data.synthetic.frames < longest:

@@ -31,10 +31,19 @@ class SearchConfig:
     the last of them trains.
     """
 
-    factors: Any = option()
-    mode: str = option("grid", choices=SEARCH_MODES)
-    stages: Optional[list[str]] = option(None, choices=STAGE_ORDER)
-    max_trials: int = option(10, minimum=1)
+    factors: Any = option(
+                          doc="recipe keys, dotted as --set writes them (model.flow.num_layers, "
+                              "stages.flow.learning_rate), each with the list of values its trials take; bayesian "
+                              "also takes a range {min, max, sampling: linear or log}")
+    mode: str = option("grid", choices=SEARCH_MODES,
+                       doc="grid (every combination; two that make the same model run once), one_at_a_time (one "
+                           "factor varied at a time, the others at the recipe's values: the paper's tables) or "
+                           "bayesian (keras-tuner's Bayesian optimisation, max_trials trials; needs pip install "
+                           '"kerasflow[bayesian]")')
+    stages: Optional[list[str]] = option(None, choices=STAGE_ORDER,
+                                         doc="the stages a trial trains, e.g. [flow]: the representation-flow stream "
+                                             "alone, as the paper's ablations (null: every stage of model.kind)")
+    max_trials: int = option(10, minimum=1, doc="bayesian only: how many trials")
 
     @staticmethod
     def _finish(values, key, checker):

@@ -34,16 +34,17 @@ _PLURAL_WORDS = {int: "integers", float: "numbers"}
 
 
 def option(default=dataclasses.MISSING, *, choices=None, minimum=None, maximum=None, above=None, below=None,
-           path=False, words=()):
+           path=False, words=(), doc=""):
     """A dataclass field with the checks ``build`` applies.
 
     ``choices``: the allowed strings, or a function returning them (a registry's names);
     ``minimum``/``maximum``: inclusive bounds, ``above``/``below``: exclusive bounds;
     ``path``: the string is a path, made absolute against the working directory, unless it is one of
-    ``words`` (names a path key also takes, e.g. ``imagenet``).
+    ``words`` (names a path key also takes, e.g. ``imagenet``);
+    ``doc``: what the key means, in one line (the recipe key reference, ``kerasflow.config.reference``).
     """
     metadata = {"choices": choices, "minimum": minimum, "maximum": maximum, "above": above,
-                "below": below, "path": path, "words": tuple(words)}
+                "below": below, "path": path, "words": tuple(words), "doc": doc}
     return dataclasses.field(default=default, metadata=metadata)
 
 

@@ -1,10 +1,11 @@
-"""The motion streams: representation flow inside a ResNet (seed §II-C/D), per frame or inflated to 3-D
-(``kerasflow.models.flow_networks``), and the TV-L1 baseline."""
+"""The motion streams: representation flow inside a backbone (seed §II-C/D: a ResNet), per frame or on
+the backbone's 3-D version (``kerasflow.models.flow_networks``), and the TV-L1 baseline. Any backbone
+preset fits (``kerasflow.backbones.backbone.Backbone``: stem, stages, pool)."""
 
 import keras
 
-from kerasflow.backbones.inflated import InflatedResNetBackbone
 from kerasflow.backbones.presets import from_preset
+from kerasflow.backbones.registry import DEFAULT_PRESET
 from kerasflow.data.inputs import FLOW_CLIP, TVL1_STACK
 from kerasflow.layers import FoldTime, FrameNormalization, RepresentationFlowBlock, TimeAverage, UnfoldTime
 from kerasflow.layers.preprocessing import FLOW_MEAN, FLOW_STD
@@ -13,7 +14,7 @@ from kerasflow.layers.preprocessing import FLOW_MEAN, FLOW_STD
 def build_representation_flow_stream(
     frames,
     frame_size,
-    backbone="resnet34",
+    backbone=DEFAULT_PRESET,
     weights=None,
     num_flow_layers=2,
     flow_iterations=20,
@@ -24,7 +25,7 @@ def build_representation_flow_stream(
     """The representation-flow stream body: uint8 clip ``(B, T, S, S, 3)`` -> ``(B, C)`` features
     (ImageNet-normalised inside, like the RGB stream).
 
-    Per frame: the ResNet stem and its first ``flow_position`` stages; then, over time, a
+    Per frame: the backbone's stem and its first ``flow_position`` stages; then, over time, a
     ``RepresentationFlowBlock`` of ``num_flow_layers`` flow layers (none when 0, Table 5), which
     leaves ``T - num_flow_layers`` time steps; then the remaining stages and global average pooling
     per time step, averaged over time. The classifier that follows is linear, so classifying this
@@ -34,30 +35,30 @@ def build_representation_flow_stream(
 
     Returns a ``keras.Model`` named ``"flow_stream"``.
     """
-    resnet = from_preset(backbone, weights, include_head=False)
+    backbone_model = from_preset(backbone, weights, include_head=False)
     clip = keras.Input((frames, frame_size, frame_size, 3), name=FLOW_CLIP, dtype="uint8")
-    x = resnet.stem(FoldTime(name="frames")(FrameNormalization(name="normalize")(clip)))
-    x, _ = resnet.apply_stages(x, 0, _checked_position(flow_position))
+    x = backbone_model.stem(FoldTime(name="frames")(FrameNormalization(name="normalize")(clip)))
+    x, _ = backbone_model.apply_stages(x, 0, _checked_position(flow_position))
     steps = frames
     if num_flow_layers:
         x = UnfoldTime(frames, name="before_flow")(x)
         x = _flow_block(num_flow_layers, flow_iterations, bottleneck, flow_options)(x)
         steps = frames - num_flow_layers
         x = FoldTime(name="after_flow")(x)
-    x, _ = resnet.apply_stages(x, flow_position)
-    x = resnet.pool(x)
+    x, _ = backbone_model.apply_stages(x, flow_position)
+    x = backbone_model.pool(x)
     x = TimeAverage(name="time_average")(UnfoldTime(steps, name="steps")(x))
     return keras.Model(clip, x, name="flow_stream")
 
 
-def build_inflated_flow_stream(frames, frame_size, backbone="resnet50", weights=None, num_flow_layers=2,
+def build_inflated_flow_stream(frames, frame_size, backbone=DEFAULT_PRESET, weights=None, num_flow_layers=2,
                                flow_iterations=20, flow_position=2, bottleneck=32, flow_options=None):
     """The representation-flow code's own flow network (its ``flow_2p1d_resnets.py``): uint8 clip
     ``(B, T, S, S, 3)`` -> ``(B, C)`` features (ImageNet-normalised inside, like the per-frame stream).
 
-    The ResNet inflated to 3-D (``InflatedResNetBackbone``) over the whole clip: its stem and first
-    ``flow_position`` stages convolve over time (conv1 7x7x7 without time padding, a 3x3x3 max pool and
-    every strided stage halve the clip: 16 frames leave 4 after stage 2); then the
+    The backbone's 3-D version over the whole clip (a ResNet's: ``InflatedResNetBackbone``): its stem
+    and first ``flow_position`` stages convolve over time (conv1 7x7x7 without time padding, a 3x3x3 max
+    pool and every strided stage halve the clip: 16 frames leave 4 after stage 2); then the
     ``RepresentationFlowBlock`` on those frames (none when ``num_flow_layers`` is 0) without a bias on
     its convolution between flow layers, as the reference's ``flow_conv``; the remaining stages; global
     average pooling over time and space. The reference puts the block after stage 2 and trains ResNet-50
@@ -67,14 +68,14 @@ def build_inflated_flow_stream(frames, frame_size, backbone="resnet50", weights=
 
     Returns a ``keras.Model`` named ``"flow_stream"``.
     """
-    resnet = InflatedResNetBackbone.from_preset(backbone, weights, include_head=False)
+    backbone_model = from_preset(backbone, weights, dims=3, include_head=False)
     clip = keras.Input((frames, frame_size, frame_size, 3), name=FLOW_CLIP, dtype="uint8")
-    x = resnet.stem(FrameNormalization(name="normalize")(clip))
-    x, _ = resnet.apply_stages(x, 0, _checked_position(flow_position))
+    x = backbone_model.stem(FrameNormalization(name="normalize")(clip))
+    x, _ = backbone_model.apply_stages(x, 0, _checked_position(flow_position))
     if num_flow_layers:
         x = _flow_block(num_flow_layers, flow_iterations, bottleneck, flow_options, smooth_bias=False)(x)
-    x, _ = resnet.apply_stages(x, flow_position)
-    return keras.Model(clip, resnet.pool(x), name="flow_stream")
+    x, _ = backbone_model.apply_stages(x, flow_position)
+    return keras.Model(clip, backbone_model.pool(x), name="flow_stream")
 
 
 def _checked_position(flow_position):
@@ -88,15 +89,16 @@ def _flow_block(num_flow_layers, flow_iterations, bottleneck, flow_options, smoo
                                    flow_options=flow_options, smooth_bias=smooth_bias, name="flow_block")
 
 
-def build_optical_flow_stream(frame_size, stack=5, backbone="resnet34", weights=None):
+def build_optical_flow_stream(frame_size, stack=5, backbone=DEFAULT_PRESET, weights=None):
     """EgoRCNN's TV-L1 flow stream body: uint8 ``(B, S, S, 2 * stack)`` stacked (x, y) flow planes ->
     ``(B, C)``, normalised inside as ego-rnn does (``(v / 255 - 0.449) / 0.226``).
 
-    A ResNet whose first convolution takes the ``2 * stack`` flow planes, initialised from the
-    ImageNet ``conv1`` averaged over RGB and repeated (``load_imagenet_weights`` does it).
+    A backbone whose first convolution takes the ``2 * stack`` flow planes, initialised from the
+    ImageNet ``conv1`` averaged over RGB and repeated (the backbone's ``load_converted_weights`` does it).
     Returns a ``keras.Model`` named ``"flow_stream"``.
     """
-    resnet = from_preset(backbone, weights, input_channels=2 * stack, include_head=False)
+    backbone_model = from_preset(backbone, weights, input_channels=2 * stack, include_head=False)
     flow = keras.Input((frame_size, frame_size, 2 * stack), name=TVL1_STACK, dtype="uint8")
-    x, _ = resnet.apply_stages(resnet.stem(FrameNormalization(FLOW_MEAN, FLOW_STD, name="normalize")(flow)))
-    return keras.Model(flow, resnet.pool(x), name="flow_stream")
+    x = backbone_model.stem(FrameNormalization(FLOW_MEAN, FLOW_STD, name="normalize")(flow))
+    x, _ = backbone_model.apply_stages(x)
+    return keras.Model(flow, backbone_model.pool(x), name="flow_stream")

@@ -18,7 +18,7 @@ import keras
 
 from kerasflow import metrics
 from kerasflow.backbones.imagenet import imagenet_weights
-from kerasflow.backbones.presets import IMAGENET
+from kerasflow.backbones.registry import IMAGENET
 from kerasflow.backbones.weights import read_weights_config
 from kerasflow.data.check import check_recipe_data
 from kerasflow.data.datasets import AUTO
@@ -26,9 +26,7 @@ from kerasflow.data.feeds import auto_validation_note, model_dataset, recipe_ind
 from kerasflow.data.pipeline import BadVideoLog
 from kerasflow.errors import UserError
 from kerasflow.model_io import MODEL_FILE, load_model_file, load_weights, save_model, save_weights
-from kerasflow.models.common import walk_layers
 from kerasflow.models.kinds import STAGE_MODEL
-from kerasflow.models.stages import set_trainable_for_stage
 from kerasflow.atomic import disk_errors_as_user_errors
 from kerasflow.backend import check_runtime
 from kerasflow.training.callbacks import BadVideoReport, StageCheckpoint, TrainingDataGuard
@@ -49,22 +47,9 @@ from kerasflow.visualize import plot_training_curves
 logger = logging.getLogger("kerasflow")
 
 
-def _optimizer(model, stage, flow):
-    """The stage's optimizer with PyTorch's semantics: L2 weight decay and parameter groups.
-
-    Groups: the representation-flow layers' own parameters (theta, tau, lambda, kernels) at
-    ``model.flow.learning_rate_scale`` times the rate of their stream, with ``model.flow.weight_decay``
-    (null: the stage's, as the representation-flow code's group inherits its optimiser's); in the joint
-    stage, the flow stream at ``flow_learning_rate`` (EgoRCNN's 1e-4 while the rest trains at 1e-2).
-    """
-    stream_factor = 1.0 if stage.flow_learning_rate is None else stage.flow_learning_rate / stage.learning_rate
-    flow_parameters = [variable for _, layer in walk_layers(model)
-                       for variable in getattr(layer, "flow_parameters", []) if variable.trainable]
-    flow_stream = [variable for path, layer in walk_layers(model) if path.startswith("flow_stream/")
-                   for variable in layer.trainable_weights]
-    flow_l2 = stage.weight_decay if flow.weight_decay is None else flow.weight_decay
-    groups = [(flow_parameters, stream_factor * flow.learning_rate_scale, flow_l2),
-              (flow_stream, stream_factor, stage.weight_decay)]
+def _optimizer(stage, groups):
+    """The stage's optimizer with PyTorch's semantics: L2 weight decay and the parameter ``groups``
+    (``ModelKind.optimizer_groups``: ``[(variables, learning-rate factor, L2)]``)."""
     if stage.optimizer == "adam":
         return TorchAdam(l2=stage.weight_decay, groups=groups, learning_rate=stage.learning_rate,
                          epsilon=stage.epsilon)
@@ -72,9 +57,9 @@ def _optimizer(model, stage, flow):
                     momentum=stage.momentum or 0.0)
 
 
-def _compile(model, stage, flow, jit_compile):
+def _compile(model, stage, groups, jit_compile):
     model.compile(
-        optimizer=_optimizer(model, stage, flow),
+        optimizer=_optimizer(stage, groups),
         jit_compile=use_xla(jit_compile),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
@@ -275,8 +260,8 @@ def _train_stages(recipe, run, strategy, models, subsets, class_names, run_metri
         model = models[STAGE_MODEL[stage.name]]
         folder = run.stage_dir(stage.name)
         with strategy.scope():
-            trainable = set_trainable_for_stage(model, stage.name)
-            _compile(model, stage, recipe.model.flow, recipe.runtime.jit_compile)
+            trainable = recipe.kind.set_trainable(model, stage.name, recipe.model)
+            _compile(model, stage, recipe.kind.optimizer_groups(model, stage, recipe.model), recipe.runtime.jit_compile)
             initial_epoch = _resume_epoch(run, stage, model, log)
         check_workers_agree(strategy, len(run.state["completed"]), initial_epoch)
         log(f"{stage.name}: training {len(trainable)} layers for {stage.epochs} epochs")

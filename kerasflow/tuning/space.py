@@ -158,7 +158,7 @@ def model_identity(recipe) -> str:
     layer)."""
     values = recipe_to_dict(recipe)
     del values["runtime"]["output_dir"]
-    if recipe.kind.flow != "representation" or recipe.model.flow.num_layers == 0:
+    if not recipe.kind.flow_layers or recipe.model.flow.num_layers == 0:
         values["model"]["flow"] = {"num_layers": recipe.model.flow.num_layers}
     return json.dumps(values, sort_keys=True)
 

@@ -18,8 +18,10 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file
 from tqdm import tqdm
 
-from kerasflow.backbones.presets import TORCHVISION_STRIDES, from_preset, preset_names
-from kerasflow.backbones.resnet import ResNetBackbone
+from kerasflow.backbones.presets import from_preset
+from kerasflow.backbones.registry import preset_names
+from kerasflow.backbones.resnet.resnet_backbone import ResNetBackbone
+from kerasflow.backbones.resnet.resnet_presets import TORCHVISION_STRIDES
 from kerasflow.backbones.torch_file import is_torch_file, read_torch_file
 from kerasflow.backbones.weights import config_path
 from kerasflow.errors import UserError

@@ -3,7 +3,7 @@ builds it: the time extent, stride and padding of its stem and of each block con
 frames a clip keeps after the stem and each stage.
 
 Plain Python, no Keras: the recipe schema checks clip lengths with it before TensorFlow starts, and
-``kerasflow.backbones.inflated`` builds its layers from the same numbers.
+``resnet_3d`` builds its layers from the same numbers.
 """
 
 import dataclasses

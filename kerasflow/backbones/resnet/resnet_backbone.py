@@ -2,16 +2,17 @@
 
 Layer names are torchvision's state-dict prefixes with ``_`` for ``.`` (``layer2_0_downsample_conv``
 is ``layer2.0.downsample.0``), which is what the ImageNet weight converter relies on. The presets
-(``resnet18`` ... ``tiny``) are in ``kerasflow.backbones.presets``.
+(``resnet18`` ... ``tiny``) are in ``resnet_presets``.
 """
 
 import dataclasses
-import difflib
 import typing
 
 import keras
+import numpy as np
 
-from kerasflow.backbones.presets import LAYER_GROUPS, from_preset
+from kerasflow.backbones.backbone import Backbone
+from kerasflow.backbones.weights import read_weights_config
 from kerasflow.errors import UserError
 from kerasflow.layers.initializers import kaiming_normal_fan_out
 
@@ -19,6 +20,11 @@ BLOCK_EXPANSION = {"basic_block": 1, "bottleneck_block": 4}
 NUM_STAGES = 4
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # keras momentum 0.9 == torch momentum 0.1
+# The constructor arguments a converted weights file's sidecar holds; those that fix the architecture.
+ARCHITECTURE_KEYS = (
+    "block_type", "stackwise_num_blocks", "stackwise_num_filters", "stackwise_num_strides", "stem_filters",
+)
+CONFIG_KEYS = (*ARCHITECTURE_KEYS, "input_channels", "include_head", "num_head_classes")
 
 def _conv(x, filters, kernel_size, strides, name):
     """Bias-free conv padded like torch (``(k - 1) // 2`` zeros on each side)."""
@@ -58,7 +64,7 @@ def _stem(x, stem_filters):
 @dataclasses.dataclass(frozen=True)
 class ResNetLayers:
     """The layers a ResNet is made of, so that one set of builders makes both the 2-D ResNet and its
-    inflation to 3-D (``kerasflow.backbones.inflated``).
+    inflation to 3-D (``resnet_3d``).
 
     Attributes:
         axes: the axes between batch and channels: 2 for ``(H, W)`` images, 3 for ``(T, H, W)`` clips.
@@ -153,7 +159,7 @@ def _validate(stackwise_num_filters, stackwise_num_blocks, stackwise_num_strides
 
 
 @keras.saving.register_keras_serializable(package="kerasflow")
-class ResNetBackbone(keras.Model):
+class ResNetBackbone(Backbone):
     """torchvision-equivalent ResNet on channels-last images.
 
     Input: ``(batch, H, W, input_channels)`` (H = W = ``image_size`` when given, else any size).
@@ -162,14 +168,9 @@ class ResNetBackbone(keras.Model):
     (``(batch, feature_channels)``, global average of ``stage4``) and, with ``include_head``,
     ``logits`` (``(batch, num_head_classes)``, the ImageNet ``fc``).
 
-    What a stream builds on (the interface every kerasflow backbone declares):
-
-    - ``stem``: a model from the image to the first feature map; ``stages``: 4 models named
-      ``layer1`` ... ``layer4``, each returning ``[output, pre_bn]``; ``apply_stages(x, first, last)``
-      runs a range of them; ``pool``: global average pooling; ``head``: the ImageNet ``fc`` (``None``
-      without head); ``feature_channels``: channels of the last stage.
-    - ``LAYER_GROUPS``: the layer paths, relative to the backbone's place in a stream, that the
-      training stages' trainable rules name (``kerasflow.backbones.presets.LAYER_GROUPS``).
+    What a stream builds on is the ``Backbone`` contract: ``stem``; ``stages``, 4 models named
+    ``layer1`` ... ``layer4``, each returning ``[output, pre_bn]``; ``pool``; ``head`` (the ImageNet
+    ``fc``, ``None`` without head); ``feature_channels``, the channels of the last stage.
 
     ``find_layer("layer4_2_conv2")`` reaches any layer by its torchvision name.
 
@@ -182,7 +183,6 @@ class ResNetBackbone(keras.Model):
     ```
     """
 
-    LAYER_GROUPS = LAYER_GROUPS
     # What the stem, stages and pool are made of: 2-D layers here, 3-D in InflatedResNetBackbone.
     RESNET_LAYERS = PLANAR_LAYERS
 
@@ -240,28 +240,8 @@ class ResNetBackbone(keras.Model):
         self.stackwise_num_strides = stackwise_num_strides
         self.block_type = block_type
         self.stem_filters = int(stem_filters)
-        self.input_channels = int(input_channels)
-        self.include_head = bool(include_head)
-        self.num_head_classes = int(num_head_classes)
         self.image_size = image_size
-        self.feature_channels = in_channels
-        self.stem = stem
-        self.stages = stages
-        self.pool = pool
-        self.head = head
-
-    @classmethod
-    def from_preset(cls, name, weights=None, **overrides):
-        """``kerasflow.backbones.from_preset``: the preset ``name`` built as this class, optionally with
-        ImageNet ``weights``."""
-        return from_preset(name, weights, backbone_class=cls, **overrides)
-
-    def apply_stages(self, x, first=0, last=None):
-        """Run ``stages[first:last]`` on ``x``; returns ``(output, pre_bn)`` of the last stage run."""
-        pre_bn = None
-        for stage in self.stages[first:last]:
-            x, pre_bn = stage(x)
-        return x, pre_bn
+        self._set_parts(stem, stages, pool, head, in_channels, input_channels, include_head, num_head_classes)
 
     def get_config(self):
         return {
@@ -278,21 +258,55 @@ class ResNetBackbone(keras.Model):
             "image_size": self.image_size,
         }
 
-    def leaf_layers(self):
-        """All layers inside ``stem``, ``stages``, ``pool`` and ``head``, in graph order (no input layers)."""
-        layers = []
-        for model in [self.stem, *self.stages]:
-            layers.extend(layer for layer in model.layers
-                          if not isinstance(layer, keras.layers.InputLayer))
-        layers.append(self.pool)
-        if self.head is not None:
-            layers.append(self.head)
-        return layers
+    def load_converted_weights(self, path):
+        """Copy the converted ImageNet weights at ``path`` into this backbone, layer by layer (by name).
 
-    def find_layer(self, name):
-        """The layer named ``name`` (torchvision style, e.g. ``"layer4_0_downsample_conv"``)."""
-        layers = {layer.name: layer for layer in [self.stem, *self.stages, *self.leaf_layers()]}
-        if name not in layers:
-            close = difflib.get_close_matches(name, list(layers), n=5)
-            raise ValueError(f"{self.name} has no layer {name!r}; close names: {close}")
-        return layers[name]
+        If it takes another number of input channels than the file (e.g. 10 for stacked optical flow),
+        ``conv1``'s kernel is averaged over the file's input channels and repeated ``input_channels``
+        times (EgoRCNN's ``change_key_names``, no rescaling). Without ``include_head`` the file's ``fc``
+        is skipped. A 3-D backbone (``InflatedResNetBackbone``) gets each 2-D kernel inflated to its time
+        extent (``inflate_kernel``). Returns the backbone.
+        """
+        config = read_weights_config(path, CONFIG_KEYS)
+        needed = self.get_config()  # lists, like the JSON sidecar
+        differing = [key for key in ARCHITECTURE_KEYS if config[key] != needed[key]]
+        if differing:
+            holds = ", ".join(f"{key}={config[key]}" for key in differing)
+            needs = ", ".join(f"{key}={needed[key]}" for key in differing)
+            raise UserError(f"{path} holds a ResNet with {holds} but the model needs {needs}; "
+                            "convert weights of the matching architecture")
+        if self.include_head and not config["include_head"]:
+            raise UserError(f"{path} has no ImageNet head (fc); build the backbone with include_head=False")
+        if self.include_head and config["num_head_classes"] != self.num_head_classes:
+            raise UserError(
+                f"{path} holds a {config['num_head_classes']}-class head but the model needs "
+                f"{self.num_head_classes}; build the backbone with num_head_classes="
+                f"{config['num_head_classes']} or include_head=False"
+            )
+        source = ResNetBackbone(**config)
+        try:
+            source.load_weights(path)
+        except (OSError, ValueError, KeyError) as error:
+            reason = " ".join(str(error).split())
+            raise UserError(
+                f"{path}: cannot load the weights ({reason}); re-run python -m kerasflow.convert_weights"
+            ) from None
+        for layer in source.leaf_layers():
+            if not layer.weights or (layer is source.head and not self.include_head):
+                continue
+            values = layer.get_weights()
+            if layer.name == "conv1" and source.input_channels != self.input_channels:
+                mean = values[0].mean(axis=2, keepdims=True)
+                values[0] = np.repeat(mean, self.input_channels, axis=2)
+            target = self.find_layer(layer.name)
+            target.set_weights([inflate_kernel(value, weight.shape) for value, weight in zip(values, target.weights)])
+        return self
+
+
+def inflate_kernel(value, shape):
+    """A 2-D kernel ``(kh, kw, in, out)`` repeated over time to a 3-D ``shape`` ``(kt, kh, kw, in, out)``,
+    unscaled, as the representation-flow code inflates ImageNet kernels (``load_2d_state_dict``);
+    ``value`` itself when it already has ``shape``'s rank (batch norms, 2-D kernels)."""
+    if len(shape) == value.ndim + 1:
+        return np.repeat(value[None], shape[0], axis=0)
+    return value

@@ -4,14 +4,14 @@
 The stem's conv1 is 7x7x7 (stride 1 and no padding in time, stride 2 in space), its max pool 3x3x3 with
 stride 2 in time and space. A basic block's first convolution is 1x3x3 and its second 3x3x3; a
 bottleneck's first is 3x1x1, its second 1x3x3. Stages with a stride halve time as well as space. The
-time extents, strides and paddings are in ``kerasflow.backbones.inflation``; layer names are the 2-D
-ResNet's, so ``load_imagenet_weights`` inflates each ImageNet kernel into its 3-D namesake.
+time extents, strides and paddings are in ``resnet_3d_frames``; layer names are the 2-D
+ResNet's, so ``load_converted_weights`` inflates each ImageNet kernel into its 3-D namesake.
 """
 
 import keras
 
-from kerasflow.backbones.inflation import BLOCK_TIME_KERNELS, STEM_CONV, STEM_POOL, block_window
-from kerasflow.backbones.resnet import ResNetBackbone, ResNetLayers, _batch_norm, block_convs
+from kerasflow.backbones.resnet.resnet_3d_frames import BLOCK_TIME_KERNELS, STEM_CONV, STEM_POOL, block_window
+from kerasflow.backbones.resnet.resnet_backbone import ResNetBackbone, ResNetLayers, _batch_norm, block_convs
 from kerasflow.layers.initializers import kaiming_normal_fan_out
 from kerasflow.layers.pooling import SeparableMaxPooling3D
 
