@@ -12,16 +12,18 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "recipes" / "demo.yaml"
-CLASSES, FRAMES, SIZE = 3, 4, 32
+# 64 px: the tiny ResNet (total stride 32) leaves a 2 x 2 map, so the CAM attention is a real map (at 32 px
+# it is 1 x 1 and always 1).
+CLASSES, FRAMES, SIZE = 3, 4, 64
 
 
 def tiny_overrides(folder):
     """Demo-recipe overrides for a run that trains in about a minute on 2 cores: 3 classes x 6 synthetic
-    videos, 4 frames of 32 px, 2 flow iterations, an 8-channel ConvLSTM, one epoch a stage."""
+    videos, 4 frames of 64 px, 2 flow iterations, an 8-channel ConvLSTM, one epoch a stage."""
     return [
         f"data.root={folder}/data", f"runtime.output_dir={folder}/run",
         f"data.synthetic.classes={CLASSES}", "data.synthetic.videos_per_class=6", "data.synthetic.frames=8",
-        "data.synthetic.size=32", f"data.frame_size={SIZE}", f"data.rgb_frames={FRAMES}",
+        f"data.synthetic.size={SIZE}", f"data.frame_size={SIZE}", f"data.rgb_frames={FRAMES}",
         f"data.flow_frames={FRAMES}", "data.batch_size=4", "model.flow.iterations=2", "model.convlstm_units=8",
     ] + [f"stages.{stage}.epochs=1" for stage in ("rgb_stage1", "rgb_stage2", "flow", "joint")]
 
@@ -61,8 +63,8 @@ def tiny_recipe(folder, kind="two_stream", epochs=(1, 1, 1, 1), **runtime):
         "data": {
             "dataset": "synthetic",
             "root": f"{folder}/data",
-            "synthetic": {"classes": 2, "videos_per_class": 6, "frames": 6, "size": 32},
-            "frame_size": 32,
+            "synthetic": {"classes": 2, "videos_per_class": 6, "frames": 6, "size": SIZE},
+            "frame_size": SIZE,
             "rgb_frames": 4,
             "flow_frames": 4,
             "batch_size": 4,

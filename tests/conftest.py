@@ -12,6 +12,15 @@ os.environ.setdefault("KERASFLOW_HOME", tempfile.mkdtemp(prefix="kerasflow-test-
 
 import pytest  # noqa: E402
 
+# Module fixtures that train models before their first test runs (about a minute each on 2 cores): every
+# test that uses one is ``large`` (setup.cfg), so ``pytest -m "not large"`` never waits for them.
+TRAINING_FIXTURES = {"tiny_run", "finished_run", "runs", "sources", "killed_and_resumed"}
+
+
+def pytest_itemcollected(item):
+    if TRAINING_FIXTURES & set(item.fixturenames):
+        item.add_marker(pytest.mark.large)
+
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):

@@ -83,7 +83,7 @@ def run_layer_test(
     _check_symbolic_shapes(layer, inputs, call_kwargs, expected_shapes)
 
     model = _functional_model(layer_cls(**init_kwargs), inputs, call_kwargs)
-    _move_weights_off_their_start(model)
+    move_weights_off_their_start(model)
     _check_reload_in_fresh_process(model, inputs, atol)
 
     if run_mixed_precision_check:
@@ -157,7 +157,7 @@ def _functional_model(layer, inputs, call_kwargs):
     return keras.Model(symbolic, layer(symbolic, **call_kwargs))
 
 
-def _move_weights_off_their_start(model):
+def move_weights_off_their_start(model):
     """Shifts every weight up by 2.5-5 % of its largest value (or of 1), so a reload that reinitialises
     a weight instead of restoring it shows. Upward keeps variances positive and moves a zero-initialised
     batch-norm scale off 0."""

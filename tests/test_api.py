@@ -18,6 +18,7 @@ def readme_example():
     return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
 
 
+@pytest.mark.large
 def test_readme_example_runs_as_written(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     namespace = {}
@@ -92,6 +93,7 @@ def test_small_api_contracts(tmp_path):
             kerasflow.predict_video(model, tmp_path / "clip.avi", top_k=top_k)
 
 
+@pytest.mark.large
 def test_fit_puts_back_the_globals_it_changes(tmp_path):
     import random
 

@@ -5,7 +5,7 @@ nothing outside ``kerasflow/backbones/`` knows the ResNets, and a kind that reus
 import keras
 import numpy as np
 import pytest
-from cli_testing import assert_one_error_line, call, tiny_recipe
+from cli_testing import SIZE, assert_one_error_line, call, tiny_recipe
 
 import kerasflow
 import kerasflow.fit_command as fit_module
@@ -83,6 +83,7 @@ def _fit_toy(folder, learning_rate):
     return kerasflow.load_model(folder / "run")
 
 
+@pytest.mark.large
 def test_a_test_only_family_trains_a_per_frame_flow_stream_through_fit(toy_family, tmp_path):
     """The same seeded run at a learning rate of 1e-12 keeps the initial weights; at 0.01 the toy
     backbone's convolutions move: gradients reach the new family's layers through fit."""
@@ -105,7 +106,7 @@ def test_a_test_only_family_trains_a_per_frame_flow_stream_through_fit(toy_famil
         for start, end in zip(layer.weights, kept[path].weights):
             if start.trainable:
                 np.testing.assert_allclose(start.numpy(), end.numpy(), atol=1e-9, err_msg=f"{path}/{start.name}")
-    clip = np.random.default_rng(0).integers(0, 256, (1, 4, 32, 32, 3), dtype=np.uint8)
+    clip = np.random.default_rng(0).integers(0, 256, (1, 4, SIZE, SIZE, 3), dtype=np.uint8)
     assert trained({"flow_clip": clip}).shape == (1, 2)
 
 
@@ -119,6 +120,7 @@ def test_a_kinds_stage_rules_use_the_layer_groups_of_its_backbones(toy_family):
     assert "flow_stream/layer4/layer4_0_conv1" in trained and "flow_stream/layer3/layer3_0_conv1" not in trained
 
 
+@pytest.mark.large
 def test_a_kind_that_reuses_streams_is_one_registration(tmp_path):
     register_kind(ModelKind("flow_then_joint", "representation flow, then fused with an untrained RGB stream",
                             (RGB, REPRESENTATION_FLOW), stages=("flow", "joint")))

@@ -45,6 +45,7 @@ def run_on(backend, *argv, check=True):
     return result
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_layer_and_optimizer_tests_pass_on(backend):
     result = run_on(backend, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", *LAYER_TESTS)
@@ -52,6 +53,7 @@ def test_layer_and_optimizer_tests_pass_on(backend):
     assert " passed" in summary and "failed" not in summary, result.stdout[-2000:]
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_model_gradients_match_tensorflow(backend, tmp_path):
     """A tiny two-stream joint model saved under TensorFlow: on the other backend its logits and the
@@ -66,7 +68,8 @@ def test_model_gradients_match_tensorflow(backend, tmp_path):
     model_cfg = build(ModelConfig, dict(kind="two_stream", backbone="tiny", convlstm_units=4, num_head_classes=10,
                                         flow={"iterations": 3, "position": 1, "bottleneck": 4}),
                       "model", Checker("test"))
-    data = types.SimpleNamespace(frame_size=32, rgb_frames=3, flow_frames=4, flow_stack=2)
+    # 64 px: a 2 x 2 CAM map, so the attention's softmax has a gradient to compare (at 1 x 1 it is constant)
+    data = types.SimpleNamespace(frame_size=64, rgb_frames=3, flow_frames=4, flow_stack=2)
     keras.utils.set_random_seed(0)
     model = build_stage_models(model_cfg, data, 3)["joint"]
     rng = np.random.default_rng(0)
@@ -87,6 +90,20 @@ def test_model_gradients_match_tensorflow(backend, tmp_path):
         assert error < 1e-3, (model.trainable_variables[i].path, error)
 
 
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_a_backend_without_tf_distribute_refuses_it_in_one_line(backend, monkeypatch):
+    """The fast tier's share of this module, in this TensorFlow process: what the check below meets."""
+    from kerasflow import backend as backends
+    from kerasflow.errors import UserError
+
+    monkeypatch.setattr(backends, "name", lambda: backend)
+    backends.check_runtime(types.SimpleNamespace(distribution="none"))
+    with pytest.raises(UserError, match=f"runtime.distribution = mirrored uses tf.distribute, which runs on the "
+                                        f"tensorflow backend only \\(this is KERAS_BACKEND={backend};"):
+        backends.check_runtime(types.SimpleNamespace(distribution="mirrored"))
+
+
+@pytest.mark.large
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_tf_distribute_is_refused_on(backend, tmp_path):
     recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(1,))
@@ -108,6 +125,7 @@ def _png_pixels(path):
     return cv2.imread(str(path)).astype(int)
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_run_trained_on_backend_is_the_same_model_under_tensorflow(backend, tmp_path, capsys):
     """Fit the RGB stream (EgoRCNN's two stages) on the backend; predict (a file, --cam and --stream) and
@@ -120,8 +138,7 @@ def test_a_run_trained_on_backend_is_the_same_model_under_tensorflow(backend, tm
     recipe = tiny_recipe(tmp_path, kind="two_stream", epochs=(1, 1))
     raw = yaml.safe_load(recipe.read_text())
     raw["model"]["kind"] = "rgb"
-    raw["data"]["synthetic"].update(frames=8, size=64)  # one window of the 7 frames the flow clip spans
-    raw["data"]["frame_size"] = 64  # a 2x2 CAM map: attention that is not 1 everywhere
+    raw["data"]["synthetic"]["frames"] = 8  # one window of the 7 frames the flow clip spans
     recipe.write_text(yaml.safe_dump(raw))
     run_on(backend, "-m", "kerasflow.fit", str(recipe))
     run = tmp_path / "run"
@@ -151,6 +168,7 @@ def test_a_run_trained_on_backend_is_the_same_model_under_tensorflow(backend, tm
     assert f"exported to {tmp_path / 'tflite'}" in result.stdout
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_an_optical_flow_run_killed_on_backend_resumes_under_tensorflow(backend, tmp_path, capsys):
     """The TV-L1 stream: SIGTERM during its training on the backend, then the same command under

@@ -14,6 +14,7 @@ SECTIONS = ["environment", "quick", "sizes", "end_to_end", "flops", "memory", "t
             "flow_layer", "export", "xla", "targets"]
 
 
+@pytest.mark.large
 def test_quick_benchmark_writes_every_section(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert benchmark.main(["--quick", "--repeats", "1", "--json", str(out), "--force"]) == 0

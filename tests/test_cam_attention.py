@@ -10,15 +10,14 @@ import tensorflow as tf
 from kerasflow.layers import CamSpatialAttention, ConvLSTM, egornn_convlstm
 from kerasflow.layers.convlstm import GlorotNormalPerGate
 from layer_testing import run_layer_test
+from model_testing import softmax
 
 
 def numpy_cam_attention(features, attended, kernel, bias):
     logits = features.mean(axis=(1, 2)) @ kernel + bias
     winner = logits.argmax(axis=-1)
     cam = np.einsum("bhwc,cb->bhw", features, kernel[:, winner])
-    flat = cam.reshape(len(cam), -1)
-    flat = np.exp(flat - flat.max(axis=1, keepdims=True))
-    attention = (flat / flat.sum(axis=1, keepdims=True)).reshape(cam.shape)
+    attention = softmax(cam.reshape(len(cam), -1)).reshape(cam.shape)
     return attended * attention[..., None], attention, cam, winner
 
 
@@ -76,11 +75,13 @@ def test_single_input_attends_itself_and_gradient_skips_bias():
         assert (np.abs(grad_kernel[:, c]).sum() > 0) == (c in used)
 
 
+@pytest.mark.large
 def test_layer_contract_single_input():
     features = np.random.default_rng(2).random((2, 7, 7, 16)).astype("float32")
     run_layer_test(CamSpatialAttention, dict(num_classes=7, name="cam"), features, (2, 7, 7, 16))
 
 
+@pytest.mark.large
 def test_layer_contract_two_inputs_with_attention_map():
     rng = np.random.default_rng(3)
     features, attended = rng.random((2, 2, 5, 4, 8)).astype("float32")
@@ -91,6 +92,7 @@ def test_layer_contract_two_inputs_with_attention_map():
     assert [w.path.split("/")[-1] for w in layer.trainable_weights] == ["kernel"]  # the bias cannot learn
 
 
+@pytest.mark.large
 def test_convlstm_layer_contract():
     clips = np.random.default_rng(4).random((2, 3, 5, 5, 2)).astype("float32")
     run_layer_test(egornn_convlstm, dict(units=4), clips, [(2, 5, 5, 4)] * 3)

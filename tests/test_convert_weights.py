@@ -173,6 +173,7 @@ def test_converted_file_infers_architecture_and_round_trips(converted):
     assert not [name for name in os.listdir(converted["out"].parent) if name.startswith(".tmp")]
 
 
+@pytest.mark.large
 def test_preset_sized_state_dict_fits_its_preset():
     state = torchvision_state_dict((64, 128, 256, 512), (2, 2, 2, 2), False, stem=64, classes=1000)
     backbone = convert_state_dict(state, arch="resnet18")
@@ -290,6 +291,7 @@ def _run_cli(*args):
     return result, stderr
 
 
+@pytest.mark.large
 def test_cli_converts_and_rejects(tmp_path):
     state = _tiny_state()
     good, out_path = tmp_path / "good.safetensors", tmp_path / "cli.weights.h5"

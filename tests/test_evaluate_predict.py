@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import pytest
 from cli_testing import CLASSES, DEMO, FRAMES, SIZE, assert_one_error_line, call, tiny_overrides
+from model_testing import softmax
 
 from kerasflow import evaluate, predict
 from kerasflow.config import load_recipe
@@ -163,11 +164,6 @@ def test_evaluate_json_subprocess_keeps_stdout_clean(run):
 # predict
 
 
-def softmax(logits):
-    exponentials = np.exp(logits - logits.max())
-    return exponentials / exponentials.sum()
-
-
 @pytest.mark.parametrize("top", [2, 10])
 def test_predict_top_k_is_softmax_of_the_model(run, held_out, capsys, top):
     item = held_out.items[0]
@@ -193,7 +189,7 @@ def test_predict_cam_picture_has_the_grid_size(run, held_out, capsys, tmp_path):
     status, out, _ = call(predict, [held_out.items[0].source, "--model", str(run), "--cam", str(picture)], capsys)
     assert status == 0 and str(picture) in out
     image = cv2.imread(str(picture))
-    tile = SIZE * (MIN_TILE // SIZE)  # 32 px frames enlarged 4x
+    tile = SIZE * (MIN_TILE // SIZE)  # 64 px frames enlarged 2x
     assert image.shape == (TITLE_HEIGHT + tile, FRAMES * tile, 3)  # 4 frames: one row of four
     assert picture.read_bytes()[:8] == PNG_SIGNATURE
     assert not list(tmp_path.glob("*.tmp"))

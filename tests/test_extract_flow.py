@@ -277,6 +277,7 @@ def test_bad_videos_are_reported_and_skipped(tmp_path):
     assert len(timing["failed"]) == 3 and timing["videos"] == 1
 
 
+@pytest.mark.large
 def test_cli_exit_codes(tmp_path):
     src, out = tmp_path / "src", tmp_path / "out"
     make_tree_with_bad_sources(src)

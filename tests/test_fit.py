@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cli_testing import run_fit, tiny_recipe
+from cli_testing import SIZE, run_fit, tiny_recipe
 
 from kerasflow.fit_command import main as fit_main
 
@@ -24,6 +24,7 @@ def csv_rows(path):
     return len(Path(path).read_text().strip().splitlines()) - 1
 
 
+@pytest.mark.large
 def test_full_run_then_no_retraining(tmp_path):
     recipe = tiny_recipe(tmp_path, epochs=(2, 1, 2, 1))
     result = run_fit(recipe)
@@ -51,6 +52,7 @@ def test_full_run_then_no_retraining(tmp_path):
     assert (run / "model.keras").stat().st_mtime == mtime
 
 
+@pytest.mark.large
 def test_resume_after_kill_9(tmp_path):
     recipe = tiny_recipe(tmp_path, epochs=(1, 1, 40, 1))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CI="1")
@@ -105,6 +107,7 @@ def test_recipe_errors_are_one_line(tmp_path, capsys):
     assert exit_info.value.code == 2 and len(err) == 1 and str(tmp_path / "data") in err[0]
 
 
+@pytest.mark.large
 def test_a_run_folder_of_another_recipe_is_refused(tmp_path):
     recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(1,))
     run_fit(recipe)
@@ -125,6 +128,7 @@ train_recipe(load_recipe(sys.argv[1], ["runtime.distribution=mirrored"]))
 """
 
 
+@pytest.mark.large
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(2,))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CI="1")
@@ -135,6 +139,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert csv_rows(tmp_path / "run" / "stages" / "flow" / "log.csv") == 2
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("precision, policy", [("true", "mixed_float16"), ("bfloat16", "mixed_bfloat16")])
 def test_mixed_precision_run(tmp_path, precision, policy):
     import keras
@@ -157,6 +162,7 @@ def test_mixed_precision_run(tmp_path, precision, policy):
     assert flow_layers and all(isinstance(f, RepresentationFlow) and f.compute_dtype == "float32" for f in flow_layers)
 
 
+@pytest.mark.large
 def test_packed_tfrecords_feed_the_rgb_clips(tmp_path):
     from kerasflow.data.datasets import build_index
     from kerasflow.data.synthetic import make_synthetic_dataset
@@ -180,6 +186,7 @@ def test_packed_tfrecords_feed_the_rgb_clips(tmp_path):
     assert csv_rows(tmp_path / "run" / "stages" / "flow" / "log.csv") == 2
 
 
+@pytest.mark.large
 def test_multi_worker_mirrored_reads_tf_config(tmp_path):
     import socket
 
@@ -228,6 +235,7 @@ def test_a_batch_larger_than_the_training_set_is_refused(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.large
 def test_a_run_killed_after_its_last_stage_finishes_on_rerun(tmp_path):
     recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(1,))
     run_fit(recipe)
@@ -242,6 +250,7 @@ def test_a_run_killed_after_its_last_stage_finishes_on_rerun(tmp_path):
     assert (run / "model.keras").is_file() and "final" in json.loads((run / "metrics.json").read_text())
 
 
+@pytest.mark.large
 def test_resuming_with_other_classes_is_refused(tmp_path):
     recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(1,))
     run_fit(recipe)
@@ -253,6 +262,7 @@ def test_resuming_with_other_classes_is_refused(tmp_path):
     assert "removed ['99_extra']" in result.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.large
 def test_tvl1_two_stream_baseline_end_to_end(tmp_path):
     """Synthetic videos -> tools' TV-L1 extraction -> the optical-flow two-stream model trains on it."""
     from kerasflow.data.synthetic import make_synthetic_dataset
@@ -276,6 +286,7 @@ def test_tvl1_two_stream_baseline_end_to_end(tmp_path):
     assert csv_rows(run / "stages" / "flow" / "log.csv") == 1
 
 
+@pytest.mark.large
 def test_the_demo_recipe_on_a_folder_of_ones_own_videos(tmp_path):
     """README: ``python -m kerasflow.fit demo --set data.dataset=folder --set data.root=DIR`` (here at a tiny size)."""
     from kerasflow.data.synthetic import DIRECTIONS, render_video, write_video
@@ -285,8 +296,8 @@ def test_the_demo_recipe_on_a_folder_of_ones_own_videos(tmp_path):
         (videos / name).mkdir(parents=True)
         for number in range(6):
             rng = np.random.default_rng([label, number])
-            write_video(videos / name / f"clip {number}.avi", render_video(rng, direction, 6, 32))
-    tiny = ["data.frame_size=32", "data.rgb_frames=4", "data.flow_frames=4", "data.batch_size=4",
+            write_video(videos / name / f"clip {number}.avi", render_video(rng, direction, 6, SIZE))
+    tiny = [f"data.frame_size={SIZE}", "data.rgb_frames=4", "data.flow_frames=4", "data.batch_size=4",
             "model.flow.iterations=2", "model.convlstm_units=4", "model.num_head_classes=10"]
     tiny += [f"stages.{stage}.epochs=1" for stage in ("rgb_stage1", "rgb_stage2", "flow", "joint")]
     command = [sys.executable, "-m", "kerasflow.fit", "demo", "--set", "data.dataset=folder",
@@ -310,6 +321,7 @@ def test_the_demo_recipe_on_a_folder_of_ones_own_videos(tmp_path):
     assert json.loads((tmp_path / "runs" / "demo-folder" / "classes.json").read_text()) == ["left", "right"]
 
 
+@pytest.mark.large
 def test_a_kind_runs_only_its_stages_of_the_recipe(tmp_path):
     recipe = tiny_recipe(tmp_path, kind="two_stream", epochs=(1, 1, 2, 1))
     result = run_fit(recipe, "--set", "model.kind=representation_flow")

@@ -390,6 +390,7 @@ def test_the_default_home_and_the_real_checkpoint_names(monkeypatch):
 
 # --- Ctrl-C ---
 
+@pytest.mark.large
 def test_ctrl_c_mid_download_leaves_nothing_in_the_cache(home, serve):
     server = serve({NAME: DATA}, delay=0.05)  # about 5 s for the whole file
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -59,6 +59,7 @@ def reference_parameter_count(blocks, bottleneck, in_channels=3, stem=64, widths
     return total
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("name", sorted(BLOCKS))
 def test_parameter_counts_follow_the_reference_layer_list(name):
     blocks, bottleneck = BLOCKS[name]
@@ -74,6 +75,7 @@ def paper_stream():
     return build_inflated_flow_stream(16, 112, backbone="resnet50", flow_iterations=1, flow_position=2)
 
 
+@pytest.mark.large
 def test_shapes_through_every_stage_at_16_frames_of_112_px(paper_stream):
     # Frames as the reference's padding rules give them: conv1 (7, no time padding) 16 -> 10, max pool
     # 3/2 padded by 1 -> 5, layer1 5, layer2 (stride 2, padded by 1) -> 4, two flow layers -> 2, layer3
@@ -109,6 +111,7 @@ def flow_block_parameter_count(channels, bottleneck, smooth_bias, flow_layer_wei
     return convs + width * smooth_bias + 4 * channels + flow_layer_weights
 
 
+@pytest.mark.large
 def test_the_inflated_flow_block_differs_from_the_per_frame_one_only_by_the_smooth_bias(paper_stream):
     block = paper_stream.get_layer("flow_block")
     assert (block.num_flow_layers, block.bottleneck, block.smooth_bias) == (2, 32, False)
@@ -192,7 +195,9 @@ def _tiny_overrides(folder, *extra):
 def test_stage_rules_pick_the_same_layers_as_in_the_per_frame_network(tmp_path):
     paths = {}
     for network in ("inflated_3d", "per_frame"):
-        recipe = load_recipe(DEMO, _tiny_overrides(tmp_path, f"model.flow_network={network}"))
+        # 64 px: the RGB stream's CAM map is 2 x 2 (at 32 px its softmax is over one position)
+        recipe = load_recipe(DEMO, _tiny_overrides(tmp_path, f"model.flow_network={network}", "data.frame_size=64",
+                                                   "data.synthetic.size=64"))
         models = build_stage_models(recipe.model, recipe.data, 4)
         paths[network] = {stage: trainable_layers(models[model], stage)
                           for stage, model in (("flow", "flow"), ("joint", "joint"))}
@@ -231,6 +236,7 @@ def inflated_flow_model(tmp_path_factory):
     return folder / "flow.keras"
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("export_format", ["saved_model", "tflite"])
 def test_exports_with_builtin_tflite_ops(export_format, inflated_flow_model, tmp_path, capsys):
     out = tmp_path / export_format
@@ -246,6 +252,7 @@ def test_exports_with_builtin_tflite_ops(export_format, inflated_flow_model, tmp
         assert not [op for op in ops if op.startswith("Flex") or op in ("CUSTOM", "DELEGATE")]
 
 
+@pytest.mark.large
 def test_the_demo_learns_with_the_inflated_network(tmp_path):
     # The demo's flow stream alone at a tiny size: 4 motion classes x 16 videos, 12 epochs (about 50
     # steps); the classes differ only in motion, so accuracy above chance (0.25) needs it.

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from cli_testing import assert_one_error_line, call, tiny_recipe
+from cli_testing import SIZE, assert_one_error_line, call, tiny_recipe
 
 from kerasflow import evaluate
 from kerasflow.config import load_recipe
@@ -46,7 +46,7 @@ def test_fit_compiles_with_the_setting(flow_model, setting, expected):
 def test_the_xla_forward_gives_the_plain_forward_numbers(flow_model):
     recipe, model = flow_model
     assert runtime.forward_function(model, False) is model and runtime.forward_function(model, "auto") is model
-    inputs = {"flow_clip": np.random.default_rng(0).integers(0, 256, (2, 4, 32, 32, 3), dtype=np.uint8)}
+    inputs = {"flow_clip": np.random.default_rng(0).integers(0, 256, (2, 4, SIZE, SIZE, 3), dtype=np.uint8)}
     xla = runtime.forward_function(model, True)
     np.testing.assert_allclose(np.asarray(xla(inputs)), np.asarray(model(inputs, training=False)), atol=1e-4)
 

@@ -20,6 +20,7 @@ def _keras_convlstm(units=5):  # what kerasflow's RGB stream held before its own
     return keras.layers.ConvLSTM2D(units, 3, padding="same", return_state=True, name="convlstm")
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("suffix", [".weights.h5", ".keras"])
 def test_a_file_written_with_keras_convlstm2d_loads_into_convlstm(tmp_path, suffix):
     old = _model(_keras_convlstm())

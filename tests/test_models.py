@@ -6,11 +6,14 @@ import types
 import numpy as np
 import pytest
 import keras
+from model_testing import run_model_test, softmax
+from test_cam_attention import numpy_cam_attention
 
 from kerasflow.backbones import from_preset
 from kerasflow.backbones.weights import config_path
 from kerasflow.config.schema import ModelConfig
 from kerasflow.config.validation import Checker, build
+from kerasflow.data.synthetic import render_video
 from kerasflow.models.kinds import get_kind
 from kerasflow.models import (
     build_optical_flow_stream,
@@ -129,6 +132,7 @@ def _leaves(model):
     return list(walk_layers(model))
 
 
+@pytest.mark.large
 def test_one_training_step_lowers_the_loss():
     keras.utils.set_random_seed(0)
     models = build_stage_models(model_cfg("two_stream"), DATA, CLASSES)
@@ -147,17 +151,37 @@ def test_one_training_step_lowers_the_loss():
         assert after < before, (key, before, after)
 
 
-def test_keras_save_and_load_give_identical_outputs(tmp_path):
-    model = build_stage_models(model_cfg("two_stream"), DATA, CLASSES)["joint"]
+@pytest.mark.parametrize("kind", [pytest.param("two_stream", marks=pytest.mark.large), "two_stream_optical_flow"])
+def test_model_contract_config_shapes_and_reloads(kind):
+    model = build_stage_models(model_cfg(kind), DATA, CLASSES)["joint"]
     x = clip()
-    feed = {"rgb": x, "flow_clip": clip(frames=DATA.flow_frames, seed=3)}
-    path = tmp_path / "two_stream.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(loaded.predict(feed, verbose=0), model.predict(feed, verbose=0), atol=1e-5)
-    maps = cam_maps_model(loaded)(x)
+    feed = {"rgb": x, "flow_clip": clip(frames=DATA.flow_frames, seed=3),
+            "flow": np.random.default_rng(4).integers(0, 256, (2, SIZE, SIZE, 4), dtype=np.uint8)}
+    feed = {tensor.name: feed[tensor.name] for tensor in model.inputs}
+    loaded = run_model_test(model, feed, (2, CLASSES))
+    maps = np.asarray(cam_maps_model(loaded)(x))
     assert maps.shape == (2, FRAMES, 2, 2)
-    np.testing.assert_allclose(np.asarray(maps).sum(axis=(2, 3)), 1.0, atol=1e-5)
+    np.testing.assert_allclose(maps.sum(axis=(2, 3)), 1.0, atol=1e-5)
+
+
+def test_the_attention_map_of_a_real_clip_is_not_constant():
+    """At 64 px the tiny ResNet's last maps are 2 x 2 (a total stride of 32), so the CAM attention can
+    follow the frame: on a demo video it is not the constant 1/4 of a map without structure, and it is
+    eq. (2) computed in NumPy from the features the attention layer receives."""
+    keras.utils.set_random_seed(0)
+    rgb = build_stage_models(model_cfg("rgb"), DATA, CLASSES)["rgb"]
+    video = render_video(np.random.default_rng(2), (0, 1), FRAMES, SIZE)[None, ..., ::-1].copy()  # BGR -> RGB
+    maps = np.asarray(cam_maps_model(rgb)(video))
+    assert maps.shape == (1, FRAMES, 2, 2)
+    stream = rgb.get_layer("rgb_stream")
+    cam = stream.get_layer("cam_attention")
+    features, _ = keras.Model(stream.input, cam.input)(video)  # (frames, 2, 2, channels)
+    features = np.asarray(features, np.float64)
+    kernel, bias = (np.asarray(w, np.float64) for w in cam.get_weights())
+    _, attention, _, _ = numpy_cam_attention(features, features, kernel, bias)
+    np.testing.assert_allclose(maps[0], attention, atol=1e-5)
+    spread = maps.max(axis=(2, 3)) - maps.min(axis=(2, 3))
+    assert spread.min() > 0.1, spread  # 0.24 to 0.28 here; 0 for a map of 1 x 1 or without structure
 
 
 def test_imagenet_weights_reach_the_streams(tmp_path):
@@ -215,10 +239,6 @@ def test_score_fusion_is_the_log_of_the_mean_softmax():
     feed = {"rgb": clip(seed=4), "flow_clip": clip(frames=DATA.flow_frames, seed=5)}
     rgb = np.asarray(models["rgb"]({"rgb": feed["rgb"]}), np.float64)
     flow = np.asarray(models["flow"]({"flow_clip": feed["flow_clip"]}), np.float64)
-
-    def softmax(logits):
-        exponentials = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return exponentials / exponentials.sum(axis=1, keepdims=True)
 
     expected = np.log((softmax(rgb) + softmax(flow)) / 2)
     np.testing.assert_allclose(np.asarray(models["joint"](feed)), expected, rtol=1e-5, atol=1e-5)

@@ -6,6 +6,7 @@ import types
 import keras
 import numpy as np
 import pytest
+from model_testing import softmax
 
 from kerasflow.config import load_recipe
 from kerasflow.data.indexes import VideoIndex, VideoItem, hold_out
@@ -66,8 +67,7 @@ def test_clip_scores_average_their_logits_or_their_softmax():
     mean_logits = np.array([[2.0, 2.0 / 3.0]])  # ego-rnn's eval-run-flow.py: torch.mean(logits, 0)
     np.testing.assert_allclose(average_clip_scores(logits), mean_logits, rtol=1e-6)
     np.testing.assert_allclose(average_clip_scores(logits, "logits"), mean_logits, rtol=1e-6)
-    probabilities = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
-    expected = np.log(probabilities.mean(axis=1))
+    expected = np.log(softmax(logits).mean(axis=1))
     np.testing.assert_allclose(average_clip_scores(logits, "softmax"), expected, rtol=1e-6)
     with pytest.raises(ValueError, match="average"):
         average_clip_scores(logits, "median")

@@ -11,11 +11,14 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
 
 from cli_testing import run_fit, tiny_recipe
+from kerasflow.errors import UserError
+from kerasflow.training.multi_worker import is_chief_task
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 4
@@ -31,20 +34,23 @@ def free_ports(count):
     return ports
 
 
+def worker_tf_configs(ports):
+    """The ``TF_CONFIG`` of each worker of a cluster of workers on 127.0.0.1 (worker 0 is the chief)."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}) for index in range(len(ports))]
+
+
 class Cluster:
     """Two ``python -m kerasflow.fit`` workers on 127.0.0.1, each restarted (with the same command, as
     a cluster manager would) whenever it exits with an error. Worker 0 is the chief."""
 
     def __init__(self, recipe, folder, *overrides):
         self.folder = Path(folder)
-        ports = free_ports(2)
-        cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
         self.command = [sys.executable, "-m", "kerasflow.fit", str(recipe), "--set",
                         "runtime.distribution=multi_worker_mirrored", *overrides]
         self.envs = [dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CI="1", TF_NUM_INTEROP_THREADS="1",
-                          TF_NUM_INTRAOP_THREADS="1",
-                          TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-                     for index in range(2)]
+                          TF_NUM_INTRAOP_THREADS="1", TF_CONFIG=tf_config)
+                     for tf_config in worker_tf_configs(free_ports(2))]
         self.starts = [0, 0]
         self.exits = [[], []]  # (status, seconds since the kill, log) of each run of each worker
         self.processes = [self._start(0), self._start(1)]
@@ -93,6 +99,21 @@ def logged_epochs(run):
     return [int(line.split(",")[0]) for line in lines[1:]]
 
 
+def test_the_first_worker_of_the_cluster_is_the_chief(monkeypatch):
+    """The fast tier's share of this module: which worker owns the run folder, read from TF_CONFIG."""
+    runtime = types.SimpleNamespace(distribution="multi_worker_mirrored")
+    chiefs = []
+    for tf_config in worker_tf_configs(free_ports(3)):
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+        chiefs.append(is_chief_task(runtime))
+    assert chiefs == [True, False, False]
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(UserError, match="TF_CONFIG is not valid JSON"):
+        is_chief_task(runtime)
+    assert is_chief_task(types.SimpleNamespace(distribution="mirrored"))
+
+
+@pytest.mark.large
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="loopback cluster test written for Linux")
 def test_two_workers_survive_a_killed_worker_and_match_one_worker(tmp_path):
     recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(EPOCHS,))

@@ -9,6 +9,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -31,6 +33,7 @@ def test_importing_kerasflow_and_its_registries_does_not_start_tensorflow():
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.large
 def test_wheel_installs_recipes_and_runs_them_from_another_folder(tmp_path):
     # Built from a copy of the sources: pip builds in the tree, and a build/ folder left by an older
     # build (or by a user) must neither leak stale modules into the wheel nor be written into the clone.

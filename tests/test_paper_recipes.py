@@ -60,7 +60,21 @@ def _hmdb51(root):
     return root
 
 
-@pytest.mark.parametrize("name, layout", [("gtea61", _gtea61), ("egtea", _egtea), ("hmdb51", _hmdb51)])
+PAPER_RECIPES = [("gtea61", _gtea61), ("egtea", _egtea), ("hmdb51", _hmdb51)]
+
+
+@pytest.mark.parametrize("name, layout", PAPER_RECIPES)
+def test_paper_recipe_reads_its_datasets_layout(name, layout, tmp_path):
+    """The fast tier's share of this module: each recipe finds both classes of its layout in both subsets."""
+    root = layout(tmp_path / name)
+    recipe = load_recipe(name, [f"data.root={root}", "model.weights=null", f"runtime.output_dir={tmp_path / 'run'}"])
+    train, test = recipe_indexes(recipe.data)
+    assert len(train.class_names) == 2 and train.class_names == test.class_names
+    assert {item.label for item in train.items} == {item.label for item in test.items} == {0, 1}
+
+
+@pytest.mark.large
+@pytest.mark.parametrize("name, layout", PAPER_RECIPES)
 def test_paper_recipe_trains_a_joint_step_at_paper_size(name, layout, tmp_path):
     root = layout(tmp_path / name)
     recipe = load_recipe(name, [f"data.root={root}", "model.weights=null", f"runtime.output_dir={tmp_path / 'run'}"])

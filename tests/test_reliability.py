@@ -113,6 +113,7 @@ def unfinish(run):
 # Errors end in one line, on a line of their own, exit 2
 
 
+@pytest.mark.large
 def test_a_video_failing_mid_epoch_with_fail_is_one_line_after_the_progress_bar(tmp_path):
     root = make_dataset(tmp_path / "data")
     for number in range(2, 6):
@@ -141,6 +142,7 @@ def test_a_video_failing_mid_epoch_with_fail_is_one_line_after_the_progress_bar(
     assert "does not decode; re-encode or remove it, or set data.on_bad_video: skip" in errors[0]
 
 
+@pytest.mark.large
 def test_bad_videos_are_named_before_training(tmp_path):
     root = make_dataset(tmp_path / "data")
     (root / "left" / "clip5" / "img_00001.jpg").write_bytes(b"")
@@ -160,6 +162,7 @@ def test_bad_videos_are_named_before_training(tmp_path):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]["num_videos"] == 4
 
 
+@pytest.mark.large
 def test_a_stage_that_decodes_no_training_video_is_not_marked_finished(tmp_path):
     root = make_dataset(tmp_path / "data")
     backups = {}
@@ -179,6 +182,7 @@ def test_a_stage_that_decodes_no_training_video_is_not_marked_finished(tmp_path)
     assert result.returncode == 0 and json.loads((tmp_path / "run" / "state.json").read_text())["completed"] == ["flow"]
 
 
+@pytest.mark.large
 def test_one_class_and_missing_weights_are_refused_and_leave_nothing(tmp_path):
     root = make_dataset(tmp_path / "data")
     recipe = write_recipe(tmp_path, root)
@@ -282,6 +286,7 @@ def _hold_lock(folder):
     return holder
 
 
+@pytest.mark.large
 def test_one_process_at_a_time_in_a_run_folder_and_a_killed_one_leaves_it_free(tmp_path):
     recipe = write_recipe(tmp_path, make_dataset(tmp_path / "data"))
     run = tmp_path / "run"
@@ -371,6 +376,7 @@ def test_a_missing_or_damaged_checkpoint_restarts_its_stage(run_copy):
     assert [row.split(",")[0] for row in rows] == ["0", "1"]  # each epoch logged once
 
 
+@pytest.mark.large
 def test_sigterm_keeps_every_finished_epoch_and_says_how_to_resume(tmp_path):
     recipe = write_recipe(tmp_path, make_dataset(tmp_path / "data"), epochs=12)
     process = subprocess.Popen([sys.executable, "-m", "kerasflow.fit", str(recipe)], stdout=subprocess.PIPE,
@@ -443,6 +449,7 @@ def test_other_commands_end_in_one_line(tmp_path, run_copy):
         f"error: output {str(tmp_path)!r} is a folder; pass a file path such as {str(tmp_path / 'train.tfrecord')!r}"]
 
 
+@pytest.mark.large
 def test_a_reader_that_stops_reading_ends_the_command_quietly(run_copy):
     # `python -m kerasflow.report RUN | head -0`: the pipe is closed before the command writes its table.
     process = subprocess.Popen([sys.executable, "-m", "kerasflow.report", run_copy / "run"], stdout=subprocess.PIPE,
@@ -486,6 +493,7 @@ cp -r "$DISK/run" "$OUT/run-copy"
 """
 
 
+@pytest.mark.large
 def test_a_full_disk_keeps_the_last_checkpoint_and_a_rerun_resumes(tmp_path):
     recipe = write_recipe(tmp_path, make_dataset(tmp_path / "data"), epochs=6)
     disk = tmp_path / "disk"

@@ -224,6 +224,7 @@ def test_block_shapes_identity_start_and_gradients_after_a_step():
         assert np.isfinite(norm) and norm > 0, (name, norm)
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("layer_cls,kwargs,output_shape,mixed_dtype", [
     (RepresentationFlow, dict(n_iter=3, theta=0.2, tau=0.3, lambda_=0.1, image_gradient="central", normalize="none",
                               learnable=[1, 0, 1, 0, 1]), (1, 4, 6, 6, 6), "float32"),
@@ -367,6 +368,7 @@ def test_symbolic_call_with_unknown_batch():
         assert model(np.zeros((batch, 4, 8, 8, 3), "float32")).shape == (batch, 2, 8, 8, 6)
 
 
+@pytest.mark.large
 def test_training_step_under_mixed_float16():
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:

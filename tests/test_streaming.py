@@ -240,6 +240,7 @@ ls -A "$DISK" > "$OUT/left"
 """
 
 
+@pytest.mark.large
 def test_stream_out_on_a_full_disk_is_one_line_and_leaves_no_partial_video(brightness_model, tmp_path):
     rng = np.random.default_rng(0)
     video = write_video(tmp_path / "noise.avi", rng.integers(0, 256, (120, 48, 64, 3), dtype=np.uint8))

@@ -176,6 +176,7 @@ def test_a_trial_value_that_fit_would_refuse_is_one_line_before_training(tmp_pat
     assert not (tmp_path / "search").exists()
 
 
+@pytest.mark.large
 def test_a_trial_that_fails_is_recorded_and_the_search_goes_on(tmp_path):
     not_a_run = tmp_path / "not-a-run"
     not_a_run.mkdir()
@@ -278,6 +279,7 @@ def test_one_at_a_time_tables_plot_and_best_recipe(killed_and_resumed):
     assert f"(test top-1 {float(best['top1']):.3f})" in again.stdout
 
 
+@pytest.mark.large
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="loopback test written for Linux")
 def test_a_chief_and_two_workers_finish_a_grid_each_trial_once(tmp_path, capsys):
     recipe = search_recipe(tmp_path, "grid", GRID)
