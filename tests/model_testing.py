@@ -18,7 +18,6 @@ import tempfile
 
 import keras
 import numpy as np
-
 from layer_testing import move_weights_off_their_start
 
 

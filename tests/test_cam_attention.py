@@ -2,15 +2,15 @@
 
 import math
 
-import numpy as np
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
+from layer_testing import run_layer_test
+from model_testing import softmax
 
 from kerasflow.layers import CamSpatialAttention, ConvLSTM, egornn_convlstm
 from kerasflow.layers.convlstm import GlorotNormalPerGate
-from layer_testing import run_layer_test
-from model_testing import softmax
 
 
 def numpy_cam_attention(features, attended, kernel, bias):
@@ -86,7 +86,10 @@ def test_layer_contract_two_inputs_with_attention_map():
     rng = np.random.default_rng(3)
     features, attended = rng.random((2, 2, 5, 4, 8)).astype("float32")
     layer = run_layer_test(
-        CamSpatialAttention, dict(num_classes=5), [features, attended], [(2, 5, 4, 8), (2, 5, 4)],
+        CamSpatialAttention,
+        dict(num_classes=5),
+        [features, attended],
+        [(2, 5, 4, 8), (2, 5, 4)],
         call_kwargs=dict(return_attention=True),
     )
     assert [w.path.split("/")[-1] for w in layer.trainable_weights] == ["kernel"]  # the bias cannot learn
@@ -105,8 +108,11 @@ def _numpy_convlstm(x, kernel, recurrent, bias):
     def conv(inputs, weights):  # (B, H, W, C) * (3, 3, C, K), zero padding
         height, width = inputs.shape[1:3]
         padded = np.pad(inputs, [(0, 0), (1, 1), (1, 1), (0, 0)])
-        return sum(np.einsum("bhwc,ck->bhwk", padded[:, dy:dy + height, dx:dx + width], weights[dy, dx])
-                   for dy in range(3) for dx in range(3))
+        return sum(
+            np.einsum("bhwc,ck->bhwk", padded[:, dy : dy + height, dx : dx + width], weights[dy, dx])
+            for dy in range(3)
+            for dx in range(3)
+        )
 
     units = recurrent.shape[2]
     gate = [slice(g * units, (g + 1) * units) for g in range(4)]

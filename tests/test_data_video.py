@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from kerasflow.data import video
-from kerasflow.data.synthetic import write_video
 from kerasflow.data.flow_files import flow_y_folder, read_flow_stack
+from kerasflow.data.synthetic import write_video
 from kerasflow.data.video import BadVideo, list_frame_files, read_clip, sample_indices
 
 

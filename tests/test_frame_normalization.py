@@ -3,10 +3,10 @@
 import keras
 import numpy as np
 import pytest
+from layer_testing import run_layer_test
 
 from kerasflow.layers import FrameNormalization
 from kerasflow.layers.preprocessing import FLOW_MEAN, FLOW_STD
-from layer_testing import run_layer_test
 
 FRAMES = np.random.default_rng(0).integers(0, 256, (2, 3, 4, 4, 3), dtype=np.uint8)
 IMAGENET = (FRAMES / 255.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
@@ -23,11 +23,27 @@ def test_known_answers():
 
 @pytest.mark.large
 def test_imagenet_normalisation_of_uint8_frames():
-    run_layer_test(FrameNormalization, {}, FRAMES, (2, 3, 4, 4, 3), expected_output=IMAGENET, atol=1e-5,
-                   mixed_precision_dtype="float16", run_training_check=False)
+    run_layer_test(
+        FrameNormalization,
+        {},
+        FRAMES,
+        (2, 3, 4, 4, 3),
+        expected_output=IMAGENET,
+        atol=1e-5,
+        mixed_precision_dtype="float16",
+        run_training_check=False,
+    )
 
 
 @pytest.mark.large
 def test_one_statistic_for_every_flow_plane():
-    run_layer_test(FrameNormalization, dict(mean=list(FLOW_MEAN), std=list(FLOW_STD)), PLANES, (2, 8, 8, 10),
-                   expected_output=FLOW, atol=1e-5, mixed_precision_dtype="float16", run_training_check=False)
+    run_layer_test(
+        FrameNormalization,
+        dict(mean=list(FLOW_MEAN), std=list(FLOW_STD)),
+        PLANES,
+        (2, 8, 8, 10),
+        expected_output=FLOW,
+        atol=1e-5,
+        mixed_precision_dtype="float16",
+        run_training_check=False,
+    )

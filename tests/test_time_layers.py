@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
+from layer_testing import run_layer_test
 
 from kerasflow.layers import FoldTime, TimeAverage, UnfoldTime
-from layer_testing import run_layer_test
 
 CLIPS = np.random.default_rng(0).random((2, 4, 5, 5, 3)).astype("float32")
 
