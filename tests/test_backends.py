@@ -177,12 +177,23 @@ def test_a_run_trained_on_backend_is_the_same_model_under_tensorflow(backend, tm
     run_on(backend, "-m", "kerasflow.fit", str(recipe))
     run = tmp_path / "run"
     video = str(sorted((tmp_path / "data").glob("*/*.avi"))[0])
-    theirs = json.loads(run_on(backend, "-m", "kerasflow.predict", video, "--model", str(run), "--json").stdout)
+    theirs = json.loads(
+        run_on(
+            backend,
+            "-m",
+            "kerasflow.predict",
+            video,
+            "--model",
+            str(run),
+            "--json",
+            "--cam",
+            str(tmp_path / "theirs.png"),
+        ).stdout
+    )
     stream = json.loads(
         run_on(backend, "-m", "kerasflow.predict", "--stream", video, "--model", str(run), "--json").stdout
     )
     assert len(stream["windows"]) == 1
-    run_on(backend, "-m", "kerasflow.predict", video, "--model", str(run), "--cam", str(tmp_path / "theirs.png"))
 
     status, out, err = call(predict, [video, "--model", str(run), "--json"], capsys)
     assert status == 0, err

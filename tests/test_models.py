@@ -165,7 +165,7 @@ def test_model_contract_config_shapes_and_reloads(kind):
     feed = {
         "rgb": x,
         "flow_clip": clip(frames=DATA.flow_frames, seed=3),
-        "flow": np.random.default_rng(4).integers(0, 256, (2, SIZE, SIZE, 4), dtype=np.uint8),
+        "tvl1_stack": np.random.default_rng(4).integers(0, 256, (2, SIZE, SIZE, 4), dtype=np.uint8),
     }
     feed = {tensor.name: feed[tensor.name] for tensor in model.inputs}
     loaded = run_model_test(model, feed, (2, CLASSES))
