@@ -26,45 +26,29 @@ def read_run(path):
         raise UserError(f"{path} does not exist; pass the runtime.output_dir of finished runs")
     folder = run_folder_of(path)
     if folder is None:
-        raise UserError(
-            f"{path} is not a run folder (it has no {RECIPE_FILE} and {STATE_FILE}); pass the "
-            "runtime.output_dir of finished runs"
-        )
+        raise UserError(f"{path} is not a run folder (it has no {RECIPE_FILE} and {STATE_FILE}); pass the "
+                        "runtime.output_dir of finished runs")
     if Path(path).resolve() not in (folder, folder / MODEL_FILE):
-        raise UserError(
-            f"{path} lies inside the run folder {folder}: the report gives a whole run's final test "
-            f"metrics; pass {folder} (python -m kerasflow.evaluate measures a stage's best.keras)"
-        )
+        raise UserError(f"{path} lies inside the run folder {folder}: the report gives a whole run's final test "
+                        f"metrics; pass {folder} (python -m kerasflow.evaluate measures a stage's best.keras)")
     metrics_file = folder / METRICS_FILE
     metrics = _read(metrics_file, json.loads, folder) if metrics_file.is_file() else {}
     if not isinstance(metrics, dict):
         raise _damaged(metrics_file, f"holds a JSON {type(metrics).__name__}, not an object", folder)
     final = metrics.get("final")
     if final is None:
-        raise UserError(
-            f"{folder} has no final test metrics yet; finish its training with "
-            f"python -m kerasflow.fit {folder / RECIPE_FILE}"
-        )
+        raise UserError(f"{folder} has no final test metrics yet; finish its training with "
+                        f"python -m kerasflow.fit {folder / RECIPE_FILE}")
     _check_final(final, metrics_file, folder)
     recipe = _read(folder / RECIPE_FILE, yaml.safe_load, folder)
     try:
-        return {
-            "run": str(path),
-            "dataset": recipe["data"]["dataset"],
-            "split": recipe["data"]["split"],
-            "kind": recipe["model"]["kind"],
-            "stage": final["stage"],
-            "num_videos": final["num_videos"],
-            "top1": final["top1"],
-            "top5": final["top5"],
-            "per_class_accuracy": final["per_class_accuracy"],
-        }
+        return {"run": str(path), "dataset": recipe["data"]["dataset"], "split": recipe["data"]["split"],
+                "kind": recipe["model"]["kind"], "stage": final["stage"], "num_videos": final["num_videos"],
+                "top1": final["top1"], "top5": final["top5"], "per_class_accuracy": final["per_class_accuracy"]}
     except (KeyError, TypeError) as error:
         missing = f"the key {error}" if isinstance(error, KeyError) else "its sections"
-        raise UserError(
-            f"{folder / RECIPE_FILE} lacks {missing}; it was not written by kerasflow.fit, or was "
-            "edited: copy the run again or train it again"
-        ) from None
+        raise UserError(f"{folder / RECIPE_FILE} lacks {missing}; it was not written by kerasflow.fit, or was "
+                        "edited: copy the run again or train it again") from None
 
 
 def _is_fraction(value):
@@ -75,43 +59,31 @@ def _check_final(final, metrics_file, folder):
     """Raise the one-line ``UserError`` naming ``metrics_file`` when its ``final`` entry is not what fit writes."""
     if not isinstance(final, dict):
         raise _damaged(metrics_file, f'"final" is {json.dumps(final)[:40]}, not an object', folder)
-    checks = {
-        "stage": lambda value: isinstance(value, str),
-        "num_videos": lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 0,
-        "top1": _is_fraction,
-        "top5": _is_fraction,
-        "per_class_accuracy": lambda value: isinstance(value, dict) and all(map(_is_fraction, value.values())),
-    }
-    expected = {
-        "stage": "a stage name",
-        "num_videos": "a count",
-        "top1": "a number from 0 to 1",
-        "top5": "a number from 0 to 1",
-        "per_class_accuracy": "an object of numbers from 0 to 1",
-    }
+    checks = {"stage": lambda value: isinstance(value, str),
+              "num_videos": lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+              "top1": _is_fraction, "top5": _is_fraction,
+              "per_class_accuracy": lambda value: isinstance(value, dict) and all(map(_is_fraction, value.values()))}
+    expected = {"stage": "a stage name", "num_videos": "a count", "top1": "a number from 0 to 1",
+                "top5": "a number from 0 to 1", "per_class_accuracy": "an object of numbers from 0 to 1"}
     for key, check in checks.items():
         if key not in final:
             raise _damaged(metrics_file, f'"final" lacks "{key}"', folder)
         if not check(final[key]):
-            raise _damaged(
-                metrics_file, f'"final"."{key}" is {json.dumps(final[key])[:40]}, not {expected[key]}', folder
-            )
+            raise _damaged(metrics_file, f'"final"."{key}" is {json.dumps(final[key])[:40]}, not {expected[key]}',
+                           folder)
 
 
 def _damaged(file, what, folder):
-    return UserError(
-        f"{file} is not the metrics kerasflow.fit writes: {what}; {folder} is damaged or was edited: "
-        "copy it again or train it again"
-    )
+    return UserError(f"{file} is not the metrics kerasflow.fit writes: {what}; {folder} is damaged or was edited: "
+                     "copy it again or train it again")
 
 
 def _read(file, parse, folder):
     try:
         return parse(file.read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError) as error:
-        raise UserError(
-            f"{file} cannot be read ({type(error).__name__}); {folder} is damaged: copy it again or train it again"
-        ) from None
+        raise UserError(f"{file} cannot be read ({type(error).__name__}); {folder} is damaged: copy it "
+                        "again or train it again") from None
 
 
 def report_runs(paths, mixed=False):
@@ -140,10 +112,8 @@ def report_runs(paths, mixed=False):
         "runs": runs,
         "mean": {key: statistics.fmean(run[key] for run in runs) for key in ("top1", "top5")},
         "std": {key: _std([run[key] for run in runs]) for key in ("top1", "top5")},
-        "per_class_accuracy": {
-            name: {"mean": statistics.fmean(values), "std": _std(values), "runs": len(values)}
-            for name, values in classes.items()
-        },
+        "per_class_accuracy": {name: {"mean": statistics.fmean(values), "std": _std(values), "runs": len(values)}
+                               for name, values in classes.items()},
     }
 
 
@@ -156,16 +126,12 @@ def _check_comparable(runs):
     first = runs[0]
     for run in runs[1:]:
         if run["dataset"] != first["dataset"]:
-            raise UserError(
-                f"{run['run']} is a run on {run['dataset']} and {first['run']} one on {first['dataset']}; "
-                "report the runs of one dataset, or pass --mixed to average them anyway"
-            )
+            raise UserError(f"{run['run']} is a run on {run['dataset']} and {first['run']} one on {first['dataset']}; "
+                            "report the runs of one dataset, or pass --mixed to average them anyway")
         if list(run["per_class_accuracy"]) != list(first["per_class_accuracy"]):
-            raise UserError(
-                f"{run['run']} was trained on other classes ({len(run['per_class_accuracy'])}) than "
-                f"{first['run']} ({len(first['per_class_accuracy'])}); report runs of one class list, "
-                "or pass --mixed to average them anyway"
-            )
+            raise UserError(f"{run['run']} was trained on other classes ({len(run['per_class_accuracy'])}) than "
+                            f"{first['run']} ({len(first['per_class_accuracy'])}); report runs of one class list, "
+                            "or pass --mixed to average them anyway")
 
 
 def _percent(value):
@@ -186,21 +152,15 @@ def format_markdown(report):
         "",
         "| run | dataset | split | model | stage | test videos | top-1 | top-5 |",
         "|---|---|---|---|---|---:|---:|---:|",
-        *(
-            f"| {run['run']} | {run['dataset']} | {run['split']} | {run['kind']} | {run['stage']} "
-            f"| {run['num_videos']} "
-            f"| {_percent(run['top1'])} | {_percent(run['top5'])} |"
-            for run in runs
-        ),
+        *(f"| {run['run']} | {run['dataset']} | {run['split']} | {run['kind']} | {run['stage']} | {run['num_videos']} "
+          f"| {_percent(run['top1'])} | {_percent(run['top5'])} |" for run in runs),
         f"| mean | {datasets} | {splits} | | | {videos} | {_percent(report['mean']['top1'])} "
         f"| {_percent(report['mean']['top5'])} |",
         f"| standard deviation | | | | | | {_percent(report['std']['top1'])} | {_percent(report['std']['top5'])} |",
         "",
         "| class | mean accuracy | standard deviation | runs |",
         "|---|---:|---:|---:|",
-        *(
-            f"| {name} | {_percent(values['mean'])} | {_percent(values['std'])} | {values['runs']} |"
-            for name, values in report["per_class_accuracy"].items()
-        ),
+        *(f"| {name} | {_percent(values['mean'])} | {_percent(values['std'])} | {values['runs']} |"
+          for name, values in report["per_class_accuracy"].items()),
     ]
     return "\n".join(lines)

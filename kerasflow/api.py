@@ -70,10 +70,8 @@ def _class_count(data):
     try:
         return len(build_index(data.dataset, data.root, data.split, "train", data.flow_root).class_names)
     except UserError as error:
-        raise UserError(
-            f"build_model needs the number of classes: pass num_classes=, or make the dataset "
-            f"the recipe names ({error})"
-        ) from None
+        raise UserError(f"build_model needs the number of classes: pass num_classes=, or make the dataset "
+                        f"the recipe names ({error})") from None
 
 
 def load_model(path):

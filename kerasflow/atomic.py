@@ -35,15 +35,11 @@ def write_error(path, error, needed_bytes=None):
     if code in _DISK_FULL or "No space left" in text or "errno = 28" in text or "Disk quota" in text:
         free = shutil.disk_usage(folder).free
         needs = f"it needs about {_megabytes(needed_bytes)}, " if needed_bytes else ""
-        return UserError(
-            f"cannot write {path}: the disk is full ({needs}{_megabytes(free)} free); free some "
-            "space and run the same command again (what was written before is intact)"
-        )
+        return UserError(f"cannot write {path}: the disk is full ({needs}{_megabytes(free)} free); free some "
+                         "space and run the same command again (what was written before is intact)")
     if code in _NOT_WRITABLE or "Read-only file system" in text or "Permission denied" in text:
-        return UserError(
-            f"cannot write {path}: {os.strerror(code) if code in _NOT_WRITABLE else 'not writable'}; "
-            f"make {folder} writable or choose another folder"
-        )
+        return UserError(f"cannot write {path}: {os.strerror(code) if code in _NOT_WRITABLE else 'not writable'}; "
+                         f"make {folder} writable or choose another folder")
     return None
 
 

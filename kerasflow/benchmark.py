@@ -49,57 +49,25 @@ from kerasflow.errors import UserError, cli_entry, run_command  # noqa: E402
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="python -m kerasflow.benchmark",
-        description="Speed of the paper's models on this machine (see the module doc).",
-    )
-    parser.add_argument(
-        "--videos",
-        metavar="DIR",
-        help="time the first --max-videos videos of DIR (default: write natural-texture clips)",
-    )
-    parser.add_argument(
-        "--max-videos",
-        type=positive_int,
-        default=2,
-        metavar="N",
-        help="videos of --videos timed end to end (default: %(default)s)",
-    )
+    parser = argparse.ArgumentParser(prog="python -m kerasflow.benchmark",
+                                     description="Speed of the paper's models on this machine (see the module doc).")
+    parser.add_argument("--videos", metavar="DIR", help="time the first --max-videos videos of DIR (default: write "
+                        "natural-texture clips)")
+    parser.add_argument("--max-videos", type=positive_int, default=2, metavar="N",
+                        help="videos of --videos timed end to end (default: %(default)s)")
     parser.add_argument("--json", metavar="OUT.json", help="also write the results as JSON")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: check that every section runs")
-    parser.add_argument(
-        "--threads",
-        type=positive_int,
-        default=len(os.sched_getaffinity(0)),
-        metavar="N",
-        help="threads of TensorFlow, OpenCV and PyTorch (default: the cores, %(default)s)",
-    )
-    parser.add_argument(
-        "--repeats",
-        type=positive_int,
-        default=3,
-        metavar="R",
-        help="timed calls per measurement, median reported (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--flow-batches",
-        type=_batches,
-        default=(1, 8),
-        metavar="B,...",
-        help="batch sizes of the flow-layer comparison; batch 8 at 28x28 needs about 11 GB (default: 1,8)",
-    )
-    parser.add_argument(
-        "--tvl1-videos",
-        type=positive_int,
-        default=1,
-        metavar="N",
-        help="videos TV-L1 runs on, about 70 s each at 320x240 (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--force",
-        action="store_true",
-        help="run even when the load average is above 1 per core (the report says the load)",
-    )
+    parser.add_argument("--threads", type=positive_int, default=len(os.sched_getaffinity(0)), metavar="N",
+                        help="threads of TensorFlow, OpenCV and PyTorch (default: the cores, %(default)s)")
+    parser.add_argument("--repeats", type=positive_int, default=3, metavar="R",
+                        help="timed calls per measurement, median reported (default: %(default)s)")
+    parser.add_argument("--flow-batches", type=_batches, default=(1, 8), metavar="B,...",
+                        help="batch sizes of the flow-layer comparison; batch 8 at 28x28 needs about 11 GB "
+                        "(default: 1,8)")
+    parser.add_argument("--tvl1-videos", type=positive_int, default=1, metavar="N",
+                        help="videos TV-L1 runs on, about 70 s each at 320x240 (default: %(default)s)")
+    parser.add_argument("--force", action="store_true",
+                        help="run even when the load average is above 1 per core (the report says the load)")
     return parser
 
 

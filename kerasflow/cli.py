@@ -70,14 +70,8 @@ def positive_int(text):
 
 def add_set_option(parser):
     """``--set KEY=VALUE`` (repeatable) recipe overrides, collected in ``args.overrides``."""
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe key, e.g. --set data.root=/data/egtea (repeatable)",
-    )
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe key, e.g. --set data.root=/data/egtea (repeatable)")
 
 
 def add_json_option(parser):

@@ -18,16 +18,11 @@ from kerasflow.errors import cli_entry, run_command
 @cli_entry
 def main(argv=None):
     parser = command_parser("convert_weights", __doc__)
-    parser.add_argument(
-        "in_path",
-        help="state dict in the layout of the backbone's family (torchvision's for the ResNets), .pth or .safetensors",
-    )
+    parser.add_argument("in_path", help="state dict in the layout of the backbone's family (torchvision's for "
+                        "the ResNets), .pth or .safetensors")
     parser.add_argument("out_path", help="output Keras weights, must end in .weights.h5")
-    parser.add_argument(
-        "--arch",
-        help="check the file against this backbone preset, e.g. resnet34 "
-        "(default: infer the architecture, of the default preset's family, from the keys and shapes)",
-    )
+    parser.add_argument("--arch", help="check the file against this backbone preset, e.g. resnet34 "
+                        "(default: infer the architecture, of the default preset's family, from the keys and shapes)")
     args = parser.parse_args(argv)
     start_tensorflow_quietly()
     from kerasflow.backbones.registry import DEFAULT_PRESET, converter, preset_names
@@ -35,10 +30,8 @@ def main(argv=None):
 
     convert_file = converter(args.arch if args.arch in preset_names() else DEFAULT_PRESET)
     backbone = convert_file(args.in_path, args.out_path, arch=args.arch)
-    print(
-        f"wrote {args.out_path} and {config_path(args.out_path)} "
-        f"({backbone.count_params():,} values, {len(backbone.stages)} stages)"
-    )
+    print(f"wrote {args.out_path} and {config_path(args.out_path)} "
+          f"({backbone.count_params():,} values, {len(backbone.stages)} stages)")
     return 0
 
 

@@ -38,28 +38,18 @@ def format_report(report):
 
 
 def add_arguments(parser):
-    parser.add_argument(
-        "model",
-        help="run folder (uses its model.keras and recipe.yaml), a .keras model file, "
-        "an export folder or a .tflite file",
-    )
+    parser.add_argument("model", help="run folder (uses its model.keras and recipe.yaml), a .keras model file, "
+                        "an export folder or a .tflite file")
     parser.add_argument("--recipe", help="recipe the model was trained with (default: the run folder's recipe.yaml)")
     add_set_option(parser)
     parser.add_argument("--subset", choices=("test", "train"), default="test", help="which subset (default test)")
     parser.add_argument("--batch-size", type=positive_int, help="default: the recipe's data.batch_size")
-    parser.add_argument(
-        "--clips",
-        type=positive_int,
-        help="clips per video, averaged as the recipe's "
-        "evaluation.average says (logits by default; --set evaluation.average=softmax): evenly "
-        "spaced flow windows or TV-L1 stacks (default: the recipe's evaluation.clips, 1)",
-    )
-    parser.add_argument(
-        "--output",
-        help="folder for confusion_matrix.png and evaluation.json (default: "
-        "evaluations/<model>-<subset>-<dataset>-<data digest>/ next to the model, or beside an "
-        "export folder)",
-    )
+    parser.add_argument("--clips", type=positive_int, help="clips per video, averaged as the recipe's "
+                        "evaluation.average says (logits by default; --set evaluation.average=softmax): evenly "
+                        "spaced flow windows or TV-L1 stacks (default: the recipe's evaluation.clips, 1)")
+    parser.add_argument("--output", help="folder for confusion_matrix.png and evaluation.json (default: "
+                        "evaluations/<model>-<subset>-<dataset>-<data digest>/ next to the model, or beside an "
+                        "export folder)")
 
 
 def evaluate_model(args):

@@ -30,10 +30,8 @@ def find_recipe(path, recipe=None, source_run=None):
 
 def check_model_matches_recipe(info, recipe, model_file):
     if info.kind != recipe.model.kind:
-        raise UserError(
-            f"{model_file} is a model file of another kind ({info.kind}) than the recipe's "
-            f"model.kind ({recipe.model.kind}); pass the recipe it was trained with"
-        )
+        raise UserError(f"{model_file} is a model file of another kind ({info.kind}) than the recipe's "
+                        f"model.kind ({recipe.model.kind}); pass the recipe it was trained with")
 
 
 def subset_dataset(recipe, info, subset, batch_size, bad_videos, clips=1):
@@ -43,21 +41,10 @@ def subset_dataset(recipe, info, subset, batch_size, bad_videos, clips=1):
     train, test = recipe_indexes(recipe.data)
     index = test if subset == "test" else train
     if list(index.class_names) != list(info.class_names):
-        raise UserError(
-            f"{recipe.data.root}: its classes ({len(index.class_names)}) differ from the "
-            f"{len(info.class_names)} the model was trained on; set data.root to that dataset"
-        )
-    dataset = model_dataset(
-        recipe.data,
-        index,
-        subset,
-        info.inputs,
-        batch_size=batch_size,
-        training=False,
-        seed=recipe.runtime.seed,
-        bad_videos=bad_videos,
-        clips=clips,
-    )
+        raise UserError(f"{recipe.data.root}: its classes ({len(index.class_names)}) differ from the "
+                        f"{len(info.class_names)} the model was trained on; set data.root to that dataset")
+    dataset = model_dataset(recipe.data, index, subset, info.inputs, batch_size=batch_size, training=False,
+                            seed=recipe.runtime.seed, bad_videos=bad_videos, clips=clips)
     return index, dataset
 
 
@@ -82,10 +69,8 @@ def output_folder(model_file, recipe, subset, output=None, clips=1):
         if folder.exists() and not folder.is_dir():
             raise UserError(f"--output {output} is a file; pass a folder (it is created if missing)")
         if (folder / RECIPE_FILE).is_file():
-            raise UserError(
-                f"--output {output} is a run folder; leave --output out (evaluate then writes to "
-                "evaluations/ inside it) or pass another folder"
-            )
+            raise UserError(f"--output {output} is a run folder; leave --output out (evaluate then writes to "
+                            "evaluations/ inside it) or pass another folder")
     ensure_writable_folder(folder)
     return folder
 
@@ -107,34 +92,22 @@ def evaluate_run(predictor, recipe, subset="test", batch_size=None, output=None,
     bad_videos = BadVideoLog()
     index, dataset = subset_dataset(recipe, info, subset, batch_size, bad_videos, clips)
     class_names = list(info.class_names)
-    batches = tqdm(
-        dataset,
-        total=math.ceil(len(index) / batch_size),
-        desc=f"evaluating {subset}",
-        unit="batch",
-        file=sys.stderr,
-        disable=None,
-    )
+    batches = tqdm(dataset, total=math.ceil(len(index) / batch_size), desc=f"evaluating {subset}",
+                   unit="batch", file=sys.stderr, disable=None)
     try:
         with bad_videos_as_user_errors():
             streams = list(streams_of(predictor.keras_model).values()) if predictor.keras_model else []
-            result = metrics.evaluate(
-                predictor, batches, len(class_names), streams=streams, clips=clips, average=recipe.evaluation.average
-            )
+            result = metrics.evaluate(predictor, batches, len(class_names), streams=streams, clips=clips,
+                                      average=recipe.evaluation.average)
     finally:
         batches.close()
     if result.num_videos == 0:
-        raise UserError(
-            f"none of the {len(index)} {subset} videos of {recipe.data.root} could be decoded "
-            f"({bad_videos.summary(shown=2)}); repair or replace them"
-        )
+        raise UserError(f"none of the {len(index)} {subset} videos of {recipe.data.root} could be decoded "
+                        f"({bad_videos.summary(shown=2)}); repair or replace them")
     png, report_file = folder / "confusion_matrix.png", folder / "evaluation.json"
     confusion = result.confusion()
     metrics.plot_confusion_matrix(
-        confusion,
-        class_names,
-        str(png),
-        f"{info.kind} ({info.stage}), {subset}: top-1 {result.top1:.3f}",
+        confusion, class_names, str(png), f"{info.kind} ({info.stage}), {subset}: top-1 {result.top1:.3f}",
     )
     report = {
         "model": str(model_file),

@@ -32,76 +32,42 @@ def build_parser():
         description="TV-L1 optical flow (OpenCV DualTVL1, default parameters) as 8-bit JPEGs, "
         "dense_flow coding, ego-rnn layout.",
     )
-    parser.add_argument(
-        "src_root", help=f"folder searched for videos ({' '.join(VIDEO_EXTENSIONS)}) and frame folders (jpg/png)"
-    )
+    parser.add_argument("src_root", help=f"folder searched for videos ({' '.join(VIDEO_EXTENSIONS)}) "
+                        "and frame folders (jpg/png)")
     parser.add_argument("out_root", help="output root: gets flow_x/, flow_y/ and " + TIMING_FILE)
-    parser.add_argument(
-        "--workers",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="parallel processes, one video each (default: CPU count)",
-    )
-    parser.add_argument(
-        "--bound",
-        type=_positive_float,
-        default=20.0,
-        metavar="PIXELS",
-        help="flow clip value in pixels for the JPEG coding (default: 20, as dense_flow)",
-    )
-    parser.add_argument(
-        "--size",
-        type=positive_int,
-        default=None,
-        metavar="SHORTER_SIDE",
-        help="resize frames so the shorter side has this many pixels (default: keep)",
-    )
-    parser.add_argument(
-        "--limit",
-        type=positive_int,
-        default=None,
-        metavar="K",
-        help="process only the first K sources in sorted order (e.g. to time a sample)",
-    )
-    parser.add_argument(
-        "--strict", action="store_true", help="stop with exit status 2 at the first video that cannot be decoded"
-    )
+    parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                        help="parallel processes, one video each (default: CPU count)")
+    parser.add_argument("--bound", type=_positive_float, default=20.0, metavar="PIXELS",
+                        help="flow clip value in pixels for the JPEG coding (default: 20, as dense_flow)")
+    parser.add_argument("--size", type=positive_int, default=None, metavar="SHORTER_SIDE",
+                        help="resize frames so the shorter side has this many pixels (default: keep)")
+    parser.add_argument("--limit", type=positive_int, default=None, metavar="K",
+                        help="process only the first K sources in sorted order (e.g. to time a sample)")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop with exit status 2 at the first video that cannot be decoded")
     return parser
 
 
 @cli_entry
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    summary = extract_all(
-        args.src_root,
-        args.out_root,
-        workers=args.workers,
-        bound=args.bound,
-        size=args.size,
-        limit=args.limit,
-        strict=args.strict,
-    )
+    summary = extract_all(args.src_root, args.out_root, workers=args.workers, bound=args.bound,
+                          size=args.size, limit=args.limit, strict=args.strict)
     for reason in summary["failed"].values():
         print(f"failed: {reason}")
     done = len(summary["seconds"])
-    print(
-        f"videos: {summary['extracted']} extracted, {summary['skipped']} already done, {len(summary['failed'])} failed"
-    )
-    print(
-        f"flow extraction: {summary['mean_seconds']:.3f} s per video (mean over {done}), "
-        f"{summary['total_seconds']:.1f} s in total; this run took {summary['wall_seconds']:.1f} s "
-        f"of wall-clock time"
-    )
+    print(f"videos: {summary['extracted']} extracted, {summary['skipped']} already done, "
+          f"{len(summary['failed'])} failed")
+    print(f"flow extraction: {summary['mean_seconds']:.3f} s per video (mean over {done}), "
+          f"{summary['total_seconds']:.1f} s in total; this run took {summary['wall_seconds']:.1f} s "
+          f"of wall-clock time")
     print(f"per-video seconds: {args.out_root}/{TIMING_FILE}")
     if summary["failed"]:
         failed = sorted(summary["failed"])
         shown = ", ".join(failed[:10]) + (f" and {len(failed) - 10} more" if len(failed) > 10 else "")
         total = summary["extracted"] + summary["skipped"] + len(failed)
-        raise UserError(
-            f"{len(failed)} of {total} videos failed ({shown}); the others are done. "
-            "Repair or remove those (the reasons are above), then run the same command again"
-        )
+        raise UserError(f"{len(failed)} of {total} videos failed ({shown}); the others are done. "
+                        "Repair or remove those (the reasons are above), then run the same command again")
     return 0
 
 

@@ -6,10 +6,8 @@ function. ``import kerasflow.fit`` therefore fails with a pointer to what to imp
 """
 
 if __name__ != "__main__":
-    raise ImportError(
-        "kerasflow.fit is the function kerasflow.api.fit (from kerasflow import fit); the command's "
-        "module is kerasflow.fit_command, run as python -m kerasflow.fit"
-    )
+    raise ImportError("kerasflow.fit is the function kerasflow.api.fit (from kerasflow import fit); the command's "
+                      "module is kerasflow.fit_command, run as python -m kerasflow.fit")
 
 from kerasflow.errors import run_command  # noqa: E402
 from kerasflow.fit_command import main  # noqa: E402

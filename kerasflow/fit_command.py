@@ -18,11 +18,8 @@ from kerasflow.cli import add_set_option, command_parser, start_tensorflow_quiet
 from kerasflow.errors import cli_entry  # noqa: E402
 
 # The demo's table: a row per trained stream, from the stage that trained it last.
-TABLE_ROWS = (
-    ("RGB only (EgoRCNN)", ("rgb_stage2", "rgb_stage1")),
-    ("flow stream only", ("flow",)),
-    ("two-stream", ("joint",)),
-)
+TABLE_ROWS = (("RGB only (EgoRCNN)", ("rgb_stage2", "rgb_stage1")), ("flow stream only", ("flow",)),
+              ("two-stream", ("joint",)))
 
 
 def comparison_table(metrics):
@@ -31,19 +28,15 @@ def comparison_table(metrics):
     for label, stages in TABLE_ROWS:
         result = next((metrics["stages"][stage] for stage in stages if stage in metrics["stages"]), None)
         if result is not None:
-            lines.append(
-                f"{label:<24} {result['top1']:>7.3f} {result['top5']:>7.3f} {result['seconds_per_video']:>9.4f}"
-            )
+            lines.append(f"{label:<24} {result['top1']:>7.3f} {result['top5']:>7.3f} "
+                         f"{result['seconds_per_video']:>9.4f}")
     return "\n".join(lines)
 
 
 def parse_args(argv):
     parser = command_parser("fit", __doc__)
-    parser.add_argument(
-        "recipe",
-        help="YAML recipe (e.g. recipes/egtea.yaml), an installed recipe's name "
-        "(e.g. demo), or a run folder to resume where it is",
-    )
+    parser.add_argument("recipe", help="YAML recipe (e.g. recipes/egtea.yaml), an installed recipe's name "
+                                       "(e.g. demo), or a run folder to resume where it is")
     add_set_option(parser)
     return parser.parse_args(argv)
 
@@ -61,8 +54,7 @@ def main(argv=None):
     with bad_videos_as_user_errors():
         metrics = train_recipe(recipe)
     print(comparison_table(metrics))
-    print(
-        f"final model: {os.path.join(recipe.runtime.output_dir, 'model.keras')} "
-        f"(test top-1 {metrics['final']['top1']:.3f})"
-    )
+    print(f"final model: {os.path.join(recipe.runtime.output_dir, 'model.keras')} "
+          f"(test top-1 {metrics['final']['top1']:.3f})")
     return 0
+

@@ -111,9 +111,8 @@ def evaluate(model, dataset, num_classes, streams=(), clips=1, average="logits")
             stream_seconds[stream.name] += time.perf_counter() - start
     if not logits:
         return EvaluationResult(np.zeros((0, num_classes), np.float32), np.zeros(0, np.int64), decode, 0.0, {})
-    return EvaluationResult(
-        np.concatenate(logits), np.concatenate(labels).astype(np.int64), decode, compute, stream_seconds
-    )
+    return EvaluationResult(np.concatenate(logits), np.concatenate(labels).astype(np.int64), decode, compute,
+                            stream_seconds)
 
 
 def average_clip_scores(logits, average="logits"):
@@ -150,15 +149,8 @@ def plot_confusion_matrix(confusion, class_names, path, title="Confusion matrix"
     if len(class_names) <= 20:
         for (row, column), count in np.ndenumerate(confusion):
             if count:
-                axes.text(
-                    column,
-                    row,
-                    str(count),
-                    ha="center",
-                    va="center",
-                    color="white" if normalised[row, column] > 0.5 else "black",
-                    fontsize=8,
-                )
+                axes.text(column, row, str(count), ha="center", va="center",
+                          color="white" if normalised[row, column] > 0.5 else "black", fontsize=8)
     figure.colorbar(image, ax=axes, fraction=0.046)
     figure.tight_layout()
     with atomic_path(path) as temporary:

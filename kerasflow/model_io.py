@@ -149,17 +149,17 @@ def find_model_file(path, accepted="a run folder or a .keras model file"):
         if model_file.is_file():
             return model_file
         if (path / "state.json").is_file() and (path / "recipe.yaml").is_file():
-            raise UserError(f"{path} has no {MODEL_FILE} yet; finish its training with python -m kerasflow.fit {path}")
+            raise UserError(f"{path} has no {MODEL_FILE} yet; finish its training with "
+                            f"python -m kerasflow.fit {path}")
         raise UserError(f"{path} is not a run folder (it has no {MODEL_FILE}); pass {accepted}")
     if not path.exists():
         raise UserError(f"model {str(path)!r} does not exist; pass {accepted}")
     if path.name.endswith(".weights.h5"):
-        raise UserError(f"{path} is a weights checkpoint, not a model file; pass the run folder or a .keras model file")
+        raise UserError(f"{path} is a weights checkpoint, not a model file; pass the run folder or a .keras "
+                        "model file")
     if path.suffix in (".yaml", ".yml"):
-        raise UserError(
-            f"{path} is a recipe, not a model file; pass the run folder or a .keras model file "
-            "(evaluate takes a recipe with --recipe)"
-        )
+        raise UserError(f"{path} is a recipe, not a model file; pass the run folder or a .keras model file "
+                        "(evaluate takes a recipe with --recipe)")
     if path.suffix != ".keras":
         raise UserError(f"{path} is not a model file; pass {accepted}")
     return path
@@ -171,32 +171,26 @@ def read_model_info(model_file):
     try:
         values = json.loads(metadata_file.read_text())
     except FileNotFoundError:
-        raise UserError(
-            f"{metadata_file} is missing: a model file needs the metadata kerasflow.fit writes "
-            "next to it (kind, inputs, class names)"
-        ) from None
+        raise UserError(f"{metadata_file} is missing: a model file needs the metadata kerasflow.fit writes "
+                        "next to it (kind, inputs, class names)") from None
     except (ValueError, OSError):
         raise UserError(f"{metadata_file} is not readable JSON; copy it again from the run folder") from None
     if not isinstance(values, dict) or values.get("format") != INFO_FORMAT:
-        raise UserError(
-            f"{metadata_file} was written by another kerasflow version (metadata format "
-            f"{values.get('format', 1) if isinstance(values, dict) else '?'}, this version reads "
-            f"{INFO_FORMAT}); train the model again with this version"
-        )
+        raise UserError(f"{metadata_file} was written by another kerasflow version (metadata format "
+                        f"{values.get('format', 1) if isinstance(values, dict) else '?'}, this version reads "
+                        f"{INFO_FORMAT}); train the model again with this version")
     try:
         return ModelInfo.from_dict(values)
     except (KeyError, TypeError, ValueError) as error:
-        raise UserError(
-            f"{metadata_file} is damaged ({type(error).__name__}: {error}); copy it again from the run folder"
-        ) from None
+        raise UserError(f"{metadata_file} is damaged ({type(error).__name__}: {error}); "
+                        "copy it again from the run folder") from None
 
 
 def load_model_file(model_file):
     """The ``keras.Model`` in a ``.keras`` file; ``UserError`` when it is not a readable Keras archive."""
     if not zipfile.is_zipfile(model_file):
-        raise UserError(
-            f"{model_file} is not a Keras model file (not a .keras zip archive); copy it again from the run folder"
-        )
+        raise UserError(f"{model_file} is not a Keras model file (not a .keras zip archive); "
+                        "copy it again from the run folder")
     import keras
 
     import kerasflow.models.builders  # noqa: F401  (registers every custom layer a model file can refer to)
@@ -243,12 +237,8 @@ def _renamed_layers(config, names):
         return [_renamed_layers(item, names) for item in config]
     if not isinstance(config, dict):
         return config
-    return {
-        names.get(key, key): (
-            names.get(value, value) if key == "name" and isinstance(value, str) else _renamed_layers(value, names)
-        )
-        for key, value in config.items()
-    }
+    return {names.get(key, key): (names.get(value, value) if key == "name" and isinstance(value, str)
+                                  else _renamed_layers(value, names)) for key, value in config.items()}
 
 
 def load_saved_model(path):

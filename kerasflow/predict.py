@@ -27,10 +27,8 @@ def format_report(report):
     seconds = report["seconds"]
     lines = [f"{report['video']}:"]
     lines += [f"  {p['class']:<{width}}  {p['probability']:.4f}" for p in report["predictions"]]
-    lines.append(
-        f"seconds: decode {seconds['decode']:.3f}, model {seconds['model']:.3f}"
-        + (f", CAM picture {seconds['cam']:.3f}" if "cam" in seconds else "")
-    )
+    lines.append(f"seconds: decode {seconds['decode']:.3f}, model {seconds['model']:.3f}"
+                 + (f", CAM picture {seconds['cam']:.3f}" if "cam" in seconds else ""))
     if "cam" in report:
         lines.append(f"CAM attention picture: {report['cam']}")
     if "note" in report:
@@ -39,17 +37,13 @@ def format_report(report):
 
 
 def format_stream_report(report):
-    lines = [
-        f"{report['source']}: {report['frames']} frames at {report['fps']:.1f} fps, "
-        f"{len(report['windows'])} windows of {report['window']} frames every {report['hop']}"
-    ]
+    lines = [f"{report['source']}: {report['frames']} frames at {report['fps']:.1f} fps, "
+             f"{len(report['windows'])} windows of {report['window']} frames every {report['hop']}"]
     if report["dropped"]:
         milliseconds = sorted(window["milliseconds"] for window in report["windows"])
-        lines.append(
-            f"dropped {report['dropped']} windows: the model ({milliseconds[len(milliseconds) // 2]:.0f} ms "
-            f"a window) is slower than the hop ({1000 * report['hop'] / report['fps']:.0f} ms); "
-            "pass a larger --hop or export a faster model"
-        )
+        lines.append(f"dropped {report['dropped']} windows: the model ({milliseconds[len(milliseconds) // 2]:.0f} ms "
+                     f"a window) is slower than the hop ({1000 * report['hop'] / report['fps']:.0f} ms); "
+                     "pass a larger --hop or export a faster model")
     if "out" in report:
         lines.append(f"annotated video: {report['out']}")
     return "\n".join(lines)
@@ -66,43 +60,23 @@ def format_any_report(report):
 
 def add_arguments(parser):
     parser.add_argument("video", nargs="?", help="video file or frame folder")
-    parser.add_argument(
-        "--model",
-        required=True,
-        help="run folder (its model.keras), a .keras model file, an export folder or a .tflite file",
-    )
+    parser.add_argument("--model", required=True, help="run folder (its model.keras), a .keras model file, an "
+                        "export folder or a .tflite file")
     parser.add_argument("--top-k", type=positive_int, default=5, help="how many classes to list (default 5)")
     parser.add_argument("--cam", metavar="OUT.png", help="also write the frames with CAM attention overlaid")
     parser.add_argument("--flow-dir", help="optical-flow models: the video's flow_x folder (TV-L1 JPEGs)")
-    parser.add_argument(
-        "--clips",
-        type=positive_int,
-        default=1,
-        help="clips per video: evenly spaced flow windows or TV-L1 stacks (default 1)",
-    )
-    parser.add_argument(
-        "--average",
-        choices=("logits", "softmax"),
-        default="logits",
-        help="how --clips are averaged: their logits (default, as ego-rnn) or their softmax",
-    )
+    parser.add_argument("--clips", type=positive_int, default=1, help="clips per video: evenly spaced flow "
+                        "windows or TV-L1 stacks (default 1)")
+    parser.add_argument("--average", choices=("logits", "softmax"), default="logits", help="how --clips are "
+                        "averaged: their logits (default, as ego-rnn) or their softmax")
     live = parser.add_argument_group("live prediction")
-    live.add_argument(
-        "--stream",
-        metavar="SOURCE",
-        help="predict a camera index, a stream URL or a video file "
-        "window by window as its frames arrive (instead of VIDEO)",
-    )
-    live.add_argument(
-        "--window", type=positive_int, help="frames in a window (default: the frames the model's longest input spans)"
-    )
+    live.add_argument("--stream", metavar="SOURCE", help="predict a camera index, a stream URL or a video file "
+                      "window by window as its frames arrive (instead of VIDEO)")
+    live.add_argument("--window", type=positive_int, help="frames in a window (default: the frames the model's "
+                      "longest input spans)")
     live.add_argument("--hop", type=positive_int, help="frames between two windows (default half a window)")
-    live.add_argument(
-        "--realtime",
-        action="store_true",
-        help="replay a video file at its frame rate, dropping "
-        "the windows the model cannot keep up with, as a camera would",
-    )
+    live.add_argument("--realtime", action="store_true", help="replay a video file at its frame rate, dropping "
+                      "the windows the model cannot keep up with, as a camera would")
     live.add_argument("--out", metavar="ANNOTATED.mp4", help="write the stream with the current top-1 drawn on it")
 
 
@@ -120,14 +94,11 @@ def check_stream_request(args):
         if not args.out.lower().endswith(".mp4") or not os.path.isdir(folder):
             raise UserError(f"--out {args.out}: give a path ending in .mp4 in an existing folder")
         if os.path.realpath(args.out) == os.path.realpath(args.stream) or _same_file(args.out, args.stream):
-            raise UserError(
-                f"--out {args.out} is the --stream source {args.stream}; it is not overwritten: give "
-                "another path for the annotated video"
-            )
+            raise UserError(f"--out {args.out} is the --stream source {args.stream}; it is not overwritten: give "
+                            "another path for the annotated video")
         if os.path.exists(args.out) and not is_mp4(args.out):
-            raise UserError(
-                f"--out {args.out} exists and is not an MP4 video; it is not overwritten: give another path"
-            )
+            raise UserError(f"--out {args.out} exists and is not an MP4 video; it is not overwritten: give "
+                            "another path")
 
 
 def _same_file(a, b):
@@ -153,16 +124,9 @@ def predict_stream(args):
 
     check_stream_request(args)
     predictor = load_predictor(args.model)
-    report = stream(
-        predictor,
-        args.stream,
-        window=args.window,
-        hop=args.hop,
-        top=args.top_k,
-        realtime=args.realtime,
-        out=args.out,
-        on_window=lambda window: print(format_window(window), flush=True),
-    )
+    report = stream(predictor, args.stream, window=args.window, hop=args.hop, top=args.top_k,
+                    realtime=args.realtime, out=args.out,
+                    on_window=lambda window: print(format_window(window), flush=True))
     if args.out:
         report["out"] = args.out
     return report

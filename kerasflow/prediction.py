@@ -45,10 +45,8 @@ def check_request(video, model_path, info, flow_dir, cam=None):
             raise UserError(f"--cam {cam} exists and is not a PNG picture; it is not overwritten: give another path")
     takes_flow = TVL1_STACK in info.input_names
     if takes_flow and flow_dir is None:
-        raise UserError(
-            f"{model_path} is an optical-flow model: it needs the video's TV-L1 flow folder; "
-            "pass --flow-dir <flow_x folder of this video> (python -m kerasflow.extract_flow makes it)"
-        )
+        raise UserError(f"{model_path} is an optical-flow model: it needs the video's TV-L1 flow folder; "
+                        "pass --flow-dir <flow_x folder of this video> (python -m kerasflow.extract_flow makes it)")
     if not takes_flow and flow_dir is not None:
         raise UserError(f"--flow-dir is only read by optical-flow models; {model_path} takes RGB clips only")
     if takes_flow and not os.path.isdir(flow_dir):
@@ -73,10 +71,8 @@ def predict_video(predictor, video, top=5, flow_dir=None, cam=None, clips=1, ave
 
     info, model = predictor.info, predictor.keras_model
     if cam is not None and (model is None or "rgb_stream" not in streams_of(model)):
-        raise UserError(
-            f"--cam needs a Keras model with an RGB stream (the CAM comes from EgoRCNN's RGB stream); "
-            f"this {info.kind} {predictor.format} model of stage {info.stage} has none"
-        )
+        raise UserError(f"--cam needs a Keras model with an RGB stream (the CAM comes from EgoRCNN's RGB stream); "
+                        f"this {info.kind} {predictor.format} model of stage {info.stage} has none")
     requested = clips = test_clips(info.inputs, clips)
     if clips > 1:
         clips = min(clips, distinct_clips(video, info.inputs, flow_dir) or clips)
@@ -102,9 +98,8 @@ def predict_video(predictor, video, top=5, flow_dir=None, cam=None, clips=1, ave
         "seconds": {"decode": decode_seconds, "model": model_seconds},
     }
     if requested != clips:
-        report["note"] = (
-            f"--clips {requested}: {video} has {clips} distinct clips for this model; averaged those {clips}"
-        )
+        report["note"] = (f"--clips {requested}: {video} has {clips} distinct clips for this model; averaged "
+                          f"those {clips}")
     if cam is not None:
         start = time.perf_counter()
         maps = run_model(cam_maps_model(model), inputs[RGB_CLIP])[0]

@@ -30,15 +30,11 @@ def check_markdown_target(path, overwrite=False):
         return
     run = run_folder_of(path.resolve().parent)
     if run is not None:
-        raise UserError(
-            f"--markdown {path} is a file of the run folder {run}; a run's own files are never "
-            "replaced: pass another --markdown path"
-        )
+        raise UserError(f"--markdown {path} is a file of the run folder {run}; a run's own files are never "
+                        "replaced: pass another --markdown path")
     if not overwrite:
-        raise UserError(
-            f"--markdown {path} exists and is not a report python -m kerasflow.report wrote; it is "
-            "not replaced: pass another path, or --overwrite to replace it"
-        )
+        raise UserError(f"--markdown {path} exists and is not a report python -m kerasflow.report wrote; it is "
+                        "not replaced: pass another path, or --overwrite to replace it")
 
 
 def _is_report(path):
@@ -52,15 +48,11 @@ def _is_report(path):
 
 def add_arguments(parser):
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished run folders (runtime.output_dir)")
-    parser.add_argument(
-        "--mixed", action="store_true", help="average runs of different datasets or class lists too (refused otherwise)"
-    )
+    parser.add_argument("--mixed", action="store_true",
+                        help="average runs of different datasets or class lists too (refused otherwise)")
     parser.add_argument("--markdown", metavar="FILE.md", help="also write the markdown table to this file")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="let --markdown replace an existing file that is not a report (never a run's own file)",
-    )
+    parser.add_argument("--overwrite", action="store_true",
+                        help="let --markdown replace an existing file that is not a report (never a run's own file)")
 
 
 def make_report(args):

@@ -36,7 +36,8 @@ _END = object()
 def default_window(inputs):
     """Frames the longest input spans: ``(T - 1) * stride + 1`` for a contiguous clip, ``T`` for one
     spread over segments."""
-    return max(spec.frames if spec.sampling == "segments" else (spec.frames - 1) * spec.stride + 1 for spec in inputs)
+    return max(spec.frames if spec.sampling == "segments" else (spec.frames - 1) * spec.stride + 1
+               for spec in inputs)
 
 
 class NothingPredicted(UserError):
@@ -52,15 +53,11 @@ def check_window(window, inputs):
     or longer than ``MAX_WINDOW``."""
     needed = default_window(inputs)
     if window < needed:
-        raise UserError(
-            f"--window {window}: this model's input spans {needed} frames; a shorter window would "
-            f"feed it repeated frames: pass --window {needed} or more (or leave it out)"
-        )
+        raise UserError(f"--window {window}: this model's input spans {needed} frames; a shorter window would "
+                        f"feed it repeated frames: pass --window {needed} or more (or leave it out)")
     if window > MAX_WINDOW:
-        raise UserError(
-            f"--window {window} is more than the {MAX_WINDOW} frames a window may hold in memory; "
-            f"pass a --window from {needed} to {MAX_WINDOW}"
-        )
+        raise UserError(f"--window {window} is more than the {MAX_WINDOW} frames a window may hold in memory; "
+                        f"pass a --window from {needed} to {MAX_WINDOW}")
 
 
 def is_live(source):
@@ -83,7 +80,8 @@ def window_inputs(frames, inputs):
     """``{input name: uint8 (1, T, S, S, 3)}`` of a window ``frames`` (``(W, S, S, 3)``, already cropped),
     sampled for each input as ``clip_indices`` samples a test video of ``W`` frames."""
     count = len(frames)
-    return {spec.name: frames[clip_indices(count, spec.frames, spec.sampling, spec.stride)][None] for spec in inputs}
+    return {spec.name: frames[clip_indices(count, spec.frames, spec.sampling, spec.stride)][None]
+            for spec in inputs}
 
 
 @dataclasses.dataclass
@@ -151,16 +149,8 @@ def annotate(frame, label):
     height = max(18, frame.shape[0] // 14)
     scale = height / 30
     cv2.rectangle(frame, (0, 0), (frame.shape[1], height + 6), (0, 0, 0), thickness=-1)
-    cv2.putText(
-        frame,
-        label,
-        (4, height),
-        cv2.FONT_HERSHEY_SIMPLEX,
-        scale,
-        (255, 255, 255),
-        max(1, round(2 * scale)),
-        cv2.LINE_AA,
-    )
+    cv2.putText(frame, label, (4, height), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
+                max(1, round(2 * scale)), cv2.LINE_AA)
     return frame
 
 
@@ -173,14 +163,11 @@ class VideoOut:
 
     def write(self, frame):
         if self.writer is None:
-            self.writer = cv2.VideoWriter(
-                self.path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (frame.shape[1], frame.shape[0])
-            )
+            self.writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
+                                          (frame.shape[1], frame.shape[0]))
             if not self.writer.isOpened():
-                raise UserError(
-                    f"--out {self.shown}: OpenCV cannot write this video; give a path ending in .mp4 "
-                    "in a writable folder"
-                )
+                raise UserError(f"--out {self.shown}: OpenCV cannot write this video; give a path ending in .mp4 "
+                                "in a writable folder")
         self.writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         self.written += 1
 
@@ -199,10 +186,8 @@ class VideoOut:
             return
         if shutil.disk_usage(os.path.dirname(os.path.abspath(self.path))).free < FULL_DISK_BYTES:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.shown)
-        raise UserError(
-            f"--out {self.shown}: OpenCV wrote {readable} of the {self.written} frames readably; the "
-            "incomplete video was removed: check the folder, or give another path"
-        )
+        raise UserError(f"--out {self.shown}: OpenCV wrote {readable} of the {self.written} frames readably; the "
+                        "incomplete video was removed: check the folder, or give another path")
 
 
 def stream(predictor, source, *, window=None, hop=None, top=5, realtime=False, out=None, on_window=None):
@@ -218,11 +203,9 @@ def stream(predictor, source, *, window=None, hop=None, top=5, realtime=False, o
     """
     info = predictor.info
     if not all(spec.is_clip for spec in info.inputs):
-        raise UserError(
-            f"--stream needs a model that takes RGB frames; this {info.kind} model reads TV-L1 optical "
-            "flow, which is extracted offline (python -m kerasflow.extract_flow): predict files with "
-            "--flow-dir instead"
-        )
+        raise UserError(f"--stream needs a model that takes RGB frames; this {info.kind} model reads TV-L1 optical "
+                        "flow, which is extracted offline (python -m kerasflow.extract_flow): predict files with "
+                        "--flow-dir instead")
     window = window or default_window(info.inputs)
     hop = hop or max(1, window // 2)
     first = info.inputs[0]
@@ -242,9 +225,8 @@ def stream(predictor, source, *, window=None, hop=None, top=5, realtime=False, o
                 items = reader.take(all_available=live or realtime)
                 arrived, due = [], None
                 for index, seconds, frame in (item for item in items if item is not _END):
-                    recent.append(
-                        transform_clip(frame[None], first.size, crop=first.crop, subsample=first.subsample)[0]
-                    )
+                    recent.append(transform_clip(frame[None], first.size, crop=first.crop,
+                                                 subsample=first.subsample)[0])
                     arrived.append((index, frame))
                     frames_read = index + 1
                     if frames_read >= window and (frames_read - window) % hop == 0:
@@ -257,9 +239,8 @@ def stream(predictor, source, *, window=None, hop=None, top=5, realtime=False, o
                     logits = np.asarray(predictor(window_inputs(frames, info.inputs)), np.float64)[0]
                     milliseconds = 1000 * (time.perf_counter() - start)
                     predictions = top_k(softmax(logits), list(info.class_names), top)
-                    result = Window(
-                        len(windows), end - window + 1, end, seconds if live else end / fps, predictions, milliseconds
-                    )
+                    result = Window(len(windows), end - window + 1, end, seconds if live else end / fps,
+                                    predictions, milliseconds)
                     windows.append(result)
                     label = f"{predictions[0]['class']} {predictions[0]['probability']:.2f}"
                     if on_window is not None:
@@ -272,29 +253,18 @@ def stream(predictor, source, *, window=None, hop=None, top=5, realtime=False, o
             reader.stopping.set()
             if writer:
                 writer.close()
-        report = {
-            "source": str(source),
-            "fps": fps,
-            "window": window,
-            "hop": hop,
-            "frames": frames_read,
-            "windows": [dataclasses.asdict(result) for result in windows],
-            "dropped": dropped,
-        }
+        report = {"source": str(source), "fps": fps, "window": window, "hop": hop, "frames": frames_read,
+                  "windows": [dataclasses.asdict(result) for result in windows], "dropped": dropped}
         if not windows:
-            raise NothingPredicted(_nothing_predicted(source, frames_read, window, default_window(info.inputs)), report)
+            raise NothingPredicted(_nothing_predicted(source, frames_read, window, default_window(info.inputs)),
+                                   report)
         if writer:
             writer.check()
     return report
 
 
 def _nothing_predicted(source, frames_read, window, needed):
-    advice = (
-        f"pass a --window from {needed} to {frames_read}"
-        if frames_read >= needed
-        else f"this model needs at least {needed} frames: give a longer source"
-    )
-    return (
-        f"--stream {source}: the source ended after {frames_read} frames, before one window of {window} "
-        f"frames: nothing was predicted; {advice}"
-    )
+    advice = (f"pass a --window from {needed} to {frames_read}" if frames_read >= needed
+              else f"this model needs at least {needed} frames: give a longer source")
+    return (f"--stream {source}: the source ended after {frames_read} frames, before one window of {window} "
+            f"frames: nothing was predicted; {advice}")

@@ -21,27 +21,14 @@ def parse_args(argv):
     from kerasflow.tuning.space import PLAN_LIMIT
 
     parser = command_parser("tune", __doc__)
-    parser.add_argument(
-        "recipe",
-        help="YAML recipe with a search: section (e.g. recipes/hmdb51-ablation.yaml) or "
-        "an installed recipe's name (e.g. demo-ablation)",
-    )
+    parser.add_argument("recipe", help="YAML recipe with a search: section (e.g. recipes/hmdb51-ablation.yaml) or "
+                                       "an installed recipe's name (e.g. demo-ablation)")
     add_set_option(parser)
-    parser.add_argument(
-        "--factor",
-        dest="factors",
-        action="append",
-        default=[],
-        metavar="KEY=V1,V2,...",
-        help="a factor and its values, e.g. --factor model.flow.iterations=10,20,30,50 "
-        "(repeatable; replaces the recipe's search.factors)",
-    )
-    parser.add_argument(
-        "--max-trials",
-        type=positive_int,
-        help="the most trials a grid or one_at_a_time search "
-        f"may plan (default {PLAN_LIMIT}): a larger plan is refused before any work",
-    )
+    parser.add_argument("--factor", dest="factors", action="append", default=[], metavar="KEY=V1,V2,...",
+                        help="a factor and its values, e.g. --factor model.flow.iterations=10,20,30,50 "
+                             "(repeatable; replaces the recipe's search.factors)")
+    parser.add_argument("--max-trials", type=positive_int, help="the most trials a grid or one_at_a_time search "
+                        f"may plan (default {PLAN_LIMIT}): a larger plan is refused before any work")
     return parser.parse_args(argv)
 
 
@@ -52,11 +39,9 @@ def main(argv=None):
 
     space = SearchSpace(args.recipe, args.overrides, args.factors)  # every factor checked before TensorFlow starts
     size = space.check_plan_size(args.max_trials)
-    print(
-        f"{space.name}: a {space.search.mode} search of {size} trials"
-        + (" at most (trials that make the same model run once)" if space.search.mode != "bayesian" else ""),
-        flush=True,
-    )
+    print(f"{space.name}: a {space.search.mode} search of {size} trials"
+          + (" at most (trials that make the same model run once)" if space.search.mode != "bayesian" else ""),
+          flush=True)
     start_tensorflow_quietly()
     from kerasflow.tuning.report import RESULTS_MD
     from kerasflow.tuning.search import run_search

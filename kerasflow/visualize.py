@@ -76,10 +76,10 @@ def cam_grid(frames, attention_maps, title, max_frames=MAX_GRID_FRAMES):
         row, column = divmod(position, GRID_COLUMNS)
         top, left = TITLE_HEIGHT + row * side, column * side
         picture[top : top + side, left : left + side] = overlay_attention(frame, attention_maps[index])
-        cv2.putText(
-            picture, f"t={index}", (left + 4, top + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA
-        )
-    cv2.putText(picture, title, (6, TITLE_HEIGHT - 9), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(picture, f"t={index}", (left + 4, top + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(picture, title, (6, TITLE_HEIGHT - 9), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
+                cv2.LINE_AA)
     return picture
 
 
@@ -130,7 +130,7 @@ def plot_training_curves(stage_logs, path):
             continue
         epochs = [start + int(row["epoch"]) + 1 for row in rows]
         for axis, metric in zip(axes, ("loss", "accuracy")):
-            (line,) = axis.plot(epochs, [float(row[metric]) for row in rows], label=f"{stage}")
+            line, = axis.plot(epochs, [float(row[metric]) for row in rows], label=f"{stage}")
             if f"val_{metric}" in rows[0]:
                 axis.plot(epochs, [float(row[f"val_{metric}"]) for row in rows], "--", color=line.get_color())
         start = epochs[-1]

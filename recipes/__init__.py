@@ -8,9 +8,8 @@ from importlib import resources
 
 def names():
     """Names of the installed recipes (``demo``, ``egtea``, ...), sorted."""
-    return sorted(
-        entry.name[: -len(".yaml")] for entry in resources.files(__name__).iterdir() if entry.name.endswith(".yaml")
-    )
+    return sorted(entry.name[: -len(".yaml")] for entry in resources.files(__name__).iterdir()
+                  if entry.name.endswith(".yaml"))
 
 
 def text(name):

@@ -15,9 +15,8 @@ def logits_and_gradients(model, inputs, target):
         import jax
 
         def loss(trainable):
-            logits, _ = model.stateless_call(
-                trainable, [v.value for v in model.non_trainable_variables], inputs, training=False
-            )
+            logits, _ = model.stateless_call(trainable, [v.value for v in model.non_trainable_variables], inputs,
+                                             training=False)
             return (logits * target).sum(), logits
 
         (_, logits), grads = jax.value_and_grad(loss, has_aux=True)([v.value for v in model.trainable_variables])
@@ -41,11 +40,8 @@ def main(model_file, inputs_file, out_file):
     arrays = dict(np.load(inputs_file))
     target = arrays.pop("target")
     logits, grads = logits_and_gradients(model, arrays, target)
-    np.savez(
-        out_file,
-        logits=keras.ops.convert_to_numpy(logits),
-        **{f"grad_{i}": keras.ops.convert_to_numpy(g) for i, g in enumerate(grads)},
-    )
+    np.savez(out_file, logits=keras.ops.convert_to_numpy(logits),
+             **{f"grad_{i}": keras.ops.convert_to_numpy(g) for i, g in enumerate(grads)})
 
 
 if __name__ == "__main__":

@@ -21,18 +21,10 @@ def tiny_overrides(folder):
     """Demo-recipe overrides for a run that trains in about a minute on 2 cores: 3 classes x 6 synthetic
     videos, 4 frames of 64 px, 2 flow iterations, an 8-channel ConvLSTM, one epoch a stage."""
     return [
-        f"data.root={folder}/data",
-        f"runtime.output_dir={folder}/run",
-        f"data.synthetic.classes={CLASSES}",
-        "data.synthetic.videos_per_class=6",
-        "data.synthetic.frames=8",
-        f"data.synthetic.size={SIZE}",
-        f"data.frame_size={SIZE}",
-        f"data.rgb_frames={FRAMES}",
-        f"data.flow_frames={FRAMES}",
-        "data.batch_size=4",
-        "model.flow.iterations=2",
-        "model.convlstm_units=8",
+        f"data.root={folder}/data", f"runtime.output_dir={folder}/run",
+        f"data.synthetic.classes={CLASSES}", "data.synthetic.videos_per_class=6", "data.synthetic.frames=8",
+        f"data.synthetic.size={SIZE}", f"data.frame_size={SIZE}", f"data.rgb_frames={FRAMES}",
+        f"data.flow_frames={FRAMES}", "data.batch_size=4", "model.flow.iterations=2", "model.convlstm_units=8",
     ] + [f"stages.{stage}.epochs=1" for stage in ("rgb_stage1", "rgb_stage2", "flow", "joint")]
 
 
@@ -99,10 +91,7 @@ def run_fit(recipe, *extra, check=True):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CI="1")
     result = subprocess.run(
         [sys.executable, "-m", "kerasflow.fit", str(recipe), *extra],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
+        capture_output=True, text=True, env=env, cwd=ROOT,
     )
     if check and result.returncode != 0:
         raise AssertionError(result.stdout[-3000:] + result.stderr[-3000:])

@@ -144,7 +144,9 @@ def _check_symbolic_shapes(layer, inputs, call_kwargs, expected_shapes):
         computed = layer.compute_output_shape(_one_or_many(shapes))
         assert _as_shapes(computed) == expected_shapes, "compute_output_shape"
     for batch in ("known", None):
-        symbolic = [keras.KerasTensor(s if batch else (None, *s[1:]), dtype=x.dtype) for s, x in zip(shapes, inputs)]
+        symbolic = [
+            keras.KerasTensor(s if batch else (None, *s[1:]), dtype=x.dtype) for s, x in zip(shapes, inputs)
+        ]
         outputs = keras.tree.flatten(layer(_one_or_many(symbolic), **call_kwargs))
         want = expected_shapes if batch else [(None, *s[1:]) for s in expected_shapes]
         assert _shapes_of(outputs) == want, f"symbolic call, batch size {batch}"

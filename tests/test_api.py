@@ -53,33 +53,25 @@ def test_fit_stays_the_function_next_to_its_command():
     from kerasflow.api import fit
 
     assert kerasflow.fit is fit and callable(kerasflow.fit_command.main)
-    with pytest.raises(
-        ImportError,
-        match=r"^kerasflow.fit is the function kerasflow.api.fit \(from kerasflow import "
-        r"fit\); the command's module is kerasflow.fit_command",
-    ):
+    with pytest.raises(ImportError, match=r"^kerasflow.fit is the function kerasflow.api.fit \(from kerasflow import "
+                                          r"fit\); the command's module is kerasflow.fit_command"):
         import kerasflow.fit  # noqa: F401
     from kerasflow import fit as again
 
     assert kerasflow.fit is fit and again is fit
-    result = subprocess.run(
-        [sys.executable, "-m", "kerasflow.fit", "--help"], capture_output=True, text=True, check=False
-    )
+    result = subprocess.run([sys.executable, "-m", "kerasflow.fit", "--help"], capture_output=True, text=True,
+                            check=False)
     assert result.returncode == 0 and result.stdout.startswith("usage: python -m kerasflow.fit [-h]"), result.stderr
 
 
 def test_build_model_makes_no_data(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    model = kerasflow.build_model(
-        kerasflow.load_recipe("demo", ["model.kind=representation_flow", "data.synthetic.classes=3"])
-    )
+    model = kerasflow.build_model(kerasflow.load_recipe("demo", ["model.kind=representation_flow",
+                                                                 "data.synthetic.classes=3"]))
     assert model.output.shape == (None, 3) and list(tmp_path.iterdir()) == []
     folder = kerasflow.load_recipe("demo", ["data.dataset=folder", f"data.root={tmp_path / 'videos'}"])
-    with pytest.raises(
-        UserError,
-        match=r"build_model needs the number of classes: pass num_classes=, or make the "
-        r"dataset the recipe names \(dataset root .*videos' does not exist",
-    ):
+    with pytest.raises(UserError, match=r"build_model needs the number of classes: pass num_classes=, or make the "
+                                        r"dataset the recipe names \(dataset root .*videos' does not exist"):
         kerasflow.build_model(folder)
     assert kerasflow.build_model(folder, num_classes=5).output.shape == (None, 5)
     assert list(tmp_path.iterdir()) == []
@@ -88,22 +80,16 @@ def test_build_model_makes_no_data(tmp_path, monkeypatch):
 def test_small_api_contracts(tmp_path):
     # One override as a plain string, not a list of its characters.
     assert kerasflow.load_recipe("demo", "stages.flow.epochs=2").stage("flow").epochs == 2
-    with pytest.raises(
-        UserError,
-        match=r"model.init_from = 3 is not allowed: expected a list of paths or a path or "
-        r"null$",
-    ):
+    with pytest.raises(UserError, match=r"model.init_from = 3 is not allowed: expected a list of paths or a path or "
+                                        r"null$"):
         kerasflow.load_recipe("demo", ["model.init_from=3"])
     model = kerasflow.build_model(kerasflow.load_recipe("demo", ["model.kind=representation_flow"]))
     from kerasflow.model_io import ModelInfo
 
     model.kerasflow_info = ModelInfo("representation_flow", "flow", "flow", (), ("a", "b", "c", "d"))
     for top_k in (0, -1, 2.5, True):
-        with pytest.raises(
-            ValueError,
-            match=rf"^`top_k` must be an integer >= 1 \(how many classes to list\)\. "
-            rf"Received: top_k={re.escape(repr(top_k))}$",
-        ):
+        with pytest.raises(ValueError, match=rf"^`top_k` must be an integer >= 1 \(how many classes to list\)\. "
+                                             rf"Received: top_k={re.escape(repr(top_k))}$"):
             kerasflow.predict_video(model, tmp_path / "clip.avi", top_k=top_k)
 
 
@@ -116,11 +102,8 @@ def test_fit_puts_back_the_globals_it_changes(tmp_path):
     import tensorflow as tf
     from cli_testing import DEMO, tiny_overrides
 
-    recipe = kerasflow.load_recipe(
-        DEMO,
-        tiny_overrides(tmp_path)
-        + ["model.kind=representation_flow", "model.flow.num_layers=0", "runtime.mixed_precision=bfloat16"],
-    )
+    recipe = kerasflow.load_recipe(DEMO, tiny_overrides(tmp_path) + [
+        "model.kind=representation_flow", "model.flow.num_layers=0", "runtime.mixed_precision=bfloat16"])
     keras.mixed_precision.set_global_policy("float32")
     random.seed(7)
     np.random.seed(7)

@@ -34,17 +34,14 @@ def test_stale_temporary_folders_of_killed_processes_go_and_a_replaced_folder_co
     from kerasflow.atomic import remove_stale_temporary_folders
 
     dead = 999999999
-    for name in (f".tflite.{dead}.tmp", f".moved.{dead}.old", f".kept.{dead}.old", "kept", f".mine.{os.getpid()}.tmp"):
+    for name in (f".tflite.{dead}.tmp", f".moved.{dead}.old", f".kept.{dead}.old", "kept",
+                 f".mine.{os.getpid()}.tmp"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "metadata.json").write_text(name)
     (tmp_path / f".file.{dead}.tmp").write_text("a file: remove_stale_temporaries' business")
     assert remove_stale_temporary_folders(tmp_path) == 3
     assert sorted(path.name for path in tmp_path.iterdir()) == [
-        f".file.{dead}.tmp",
-        f".mine.{os.getpid()}.tmp",
-        "kept",
-        "moved",
-    ]
+        f".file.{dead}.tmp", f".mine.{os.getpid()}.tmp", "kept", "moved"]
     assert (tmp_path / "moved" / "metadata.json").read_text() == f".moved.{dead}.old"  # put back
     assert (tmp_path / "kept" / "metadata.json").read_text() == "kept"
 
@@ -55,7 +52,5 @@ def test_an_unwritable_folder_to_be_made_names_the_folder_that_exists(tmp_path):
     from kerasflow.atomic import write_error
 
     error = write_error(tmp_path / "ro" / "sub" / "x", PermissionError(errno.EACCES, "Permission denied"))
-    assert str(error) == (
-        f"cannot write {tmp_path / 'ro' / 'sub' / 'x'}: Permission denied; make {tmp_path} "
-        "writable or choose another folder"
-    )
+    assert str(error) == (f"cannot write {tmp_path / 'ro' / 'sub' / 'x'}: Permission denied; make {tmp_path} "
+                          "writable or choose another folder")

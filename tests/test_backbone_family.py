@@ -20,22 +20,12 @@ class ToyBackbone(Backbone):
     """A stride-2 conv stem and one 3x3 conv + ReLU per stage; no normalisation, so ``pre_bn`` is the
     stage's output."""
 
-    def __init__(
-        self,
-        widths,
-        strides,
-        input_channels=3,
-        include_head=True,
-        num_head_classes=10,
-        image_size=None,
-        name=None,
-        **kwargs,
-    ):
+    def __init__(self, widths, strides, input_channels=3, include_head=True, num_head_classes=10, image_size=None,
+                 name=None, **kwargs):
         image = keras.Input((image_size, image_size, input_channels))
         stem_input = keras.Input((image_size, image_size, input_channels))
-        stem = keras.Model(
-            stem_input, keras.layers.Conv2D(widths[0], 3, 2, "same", name="stem_conv")(stem_input), name="stem"
-        )
+        stem = keras.Model(stem_input, keras.layers.Conv2D(widths[0], 3, 2, "same", name="stem_conv")(stem_input),
+                           name="stem")
         stages = []
         for index, (width, stride) in enumerate(zip(widths, strides), start=1):
             stage_input = keras.Input((None, None, stages[-1].output[0].shape[-1] if stages else widths[0]))
@@ -54,9 +44,7 @@ class ToyBackbone(Backbone):
 
 
 TOY = BackboneFamily(
-    name="toy",
-    backbone_class=ToyBackbone,
-    stage_strides=lambda config: config["strides"],
+    name="toy", backbone_class=ToyBackbone, stage_strides=lambda config: config["strides"],
     presets={"toy": {"description": "two convolutions", "config": {"widths": (4, 6), "strides": (2, 2)}}},
     layer_groups={"last_stage": ("block2/*",), "last_stage_convs": ("block2/block2_conv",)},
 )
@@ -78,12 +66,10 @@ def test_the_registry_and_the_schema_take_a_new_family(toy_family):
 
 def test_a_3d_network_on_a_family_without_one_is_one_line(toy_family, tmp_path, capsys):
     path = tiny_recipe(tmp_path, kind="representation_flow", epochs=(1,))
-    status, _, err = call(
-        fit_module, [str(path), "--set", "model.backbone=toy", "--set", "model.flow_network=inflated_3d"], capsys
-    )
-    assert_one_error_line(
-        status, err, "backbone preset 'toy' (toy family) has no 3-D version; use model.flow_network: per_frame"
-    )
+    status, _, err = call(fit_module, [str(path), "--set", "model.backbone=toy", "--set",
+                                       "model.flow_network=inflated_3d"], capsys)
+    assert_one_error_line(status, err, "backbone preset 'toy' (toy family) has no 3-D version; "
+                                       "use model.flow_network: per_frame")
     assert not (tmp_path / "run").exists()
 
 
@@ -91,11 +77,8 @@ def _fit_toy(folder, learning_rate):
     """Train the tiny representation-flow recipe on the toy backbone for one epoch; returns the run's model."""
     folder.mkdir()
     path = tiny_recipe(folder, kind="representation_flow", epochs=(1,))
-    metrics = kerasflow.fit(
-        str(path),
-        ["model.backbone=toy", "model.flow_network=per_frame", f"stages.flow.learning_rate={learning_rate}"],
-        log=lambda *_: None,
-    )
+    metrics = kerasflow.fit(str(path), ["model.backbone=toy", "model.flow_network=per_frame",
+                                        f"stages.flow.learning_rate={learning_rate}"], log=lambda *_: None)
     assert metrics["final"]["num_videos"] == 4 and (folder / "run" / "model.keras").is_file()
     return kerasflow.load_model(folder / "run")
 
@@ -128,19 +111,9 @@ def test_a_test_only_family_trains_a_per_frame_flow_stream_through_fit(toy_famil
 
 
 def test_a_kinds_stage_rules_use_the_layer_groups_of_its_backbones(toy_family):
-    recipe = load_recipe(
-        "demo",
-        [
-            "model.backbone=toy",
-            "model.flow_backbone=tiny",
-            "data.frame_size=64",
-            "data.rgb_frames=2",
-            "data.flow_frames=3",
-            "model.flow.iterations=1",
-            "model.convlstm_units=4",
-            "model.num_head_classes=5",
-        ],
-    )
+    recipe = load_recipe("demo", ["model.backbone=toy", "model.flow_backbone=tiny", "data.frame_size=64",
+                                  "data.rgb_frames=2", "data.flow_frames=3", "model.flow.iterations=1",
+                                  "model.convlstm_units=4", "model.num_head_classes=5"])
     joint = recipe.kind.build_models(recipe.model, recipe.data, 3)["joint"]
     trained = recipe.kind.set_trainable(joint, "joint", recipe.model)
     assert "rgb_stream/block2/block2_conv" in trained and "rgb_stream/block1/block1_conv" not in trained
@@ -149,14 +122,8 @@ def test_a_kinds_stage_rules_use_the_layer_groups_of_its_backbones(toy_family):
 
 @pytest.mark.large
 def test_a_kind_that_reuses_streams_is_one_registration(tmp_path):
-    register_kind(
-        ModelKind(
-            "flow_then_joint",
-            "representation flow, then fused with an untrained RGB stream",
-            (RGB, REPRESENTATION_FLOW),
-            stages=("flow", "joint"),
-        )
-    )
+    register_kind(ModelKind("flow_then_joint", "representation flow, then fused with an untrained RGB stream",
+                            (RGB, REPRESENTATION_FLOW), stages=("flow", "joint")))
     try:
         path = tiny_recipe(tmp_path, kind="two_stream", epochs=(1, 1, 1, 1))
         kerasflow.fit(str(path), ["model.kind=flow_then_joint"], log=lambda *_: None)

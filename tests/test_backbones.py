@@ -9,12 +9,8 @@ from kerasflow.backbones import ResNetBackbone, from_preset, preset_names
 from kerasflow.backbones.registry import PRESETS
 from kerasflow.errors import UserError
 
-TINY = {
-    "stackwise_num_filters": (4, 8, 8, 8),
-    "stackwise_num_blocks": (1, 2, 1, 1),
-    "stem_filters": 4,
-    "num_head_classes": 3,
-}
+TINY = {"stackwise_num_filters": (4, 8, 8, 8), "stackwise_num_blocks": (1, 2, 1, 1), "stem_filters": 4,
+        "num_head_classes": 3}
 
 
 def trainable_count(model):
@@ -30,15 +26,9 @@ def randomize(model, seed=0):
 
 
 @pytest.mark.large
-@pytest.mark.parametrize(
-    "name, expected",
-    [
-        ("resnet18", 11_689_512),
-        ("resnet34", 21_797_672),
-        ("resnet50", 25_557_032),
-        ("resnet101", 44_549_160),
-    ],
-)
+@pytest.mark.parametrize("name, expected", [
+    ("resnet18", 11_689_512), ("resnet34", 21_797_672), ("resnet50", 25_557_032), ("resnet101", 44_549_160),
+])
 def test_preset_parameter_counts_equal_torchvision(name, expected):
     backbone = from_preset(name)
     assert trainable_count(backbone) == expected
@@ -49,7 +39,8 @@ def test_flow_variant_counts_and_shapes():
     flow = ResNetBackbone.from_preset("resnet34", input_channels=10, include_head=False, image_size=224)
     # torchvision resnet34 minus fc (512*1000 + 1000) plus 7 more conv1 input channels (64*7*7*7)
     assert trainable_count(flow) == 21_797_672 - 513_000 + 64 * 7 * 7 * 7
-    assert flow.head is None and set(flow.output) == {"stage1", "stage2", "stage3", "stage4", "stage4_pre_bn", "pooled"}
+    assert flow.head is None and set(flow.output) == {"stage1", "stage2", "stage3", "stage4", "stage4_pre_bn",
+                                                       "pooled"}
     assert tuple(flow.output["stage4_pre_bn"].shape) == (None, 7, 7, 512)
     assert tuple(flow.output["stage1"].shape) == (None, 56, 56, 64)
 
@@ -76,9 +67,8 @@ def test_pre_bn_is_last_conv_plus_shortcut_without_relu():
     randomize(backbone, seed=3)
     stage4 = backbone.stages[3]
     x = np.random.default_rng(4).normal(size=(1, 6, 6, 8)).astype("float32")
-    probe = keras.Model(
-        stage4.input, [stage4.get_layer("layer4_0_conv2").output, stage4.get_layer("layer4_0_downsample_bn").output]
-    )
+    probe = keras.Model(stage4.input, [stage4.get_layer("layer4_0_conv2").output,
+                                       stage4.get_layer("layer4_0_downsample_bn").output])
     last_conv, shortcut = probe(x)
     _, pre_bn = stage4(x)
     np.testing.assert_allclose(pre_bn, last_conv + shortcut, rtol=1e-5, atol=1e-5)
@@ -90,34 +80,19 @@ def test_backbone_contract_config_shapes_and_reloads():
     randomize(backbone, seed=5)
     image = np.random.default_rng(6).normal(size=(2, 40, 33, 3)).astype("float32")
     # torch's ResNet: /4 after the stem, then /1, /2, /2, /2; the basic block keeps the stage width.
-    expected = {
-        "stage1": (2, 10, 9, 4),
-        "stage2": (2, 5, 5, 8),
-        "stage3": (2, 3, 3, 8),
-        "stage4": (2, 2, 2, 8),
-        "stage4_pre_bn": (2, 2, 2, 8),
-        "pooled": (2, 8),
-        "logits": (2, 3),
-    }
+    expected = {"stage1": (2, 10, 9, 4), "stage2": (2, 5, 5, 8), "stage3": (2, 3, 3, 8), "stage4": (2, 2, 2, 8),
+                "stage4_pre_bn": (2, 2, 2, 8), "pooled": (2, 8), "logits": (2, 3)}
     loaded = run_backbone_test(backbone, image, expected)
     assert isinstance(loaded, ResNetBackbone)
-    np.testing.assert_array_equal(
-        loaded.find_layer("layer2_1_bn2").moving_variance, backbone.find_layer("layer2_1_bn2").moving_variance
-    )
+    np.testing.assert_array_equal(loaded.find_layer("layer2_1_bn2").moving_variance,
+                                  backbone.find_layer("layer2_1_bn2").moving_variance)
 
 
 def test_layer_names_follow_torchvision():
     backbone = ResNetBackbone(block_type="bottleneck_block", **TINY)
     names = {layer.name for layer in backbone.leaf_layers()}
-    assert {
-        "conv1",
-        "bn1",
-        "layer1_0_conv3",
-        "layer1_0_downsample_conv",
-        "layer2_1_bn3",
-        "layer4_0_downsample_bn",
-        "fc",
-    } <= names
+    assert {"conv1", "bn1", "layer1_0_conv3", "layer1_0_downsample_conv", "layer2_1_bn3",
+            "layer4_0_downsample_bn", "fc"} <= names
     assert "layer2_1_downsample_conv" not in names
     assert backbone.find_layer("layer2_0_conv2").strides == (2, 2)  # v1.5: stride on the 3x3 conv
     assert backbone.find_layer("layer2_0_conv1").strides == (1, 1)
@@ -125,14 +100,11 @@ def test_layer_names_follow_torchvision():
         backbone.find_layer("layer2_0_conv2x")
 
 
-@pytest.mark.parametrize(
-    "overrides, message",
-    [
-        ({"block_type": "basic"}, "block_type='basic' is unknown"),
-        ({"stackwise_num_blocks": (1, 1, 1)}, r"stackwise_num_blocks=\[1, 1, 1\] must hold 4"),
-        ({"input_channels": 0}, "input_channels=0 must be a positive integer"),
-    ],
-)
+@pytest.mark.parametrize("overrides, message", [
+    ({"block_type": "basic"}, "block_type='basic' is unknown"),
+    ({"stackwise_num_blocks": (1, 1, 1)}, r"stackwise_num_blocks=\[1, 1, 1\] must hold 4"),
+    ({"input_channels": 0}, "input_channels=0 must be a positive integer"),
+])
 def test_bad_arguments_raise_user_error(overrides, message):
     with pytest.raises(UserError, match=message):
         ResNetBackbone(**{**TINY, **overrides})
@@ -155,6 +127,7 @@ def test_apply_stages_runs_a_range_of_stages():
     end, pre_bn = backbone.apply_stages(middle, 2)
     np.testing.assert_allclose(end, outputs["stage4"], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(pre_bn, outputs["stage4_pre_bn"], rtol=1e-5, atol=1e-5)
+
 
 
 @pytest.mark.large
@@ -181,10 +154,8 @@ def test_random_start_is_torchvisions_kaiming_normal_fan_out(network):
         assert 0.035 < np.mean(np.abs(kernel) > 2 * want) < 0.056, layer.name
     norms = [layer for layer in backbone.leaf_layers() if isinstance(layer, keras.layers.BatchNormalization)]
     assert norms
-    assert all(
-        np.all(keras.ops.convert_to_numpy(n.gamma) == 1) and np.all(keras.ops.convert_to_numpy(n.beta) == 0)
-        for n in norms
-    )
+    assert all(np.all(keras.ops.convert_to_numpy(n.gamma) == 1) and np.all(keras.ops.convert_to_numpy(n.beta) == 0)
+               for n in norms)
 
 
 def test_flow_block_convolutions_start_as_the_reference_flow_network():

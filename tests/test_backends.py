@@ -22,36 +22,22 @@ from cli_testing import ROOT, assert_one_error_line, tiny_recipe
 pytestmark = pytest.mark.backends
 
 BACKENDS = [
-    pytest.param(
-        name,
-        marks=pytest.mark.skipif(
-            importlib.util.find_spec(name) is None, reason=f"{name} is not installed: pip install {package}"
-        ),
-    )
+    pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(name) is None,
+                                                reason=f"{name} is not installed: pip install {package}"))
     for name, package in (("jax", "jax"), ("torch", "torch==2.13.0"))
 ]
 # The layer tests that compare with NumPy or with Keras' own layers, or train a step under mixed_float16
 # (the others take gradients with tf.GradientTape; test_model_gradients_match_tensorflow covers gradients),
 # and the optimizers' tests.
-LAYER_TESTS = [
-    "tests/test_representation_flow.py",
-    "tests/test_cam_attention.py",
-    "tests/test_optimizers.py",
-    "-k",
-    "test_optimizers or matches_numpy or one_pixel or opencvs_tvl1 or sample_normal or peaks_where or "
-    "standard_cell or mixed_float16 or whatever_dtype",
-]
+LAYER_TESTS = ["tests/test_representation_flow.py", "tests/test_cam_attention.py", "tests/test_optimizers.py", "-k",
+               "test_optimizers or matches_numpy or one_pixel or opencvs_tvl1 or sample_normal or peaks_where or "
+               "standard_cell or mixed_float16 or whatever_dtype"]
 
 
 def run_on(backend, *argv, check=True):
     """``python ARGV...`` from the repository with ``KERAS_BACKEND=backend``; the CompletedProcess."""
-    env = dict(
-        os.environ,
-        KERAS_BACKEND=backend,
-        TF_CPP_MIN_LOG_LEVEL="3",
-        CI="1",
-        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    )
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", CI="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     result = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env, cwd=ROOT)
     if check and result.returncode != 0:
         raise AssertionError(result.stdout[-3000:] + result.stderr[-3000:])
@@ -78,18 +64,9 @@ def test_model_gradients_match_tensorflow(backend, tmp_path):
     from kerasflow.config.validation import Checker, build
     from kerasflow.models.kinds import build_stage_models
 
-    model_cfg = build(
-        ModelConfig,
-        dict(
-            kind="two_stream",
-            backbone="tiny",
-            convlstm_units=4,
-            num_head_classes=10,
-            flow={"iterations": 3, "position": 1, "bottleneck": 4},
-        ),
-        "model",
-        Checker("test"),
-    )
+    model_cfg = build(ModelConfig, dict(kind="two_stream", backbone="tiny", convlstm_units=4, num_head_classes=10,
+                                        flow={"iterations": 3, "position": 1, "bottleneck": 4}),
+                      "model", Checker("test"))
     # 64 px: a 2 x 2 CAM map, so the attention's softmax has a gradient to compare (at 1 x 1 it is constant)
     data = types.SimpleNamespace(frame_size=64, rgb_frames=3, flow_frames=4, flow_stack=2)
     keras.utils.set_random_seed(0)
@@ -100,13 +77,8 @@ def test_model_gradients_match_tensorflow(backend, tmp_path):
     model.save(tmp_path / "joint.keras")
     np.savez(tmp_path / "inputs.npz", target=target, **inputs)
 
-    run_on(
-        backend,
-        "tests/backend_gradients.py",
-        str(tmp_path / "joint.keras"),
-        str(tmp_path / "inputs.npz"),
-        str(tmp_path / "out.npz"),
-    )
+    run_on(backend, "tests/backend_gradients.py", str(tmp_path / "joint.keras"), str(tmp_path / "inputs.npz"),
+           str(tmp_path / "out.npz"))
     theirs = np.load(tmp_path / "out.npz")
     logits, grads = logits_and_gradients(model, inputs, target)
     np.testing.assert_allclose(theirs["logits"], logits, atol=1e-4)
@@ -125,11 +97,8 @@ def test_a_backend_without_tf_distribute_refuses_it_in_one_line(backend, monkeyp
 
     monkeypatch.setattr(backends, "name", lambda: backend)
     backends.check_runtime(types.SimpleNamespace(distribution="none"))
-    with pytest.raises(
-        UserError,
-        match=f"runtime.distribution = mirrored uses tf.distribute, which runs on the "
-        f"tensorflow backend only \\(this is KERAS_BACKEND={backend};",
-    ):
+    with pytest.raises(UserError, match=f"runtime.distribution = mirrored uses tf.distribute, which runs on the "
+                                        f"tensorflow backend only \\(this is KERAS_BACKEND={backend};"):
         backends.check_runtime(types.SimpleNamespace(distribution="mirrored"))
 
 
@@ -137,14 +106,11 @@ def test_a_backend_without_tf_distribute_refuses_it_in_one_line(backend, monkeyp
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_tf_distribute_is_refused_on(backend, tmp_path):
     recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(1,))
-    result = run_on(backend, "-m", "kerasflow.fit", str(recipe), "--set", "runtime.distribution=mirrored", check=False)
-    assert_one_error_line(
-        result.returncode,
-        result.stderr,
-        "runtime.distribution = mirrored uses tf.distribute",
-        f"KERAS_BACKEND={backend}",
-        "set runtime.distribution: none or train with KERAS_BACKEND=tensorflow",
-    )
+    result = run_on(backend, "-m", "kerasflow.fit", str(recipe), "--set", "runtime.distribution=mirrored",
+                    check=False)
+    assert_one_error_line(result.returncode, result.stderr, "runtime.distribution = mirrored uses tf.distribute",
+                          f"KERAS_BACKEND={backend}", "set runtime.distribution: none or train with "
+                          "KERAS_BACKEND=tensorflow")
     assert not (tmp_path / "run").exists()
 
 
@@ -177,22 +143,10 @@ def test_a_run_trained_on_backend_is_the_same_model_under_tensorflow(backend, tm
     run_on(backend, "-m", "kerasflow.fit", str(recipe))
     run = tmp_path / "run"
     video = str(sorted((tmp_path / "data").glob("*/*.avi"))[0])
-    theirs = json.loads(
-        run_on(
-            backend,
-            "-m",
-            "kerasflow.predict",
-            video,
-            "--model",
-            str(run),
-            "--json",
-            "--cam",
-            str(tmp_path / "theirs.png"),
-        ).stdout
-    )
-    stream = json.loads(
-        run_on(backend, "-m", "kerasflow.predict", "--stream", video, "--model", str(run), "--json").stdout
-    )
+    theirs = json.loads(run_on(backend, "-m", "kerasflow.predict", video, "--model", str(run), "--json",
+                               "--cam", str(tmp_path / "theirs.png")).stdout)
+    stream = json.loads(run_on(backend, "-m", "kerasflow.predict", "--stream", video, "--model", str(run),
+                               "--json").stdout)
     assert len(stream["windows"]) == 1
 
     status, out, err = call(predict, [video, "--model", str(run), "--json"], capsys)
@@ -210,9 +164,7 @@ def test_a_run_trained_on_backend_is_the_same_model_under_tensorflow(backend, tm
     assert json.loads(out)["top1"] == trained["top1"]
 
     # export under the backend runs TensorFlow in a subprocess, which checks the TFLite file against the model
-    result = run_on(
-        backend, "-m", "kerasflow.export", str(run), "--format", "tflite", "--out", str(tmp_path / "tflite")
-    )
+    result = run_on(backend, "-m", "kerasflow.export", str(run), "--format", "tflite", "--out", str(tmp_path / "tflite"))
     assert f"exported to {tmp_path / 'tflite'}" in result.stdout
 
 
@@ -238,20 +190,11 @@ def test_an_optical_flow_run_killed_on_backend_resumes_under_tensorflow(backend,
     recipe.write_text(yaml.safe_dump(raw))
 
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", CI="1")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kerasflow.fit", str(recipe)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
+    process = subprocess.Popen([sys.executable, "-m", "kerasflow.fit", str(recipe)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     state, deadline = tmp_path / "run" / "state.json", time.time() + 300
-    while (
-        time.time() < deadline
-        and process.poll() is None
-        and not (state.exists() and json.loads(state.read_text())["current"].get("epoch"))
-    ):
+    while time.time() < deadline and process.poll() is None and not (
+            state.exists() and json.loads(state.read_text())["current"].get("epoch")):
         time.sleep(0.1)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
@@ -266,23 +209,10 @@ def test_an_optical_flow_run_killed_on_backend_resumes_under_tensorflow(backend,
 
     video = data / "00_right" / "00_right_000.avi"
     flow_dir = tmp_path / "flow" / "flow_x" / "00_right" / "00_right_000"
-    theirs = run_on(
-        backend,
-        "-m",
-        "kerasflow.predict",
-        str(video),
-        "--model",
-        str(tmp_path / "run"),
-        "--flow-dir",
-        str(flow_dir),
-        "--json",
-    )
-    status, out, err = call(
-        predict, [str(video), "--model", str(tmp_path / "run"), "--flow-dir", str(flow_dir), "--json"], capsys
-    )
+    theirs = run_on(backend, "-m", "kerasflow.predict", str(video), "--model", str(tmp_path / "run"),
+                    "--flow-dir", str(flow_dir), "--json")
+    status, out, err = call(predict, [str(video), "--model", str(tmp_path / "run"), "--flow-dir", str(flow_dir),
+                                      "--json"], capsys)
     assert status == 0, err
-    np.testing.assert_allclose(
-        list(_probabilities(json.loads(out)).values()),
-        list(_probabilities(json.loads(theirs.stdout)).values()),
-        atol=1e-4,
-    )
+    np.testing.assert_allclose(list(_probabilities(json.loads(out)).values()),
+                               list(_probabilities(json.loads(theirs.stdout)).values()), atol=1e-4)

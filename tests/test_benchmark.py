@@ -10,21 +10,8 @@ from kerasflow import benchmark
 from kerasflow.benchmarks import clips, suite
 from kerasflow.benchmarks.measure import graph_flops
 
-SECTIONS = [
-    "environment",
-    "quick",
-    "sizes",
-    "end_to_end",
-    "flops",
-    "memory",
-    "training",
-    "pipeline",
-    "opencv_flow",
-    "flow_layer",
-    "export",
-    "xla",
-    "targets",
-]
+SECTIONS = ["environment", "quick", "sizes", "end_to_end", "flops", "memory", "training", "pipeline", "opencv_flow",
+            "flow_layer", "export", "xla", "targets"]
 
 
 @pytest.mark.large
@@ -34,32 +21,24 @@ def test_quick_benchmark_writes_every_section(tmp_path, capsys):
     report = json.loads(out.read_text())
     assert sorted(report) == sorted(SECTIONS)
     assert report["environment"]["load_per_core"] == pytest.approx(
-        report["environment"]["load_average_1min"] / report["environment"]["cores"], abs=0.01
-    )
+        report["environment"]["load_average_1min"] / report["environment"]["cores"], abs=0.01)
     e2e = report["end_to_end"]
     assert e2e["tvl1_pairs_per_video"] == suite.QUICK["video"][0] - 1 and len(e2e["videos"]) == 2
     # 11 pairs, stacks of 2: one centre stack reads pairs 4-5; 10 stacks start at 0..9 and read all 11.
     assert [(row["stacks"], row["pairs"]) for row in e2e["read_pairs"]] == [(1, 2), (10, 11)]
     for row in e2e["read_pairs"]:
-        assert row["tvl1_read_pairs_two_stream_s"] == pytest.approx(
-            row["tvl1_read_pairs_s_per_video"] + row["optical_flow_model_s"]
-        )
-        assert row["speedup_read_pairs"] == pytest.approx(
-            row["tvl1_read_pairs_two_stream_s"] / row["representation_flow_two_stream_s"]
-        )
-    assert [(r["pairs"], r["side"], r["channels"], r["opencv_problems"]) for r in report["opencv_flow"]["rows"]] == [
-        (2, 32, 1, 2),
-        (2, 8, 4, 8),
-    ]
-    assert all(
-        r["max_difference_px"] <= 1e-4 and r["speedup"] == pytest.approx(r["opencv_s"] / r["layer_s"])
-        for r in report["opencv_flow"]["rows"]
-    )
+        assert row["tvl1_read_pairs_two_stream_s"] == pytest.approx(row["tvl1_read_pairs_s_per_video"]
+                                                                    + row["optical_flow_model_s"])
+        assert row["speedup_read_pairs"] == pytest.approx(row["tvl1_read_pairs_two_stream_s"]
+                                                          / row["representation_flow_two_stream_s"])
+    assert [(r["pairs"], r["side"], r["channels"], r["opencv_problems"]) for r in report["opencv_flow"]["rows"]] == \
+        [(2, 32, 1, 2), (2, 8, 4, 8)]
+    assert all(r["max_difference_px"] <= 1e-4 and r["speedup"] == pytest.approx(r["opencv_s"] / r["layer_s"])
+               for r in report["opencv_flow"]["rows"])
     assert report["xla"]["auto_uses_xla"] is False and len(report["xla"]["rows"]) == 3  # no GPU here
     assert e2e["speedup"] == pytest.approx(e2e["tvl1_two_stream_s"] / e2e["representation_flow_two_stream_s"])
     assert e2e["speedup_bfloat16"] == pytest.approx(
-        e2e["tvl1_two_stream_s"] / e2e["representation_flow_two_stream_bfloat16_s"]
-    )
+        e2e["tvl1_two_stream_s"] / e2e["representation_flow_two_stream_bfloat16_s"])
     assert 0.0 <= e2e["bfloat16_max_prob_difference"] < 0.05  # same weights, a coarser number format
     flops = report["flops"]
     assert flops["flops_per_video"] == sum(part["flops"] for part in flops["parts"].values()) > 0
@@ -86,10 +65,8 @@ def test_a_busy_machine_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
         benchmark.main(["--quick", "--json", str(out)])
     assert exit_info.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert errors == [
-        "error: the load average is 4.50 on 2 cores (above 1 per core): other processes would be timed "
-        "too; run on an idle machine, or pass --force to measure anyway"
-    ]
+    assert errors == ["error: the load average is 4.50 on 2 cores (above 1 per core): other processes would be timed "
+                      "too; run on an idle machine, or pass --force to measure anyway"]
     assert not out.exists()
     monkeypatch.setattr(suite.os, "getloadavg", lambda: (2.0, 3.0, 2.0))  # 1 per core: measured
     suite.check_idle(force=False)
@@ -110,15 +87,8 @@ def test_opencv_runs_the_layers_settings():
 
     tvl1 = opencv_flow.opencv_tvl1(20)
     assert (tvl1.getTau(), tvl1.getLambda(), tvl1.getTheta()) == pytest.approx((0.25, 0.15, 0.3))
-    assert (
-        tvl1.getScalesNumber(),
-        tvl1.getWarpingsNumber(),
-        tvl1.getInnerIterations(),
-        tvl1.getOuterIterations(),
-        tvl1.getMedianFiltering(),
-        tvl1.getEpsilon(),
-        tvl1.getGamma(),
-    ) == (1, 1, 20, 1, 1, 0.0, 0.0)
+    assert (tvl1.getScalesNumber(), tvl1.getWarpingsNumber(), tvl1.getInnerIterations(), tvl1.getOuterIterations(),
+            tvl1.getMedianFiltering(), tvl1.getEpsilon(), tvl1.getGamma()) == (1, 1, 20, 1, 1, 0.0, 0.0)
     layer = opencv_flow.the_layer(20)
     assert (layer.theta, layer.tau, layer.lambda_, layer.n_iter) == pytest.approx((0.3, 0.25, 0.15, 20))
     assert (layer.image_gradient, layer.normalize) == ("central", "none")
@@ -149,8 +119,7 @@ def test_every_convlstm_step_is_counted():
     concrete = tf.function(keras.Model(inputs, cell)).get_concrete_function(tf.TensorSpec((1, 3, 4, 4, 2)))
     # The input convolution over 3 frames, then a recurrent one at steps 2 and 3: 2 * outputs * 9 * C_in.
     assert graph_flops(concrete, {"ConvLSTM": ("convlstm",)}) == {
-        "ConvLSTM": 2 * (3 * 16 * 20) * (9 * 2) + 2 * (2 * 16 * 20) * (9 * 5)
-    }
+        "ConvLSTM": 2 * (3 * 16 * 20) * (9 * 2) + 2 * (2 * 16 * 20) * (9 * 5)}
 
 
 def test_clips_have_a_1_over_f_spectrum_and_move(tmp_path):

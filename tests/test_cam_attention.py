@@ -86,10 +86,7 @@ def test_layer_contract_two_inputs_with_attention_map():
     rng = np.random.default_rng(3)
     features, attended = rng.random((2, 2, 5, 4, 8)).astype("float32")
     layer = run_layer_test(
-        CamSpatialAttention,
-        dict(num_classes=5),
-        [features, attended],
-        [(2, 5, 4, 8), (2, 5, 4)],
+        CamSpatialAttention, dict(num_classes=5), [features, attended], [(2, 5, 4, 8), (2, 5, 4)],
         call_kwargs=dict(return_attention=True),
     )
     assert [w.path.split("/")[-1] for w in layer.trainable_weights] == ["kernel"]  # the bias cannot learn
@@ -108,11 +105,8 @@ def _numpy_convlstm(x, kernel, recurrent, bias):
     def conv(inputs, weights):  # (B, H, W, C) * (3, 3, C, K), zero padding
         height, width = inputs.shape[1:3]
         padded = np.pad(inputs, [(0, 0), (1, 1), (1, 1), (0, 0)])
-        return sum(
-            np.einsum("bhwc,ck->bhwk", padded[:, dy : dy + height, dx : dx + width], weights[dy, dx])
-            for dy in range(3)
-            for dx in range(3)
-        )
+        return sum(np.einsum("bhwc,ck->bhwk", padded[:, dy:dy + height, dx:dx + width], weights[dy, dx])
+                   for dy in range(3) for dx in range(3))
 
     units = recurrent.shape[2]
     gate = [slice(g * units, (g + 1) * units) for g in range(4)]

@@ -27,7 +27,6 @@ STEM, CLASSES = 4, 5
 
 # --- torchvision-layout state dict and forward pass, written from torchvision/models/resnet.py ---
 
-
 def torchvision_state_dict(widths, blocks, bottleneck, stem=STEM, classes=CLASSES, seed=0, in_channels=3):
     """Random ``resnet.state_dict()`` of a torchvision ResNet (float32, plus int64 num_batches_tracked)."""
     rng = np.random.default_rng(seed)
@@ -104,7 +103,8 @@ def np_block(x, state, prefix, stride, bottleneck):
         last_bn = np_bn(last, state, f"{prefix}.bn2")
     residual = x
     if f"{prefix}.downsample.0.weight" in state:
-        residual = np_bn(np_conv(x, state[f"{prefix}.downsample.0.weight"], stride, 0), state, f"{prefix}.downsample.1")
+        residual = np_bn(np_conv(x, state[f"{prefix}.downsample.0.weight"], stride, 0), state,
+                         f"{prefix}.downsample.1")
     return relu(last_bn + residual), last + residual
 
 
@@ -125,7 +125,6 @@ def np_resnet(image_nchw, state, blocks, bottleneck):
 
 # --- fixtures ---
 
-
 @pytest.fixture(scope="module", params=sorted(TINY))
 def converted(request, tmp_path_factory):
     spec = TINY[request.param]
@@ -142,7 +141,6 @@ def max_relative_error(actual, expected):
 
 
 # --- (a, b) parity, including odd input sizes that exercise the torch padding ---
-
 
 @pytest.mark.parametrize("size", [(64, 64), (65, 67)])
 def test_converted_backbone_matches_numpy_torchvision_forward(converted, size):
@@ -181,17 +179,16 @@ def test_preset_sized_state_dict_fits_its_preset():
     backbone = convert_state_dict(state, arch="resnet18")
     assert sum(int(np.prod(w.shape)) for w in backbone.trainable_weights) == 11_689_512
     w = state["layer3.0.downsample.0.weight"]
-    np.testing.assert_array_equal(backbone.find_layer("layer3_0_downsample_conv").kernel, np.transpose(w, (2, 3, 1, 0)))
+    np.testing.assert_array_equal(backbone.find_layer("layer3_0_downsample_conv").kernel,
+                                  np.transpose(w, (2, 3, 1, 0)))
     np.testing.assert_array_equal(backbone.find_layer("fc").kernel, state["fc.weight"].T)
-    np.testing.assert_array_equal(
-        backbone.find_layer("layer4_1_bn2").moving_variance, state["layer4.1.bn2.running_var"]
-    )
+    np.testing.assert_array_equal(backbone.find_layer("layer4_1_bn2").moving_variance,
+                                  state["layer4.1.bn2.running_var"])
     with pytest.raises(UserError, match=r"resnet34: missing key 'layer1\.2\.conv1\.weight'"):
         convert_state_dict(state, arch="resnet34", source="r18.safetensors")
 
 
 # --- (c) files that do not fit ---
-
 
 def _tiny_state():
     spec = TINY["basic"]
@@ -236,11 +233,8 @@ def test_arch_mismatch_names_first_bad_key(tmp_path):
 def test_neither_safetensors_nor_torch_is_named(tmp_path):
     in_path = tmp_path / "model.bin"
     in_path.write_bytes(b"this is neither a safetensors file nor a torch.save file" * 10)
-    with pytest.raises(
-        UserError,
-        match=re.escape(f"{in_path}: not a readable safetensors file (") + r".*\) nor a "
-        r"torch\.save file; give a \.pth or \.safetensors state dict$",
-    ):
+    with pytest.raises(UserError, match=re.escape(f"{in_path}: not a readable safetensors file (") + r".*\) nor a "
+                                        r"torch\.save file; give a \.pth or \.safetensors state dict$"):
         convert_file(in_path, tmp_path / "out.weights.h5")
 
 
@@ -251,7 +245,6 @@ def test_output_name_must_be_keras_weights(tmp_path):
 
 # --- (d) loading into a 10-channel flow backbone ---
 
-
 def test_flow_backbone_gets_channel_mean_of_conv1(converted):
     config = json.load(open(config_path(str(converted["out"]))))["config"]
     flow = ResNetBackbone(**{**config, "input_channels": 10, "include_head": False})
@@ -261,12 +254,10 @@ def test_flow_backbone_gets_channel_mean_of_conv1(converted):
     kernel = np.asarray(flow.find_layer("conv1").kernel)
     assert kernel.shape == (7, 7, 10, STEM)
     np.testing.assert_allclose(kernel, expected, rtol=1e-6, atol=1e-7)
-    np.testing.assert_array_equal(
-        flow.find_layer("layer4_0_conv2").kernel, converted["state"]["layer4.0.conv2.weight"].transpose(2, 3, 1, 0)
-    )
-    np.testing.assert_array_equal(
-        flow.find_layer("layer2_0_downsample_bn").moving_mean, converted["state"]["layer2.0.downsample.1.running_mean"]
-    )
+    np.testing.assert_array_equal(flow.find_layer("layer4_0_conv2").kernel,
+                                  converted["state"]["layer4.0.conv2.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(flow.find_layer("layer2_0_downsample_bn").moving_mean,
+                                  converted["state"]["layer2.0.downsample.1.running_mean"])
     assert flow.head is None
 
 
@@ -293,13 +284,8 @@ TF_STARTUP_LOG = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4}
 
 def _run_cli(*args):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
-    result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "convert_weights.py"), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    result = subprocess.run([sys.executable, os.path.join(REPO, "tools", "convert_weights.py"), *map(str, args)],
+                            capture_output=True, text=True, env=env, timeout=300)
     # TensorFlow's C++ runtime prints start-up lines before any Python code can silence it.
     stderr = [line for line in result.stderr.splitlines() if not TF_STARTUP_LOG.match(line)]
     return result, stderr

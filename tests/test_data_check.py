@@ -27,15 +27,8 @@ CANNOT_OPEN = "cannot be opened (empty, corrupt or an unsupported codec)"
 NO_FLOW = "has no flow_x folder (extract flow or pass flow_root)"
 CLIP = [InputSpec("rgb", 4, 32)]
 STACK = [InputSpec("tvl1_stack", 3, 32)]
-TRAIN = [
-    "jump/clip_0.avi",
-    "jump/clip_1.avi",
-    "jump/empty.avi",
-    "jump/noise.mp4",
-    "walk/clip_0.avi",
-    "walk/truncated.avi",
-    "walk/frames",
-]
+TRAIN = ["jump/clip_0.avi", "jump/clip_1.avi", "jump/empty.avi", "jump/noise.mp4",
+         "walk/clip_0.avi", "walk/truncated.avi", "walk/frames"]
 TEST = ["jump/clip_2.avi", "walk/clip_1.avi"]
 FLOW_FRAMES = {"jump/clip_0": 5, "jump/clip_2": 5, "walk/clip_0": 5, "walk/truncated": 5, "walk/clip_1": 2}
 
@@ -87,20 +80,11 @@ def _indexes(root):
 
 
 def _recipe(folder, root, kind="two_stream_optical_flow", on_bad_video="skip"):
-    stages = {
-        "two_stream_optical_flow": ["rgb_stage1", "rgb_stage2", "flow", "joint"],
-        "rgb": ["rgb_stage1", "rgb_stage2"],
-    }
+    stages = {"two_stream_optical_flow": ["rgb_stage1", "rgb_stage2", "flow", "joint"],
+              "rgb": ["rgb_stage1", "rgb_stage2"]}
     recipe = {
-        "data": {
-            "dataset": "folder",
-            "root": str(root),
-            "frame_size": 32,
-            "rgb_frames": 4,
-            "flow_stack": 3,
-            "batch_size": 2,
-            "on_bad_video": on_bad_video,
-        },
+        "data": {"dataset": "folder", "root": str(root), "frame_size": 32, "rgb_frames": 4, "flow_stack": 3,
+                 "batch_size": 2, "on_bad_video": on_bad_video},
         "model": {"kind": kind, "backbone": "tiny"},
         "stages": [{"name": name, "epochs": 1, "optimizer": "adam", "learning_rate": 1e-3} for name in stages[kind]],
         "runtime": {"output_dir": str(folder / "run")},
@@ -165,10 +149,8 @@ def test_flow_folders_alone_open_no_video(dataset, opens):
         (str(dataset / "jump/clip_0.avi"), f"flow folder {str(dataset / 'flow_x/jump/gone')!r} does not exist"),
         (str(dataset / "jump/clip_1.avi"), NO_FLOW),
         (str(dataset / "walk/clip_1.avi"), "has 2 flow frames, the flow stack needs 3"),
-        (
-            str(dataset / "walk/clip_0.avi"),
-            "flow_y folder lacks 2 of the 5 files matching its flow_x frames, e.g. 'flow_y_00002.jpg'",
-        ),
+        (str(dataset / "walk/clip_0.avi"),
+         "flow_y folder lacks 2 of the 5 files matching its flow_x frames, e.g. 'flow_y_00002.jpg'"),
     ]
     assert [item.source for item in result.good] == [str(dataset / "jump/clip_2.avi")]
     assert opens == [] and not (dataset.parent / "cache").exists()
@@ -245,10 +227,8 @@ def _command(tmp_path, *args, code=None):
 
 
 def test_command_skip_prints_a_line_per_subset_and_the_summary_without_tensorflow(dataset, tmp_path):
-    code = (
-        "import sys; from kerasflow.data.__main__ import main\ntry:\n    main(sys.argv[1:])\n"
-        "finally:\n    print('tensorflow imported:', 'tensorflow' in sys.modules)"
-    )
+    code = ("import sys; from kerasflow.data.__main__ import main\ntry:\n    main(sys.argv[1:])\n"
+            "finally:\n    print('tensorflow imported:', 'tensorflow' in sys.modules)")
     result = _command(tmp_path, str(_recipe(tmp_path, dataset)), code=code)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -278,25 +258,18 @@ def test_command_fail_is_one_line_and_exit_2_and_a_clean_dataset_passes(dataset,
     (dataset / "train.txt").write_text("jump/clip_0.avi\nwalk/truncated.avi\n")
     result = _command(tmp_path, recipe, "--set", "data.on_bad_video=fail")
     assert (result.returncode, result.stdout.splitlines()[-1]) == (0, "data check: all 4 videos can be used")
-    assert re.fullmatch(
-        r"data check test: 2 videos checked in \d+\.\d s \(2 from the cache\), 0 bad", result.stdout.splitlines()[1]
-    )
+    assert re.fullmatch(r"data check test: 2 videos checked in \d+\.\d s \(2 from the cache\), 0 bad",
+                        result.stdout.splitlines()[1])
     # The truncated video is usable over the frames that decode, and the check says so, once.
     real = count_video_frames(str(dataset / "walk/truncated.avi"))
-    note = (
-        f"data check: 1 video in {str(dataset)!r} holds fewer frames than its header states; sampled over the "
-        f"frames that decode: 'walk/truncated.avi' (header 8 frames, {real} decode)"
-    )
+    note = (f"data check: 1 video in {str(dataset)!r} holds fewer frames than its header states; sampled over the "
+            f"frames that decode: 'walk/truncated.avi' (header 8 frames, {real} decode)")
     assert result.stdout.splitlines()[2] == note and result.stdout.count("truncated.avi") == 1
     result = _command(tmp_path, recipe, "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {
-        "videos": 4,
-        "usable": 4,
-        "left_out": [],
-        "header_mismatch": [
-            {"video": str(dataset / "walk/truncated.avi"), "header_frames": 8, "decodable_frames": real}
-        ],
+        "videos": 4, "usable": 4, "left_out": [],
+        "header_mismatch": [{"video": str(dataset / "walk/truncated.avi"), "header_frames": 8, "decodable_frames": real}],
     }
     assert note in result.stderr  # the logs go to stderr with --json
 

@@ -94,9 +94,7 @@ def egtea_root(tmp_path):
         _video(root / "cropped_clips" / "-".join(clip.split("-")[:3]) / f"{clip}.mp4")
     annotations = root / "action_annotation"
     annotations.mkdir()
-    (annotations / "action_idx.txt").write_text(
-        "Take bowl 1\nPut condiment,bread,eating_utensil 2\nInspect/Read recipe 3\n"
-    )
+    (annotations / "action_idx.txt").write_text("Take bowl 1\nPut condiment,bread,eating_utensil 2\nInspect/Read recipe 3\n")
     for subset, entries in (("train", EGTEA_TRAIN), ("test", EGTEA_TEST)):
         lines = "".join(f"{clip} {action} {action} {action}\n" for clip, action in entries)
         (annotations / f"{subset}_split1.txt").write_text(lines + "\n")
@@ -141,16 +139,11 @@ def test_egtea_bad_action_names_line_is_one_line_error(egtea_root, line):
 
 
 HMDB = {
-    "brush_hair": [
-        ("April_09_brush_hair_u_nm_np1_ba_goo_0.avi", 1),
-        ("April_09_brush_hair_u_nm_np1_ba_goo_1.avi", 2),
-        ("April_09_brush_hair_u_nm_np1_ba_goo_2.avi", 0),
-    ],
-    "cartwheel": [
-        ("(Rad)Schlag_die_Bank!_cartwheel_f_cm_np1_le_med_0.avi", 1),
-        ("Hamlet_(1996)_Fencing, Scenes_cartwheel_u_cm_np1_fr_med_0.avi", 2),
-        ("Gone_cartwheel_f_cm_np1_le_med_9.avi", 2),
-    ],  # listed as test, absent on disk
+    "brush_hair": [("April_09_brush_hair_u_nm_np1_ba_goo_0.avi", 1), ("April_09_brush_hair_u_nm_np1_ba_goo_1.avi", 2),
+                   ("April_09_brush_hair_u_nm_np1_ba_goo_2.avi", 0)],
+    "cartwheel": [("(Rad)Schlag_die_Bank!_cartwheel_f_cm_np1_le_med_0.avi", 1),
+                  ("Hamlet_(1996)_Fencing, Scenes_cartwheel_u_cm_np1_fr_med_0.avi", 2),
+                  ("Gone_cartwheel_f_cm_np1_le_med_9.avi", 2)],  # listed as test, absent on disk
 }
 
 
@@ -207,9 +200,7 @@ def _folder_dataset(root, per_class=4):
 def test_folder_lists(tmp_path):
     root = tmp_path / "my data"
     _folder_dataset(root)
-    (root / "train.txt").write_text(
-        "jump/clip (0) jump.avi\nrun, fast!/clip (1) run, fast!.avi\njump/frame folder (x)\n"
-    )
+    (root / "train.txt").write_text("jump/clip (0) jump.avi\nrun, fast!/clip (1) run, fast!.avi\njump/frame folder (x)\n")
     (root / "test.txt").write_text("run, fast!/clip (2) run, fast!.avi\njump/missing.avi\n")
     train = build_index("folder", root, subset="train")
     test = build_index("folder", root, subset="test")
@@ -254,13 +245,9 @@ def test_folder_split_follows_a_hash_of_each_clip_path(tmp_path):
     assert not {i.source for i in train.items} & {i.source for i in test.items}
     # Known answer, computed independently: a clip tests when sha256("<class>/<name>")[:8] / 2**64 < 0.25;
     # a class whose clips all fall above keeps its lowest one in test.
-    positions = {
-        f"{Path(i.source).parent.name}/{Path(i.source).name}": int.from_bytes(
-            hashlib.sha256(f"{Path(i.source).parent.name}/{Path(i.source).name}".encode()).digest()[:8], "big"
-        )
-        / 2**64
-        for i in train.items + test.items
-    }
+    positions = {f"{Path(i.source).parent.name}/{Path(i.source).name}":
+                 int.from_bytes(hashlib.sha256(f"{Path(i.source).parent.name}/{Path(i.source).name}".encode()).digest()[:8],
+                                "big") / 2**64 for i in train.items + test.items}
     for name in ("jump", "run, fast!"):
         own = {clip: p for clip, p in positions.items() if clip.startswith(name + "/")}
         expected = {clip for clip, p in own.items() if p < 0.25} or {min(own, key=own.get)}
@@ -279,8 +266,7 @@ def test_removing_or_adding_clips_moves_no_other_clip(tmp_path):
     _video(root / "jump" / "a new clip.avi")
     after = {**_subset_of(folder_index(root, 1, "train", root)), **_subset_of(folder_index(root, 1, "test", root))}
     assert {clip: subset for clip, subset in after.items() if clip in before} == {
-        clip: subset for clip, subset in before.items() if clip != removed
-    }
+        clip: subset for clip, subset in before.items() if clip != removed}
 
 
 def test_an_empty_class_folder_is_no_class(tmp_path, caplog):
@@ -297,13 +283,9 @@ def test_an_empty_class_folder_is_no_class(tmp_path, caplog):
 def test_list_files_with_a_byte_order_mark_keep_their_first_clip(tmp_path):
     root = tmp_path / "data"
     _folder_dataset(root)
-    (root / "train.txt").write_text(
-        "\ufeffjump/clip (0) jump.avi\nrun, fast!/clip (1) run, fast!.avi\n", encoding="utf-8"
-    )
+    (root / "train.txt").write_text("\ufeffjump/clip (0) jump.avi\nrun, fast!/clip (1) run, fast!.avi\n", encoding="utf-8")
     (root / "test.txt").write_text("\ufeffrun, fast!/clip (2) run, fast!.avi\n", encoding="utf-8")
-    assert (
-        len(build_index("folder", root, subset="train")) == 2 and len(build_index("folder", root, subset="test")) == 1
-    )
+    assert len(build_index("folder", root, subset="train")) == 2 and len(build_index("folder", root, subset="test")) == 1
 
 
 def test_folder_split_of_a_class_ignores_the_other_classes(tmp_path):

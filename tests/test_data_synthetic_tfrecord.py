@@ -27,9 +27,7 @@ from kerasflow.errors import UserError
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    return make_synthetic_dataset(
-        tmp_path_factory.mktemp("synth") / "data", classes=4, videos_per_class=4, frames=8, size=32
-    )
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synth") / "data", classes=4, videos_per_class=4, frames=8, size=32)
 
 
 def test_synthetic_layout_and_real_videos(synthetic):
@@ -82,9 +80,7 @@ def test_cli_synth_and_pack(tmp_path, capsys):
     assert (out / "train.txt").read_text().count("\n") == 2
     record = tmp_path / "train set.tfrecord"
     assert main(["pack", "--dataset", "folder", "--root", str(out), "--subset", "train", str(record)]) == 0
-    assert (
-        main(["pack", "--dataset", "folder", "--root", str(out), "--subset", "train", str(record), "--overwrite"]) == 0
-    )
+    assert main(["pack", "--dataset", "folder", "--root", str(out), "--subset", "train", str(record), "--overwrite"]) == 0
     assert read_sidecar(record)["clips"] == 2 and read_sidecar(record)["class_names"] == ["00_right", "01_left"]
     with pytest.raises(SystemExit) as caught:
         main(["synth", str(out), "--classes", "9"])
@@ -103,9 +99,8 @@ def _decode(path):
 
 
 def test_letters_variant_files_decode_and_manifest(tmp_path):
-    out = make_synthetic_dataset(
-        tmp_path / "letters", classes=4, videos_per_class=2, frames=6, size=32, variant="letters"
-    )
+    out = make_synthetic_dataset(tmp_path / "letters", classes=4, videos_per_class=2, frames=6, size=32,
+                                 variant="letters")
     manifest = json.loads((out / "synthetic.json").read_text())
     assert manifest["arguments"]["variant"] == "letters" and manifest["complete"]
     index = build_index("folder", out, subset="train")
@@ -116,9 +111,7 @@ def test_letters_variant_files_decode_and_manifest(tmp_path):
         assert video.std() > 10  # a texture and letters, not a blank frame
     with pytest.raises(UserError, match="'variant': 'letters'.*, not .*'variant': 'patch'"):
         make_synthetic_dataset(out, classes=4, videos_per_class=2, frames=6, size=32)
-    with pytest.raises(
-        ValueError, match=r"^`variant` must be one of \('patch', 'letters'\)\. Received: variant='dots'$"
-    ):
+    with pytest.raises(ValueError, match=r"^`variant` must be one of \('patch', 'letters'\)\. Received: variant='dots'$"):
         make_synthetic_dataset(tmp_path / "dots", variant="dots")
 
 
@@ -242,9 +235,7 @@ def test_packed_reader_matches_numpy_reader(synthetic, tmp_path):
     packed_dataset = make_tfrecord_dataset([record], spec, batch_size=5)
     assert packed_dataset.cardinality().numpy() == 3  # 12 clips, known from the sidecar
     packed = list(packed_dataset)
-    assert [labels.numpy().tolist() for _, labels, _ in packed] == [
-        labels.numpy().tolist() for _, labels, _ in expected
-    ]
+    assert [labels.numpy().tolist() for _, labels, _ in packed] == [labels.numpy().tolist() for _, labels, _ in expected]
     assert all(weights.numpy().tolist() == [1.0] * len(weights) for _, _, weights in packed)
     a = np.concatenate([inputs["rgb"].numpy() for inputs, _, _ in expected])
     b = np.concatenate([inputs["rgb"].numpy() for inputs, _, _ in packed])
@@ -299,24 +290,21 @@ def test_user_errors_are_one_line(synthetic, tmp_path, capsys):
     errors = error_of([*pack, "--short-side", "0", str(tmp_path / "x.tfrecord")])
     assert len(errors) == 1 and "--short-side: 0 is not a positive integer" in errors[0]
     errors = error_of([*pack, str(tmp_path)])
-    assert errors == [
-        f"error: output {str(tmp_path)!r} is a folder; pass a file path such as {str(tmp_path / 'train.tfrecord')!r}"
-    ]
+    assert errors == [f"error: output {str(tmp_path)!r} is a folder; pass a file path such as "
+                      f"{str(tmp_path / 'train.tfrecord')!r}"]
     a_file = tmp_path / "a file"
     a_file.write_text("x")
     # An existing OUT (a video of the dataset, notes, an earlier pack) is kept unless --overwrite.
     notes = tmp_path / "notes.txt"
     notes.write_bytes(b"my notes\n\x00\xff")
     errors = error_of([*pack, str(notes)])
-    assert errors == [
-        f"error: {notes} exists; it is not overwritten: pass --overwrite to replace it, or give another output path"
-    ]
+    assert errors == [f"error: {notes} exists; it is not overwritten: pass --overwrite to replace it, or give "
+                      "another output path"]
     assert notes.read_bytes() == b"my notes\n\x00\xff"
     video = next(synthetic.rglob("*.avi"))
     before = video.read_bytes()
-    assert error_of([*pack, str(video)]) == [
-        f"error: {video} exists; it is not overwritten: pass --overwrite to replace it, or give another output path"
-    ]
+    assert error_of([*pack, str(video)]) == [f"error: {video} exists; it is not overwritten: pass --overwrite to "
+                                             "replace it, or give another output path"]
     assert video.read_bytes() == before
     sidecar = tmp_path / "n.tfrecord.json"
     sidecar.write_text("mine")
@@ -325,11 +313,9 @@ def test_user_errors_are_one_line(synthetic, tmp_path, capsys):
     errors = error_of(["synth", str(a_file)])
     assert len(errors) == 1 and "is a file" in errors[0]
     assert error_of(["synth", str(tmp_path / "odd"), "--size", "33"]) == [
-        "error: `size` must be even (MJPG video needs an even frame size), e.g. 34. Received: size=33"
-    ]
+        "error: `size` must be even (MJPG video needs an even frame size), e.g. 34. Received: size=33"]
     assert error_of(["synth", str(tmp_path / "many"), "--classes", "9"]) == [
-        "error: `classes` must be from 1 to 8 (the motion directions). Received: classes=9"
-    ]
+        "error: `classes` must be from 1 to 8 (the motion directions). Received: classes=9"]
     assert not (tmp_path / "odd").exists() and not (tmp_path / "many").exists()
 
     corrupt = tmp_path / "corrupt"
@@ -349,10 +335,7 @@ def test_a_recipe_value_the_synthetic_maker_refuses_names_its_key(tmp_path):
     from kerasflow.data.datasets import _make_synthetic
 
     data = load_recipe("demo", [f"data.root={tmp_path / 'data'}", "data.synthetic.size=33"]).data
-    with pytest.raises(
-        UserError,
-        match=r"^data\.synthetic: `size` must be even \(MJPG video needs an even frame "
-        r"size\), e\.g\. 34\. Received: size=33$",
-    ):
+    with pytest.raises(UserError, match=r"^data\.synthetic: `size` must be even \(MJPG video needs an even frame "
+                                        r"size\), e\.g\. 34\. Received: size=33$"):
         _make_synthetic(data)
     assert not (tmp_path / "data").exists()

@@ -44,7 +44,7 @@ def code_blocks(page):
             continue
         indent, language = opening.groups()
         end = next(i for i in range(index + 1, len(lines)) if lines[i].strip() == "```")
-        code = "\n".join(line[len(indent) :] for line in lines[index + 1 : end]) + "\n"
+        code = "\n".join(line[len(indent):] for line in lines[index + 1:end]) + "\n"
         before = next((lines[i] for i in range(index - 1, -1, -1) if lines[i].strip()), "")
         marker = MARKER.match(before)
         blocks.append((index + 1, language, code, marker.groups() if marker else None))
@@ -60,14 +60,10 @@ def test_the_recipe_key_reference_is_generated_from_the_schema():
     committed = (ROOT / "docs" / "recipe-keys.md").read_text(encoding="utf-8")
     generated = recipe_key_reference()
     if committed != generated:
-        first = next(
-            (number for number, (a, b) in enumerate(zip(committed.split("\n"), generated.split("\n")), 1) if a != b),
-            min(committed.count("\n"), generated.count("\n")) + 1,
-        )
-        pytest.fail(
-            f"docs/recipe-keys.md differs from the schema and registries (first at line {first}); "
-            f"regenerate it: {COMMAND}"
-        )
+        first = next((number for number, (a, b) in enumerate(zip(committed.split("\n"), generated.split("\n")), 1)
+                      if a != b), min(committed.count("\n"), generated.count("\n")) + 1)
+        pytest.fail(f"docs/recipe-keys.md differs from the schema and registries (first at line {first}); "
+                    f"regenerate it: {COMMAND}")
 
 
 def test_the_reference_lists_every_key_with_its_default_and_doc():
@@ -86,9 +82,8 @@ def test_the_reference_lists_every_key_with_its_default_and_doc():
 
 
 def test_the_config_command_prints_the_reference():
-    result = subprocess.run(
-        [sys.executable, "-m", "kerasflow.config", "reference"], capture_output=True, text=True, cwd=ROOT, timeout=120
-    )
+    result = subprocess.run([sys.executable, "-m", "kerasflow.config", "reference"], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout == recipe_key_reference()
 
@@ -124,22 +119,16 @@ def block_problem(language, code, marker):
 
 
 def test_every_code_block_runs_in_a_test_or_is_marked():
-    problems = [
-        f"{where(page, line)}: {problem}"
-        for page in PAGES
-        for line, language, code, marker in code_blocks(page)
-        if (problem := block_problem(language, code, marker))
-    ]
+    problems = [f"{where(page, line)}: {problem}"
+                for page in PAGES for line, language, code, marker in code_blocks(page)
+                if (problem := block_problem(language, code, marker))]
     assert not problems, "\n".join(problems)
 
 
 def unmarked_blocks():
-    return [
-        pytest.param(page, line, language, code, id=where(page, line))
-        for page in PAGES
-        for line, language, code, marker in code_blocks(page)
-        if marker is None and language in ("python", "bash") and block_problem(language, code, marker) is None
-    ]
+    return [pytest.param(page, line, language, code, id=where(page, line))
+            for page in PAGES for line, language, code, marker in code_blocks(page)
+            if marker is None and language in ("python", "bash") and block_problem(language, code, marker) is None]
 
 
 @pytest.mark.parametrize("page, line, language, code", unmarked_blocks())
@@ -147,9 +136,8 @@ def test_unmarked_blocks_run_as_written(page, line, language, code, tmp_path, mo
     monkeypatch.chdir(tmp_path)
     if language == "bash":
         for command in (line for line in code.split("\n") if line.strip() and not line.startswith("#")):
-            result = subprocess.run(
-                [sys.executable, *command.split()[1:]], capture_output=True, text=True, cwd=ROOT, timeout=120
-            )
+            result = subprocess.run([sys.executable, *command.split()[1:]], capture_output=True, text=True,
+                                    cwd=ROOT, timeout=120)
             assert result.returncode == 0 and result.stdout.startswith("usage: "), (command, result.stderr)
         return
     printed = io.StringIO()

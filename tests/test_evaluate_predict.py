@@ -89,9 +89,8 @@ def test_evaluate_json_equals_independent_predict(run, held_out, capsys):
 
 def test_evaluate_model_file_finds_run_recipe_and_prints_table(run, held_out, capsys, tmp_path):
     model_file = run / "stages" / "rgb_stage2" / "best.keras"
-    status, out, _ = call(
-        evaluate, [str(model_file), "--output", str(tmp_path / "report"), "--batch-size", "2"], capsys
-    )
+    status, out, _ = call(evaluate, [str(model_file), "--output", str(tmp_path / "report"), "--batch-size", "2"],
+                          capsys)
     assert status == 0
     report = json.loads((tmp_path / "report" / "evaluation.json").read_text())
     assert report["stage"] == "rgb_stage2" and "flow_stream" not in report["seconds_per_video_split"]
@@ -143,15 +142,8 @@ def test_evaluate_user_errors(run, tmp_path, capsys, case, fragments):
         "another kind": lambda: [str(_copy_model(run, tmp_path, {"kind": "rgb"})), *recipe],
         "not a zip": lambda: [str(_copy_model(run, tmp_path, content=b"not a model")), *recipe],
         "corrupt zip": lambda: [str(_copy_model(run, tmp_path, content=_corrupt_zip())), *recipe],
-        "missing data root": lambda: [
-            str(run),
-            "--set",
-            "data.dataset=folder",
-            "--set",
-            "data.synthetic=null",
-            "--set",
-            f"data.root={tmp_path / 'absent'}",
-        ],
+        "missing data root": lambda: [str(run), "--set", "data.dataset=folder", "--set", "data.synthetic=null",
+                                      "--set", f"data.root={tmp_path / 'absent'}"],
     }[case]()
     status, out, err = call(evaluate, argv, capsys)
     assert_one_error_line(status, err, *fragments)
@@ -160,22 +152,12 @@ def test_evaluate_user_errors(run, tmp_path, capsys, case, fragments):
 def test_evaluate_json_subprocess_keeps_stdout_clean(run):
     result = subprocess.run(
         [sys.executable, "-m", "kerasflow.evaluate", str(run), "--json", "--output", str(run / "cli")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "KERAS_BACKEND": "tensorflow"},
+        capture_output=True, text=True, timeout=300, env={**os.environ, "KERAS_BACKEND": "tensorflow"},
     )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
-    assert {
-        "top1",
-        "top5",
-        "num_videos",
-        "seconds_per_video",
-        "seconds_per_video_split",
-        "per_class_accuracy",
-        "confusion_matrix_png",
-    } <= set(report)
+    assert {"top1", "top5", "num_videos", "seconds_per_video", "seconds_per_video_split",
+            "per_class_accuracy", "confusion_matrix_png"} <= set(report)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -250,9 +232,8 @@ def optical_flow_model(run, tmp_path_factory):
 def test_predict_optical_flow_model_reads_flow_dir(optical_flow_model, held_out, capsys):
     model_file, flow_dir, class_names = optical_flow_model
     video = held_out.items[0].source
-    status, out, _ = call(
-        predict, [video, "--model", str(model_file), "--flow-dir", str(flow_dir), "--json", "--top-k", "3"], capsys
-    )
+    status, out, _ = call(predict, [video, "--model", str(model_file), "--flow-dir", str(flow_dir), "--json",
+                                    "--top-k", "3"], capsys)
     assert status == 0
     report = json.loads(out)
     one = VideoIndex([VideoItem(video, 0, str(flow_dir))], class_names, "folder", "test")
@@ -272,10 +253,8 @@ def test_predict_user_errors(run, held_out, optical_flow_model, capsys, tmp_path
         ([str(tmp_path / "missing.avi"), "--model", str(run)], ["missing.avi", "does not exist"]),
         ([str(broken), "--model", str(run)], ["broken.avi"]),
         ([video, "--model", str(tmp_path / "no-run")], ["no-run", "does not exist"]),
-        (
-            [video, "--model", str(run / "stages" / "flow" / "best.keras"), "--cam", str(tmp_path / "x.png")],
-            ["--cam needs a Keras model with an RGB stream"],
-        ),
+        ([video, "--model", str(run / "stages" / "flow" / "best.keras"), "--cam", str(tmp_path / "x.png")],
+         ["--cam needs a Keras model with an RGB stream"]),
         ([video, "--model", str(flow_model)], ["--flow-dir"]),
         ([video, "--model", str(run), "--flow-dir", str(flow_dir)], ["only read by optical-flow models"]),
         ([video, "--model", str(run), "--cam", str(tmp_path / "no-folder" / "x.png")], ["no-folder"]),

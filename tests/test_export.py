@@ -69,38 +69,26 @@ def exported(tiny_run, optical_flow_model, tmp_path_factory):
 def held_out_inputs(index, inputs):
     """``({input name: uint8 (N, ...)}, labels)`` of every test video, decoded by the test pipeline."""
     batches = list(make_dataset(index, inputs, batch_size=len(index)))
-    return (
-        {name: np.concatenate([batch[0][name].numpy() for batch in batches]) for name in batches[0][0]},
-        np.concatenate([batch[1].numpy() for batch in batches]),
-    )
+    return ({name: np.concatenate([batch[0][name].numpy() for batch in batches]) for name in batches[0][0]},
+            np.concatenate([batch[1].numpy() for batch in batches]))
 
 
-FORMATS = [
-    ("two_stream", "keras"),
-    ("two_stream", "saved_model"),
-    ("two_stream", "tflite"),
-    ("rgb", "saved_model"),
-    ("rgb", "tflite"),
-    ("flow", "saved_model"),
-    ("flow", "tflite"),
-    ("optical_flow", "saved_model"),
-    ("optical_flow", "tflite"),
-]
+FORMATS = [("two_stream", "keras"), ("two_stream", "saved_model"), ("two_stream", "tflite"),
+           ("rgb", "saved_model"), ("rgb", "tflite"), ("flow", "saved_model"), ("flow", "tflite"),
+           ("optical_flow", "saved_model"), ("optical_flow", "tflite")]
 
 
 @pytest.mark.parametrize("model, export_format", FORMATS)
-def test_export_matches_the_keras_model(
-    model, export_format, exported, tiny_run, optical_flow_model, tiny_held_out, capsys
-):
+def test_export_matches_the_keras_model(model, export_format, exported, tiny_run, optical_flow_model,
+                                        tiny_held_out, capsys):
     stdout, folder = exported(model, export_format, capsys=capsys)
     source = optical_flow_model if model == "optical_flow" else tiny_run / MODELS[model]
     info = read_model_info(source)
     metadata = json.loads((folder / "metadata.json").read_text())
     assert metadata["format"] == export_format and metadata["kind"] == info.kind
     assert metadata["class_names"] == json.loads((tiny_run / "classes.json").read_text())
-    assert [(spec["name"], spec["shape"], spec["dtype"]) for spec in metadata["inputs"]] == [
-        (spec.name, [1, *spec.shape], "uint8") for spec in info.inputs
-    ]
+    assert [(spec["name"], spec["shape"], spec["dtype"]) for spec in metadata["inputs"]] == \
+        [(spec.name, [1, *spec.shape], "uint8") for spec in info.inputs]
     assert metadata["outputs"] == {"logits": [1, 3], "probs": [1, 3]}
     row = next(line for line in stdout.splitlines() if line.startswith(export_format))
     assert metadata["check"]["max_probability_difference"] <= 1e-4 and metadata["check"]["top1_agreement"] == 1.0
@@ -168,11 +156,8 @@ def test_quantized_tflite(quantize, tolerance, exported, tiny_run, capsys):
     if quantize == "dynamic_int8":  # what stayed float is read from the file, and said
         kept = float_weight_ops(folder / "model.tflite")
         assert check["kept_float"] == kept and kept  # the flow stream's 3-D convolutions (and, at 64 px, masks)
-        assert (
-            "kept float32: the weights of these ops (no dynamic-range int8 kernel): "
-            + ", ".join(f"{name} x{count}" for name, count in sorted(kept.items()))
-            in stdout
-        )
+        assert "kept float32: the weights of these ops (no dynamic-range int8 kernel): " + \
+            ", ".join(f"{name} x{count}" for name, count in sorted(kept.items())) in stdout
 
 
 def tensor_types(path):
@@ -181,10 +166,8 @@ def tensor_types(path):
 
     interpreter = Interpreter(model_path=str(path))
     dtypes = {tensor["index"]: tensor["dtype"] for tensor in interpreter.get_tensor_details()}
-    return [
-        (op["op_name"], [dtypes[i] for i in op["inputs"] if i >= 0], [dtypes[i] for i in op["outputs"]])
-        for op in interpreter._get_ops_details()
-    ]
+    return [(op["op_name"], [dtypes[i] for i in op["inputs"] if i >= 0], [dtypes[i] for i in op["outputs"]])
+            for op in interpreter._get_ops_details()]
 
 
 def float_weight_ops(path):
@@ -204,9 +187,8 @@ def float_weight_ops(path):
     return dict(found)
 
 
-def test_full_integer_tflite_takes_uint8_frames_computes_int8_and_lists_what_stays_float(
-    exported, tiny_run, tiny_held_out, capsys
-):
+def test_full_integer_tflite_takes_uint8_frames_computes_int8_and_lists_what_stays_float(exported, tiny_run,
+                                                                                         tiny_held_out, capsys):
     stdout, folder = exported("two_stream", "tflite", "int8", capsys=capsys)
     check = json.loads((folder / "metadata.json").read_text())["check"]
     split = json.loads((tiny_run / "split.json").read_text())
@@ -215,21 +197,15 @@ def test_full_integer_tflite_takes_uint8_frames_computes_int8_and_lists_what_sta
     assert check["representative_clips"] == training_clips
     assert f"int8 calibrated on {training_clips} training clips" in stdout
     ops = tensor_types(folder / "model.tflite")
-    float_ops = collections.Counter(
-        name
-        for name, inputs, outputs in ops
-        if name not in ("QUANTIZE", "DEQUANTIZE", "CAST") and np.float32 in [*inputs, *outputs]
-    )
+    float_ops = collections.Counter(name for name, inputs, outputs in ops
+                                    if name not in ("QUANTIZE", "DEQUANTIZE", "CAST")
+                                    and np.float32 in [*inputs, *outputs])
     assert check["kept_float"] == dict(float_ops) and float_ops["DIV"] > 0
-    assert (
-        "kept float32: these ops (no int8 TFLite kernel; DIV on purpose): "
-        + ", ".join(f"{name} x{count}" for name, count in sorted(float_ops.items()))
-        in stdout
-    )
+    assert "kept float32: these ops (no int8 TFLite kernel; DIV on purpose): " + \
+        ", ".join(f"{name} x{count}" for name, count in sorted(float_ops.items())) in stdout
     convolutions = [(inputs, outputs) for name, inputs, outputs in ops if name in ("CONV_2D", "FULLY_CONNECTED")]
-    assert convolutions and all(
-        inputs[:2] == [np.int8, np.int8] and outputs == [np.int8] for inputs, outputs in convolutions
-    )
+    assert convolutions and all(inputs[:2] == [np.int8, np.int8] and outputs == [np.int8]
+                                for inputs, outputs in convolutions)
     predictor = load_predictor(folder)
     assert all(spec["dtype"] == "uint8" for spec in json.loads((folder / "metadata.json").read_text())["inputs"])
     clips, _ = held_out_inputs(tiny_held_out, predictor.info.inputs)
@@ -238,10 +214,10 @@ def test_full_integer_tflite_takes_uint8_frames_computes_int8_and_lists_what_sta
 
 def test_int8_needs_the_training_clips(optical_flow_model, tmp_path, capsys):
     out = tmp_path / "int8"
-    status, _, err = call(
-        export_command, [str(optical_flow_model), "--format", "tflite", "--quantize", "int8", "--out", str(out)], capsys
-    )
-    assert_one_error_line(status, err, "--quantize int8 calibrates on the model's training clips", "pass --recipe")
+    status, _, err = call(export_command, [str(optical_flow_model), "--format", "tflite", "--quantize", "int8",
+                                           "--out", str(out)], capsys)
+    assert_one_error_line(status, err, "--quantize int8 calibrates on the model's training clips",
+                          "pass --recipe")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -249,49 +225,21 @@ def test_int8_needs_the_training_clips(optical_flow_model, tmp_path, capsys):
 def test_dynamic_int8_that_quantizes_nothing_is_refused(tmp_path, capsys):
     # An inflated 3-D flow network is all CONV_3D, which TFLite's dynamic-range quantization leaves float:
     # the "quantized" file would be the float model (issue 24, item 11).
-    recipe = load_recipe(
-        DEMO,
-        tiny_overrides(tmp_path)
-        + [
-            "model.kind=representation_flow",
-            "model.flow_network=inflated_3d",
-            "data.synthetic.frames=16",
-            "data.flow_frames=13",
-            "data.flow_stride=1",
-        ],
-    )
+    recipe = load_recipe(DEMO, tiny_overrides(tmp_path) + [
+        "model.kind=representation_flow", "model.flow_network=inflated_3d", "data.synthetic.frames=16",
+        "data.flow_frames=13", "data.flow_stride=1"])
     model = build_stage_models(recipe.model, recipe.data, 3)["flow"]
     save_model(model, str(tmp_path / "flow.keras"), model_info(recipe, ["a", "b", "c"], "flow"))
     out = tmp_path / "exports" / "dynamic"
-    status, _, err = call(
-        export_command,
-        [
-            str(tmp_path / "flow.keras"),
-            "--format",
-            "tflite",
-            "--quantize",
-            "dynamic_int8",
-            "--out",
-            str(out),
-            "--check-clips",
-            "1",
-        ],
-        capsys,
-    )
-    assert_one_error_line(
-        status,
-        err,
-        "--quantize dynamic_int8 quantized none of this model's weights",
-        "CONV_3D x",
-        "--quantize float16",
-        "nothing was written",
-    )
+    status, _, err = call(export_command, [str(tmp_path / "flow.keras"), "--format", "tflite", "--quantize",
+                                           "dynamic_int8", "--out", str(out), "--check-clips", "1"], capsys)
+    assert_one_error_line(status, err, "--quantize dynamic_int8 quantized none of this model's weights",
+                          "CONV_3D x", "--quantize float16", "nothing was written")
     assert list(out.parent.iterdir()) == []
 
 
-def test_predict_and_evaluate_agree_across_run_saved_model_and_tflite(
-    exported, tiny_run, tiny_held_out, capsys, tmp_path
-):
+def test_predict_and_evaluate_agree_across_run_saved_model_and_tflite(exported, tiny_run, tiny_held_out, capsys,
+                                                                       tmp_path):
     _, saved_model = exported("two_stream", "saved_model", capsys=capsys)
     _, tflite = exported("two_stream", "tflite", capsys=capsys)
     models = {"run": tiny_run, "saved_model": saved_model, "tflite": tflite / "model.tflite"}
@@ -322,10 +270,8 @@ def test_export_refusals_leave_nothing_written(exported, tiny_run, tmp_path, cap
     (tmp_path / "no-model").mkdir()
     cases = [
         ([rgb, "--format", "saved_model", "--out", str(existing)], ["exists", "--overwrite"]),
-        (
-            [rgb, "--format", "saved_model", "--quantize", "float16", "--out", str(tmp_path / "q")],
-            ["--quantize float16", "--format tflite"],
-        ),
+        ([rgb, "--format", "saved_model", "--quantize", "float16", "--out", str(tmp_path / "q")],
+         ["--quantize float16", "--format tflite"]),
         ([str(tmp_path / "no-model"), "--format", "tflite"], ["no-model", "model.keras"]),
         ([rgb, "--format", "keras", "--out", str(not_a_folder / "sub")], ["cannot write", "another --out"]),
     ]
@@ -349,12 +295,12 @@ def test_export_refusals_leave_nothing_written(exported, tiny_run, tmp_path, cap
     with monkeypatch.context() as patch:
         patch.setattr(tf.lite.TFLiteConverter, "from_saved_model", NeedsFlex)
         status, _, err = call(export_command, [rgb, "--format", "tflite", "--out", str(out)], capsys)
-    assert_one_error_line(
-        status, err, "cannot be converted to TFLite with builtin ops only", "Flex", "--format saved_model"
-    )
+    assert_one_error_line(status, err, "cannot be converted to TFLite with builtin ops only", "Flex",
+                          "--format saved_model")
     assert not out.exists() and list(out.parent.iterdir()) == []
     monkeypatch.setitem(writer.PROBABILITY_TOLERANCE, "none", -1.0)
-    status, _, err = call(export_command, [rgb, "--format", "tflite", "--out", str(out), "--check-clips", "2"], capsys)
+    status, _, err = call(export_command, [rgb, "--format", "tflite", "--out", str(out), "--check-clips", "2"],
+                          capsys)
     assert_one_error_line(status, err, "disagrees with the Keras model", "nothing was written")
     assert not out.exists() and list(out.parent.iterdir()) == []
 
@@ -386,14 +332,10 @@ def test_predict_refuses_broken_export_folders(exported, tiny_held_out, tmp_path
 
 
 def test_default_out_is_under_saved_models(tiny_run):
-    assert (
-        export_command.default_out(tiny_run / "model.keras", tiny_run, "tflite", "none")
-        == Path("saved_models") / tiny_run.name / "tflite"
-    )
-    assert (
-        export_command.default_out(tiny_run / "stages/flow/best.keras", tiny_run, "tflite", "float16")
-        == Path("saved_models") / f"{tiny_run.name}-flow" / "tflite-float16"
-    )
+    assert export_command.default_out(tiny_run / "model.keras", tiny_run, "tflite", "none") == \
+        Path("saved_models") / tiny_run.name / "tflite"
+    assert export_command.default_out(tiny_run / "stages/flow/best.keras", tiny_run, "tflite", "float16") == \
+        Path("saved_models") / f"{tiny_run.name}-flow" / "tflite-float16"
     assert SIZE == read_model_info(tiny_run / "model.keras").inputs[0].size
 
 
@@ -408,17 +350,12 @@ def test_readme_client_runs_as_written_and_agrees_with_predict(exported, tiny_ru
     _, tflite = exported("two_stream", "tflite", capsys=capsys)
     video = tiny_held_out.items[1].source
     code = readme_client()
-    for placeholder in (
-        "data/synthetic-motion/02_down/02_down_003.avi",
-        "saved_models/demo-synthetic/saved_model",
-        "saved_models/demo-synthetic/tflite",
-    ):
+    for placeholder in ("data/synthetic-motion/02_down/02_down_003.avi", "saved_models/demo-synthetic/saved_model",
+                        "saved_models/demo-synthetic/tflite"):
         assert f'"{placeholder}"' in code
-    code = (
-        code.replace("data/synthetic-motion/02_down/02_down_003.avi", video)
-        .replace("saved_models/demo-synthetic/saved_model", str(saved_model))
-        .replace("saved_models/demo-synthetic/tflite", str(tflite))
-    )
+    code = (code.replace("data/synthetic-motion/02_down/02_down_003.avi", video)
+            .replace("saved_models/demo-synthetic/saved_model", str(saved_model))
+            .replace("saved_models/demo-synthetic/tflite", str(tflite)))
     namespace = {}
     exec(compile(code, "docs/deploy.md", "exec"), namespace)
     tflite_probs = namespace["probs"]
@@ -444,7 +381,6 @@ def edited_export(source, folder, change):
 def _set(key, value, number=None):
     def change(metadata, folder):
         (metadata if number is None else metadata["inputs"][number])[key] = value
-
     return change
 
 
@@ -457,38 +393,22 @@ def _truncate(metadata, folder):
     (folder / "model.tflite").write_bytes(data[: len(data) // 3])
 
 
-@pytest.mark.parametrize(
-    "case, change, line",
-    [
-        (
-            "two names for 3 outputs",
-            _set("class_names", ["a", "b"]),
-            '/metadata.json: "outputs" is {"logits": [1, 3], "probs": [1, 3]} but "class_names" holds 2 names',
-        ),
-        ("4 names for 3 outputs", _set("class_names", ["a", "b", "c", "d"]), '"class_names" holds 4 names'),
-        (
-            "4 names and outputs",
-            lambda m, f: m.update(class_names=["a", "b", "c", "d"], outputs={"logits": [1, 4], "probs": [1, 4]}),
-            "/metadata.json names 4 classes but model.tflite gives 3 scores",
-        ),
-        ("integer names", _set("class_names", [1, 2, 3]), '"class_names" is [1, 2, 3], not a list of class names'),
-        ("frames", _set("frames", 8, 0), "/metadata.json describes the inputs "),
-        ("size", _set("size", 48, 1), f"but model.tflite takes flow_clip {CLIP} uint8, rgb {CLIP}"),
-        ("stride -3", _set("stride", -3, 0), '"inputs"[0]."stride" is -3, not an integer >= 1'),
-        ("stride 0", _set("stride", 0, 1), '"inputs"[1]."stride" is 0, not an integer >= 1'),
-        (
-            "sampling",
-            _set("sampling", "bogus", 0),
-            '"inputs"[0]."sampling" is "bogus", not one of contiguous, segments',
-        ),
-        ("a list", lambda m, f: m.clear(), 'the key "format" is missing'),
-        (
-            "truncated",
-            _truncate,
-            "/model.tflite cannot be loaded as a TFLite model (The model is not a valid Flatbuffer",
-        ),
-    ],
-)
+@pytest.mark.parametrize("case, change, line", [
+    ("two names for 3 outputs", _set("class_names", ["a", "b"]),
+     '/metadata.json: "outputs" is {"logits": [1, 3], "probs": [1, 3]} but "class_names" holds 2 names'),
+    ("4 names for 3 outputs", _set("class_names", ["a", "b", "c", "d"]), '"class_names" holds 4 names'),
+    ("4 names and outputs", lambda m, f: m.update(class_names=["a", "b", "c", "d"],
+                                                  outputs={"logits": [1, 4], "probs": [1, 4]}),
+     "/metadata.json names 4 classes but model.tflite gives 3 scores"),
+    ("integer names", _set("class_names", [1, 2, 3]), '"class_names" is [1, 2, 3], not a list of class names'),
+    ("frames", _set("frames", 8, 0), "/metadata.json describes the inputs "),
+    ("size", _set("size", 48, 1), f"but model.tflite takes flow_clip {CLIP} uint8, rgb {CLIP}"),
+    ("stride -3", _set("stride", -3, 0), '"inputs"[0]."stride" is -3, not an integer >= 1'),
+    ("stride 0", _set("stride", 0, 1), '"inputs"[1]."stride" is 0, not an integer >= 1'),
+    ("sampling", _set("sampling", "bogus", 0), '"inputs"[0]."sampling" is "bogus", not one of contiguous, segments'),
+    ("a list", lambda m, f: m.clear(), 'the key "format" is missing'),
+    ("truncated", _truncate, "/model.tflite cannot be loaded as a TFLite model (The model is not a valid Flatbuffer"),
+])
 def test_an_edited_or_damaged_tflite_export_is_one_line(case, change, line, exported, tiny_held_out, tmp_path, capsys):
     _, tflite = exported("two_stream", "tflite", capsys=capsys)
     folder = edited_export(tflite, tmp_path / "edited", change)
@@ -498,22 +418,18 @@ def test_an_edited_or_damaged_tflite_export_is_one_line(case, change, line, expo
         assert_one_error_line(status, err, line, "export the model again")
 
 
-def test_a_tflite_file_of_another_model_is_refused_by_predict_evaluate_and_stream(
-    exported, tiny_held_out, tmp_path, capsys
-):
+def test_a_tflite_file_of_another_model_is_refused_by_predict_evaluate_and_stream(exported, tiny_held_out, tmp_path,
+                                                                                  capsys):
     _, tflite = exported("two_stream", "tflite", capsys=capsys)
     _, flow_only = exported("flow", "tflite", capsys=capsys)
     folder = edited_export(tflite, tmp_path / "swapped", _copy_model(flow_only / "model.tflite"))
     video = tiny_held_out.items[0].source
-    expected = (
-        f"error: {folder / 'metadata.json'} describes the inputs flow_clip {CLIP} uint8, rgb {CLIP} uint8 "
-        f"but model.tflite takes flow_clip {CLIP} uint8; the metadata was "
-        "edited or belongs to another model: export the model again"
-    )
+    expected = (f"error: {folder / 'metadata.json'} describes the inputs flow_clip {CLIP} uint8, rgb {CLIP} uint8 "
+                f"but model.tflite takes flow_clip {CLIP} uint8; the metadata was "
+                "edited or belongs to another model: export the model again")
     for command, argv in ((predict, [video]), (predict, ["--stream", video]), (evaluate, [])):
-        status, _, err = call(
-            command, [*argv, str(folder)] if command is evaluate else [*argv, "--model", str(folder)], capsys
-        )
+        status, _, err = call(command, [*argv, str(folder)] if command is evaluate else [*argv, "--model", str(folder)],
+                              capsys)
         assert_one_error_line(status, err)
         assert err.strip().splitlines()[-1] == expected
     assert not (folder / "evaluations").exists()
@@ -524,12 +440,8 @@ def test_an_edited_saved_model_export_is_one_line(exported, tiny_held_out, tmp_p
     video = tiny_held_out.items[0].source
     folder = edited_export(saved_model, tmp_path / "edited", _set("frames", 8, 0))
     status, _, err = call(predict, [video, "--model", str(folder)], capsys)
-    assert_one_error_line(
-        status,
-        err,
-        f"describes the inputs flow_clip {CLIP} uint8, rgb [1, 8, {SIZE}, {SIZE}, 3] "
-        f"uint8 but the SavedModel takes flow_clip {CLIP} uint8, rgb {CLIP}",
-    )
+    assert_one_error_line(status, err, f"describes the inputs flow_clip {CLIP} uint8, rgb [1, 8, {SIZE}, {SIZE}, 3] "
+                          f"uint8 but the SavedModel takes flow_clip {CLIP} uint8, rgb {CLIP}")
     folder = edited_export(saved_model, tmp_path / "damaged", lambda m, f: (f / "saved_model.pb").write_bytes(b"x"))
     status, _, err = call(predict, [video, "--model", str(folder)], capsys)
     assert_one_error_line(status, err, f"{folder} cannot be loaded as a SavedModel", "export the model again")
@@ -561,32 +473,17 @@ def test_export_to_a_full_disk_is_one_line_and_leaves_nothing(tiny_run, tmp_path
     disk, out = tmp_path / "disk", tmp_path / "out"
     disk.mkdir()
     out.mkdir()
-    env = {
-        **ENV,
-        "DISK": str(disk),
-        "OUT": str(out),
-        "REPO": str(Path(__file__).resolve().parents[1]),
-        "PYTHON": sys.executable,
-        "RUN": str(tiny_run),
-    }
+    env = {**ENV, "DISK": str(disk), "OUT": str(out), "REPO": str(Path(__file__).resolve().parents[1]),
+           "PYTHON": sys.executable, "RUN": str(tiny_run)}
     result = in_private_mount_namespace(FULL_DISK_SCRIPT, env)
     assert result.returncode == 0, result.stderr[-2000:]
-    results = {
-        name: (
-            (out / f"{name}.status").read_text().strip(),
-            (out / f"{name}.err").read_text(),
-            (out / f"{name}.ls").read_text().split(),
-        )
-        for name in ("saved_model", "tflite", "keras")
-    }
+    results = {name: ((out / f"{name}.status").read_text().strip(), (out / f"{name}.err").read_text(),
+                      (out / f"{name}.ls").read_text().split()) for name in ("saved_model", "tflite", "keras")}
     status, err, listing = results["saved_model"]
     assert status == "2" and "Traceback" not in err, err[-2000:]
-    assert re.fullmatch(
-        rf"error: cannot write {disk / 'saved_model'}: the disk is full \(it needs about 1\.0 MB, "
-        r"\d\.\d MB free\); free some space and run the same command again \(what was written before "
-        r"is intact\)",
-        err.strip().splitlines()[-1],
-    ), err[-2000:]
+    assert re.fullmatch(rf"error: cannot write {disk / 'saved_model'}: the disk is full \(it needs about 1\.0 MB, "
+                        r"\d\.\d MB free\); free some space and run the same command again \(what was written before "
+                        r"is intact\)", err.strip().splitlines()[-1]), err[-2000:]
     assert listing == []  # the stale temporary folder of a killed export went too
     status, err, listing = results["tflite"]
     assert status == "0", err[-2000:]
@@ -594,46 +491,32 @@ def test_export_to_a_full_disk_is_one_line_and_leaves_nothing(tiny_run, tmp_path
     # No TensorFlow or LiteRT C++ log line (start-up notices, the XNNPACK delegate's) among its output.
     assert not [line for line in err.splitlines() if NATIVE_LOG.match(line)], err[-2000:]
     status, err, listing = results["keras"]
-    assert re.fullmatch(
-        rf"error: cannot write {disk / 'keras'}: the disk is full \(it needs about 1\.0 MB, 0\.\d MB "
-        r"free\); .*",
-        err.strip().splitlines()[-1],
-    ), err[-2000:]
+    assert re.fullmatch(rf"error: cannot write {disk / 'keras'}: the disk is full \(it needs about 1\.0 MB, 0\.\d MB "
+                        r"free\); .*", err.strip().splitlines()[-1]), err[-2000:]
     assert status == "2" and listing == ["tflite"]
     # A read-only disk: the folder to make writable is the one that exists, not sub/ that was to be made.
     assert (out / "ro.status").read_text().strip() == "2"
     assert (out / "ro.err").read_text().strip().splitlines()[-1] == (
         f"error: cannot write {disk / 'sub' / 'x'}: Read-only file system; make {disk} writable or choose another "
-        "folder"
-    )
+        "folder")
 
 
-NATIVE_LOG = re.compile(
-    r"^(WARNING: All log messages before absl|[IWE]\d{4} |To enable the following|INFO: Created "
-    r"TensorFlow Lite)"
-)
+NATIVE_LOG = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} |To enable the following|INFO: Created "
+                        r"TensorFlow Lite)")
 
 
 def test_export_help_starts_no_tensorflow():
-    code = (
-        "import sys; from kerasflow.export.__main__ import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
-        "    print('tensorflow imported:', 'tensorflow' in sys.modules)"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).resolve().parents[1],
-        timeout=120,
-    )
+    code = ("import sys; from kerasflow.export.__main__ import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
+            "    print('tensorflow imported:', 'tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1], timeout=120)
     assert result.returncode == 0 and result.stderr == "", result.stderr
     assert result.stdout.startswith("usage: python -m kerasflow.export")
     assert result.stdout.splitlines()[-1] == "tensorflow imported: False"
 
 
-def test_evaluate_of_an_export_writes_beside_it_and_a_folder_without_metadata_says_so(
-    exported, tiny_held_out, tmp_path, capsys
-):
+def test_evaluate_of_an_export_writes_beside_it_and_a_folder_without_metadata_says_so(exported, tiny_held_out,
+                                                                                      tmp_path, capsys):
     _, tflite = exported("two_stream", "tflite", capsys=capsys)
     shipped = tmp_path / "shipped" / "tflite"
     shutil.copytree(tflite, shipped)
@@ -642,37 +525,26 @@ def test_evaluate_of_an_export_writes_beside_it_and_a_folder_without_metadata_sa
     assert status == 0, err
     report = json.loads(out)
     written = Path(report["evaluation_json"])
-    assert (
-        written.parent.parent == tmp_path / "shipped" / "evaluations"
-        and written.parent.name.startswith("tflite-test-synthetic-")
-        and written.is_file()
-    )
+    assert written.parent.parent == tmp_path / "shipped" / "evaluations" and written.parent.name.startswith(
+        "tflite-test-synthetic-") and written.is_file()
     assert {path.name: path.read_bytes() for path in shipped.iterdir()} == files  # the shipped export as it was
 
     (shipped / "metadata.json").unlink()
     status, _, err = call(predict, [tiny_held_out.items[0].source, "--model", str(shipped)], capsys)
-    assert_one_error_line(
-        status,
-        err,
-        f"{shipped} holds model.tflite but no metadata.json",
-        "copy the whole folder again or export the model again",
-    )
+    assert_one_error_line(status, err, f"{shipped} holds model.tflite but no metadata.json",
+                          "copy the whole folder again or export the model again")
 
 
 def test_options_the_writer_refuses_are_value_errors_and_one_line_in_the_command(tmp_path, capsys):
-    refused = {
-        ("onnx", "none"): r"^`export_format` must be one of \('keras', 'saved_model', 'tflite'\)\. "
-        r"Received: export_format='onnx'$",
-        ("saved_model", "float16"): r"^`quantize` applies to the tflite format only; it must be 'none' for "
-        r"saved_model\. Received: quantize='float16'$",
-    }
+    refused = {("onnx", "none"): r"^`export_format` must be one of \('keras', 'saved_model', 'tflite'\)\. "
+                                 r"Received: export_format='onnx'$",
+               ("saved_model", "float16"): r"^`quantize` applies to the tflite format only; it must be 'none' for "
+                                           r"saved_model\. Received: quantize='float16'$"}
     for (export_format, quantize), message in refused.items():
         with pytest.raises(ValueError, match=message):
-            writer.export(
-                None, None, export_format, tmp_path / "out", quantize=quantize, clips={}, source=None, frame_size=32
-            )
-    status, _, err = call(
-        export_command, [str(tmp_path / "m.keras"), "--format", "saved_model", "--quantize", "float16"], capsys
-    )
+            writer.export(None, None, export_format, tmp_path / "out", quantize=quantize, clips={}, source=None,
+                          frame_size=32)
+    status, _, err = call(export_command, [str(tmp_path / "m.keras"), "--format", "saved_model", "--quantize",
+                                           "float16"], capsys)
     assert_one_error_line(status, err, "--quantize float16 applies to --format tflite; leave it out for saved_model")
     assert list(tmp_path.iterdir()) == []

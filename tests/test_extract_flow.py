@@ -38,7 +38,8 @@ def moving_frames(count, dx=0, dy=0, seed=0):
     texture = smooth_texture(seed)
     top, left = 40, 40
     return [
-        texture[top - i * dy : top - i * dy + SIZE, left - i * dx : left - i * dx + SIZE].copy() for i in range(count)
+        texture[top - i * dy: top - i * dy + SIZE, left - i * dx: left - i * dx + SIZE].copy()
+        for i in range(count)
     ]
 
 
@@ -176,18 +177,12 @@ def test_layout_names_and_counts(tmp_path):
 
     sources = find_sources(src)
     assert [p.relative_to(src).as_posix() for p in sources] == [
-        "S1/close_jam/1",
-        "S1/close_jam/2",
-        "S2/odd/a (1), b!.avi",
-        "S2/odd/UPPER.AVI",
-        "S3/close_jam/1",
+        "S1/close_jam/1", "S1/close_jam/2", "S2/odd/a (1), b!.avi", "S2/odd/UPPER.AVI", "S3/close_jam/1",
     ]
     summary = extract_all(src, out, workers=1)
     expected = {
-        "S1/close_jam/1": 4,
-        "S1/close_jam/2": 3,
-        "S2/odd/a (1), b!": 5,
-        "S2/odd/UPPER": 2,
+        "S1/close_jam/1": 4, "S1/close_jam/2": 3,
+        "S2/odd/a (1), b!": 5, "S2/odd/UPPER": 2,
         "S3/close_jam/1": 2,
     }
     for rel, pairs in expected.items():
@@ -244,10 +239,7 @@ def test_resume_skips_finished_and_redoes_unfinished(tmp_path):
         else:
             assert path.stat().st_ino != stat.st_ino  # rewritten
     assert sorted(p.name for p in (out / "flow_x" / "two").iterdir()) == [
-        ".done",
-        "flow_x_00001.jpg",
-        "flow_x_00002.jpg",
-        "flow_x_00003.jpg",
+        ".done", "flow_x_00001.jpg", "flow_x_00002.jpg", "flow_x_00003.jpg",
     ]
     assert not (out / ".flow_partial").exists()
 
@@ -297,14 +289,10 @@ def test_cli_exit_codes(tmp_path):
     assert lenient.returncode == 2, lenient.stderr
     assert (out / "flow_x" / "good" / ".done").exists()
     bad = ", ".join(str(src / name) for name in ("corrupt.avi", "empty.mp4", "single"))
-    assert (
-        [line for line in lenient.stderr.splitlines() if line.startswith("error:")]
-        == [lenient.stderr.strip().splitlines()[-1]]
-        == [
-            f"error: 3 of 4 videos failed ({bad}); the others are done. Repair or remove those (the reasons are "
-            "above), then run the same command again"
-        ]
-    )
+    assert [line for line in lenient.stderr.splitlines() if line.startswith("error:")] == [
+        lenient.stderr.strip().splitlines()[-1]] == [
+        f"error: 3 of 4 videos failed ({bad}); the others are done. Repair or remove those (the reasons are "
+        "above), then run the same command again"]
     again = run_tool(src, out, "--workers", "1")
     assert again.returncode == 2 and "0 extracted, 1 already done, 3 failed" in again.stdout
 

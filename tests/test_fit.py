@@ -39,9 +39,7 @@ def test_full_run_then_no_retraining(tmp_path):
         assert csv_rows(run / "stages" / stage / "log.csv") == epochs
         assert (run / "stages" / stage / "best.keras").is_file()
         assert len(list((run / "stages" / stage).glob("checkpoint-*.weights.h5"))) == 1
-    assert (run / "model.keras").is_file() and json.loads((run / "model.keras.json").read_text())[
-        "kind"
-    ] == "two_stream"
+    assert (run / "model.keras").is_file() and json.loads((run / "model.keras.json").read_text())["kind"] == "two_stream"
     assert "two-stream" in result.stdout and "flow stream only" in result.stdout
     assert not list(run.rglob("*.tmp*"))
     for picture in ("curves.png", "confusion_matrix.png"):
@@ -57,13 +55,8 @@ def test_full_run_then_no_retraining(tmp_path):
 def test_resume_after_kill_9(tmp_path):
     recipe = tiny_recipe(tmp_path, epochs=(1, 1, 40, 1))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CI="1")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kerasflow.fit", str(recipe)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = subprocess.Popen([sys.executable, "-m", "kerasflow.fit", str(recipe)], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state_path = tmp_path / "run" / "state.json"
     deadline = time.time() + 240
     try:
@@ -121,8 +114,7 @@ def test_a_run_folder_of_another_recipe_is_refused(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: {tmp_path / 'run'} holds a run of another recipe: model.flow.iterations is 2 there and 3 now "
-        "(and 1 more keys); set another runtime.output_dir, or delete that folder to start over"
-    )
+        "(and 1 more keys); set another runtime.output_dir, or delete that folder to start over")
 
 
 MIRRORED = """
@@ -139,9 +131,8 @@ train_recipe(load_recipe(sys.argv[1], ["runtime.distribution=mirrored"]))
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(2,))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CI="1")
-    result = subprocess.run(
-        [sys.executable, "-c", MIRRORED, str(recipe)], capture_output=True, text=True, env=env, cwd=ROOT
-    )
+    result = subprocess.run([sys.executable, "-c", MIRRORED, str(recipe)], capture_output=True, text=True,
+                            env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 replica(s)" in result.stdout
     assert csv_rows(tmp_path / "run" / "stages" / "flow" / "log.csv") == 2
@@ -184,11 +175,8 @@ def test_packed_tfrecords_feed_the_rgb_clips(tmp_path):
         video.write_bytes(b"")
     recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(2,))
     raw = yaml.safe_load(recipe.read_text())
-    raw["data"].update(
-        dataset="folder",
-        on_bad_video="fail",
-        packed={"train": str(tmp_path / "train.tfrecord"), "test": str(tmp_path / "test.tfrecord")},
-    )
+    raw["data"].update(dataset="folder", on_bad_video="fail",
+                       packed={"train": str(tmp_path / "train.tfrecord"), "test": str(tmp_path / "test.tfrecord")})
     del raw["data"]["synthetic"]
     recipe.write_text(yaml.safe_dump(raw))
     run_fit(recipe)
@@ -205,24 +193,16 @@ def test_multi_worker_mirrored_reads_tf_config(tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(1,), distribution="multi_worker_mirrored")
-    env = dict(
-        os.environ,
-        TF_CPP_MIN_LOG_LEVEL="3",
-        CI="1",
-        TF_CONFIG=json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}"]}, "task": {"type": "worker", "index": 0}}),
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "kerasflow.fit", str(recipe)], capture_output=True, text=True, env=env, cwd=ROOT
-    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CI="1",
+               TF_CONFIG=json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}"]}, "task": {"type": "worker", "index": 0}}))
+    result = subprocess.run([sys.executable, "-m", "kerasflow.fit", str(recipe)], capture_output=True, text=True,
+                            env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]["num_videos"] == 4
     env.pop("TF_CONFIG")
     missing = subprocess.run(
         [sys.executable, "-m", "kerasflow.fit", str(recipe), "--set", f"runtime.output_dir={tmp_path / 'run2'}"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
+        capture_output=True, text=True, env=env, cwd=ROOT,
     )
     assert missing.returncode == 2
     assert "needs the TF_CONFIG environment variable" in missing.stderr.strip().splitlines()[-1]
@@ -249,12 +229,8 @@ def test_a_batch_larger_than_the_training_set_is_refused(tmp_path, capsys):
     )
     with pytest.raises(SystemExit) as exit_info:  # validation on the test subset: all 8 train
         fit_main([str(recipe), "--set", "data.batch_size=9", "--set", "data.validation=test"])
-    assert (
-        capsys.readouterr()
-        .err.strip()
-        .splitlines()[-1]
-        .startswith("error: stage flow: batch size 9 is larger than the 8 training videos (training drops")
-    )
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+        "error: stage flow: batch size 9 is larger than the 8 training videos (training drops")
     assert not (tmp_path / "run").exists()
 
 
@@ -320,43 +296,25 @@ def test_the_demo_recipe_on_a_folder_of_ones_own_videos(tmp_path):
         for number in range(6):
             rng = np.random.default_rng([label, number])
             write_video(videos / name / f"clip {number}.avi", render_video(rng, direction, 6, SIZE))
-    tiny = [
-        f"data.frame_size={SIZE}",
-        "data.rgb_frames=4",
-        "data.flow_frames=4",
-        "data.batch_size=4",
-        "model.flow.iterations=2",
-        "model.convlstm_units=4",
-        "model.num_head_classes=10",
-    ]
+    tiny = [f"data.frame_size={SIZE}", "data.rgb_frames=4", "data.flow_frames=4", "data.batch_size=4",
+            "model.flow.iterations=2", "model.convlstm_units=4", "model.num_head_classes=10"]
     tiny += [f"stages.{stage}.epochs=1" for stage in ("rgb_stage1", "rgb_stage2", "flow", "joint")]
-    command = [
-        sys.executable,
-        "-m",
-        "kerasflow.fit",
-        "demo",
-        "--set",
-        "data.dataset=folder",
-        "--set",
-        f"data.root={videos}",
-    ] + [item for override in tiny for item in ("--set", override)]
+    command = [sys.executable, "-m", "kerasflow.fit", "demo", "--set", "data.dataset=folder",
+               "--set", f"data.root={videos}"] + [item for override in tiny for item in ("--set", override)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CI="1")
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (
-        "recipe demo: data.synthetic is only read with data.dataset: synthetic; ignoring it (data.dataset is folder)"
-    ) in result.stderr
+    assert ("recipe demo: data.synthetic is only read with data.dataset: synthetic; ignoring it "
+            "(data.dataset is folder)") in result.stderr
     assert "Your input ran out of data" not in result.stdout + result.stderr
     metrics = json.loads((tmp_path / "runs" / "demo-folder" / "metrics.json").read_text())
     split = json.loads((tmp_path / "runs" / "demo-folder" / "split.json").read_text())
     assert sorted(split) == ["test", "train"] and len(split["train"]) + len(split["test"]) == 12
     counts = [sum(path.startswith(f"{name}/") for path in split["train"]) for name in ("left", "right")]
     fewest = ("left", "right")[counts.index(min(counts))]
-    assert (
-        f"data.validation auto: the test subset picks the best checkpoint, as the class {fewest} has {min(counts)} "
-        "training clips (a 20% hold-out needs 50 per class); set data.validation to a fraction or a list "
-        "file to hold out anyway"
-    ) in result.stdout.splitlines()
+    assert (f"data.validation auto: the test subset picks the best checkpoint, as the class {fewest} has {min(counts)} "
+            "training clips (a 20% hold-out needs 50 per class); set data.validation to a fraction or a list "
+            "file to hold out anyway") in result.stdout.splitlines()
     assert metrics["final"]["num_videos"] == len(split["test"])
     assert sorted(metrics["stages"]) == ["flow", "joint", "rgb_stage1", "rgb_stage2"]
     assert json.loads((tmp_path / "runs" / "demo-folder" / "classes.json").read_text()) == ["left", "right"]
@@ -366,10 +324,8 @@ def test_the_demo_recipe_on_a_folder_of_ones_own_videos(tmp_path):
 def test_a_kind_runs_only_its_stages_of_the_recipe(tmp_path):
     recipe = tiny_recipe(tmp_path, kind="two_stream", epochs=(1, 1, 2, 1))
     result = run_fit(recipe, "--set", "model.kind=representation_flow")
-    assert (
-        "model.kind representation_flow trains flow; skipping the recipe's rgb_stage1, rgb_stage2, joint"
-        in result.stdout
-    )
+    assert ("model.kind representation_flow trains flow; skipping the recipe's rgb_stage1, rgb_stage2, joint"
+            in result.stdout)
     run = tmp_path / "run"
     assert json.loads((run / "state.json").read_text())["completed"] == ["flow"]
     assert not (run / "stages" / "rgb_stage1").exists() and csv_rows(run / "stages" / "flow" / "log.csv") == 2

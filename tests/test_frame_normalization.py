@@ -23,27 +23,11 @@ def test_known_answers():
 
 @pytest.mark.large
 def test_imagenet_normalisation_of_uint8_frames():
-    run_layer_test(
-        FrameNormalization,
-        {},
-        FRAMES,
-        (2, 3, 4, 4, 3),
-        expected_output=IMAGENET,
-        atol=1e-5,
-        mixed_precision_dtype="float16",
-        run_training_check=False,
-    )
+    run_layer_test(FrameNormalization, {}, FRAMES, (2, 3, 4, 4, 3), expected_output=IMAGENET, atol=1e-5,
+                   mixed_precision_dtype="float16", run_training_check=False)
 
 
 @pytest.mark.large
 def test_one_statistic_for_every_flow_plane():
-    run_layer_test(
-        FrameNormalization,
-        dict(mean=list(FLOW_MEAN), std=list(FLOW_STD)),
-        PLANES,
-        (2, 8, 8, 10),
-        expected_output=FLOW,
-        atol=1e-5,
-        mixed_precision_dtype="float16",
-        run_training_check=False,
-    )
+    run_layer_test(FrameNormalization, dict(mean=list(FLOW_MEAN), std=list(FLOW_STD)), PLANES, (2, 8, 8, 10),
+                   expected_output=FLOW, atol=1e-5, mixed_precision_dtype="float16", run_training_check=False)

@@ -35,9 +35,8 @@ from kerasflow.backbones.torch_file import read_torch_file
 from kerasflow.errors import UserError
 
 FIXTURES = ROOT / "tests" / "fixtures"
-(CHECKPOINT,) = [
-    path for path in FIXTURES.glob("resnet18-*.pth") if re.fullmatch(r"resnet18-[0-9a-f]{8}\.pth", path.name)
-]
+(CHECKPOINT,) = [path for path in FIXTURES.glob("resnet18-*.pth")
+                 if re.fullmatch(r"resnet18-[0-9a-f]{8}\.pth", path.name)]
 LEGACY = FIXTURES / "resnet18-small-legacy.pth"
 SAFETENSORS = FIXTURES / "resnet18-small.safetensors"
 NAME = CHECKPOINT.name
@@ -66,10 +65,10 @@ class Server:
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                data = data[: server.truncate] if server.truncate is not None else data
+                data = data[:server.truncate] if server.truncate is not None else data
                 with contextlib.suppress(ConnectionError):  # a client that stops reading (Ctrl-C)
                     for start in range(0, len(data), 1024):
-                        self.wfile.write(data[start : start + 1024])
+                        self.wfile.write(data[start:start + 1024])
                         self.wfile.flush()
                         server.sent.set()
                         time.sleep(server.delay)
@@ -90,15 +89,8 @@ class Server:
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """A fresh ``KERASFLOW_HOME``, no mirror, no proxy, and the resnet18 preset naming the fixture."""
-    for variable in (
-        "KERASFLOW_WEIGHTS_URL",
-        "http_proxy",
-        "https_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-    ):
+    for variable in ("KERASFLOW_WEIGHTS_URL", "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY",
+                     "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("KERASFLOW_HOME", str(tmp_path / "home"))
     monkeypatch.setitem(PRESETS["resnet18"], "imagenet_checkpoint", NAME)
@@ -134,7 +126,6 @@ def fetch_error(preset="resnet18"):
 
 # --- .pth reading without PyTorch ---
 
-
 def test_pth_reads_as_the_same_tensors_as_safetensors():
     expected = load_file(str(SAFETENSORS))
     for path in (CHECKPOINT, LEGACY):
@@ -147,10 +138,8 @@ def test_pth_reads_as_the_same_tensors_as_safetensors():
 
 
 def test_pth_and_safetensors_convert_to_identical_weights(tmp_path):
-    backbones = [
-        convert_file(path, tmp_path / f"{path.stem}.weights.h5", arch=None)
-        for path in (CHECKPOINT, LEGACY, SAFETENSORS)
-    ]
+    backbones = [convert_file(path, tmp_path / f"{path.stem}.weights.h5", arch=None)
+                 for path in (CHECKPOINT, LEGACY, SAFETENSORS)]
     reference = backbones[-1].get_weights()
     assert len(reference) == len(backbones[0].weights) > 100
     for backbone in backbones[:-1]:
@@ -191,8 +180,7 @@ def test_a_pickle_that_calls_os_system_is_refused_with_nothing_run(tmp_path, lay
     assert_one_error_line(status, err)
     assert err.strip().splitlines()[-1] == (
         f"error: {path}: refused: its pickle calls {os.system.__module__}.system, which a state dict of tensors "
-        "never needs (kerasflow runs no code from weight files); save the state dict alone, or as .safetensors"
-    )
+        "never needs (kerasflow runs no code from weight files); save the state dict alone, or as .safetensors")
     assert not marker.exists() and sorted(os.listdir(tmp_path)) == ["evil.pth"]
 
 
@@ -208,29 +196,22 @@ def test_a_tensor_reaching_outside_its_storage_is_refused(tmp_path):
     with zipfile.ZipFile(CHECKPOINT) as source, zipfile.ZipFile(path, "w") as target:
         for item in source.namelist():
             target.writestr(item, forged if item.endswith("data.pkl") else source.read(item))
-    with pytest.raises(
-        UserError, match=re.escape(f"{path}: damaged (entry 'conv1.weight' is a tensor reaching element")
-    ):
+    with pytest.raises(UserError,
+                       match=re.escape(f"{path}: damaged (entry 'conv1.weight' is a tensor reaching element")):
         read_torch_file(path)
 
 
 def test_a_pickle_that_alters_a_tensor_after_its_checks_is_refused(tmp_path):
     # {"w": _rebuild_tensor_v2(storage of 4 floats, 0, (4,), (1,), False, OrderedDict())}, then BUILD
     # {"stride": (10000,)} on the tensor: a stride its checks never saw.
-    payload = (
-        b"\x80\x02ccollections\nOrderedDict\n)R(X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n("
-        b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04tQ"
-        b"K\x00K\x04\x85K\x01\x85\x89ccollections\nOrderedDict\n)RtR}X\x06\x00\x00\x00strideM\x10'\x85sbu."
-    )
+    payload = (b"\x80\x02ccollections\nOrderedDict\n)R(X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n("
+               b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04tQ"
+               b"K\x00K\x04\x85K\x01\x85\x89ccollections\nOrderedDict\n)RtR}X\x06\x00\x00\x00strideM\x10'\x85sbu.")
     path = _zip_with_pickle(tmp_path / "altered.pth", payload)
     with zipfile.ZipFile(path, "a") as archive:
         archive.writestr("archive/data/0", np.arange(4, dtype="<f4").tobytes())
-    with pytest.raises(
-        UserError,
-        match=re.escape(
-            f"{path}: not a readable PyTorch state dict (a pickle that alters a TensorRef after building it)"
-        ),
-    ):
+    with pytest.raises(UserError, match=re.escape(f"{path}: not a readable PyTorch state dict (a pickle that alters "
+                                                  "a TensorRef after building it)")):
         read_torch_file(path)
     unaltered = payload.replace(b"}X\x06\x00\x00\x00strideM\x10'\x85sb", b"")
     _zip_with_pickle(path, unaltered)
@@ -241,20 +222,17 @@ def test_a_pickle_that_alters_a_tensor_after_its_checks_is_refused(tmp_path):
 
 def test_not_a_state_dict_is_refused(tmp_path):
     path = _zip_with_pickle(tmp_path / "list.pth", pickle.dumps([1, 2], protocol=2))
-    with pytest.raises(
-        UserError, match=re.escape(f"{path}: holds a list, not a state dict of tensors; save model.state_dict() alone")
-    ):
+    with pytest.raises(UserError, match=re.escape(f"{path}: holds a list, not a state dict of tensors; "
+                                                  "save model.state_dict() alone")):
         read_torch_file(path)
     cut = tmp_path / "cut.pth"
-    cut.write_bytes(DATA[: len(DATA) // 2])
-    with pytest.raises(
-        UserError, match=re.escape(f"{cut}: damaged (File is not a zip file); download or save it again")
-    ):
+    cut.write_bytes(DATA[:len(DATA) // 2])
+    with pytest.raises(UserError,
+                       match=re.escape(f"{cut}: damaged (File is not a zip file); download or save it again")):
         read_torch_file(cut)
 
 
 # --- download, check, convert, cache ---
-
 
 def test_first_use_downloads_checks_converts_and_caches_then_reads_only_the_cache(home, serve, capsys):
     server = serve({NAME: DATA})
@@ -266,16 +244,14 @@ def test_first_use_downloads_checks_converts_and_caches_then_reads_only_the_cach
     assert f"downloading {server.url}{NAME} to {home / 'weights'}" in err
     assert re.search(rf"{re.escape(NAME)}: 100%.*{len(DATA) / 1024:.1f}k/{len(DATA) / 1024:.1f}k \[.*B/s\]", err), err
     state = load_file(str(SAFETENSORS))
-    np.testing.assert_array_equal(
-        backbone.find_layer("layer4_1_conv1").kernel, state["layer4.1.conv1.weight"].transpose(2, 3, 1, 0)
-    )
+    np.testing.assert_array_equal(backbone.find_layer("layer4_1_conv1").kernel,
+                                  state["layer4.1.conv1.weight"].transpose(2, 3, 1, 0))
     np.testing.assert_array_equal(backbone.find_layer("fc").bias, state["fc.bias"])
 
     again = from_preset("resnet18", weights="imagenet", include_head=False, input_channels=2, **SMALL)
     assert server.paths == [f"/models/{NAME}"]  # the second use makes no request
-    np.testing.assert_array_equal(
-        again.find_layer("layer4_1_conv1").kernel, backbone.find_layer("layer4_1_conv1").kernel
-    )
+    np.testing.assert_array_equal(again.find_layer("layer4_1_conv1").kernel,
+                                  backbone.find_layer("layer4_1_conv1").kernel)
     server.close()
     assert imagenet.imagenet_weights("resnet18") == str(cached)  # with the server gone
 
@@ -285,8 +261,7 @@ def test_a_wrong_file_is_refused_and_nothing_is_cached(home, serve):
     digest = hashlib.sha256(LEGACY.read_bytes()).hexdigest()[:8]
     assert fetch_error() == (
         f"{server.url}{NAME} is damaged or not the expected file (its SHA-256 starts with {digest}, not "
-        f"{NAME[9:17]}): nothing was cached; retry, or convert a local file with {CONVERT}"
-    )
+        f"{NAME[9:17]}): nothing was cached; retry, or convert a local file with {CONVERT}")
     assert cache_listing(home) == []
 
 
@@ -294,16 +269,13 @@ def test_a_truncated_transfer_is_refused_and_nothing_is_cached(home, serve):
     server = serve({NAME: DATA}, truncate=50_000)
     assert fetch_error() == (
         f"{server.url}{NAME} is damaged or not the expected file (the transfer ended after 50,000 of "
-        f"{len(DATA):,} bytes): nothing was cached; retry, or convert a local file with {CONVERT}"
-    )
+        f"{len(DATA):,} bytes): nothing was cached; retry, or convert a local file with {CONVERT}")
     assert cache_listing(home) == []
 
 
 def _offline_route(home):
-    return (
-        f"offline: download it elsewhere and put it in {home / 'weights' / NAME}, set KERASFLOW_WEIGHTS_URL "
-        f"to a mirror (a URL or a folder), or convert a local file with {CONVERT} and give its path"
-    )
+    return (f"offline: download it elsewhere and put it in {home / 'weights' / NAME}, set KERASFLOW_WEIGHTS_URL "
+            f"to a mirror (a URL or a folder), or convert a local file with {CONVERT} and give its path")
 
 
 def test_http_404_names_the_url_the_status_and_the_offline_route(home, serve):
@@ -317,10 +289,8 @@ def test_a_server_that_is_down_names_the_refused_connection(home, monkeypatch):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     monkeypatch.setenv("KERASFLOW_WEIGHTS_URL", f"http://127.0.0.1:{port}")
-    assert fetch_error() == (
-        f"cannot download http://127.0.0.1:{port}/{NAME} (connection refused by "
-        f"127.0.0.1:{port}); {_offline_route(home)}"
-    )
+    assert fetch_error() == (f"cannot download http://127.0.0.1:{port}/{NAME} (connection refused by "
+                             f"127.0.0.1:{port}); {_offline_route(home)}")
 
 
 def test_a_server_that_does_not_answer_times_out(home, monkeypatch):
@@ -330,19 +300,15 @@ def test_a_server_that_does_not_answer_times_out(home, monkeypatch):
         silent.listen()
         port = silent.getsockname()[1]
         monkeypatch.setenv("KERASFLOW_WEIGHTS_URL", f"http://127.0.0.1:{port}/")
-        assert fetch_error() == (
-            f"cannot download http://127.0.0.1:{port}/{NAME} (timeout: no answer from "
-            f"127.0.0.1:{port} in 0.5 s); {_offline_route(home)}"
-        )
+        assert fetch_error() == (f"cannot download http://127.0.0.1:{port}/{NAME} (timeout: no answer from "
+                                 f"127.0.0.1:{port} in 0.5 s); {_offline_route(home)}")
 
 
 def test_a_transfer_that_stalls_times_out_and_caches_nothing(home, serve, monkeypatch):
     monkeypatch.setattr(imagenet, "TIMEOUT_S", 0.5)
     server = serve({NAME: DATA}, delay=3.0)  # the first 1 kB, then silence
-    assert fetch_error() == (
-        f"cannot download {server.url}{NAME} (timeout: no answer from {server.url[7:-8]} in "
-        f"0.5 s after 1,024 bytes); {_offline_route(home)}"
-    )
+    assert fetch_error() == (f"cannot download {server.url}{NAME} (timeout: no answer from {server.url[7:-8]} in "
+                             f"0.5 s after 1,024 bytes); {_offline_route(home)}")
     assert cache_listing(home) == []
 
 
@@ -352,22 +318,15 @@ def test_reasons_name_dns_failures():
 
 
 def test_a_preset_without_imagenet_weights_is_refused_in_one_line(home, tmp_path, capsys):
-    with pytest.raises(
-        UserError,
-        match=r"^backbone preset 'tiny' has no ImageNet weights \(only resnet18, resnet34, "
-        r"resnet50, resnet101 have\); set the weights to null",
-    ):
+    with pytest.raises(UserError, match=r"^backbone preset 'tiny' has no ImageNet weights \(only resnet18, resnet34, "
+                                        r"resnet50, resnet101 have\); set the weights to null"):
         from_preset("tiny", weights="imagenet")
     import kerasflow.fit_command as fit
 
     status, _, err = call(fit, [str(tiny_recipe(tmp_path)), "--set", "model.weights=imagenet"], capsys)
-    assert_one_error_line(
-        status,
-        err,
-        "model.weights = imagenet: backbone preset 'tiny' has no ImageNet weights; "
-        "set model.weights to null (random initialisation) or to a converted "
-        ".weights.h5 file",
-    )
+    assert_one_error_line(status, err, "model.weights = imagenet: backbone preset 'tiny' has no ImageNet weights; "
+                                       "set model.weights to null (random initialisation) or to a converted "
+                                       ".weights.h5 file")
     assert cache_listing(home) == []
 
 
@@ -375,18 +334,15 @@ def test_fit_stops_before_training_when_the_download_fails(home, serve, tmp_path
     import kerasflow.fit_command as fit
 
     server = serve({})
-    status, _, err = call(
-        fit, [str(tiny_recipe(tmp_path)), "--set", "model.backbone=resnet18", "--set", "model.weights=imagenet"], capsys
-    )
+    status, _, err = call(fit, [str(tiny_recipe(tmp_path)), "--set", "model.backbone=resnet18", "--set",
+                                "model.weights=imagenet"], capsys)
     assert_one_error_line(status, err)
     assert err.strip().splitlines()[-1] == (
-        f"error: model.weights: cannot download {server.url}{NAME} (HTTP 404 Not Found); {_offline_route(home)}"
-    )
+        f"error: model.weights: cannot download {server.url}{NAME} (HTTP 404 Not Found); {_offline_route(home)}")
     assert not (tmp_path / "run" / "stages").exists()
 
 
 # --- mirrors and files put in the cache by hand ---
-
 
 def test_a_mirror_folder_is_read_without_network(home, tmp_path, monkeypatch):
     mirror = tmp_path / "mirror"
@@ -400,14 +356,11 @@ def test_a_mirror_folder_is_read_without_network(home, tmp_path, monkeypatch):
 
 def test_a_mirror_folder_without_the_file_or_a_bad_variable_is_named(home, tmp_path, monkeypatch):
     monkeypatch.setenv("KERASFLOW_WEIGHTS_URL", str(tmp_path))
-    assert fetch_error() == (
-        f"{tmp_path / NAME}: no such file in the mirror folder KERASFLOW_WEIGHTS_URL names; "
-        f"put https://download.pytorch.org/models/{NAME} there, or unset KERASFLOW_WEIGHTS_URL"
-    )
+    assert fetch_error() == (f"{tmp_path / NAME}: no such file in the mirror folder KERASFLOW_WEIGHTS_URL names; "
+                             f"put https://download.pytorch.org/models/{NAME} there, or unset KERASFLOW_WEIGHTS_URL")
     monkeypatch.setenv("KERASFLOW_WEIGHTS_URL", "ftp://mirror/models")
-    assert fetch_error().startswith(
-        "KERASFLOW_WEIGHTS_URL=ftp://mirror/models is neither an http(s):// URL nor a folder"
-    )
+    assert fetch_error().startswith("KERASFLOW_WEIGHTS_URL=ftp://mirror/models is neither an http(s):// URL nor a "
+                                    "folder")
 
 
 def test_a_checkpoint_put_in_the_cache_is_used_and_a_damaged_one_named(home, serve):
@@ -426,19 +379,15 @@ def test_the_default_home_and_the_real_checkpoint_names(monkeypatch):
     monkeypatch.delenv("KERASFLOW_HOME", raising=False)
     monkeypatch.delenv("KERASFLOW_WEIGHTS_URL", raising=False)
     assert imagenet.weights_folder() == os.path.expanduser("~/.cache/kerasflow/weights")
-    assert [
-        imagenet.checkpoint_source(imagenet.checkpoint_name(name))
-        for name in ("resnet18", "resnet34", "resnet50", "resnet101")
-    ] == [
+    assert [imagenet.checkpoint_source(imagenet.checkpoint_name(name)) for name in ("resnet18", "resnet34", "resnet50",
+                                                                                       "resnet101")] == [
         "https://download.pytorch.org/models/resnet18-f37072fd.pth",
         "https://download.pytorch.org/models/resnet34-b627a593.pth",
         "https://download.pytorch.org/models/resnet50-0676ba61.pth",
-        "https://download.pytorch.org/models/resnet101-63fe2227.pth",
-    ]
+        "https://download.pytorch.org/models/resnet101-63fe2227.pth"]
 
 
 # --- Ctrl-C ---
-
 
 @pytest.mark.large
 def test_ctrl_c_mid_download_leaves_nothing_in_the_cache(home, serve):

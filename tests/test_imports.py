@@ -157,13 +157,10 @@ def test_the_import_graph_reads_every_kind_of_import(tmp_path):
     }
     for name, text in files.items():
         (package / name).write_text(text)
-    assert import_graph(package) == {
-        "kerasflow": {"kerasflow.sub.lazy"},
-        "kerasflow.top": {"kerasflow.sub.leaf"},
-        "kerasflow.sub": {"kerasflow.sub.leaf"},
-        "kerasflow.sub.leaf": {"kerasflow.top", "kerasflow.sub.lazy"},
-        "kerasflow.sub.lazy": {"kerasflow.top"},
-    }
+    assert import_graph(package) == {"kerasflow": {"kerasflow.sub.lazy"}, "kerasflow.top": {"kerasflow.sub.leaf"},
+                                     "kerasflow.sub": {"kerasflow.sub.leaf"},
+                                     "kerasflow.sub.leaf": {"kerasflow.top", "kerasflow.sub.lazy"},
+                                     "kerasflow.sub.lazy": {"kerasflow.top"}}
 
 
 def test_the_package_has_no_import_cycles():
@@ -174,10 +171,6 @@ def test_the_package_has_no_import_cycles():
 def test_the_library_imports_no_command():
     graph = import_graph()
     assert COMMANDS <= set(graph), f"not modules (any more?): {sorted(COMMANDS - set(graph))}"
-    wrong = sorted(
-        f"{name} imports {command}"
-        for name, targets in graph.items()
-        if name not in COMMANDS
-        for command in targets & COMMANDS
-    )
+    wrong = sorted(f"{name} imports {command}" for name, targets in graph.items() if name not in COMMANDS
+                   for command in targets & COMMANDS)
     assert not wrong, "library modules import commands: " + "; ".join(wrong)

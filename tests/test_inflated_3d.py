@@ -32,7 +32,8 @@ from kerasflow.tuning.space import SearchSpace
 WIDTHS = (64, 128, 256, 512)
 # The reference's layer list (flow_2p1d_resnets.py), as the issue gives it: time extent of each
 # main-path convolution of a block, and whether the block is a bottleneck (4x expansion).
-BLOCKS = {"resnet18": ((2, 2, 2, 2), False), "resnet34": ((3, 4, 6, 3), False), "resnet50": ((3, 4, 6, 3), True)}
+BLOCKS = {"resnet18": ((2, 2, 2, 2), False), "resnet34": ((3, 4, 6, 3), False),
+          "resnet50": ((3, 4, 6, 3), True)}
 BASIC_TIME, BOTTLENECK_TIME = (1, 3), (3, 1, 1)
 
 
@@ -86,14 +87,8 @@ def test_shapes_through_every_stage_at_16_frames_of_112_px(paper_stream):
         y = paper_stream.get_layer(name)(y)
         y = y[0] if isinstance(y, (list, tuple)) else y
         shapes.append(tuple(y.shape[1:]))
-    assert shapes == [
-        (5, 28, 28, 64),
-        (5, 28, 28, 256),
-        (4, 14, 14, 512),
-        (2, 14, 14, 512),
-        (2, 7, 7, 1024),
-        (2, 4, 4, 2048),
-    ]
+    assert shapes == [(5, 28, 28, 64), (5, 28, 28, 256), (4, 14, 14, 512), (2, 14, 14, 512),
+                      (2, 7, 7, 1024), (2, 4, 4, 2048)]
     assert tuple(paper_stream.get_layer("flow_block").input.shape[1:]) == (4, 14, 14, 512)
     assert tuple(paper_stream.output.shape) == (None, 2048)
 
@@ -181,10 +176,8 @@ def test_imagenet_kernels_are_repeated_over_time_layer_by_layer(kind, input_chan
                 np.testing.assert_allclose(frame, kernel_2d, rtol=1e-6, atol=1e-7, err_msg=layer.name)
             checked.add(f"{prefix}.weight")
         elif isinstance(layer, keras.layers.BatchNormalization):
-            for key, variable in zip(
-                ("weight", "bias", "running_mean", "running_var"),
-                (layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance),
-            ):
+            for key, variable in zip(("weight", "bias", "running_mean", "running_var"),
+                                     (layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance)):
                 np.testing.assert_array_equal(variable.numpy(), state[f"{prefix}.{key}"])
                 checked.add(f"{prefix}.{key}")
     assert checked == {key for key in state if not key.startswith("fc.") and not key.endswith("num_batches_tracked")}
@@ -193,72 +186,39 @@ def test_imagenet_kernels_are_repeated_over_time_layer_by_layer(kind, input_chan
 def _tiny_overrides(folder, *extra):
     """The demo at a tiny size with the inflated flow network: 13 frames of 32 px (the fewest the
     flow block after stage 1 and the stride-2 stages leave a frame for), 2 flow iterations."""
-    return [
-        f"data.root={folder}/data",
-        f"runtime.output_dir={folder}/run",
-        "model.flow_network=inflated_3d",
-        "data.synthetic.classes=4",
-        "data.synthetic.frames=16",
-        "data.synthetic.size=32",
-        "data.frame_size=32",
-        "data.rgb_frames=4",
-        "data.flow_frames=13",
-        "data.flow_stride=1",
-        "data.batch_size=8",
-        "model.flow.iterations=2",
-        "model.convlstm_units=8",
-        *extra,
-    ]
+    return [f"data.root={folder}/data", f"runtime.output_dir={folder}/run", "model.flow_network=inflated_3d",
+            "data.synthetic.classes=4", "data.synthetic.frames=16", "data.synthetic.size=32",
+            "data.frame_size=32", "data.rgb_frames=4", "data.flow_frames=13", "data.flow_stride=1",
+            "data.batch_size=8", "model.flow.iterations=2", "model.convlstm_units=8", *extra]
 
 
 def test_stage_rules_pick_the_same_layers_as_in_the_per_frame_network(tmp_path):
     paths = {}
     for network in ("inflated_3d", "per_frame"):
         # 64 px: the RGB stream's CAM map is 2 x 2 (at 32 px its softmax is over one position)
-        recipe = load_recipe(
-            DEMO,
-            _tiny_overrides(tmp_path, f"model.flow_network={network}", "data.frame_size=64", "data.synthetic.size=64"),
-        )
+        recipe = load_recipe(DEMO, _tiny_overrides(tmp_path, f"model.flow_network={network}", "data.frame_size=64",
+                                                   "data.synthetic.size=64"))
         models = build_stage_models(recipe.model, recipe.data, 4)
-        paths[network] = {
-            stage: trainable_layers(models[model], stage) for stage, model in (("flow", "flow"), ("joint", "joint"))
-        }
+        paths[network] = {stage: trainable_layers(models[model], stage)
+                          for stage, model in (("flow", "flow"), ("joint", "joint"))}
     inflated = paths["inflated_3d"]
     assert inflated == paths["per_frame"]
     joint_flow = sorted({path.split("/")[1] for path in inflated["joint"] if path.startswith("flow_stream/")})
     assert joint_flow == ["flow_block", "layer4"]
-    assert {path.split("/")[1] for path in inflated["flow"] if path.startswith("flow_stream/")} == {
-        "stem",
-        "layer1",
-        "layer2",
-        "layer3",
-        "layer4",
-        "flow_block",
-    }
+    assert {path.split("/")[1] for path in inflated["flow"] if path.startswith("flow_stream/")} == \
+        {"stem", "layer1", "layer2", "layer3", "layer4", "flow_block"}
 
 
 def test_recipe_follows_the_reference_and_needs_its_frames():
     recipe = load_recipe("hmdb51-repflow")
     model, data, (stage,) = recipe.model, recipe.data, recipe.stages
-    assert (model.kind, model.backbone, model.flow_network, model.flow_dropout) == (
-        "representation_flow",
-        "resnet50",
-        "inflated_3d",
-        0.3,
-    )
+    assert (model.kind, model.backbone, model.flow_network, model.flow_dropout) == \
+        ("representation_flow", "resnet50", "inflated_3d", 0.3)
     assert (data.frame_size, data.flow_frames, data.flow_stride, data.flow_sampling) == (112, 16, 2, "contiguous")
     assert (model.flow.position, model.flow.num_layers, model.flow.bottleneck) == (2, 2, 32)
-    assert (model.flow.learning_rate_scale, model.flow.weight_decay) == (
-        0.01,
-        None,
-    )  # the stage's 1e-6, as the reference
-    assert (stage.optimizer, stage.learning_rate, stage.momentum, stage.weight_decay, stage.epochs) == (
-        "sgd",
-        0.01,
-        0.9,
-        1e-6,
-        60,
-    )
+    assert (model.flow.learning_rate_scale, model.flow.weight_decay) == (0.01, None)  # the stage's 1e-6, as the reference
+    assert (stage.optimizer, stage.learning_rate, stage.momentum, stage.weight_decay, stage.epochs) == \
+        ("sgd", 0.01, 0.9, 1e-6, 60)
     # 14 frames leave 3 after stage 2, 1 after the flow block: too few for stage 3's stride.
     with pytest.raises(UserError, match=r"data\.flow_frames.*14.*at least 15.*inflated_3d") as error:
         load_recipe("hmdb51-repflow", ["data.flow_frames=14"])
@@ -296,18 +256,9 @@ def test_exports_with_builtin_tflite_ops(export_format, inflated_flow_model, tmp
 def test_the_demo_learns_with_the_inflated_network(tmp_path):
     # The demo's flow stream alone at a tiny size: 4 motion classes x 16 videos, 12 epochs (about 50
     # steps); the classes differ only in motion, so accuracy above chance (0.25) needs it.
-    recipe = load_recipe(
-        DEMO,
-        _tiny_overrides(
-            tmp_path,
-            "model.kind=representation_flow",
-            "data.synthetic.videos_per_class=16",
-            "model.flow_dropout=0.3",
-            "stages.flow.epochs=12",
-            "stages.flow.learning_rate=3e-3",
-            "stages.flow.schedule={type: constant}",
-        ),
-    )
+    recipe = load_recipe(DEMO, _tiny_overrides(
+        tmp_path, "model.kind=representation_flow", "data.synthetic.videos_per_class=16", "model.flow_dropout=0.3",
+        "stages.flow.epochs=12", "stages.flow.learning_rate=3e-3", "stages.flow.schedule={type: constant}"))
     metrics = train_recipe(recipe, log=lambda *_: None)
     final = metrics["final"]
     assert final["num_videos"] == 16 and final["top1"] >= 0.5
@@ -316,11 +267,7 @@ def test_the_demo_learns_with_the_inflated_network(tmp_path):
 def test_a_search_varies_the_flow_network_and_refuses_too_short_clips(tmp_path):
     path = tiny_recipe(tmp_path, kind="representation_flow")
     raw = yaml.safe_load(path.read_text())
-    raw["search"] = {
-        "mode": "grid",
-        "stages": ["flow"],
-        "factors": {"model.flow_network": ["per_frame", "inflated_3d"]},
-    }
+    raw["search"] = {"mode": "grid", "stages": ["flow"], "factors": {"model.flow_network": ["per_frame", "inflated_3d"]}}
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     # The tiny recipe's 4-frame clips are too short for conv1's 7 frames: one line, before any training.
     with pytest.raises(UserError, match=r"model\.flow_network=inflated_3d.*data\.flow_frames.*at least 13") as error:

@@ -56,9 +56,8 @@ def test_fine_tune_on_other_classes_replaces_the_classifier_only(sources, tmp_pa
     rgb_run, _ = sources
     source = load_model_file(rgb_run / "model.keras")
     source_classes = json.loads((rgb_run / "classes.json").read_text())
-    recipe = load_recipe(
-        DEMO, tiny_overrides(tmp_path) + ["model.kind=rgb", "data.synthetic.classes=2", f"model.init_from={rgb_run}"]
-    )
+    recipe = load_recipe(DEMO, tiny_overrides(tmp_path) + [
+        "model.kind=rgb", "data.synthetic.classes=2", f"model.init_from={rgb_run}"])
 
     # Step 0: every layer of the stream is the source's, the classifier is new and shaped for 2 classes.
     models, class_names, lines = started_models(recipe)
@@ -92,9 +91,8 @@ def test_fine_tune_on_other_classes_replaces_the_classifier_only(sources, tmp_pa
     tuned.load_weights(stage2 / "final.weights.h5")
     before = weights_by_path(tuned)
     best = json.loads((stage2 / "best.keras.json").read_text())["val_accuracy"]
-    (run / "state.json").write_text(
-        json.dumps({"completed": ["rgb_stage1"], "current": {"stage": "rgb_stage2", "epoch": 1, "best": best}})
-    )
+    (run / "state.json").write_text(json.dumps(
+        {"completed": ["rgb_stage1"], "current": {"stage": "rgb_stage2", "epoch": 1, "best": best}}))
     (stage2 / "final.weights.h5").unlink()
     resumed = []
     train_recipe(recipe, log=resumed.append)
@@ -110,7 +108,8 @@ def test_a_two_stream_run_starts_from_an_rgb_run_and_a_flow_run(sources, tmp_pat
     rgb_file, flow_file = rgb_run / "model.keras", flow_run / "model.keras"
     rgb_source, flow_source = load_model_file(rgb_file), load_model_file(flow_file)
     # A run folder and a model file: each names the same model.keras.
-    recipe = load_recipe(DEMO, tiny_overrides(tmp_path) + [NO_FLOW_LAYERS, f"model.init_from=[{rgb_run}, {flow_file}]"])
+    recipe = load_recipe(DEMO, tiny_overrides(tmp_path) + [
+        NO_FLOW_LAYERS, f"model.init_from=[{rgb_run}, {flow_file}]"])
     models, _, lines = started_models(recipe)
     joint = weights_by_path(models["joint"])
     expected = {**weights_by_path(rgb_source), **weights_by_path(flow_source)}
@@ -120,26 +119,19 @@ def test_a_two_stream_run_starts_from_an_rgb_run_and_a_flow_run(sources, tmp_pat
             assert same(weights, expected[path]), path
     assert sorted(path for path in joint if path not in expected) == ["fusion_classifier"]
     assert all(same(joint[path], expected[path]) for path in joint if path != "fusion_classifier")
-    assert lines == [
-        f"model.init_from: loaded rgb_stream from {rgb_file}, flow_stream from {flow_file}, "
-        f"rgb_classifier from {rgb_file}, flow_classifier from {flow_file}; "
-        "not loaded: fusion_classifier (new)"
-    ]
+    assert lines == [f"model.init_from: loaded rgb_stream from {rgb_file}, flow_stream from {flow_file}, "
+                     f"rgb_classifier from {rgb_file}, flow_classifier from {flow_file}; "
+                     "not loaded: fusion_classifier (new)"]
 
-    only_flow = load_recipe(
-        DEMO,
-        tiny_overrides(tmp_path)
-        + [NO_FLOW_LAYERS, f"model.init_from=[{rgb_run}, {flow_run}]", "model.init_streams=[flow]"],
-    )
+    only_flow = load_recipe(DEMO, tiny_overrides(tmp_path) + [
+        NO_FLOW_LAYERS, f"model.init_from=[{rgb_run}, {flow_run}]", "model.init_streams=[flow]"])
     models, _, lines = started_models(only_flow)
     rgb = weights_by_path(models["rgb"])
     assert not same(rgb["rgb_stream/stem/conv1"], expected["rgb_stream/stem/conv1"])
     assert same(weights_by_path(models["flow"])["flow_stream/stem/conv1"], expected["flow_stream/stem/conv1"])
-    assert lines == [
-        f"model.init_from: loaded flow_stream from {flow_file}, flow_classifier from {flow_file}; "
-        "not loaded: rgb_stream (not in model.init_streams), rgb_classifier (new), "
-        "fusion_classifier (new)"
-    ]
+    assert lines == [f"model.init_from: loaded flow_stream from {flow_file}, flow_classifier from {flow_file}; "
+                     "not loaded: rgb_stream (not in model.init_streams), rgb_classifier (new), "
+                     "fusion_classifier (new)"]
 
 
 def test_init_keys_are_paths_and_round_trip_through_the_saved_recipe(tmp_path, monkeypatch):
@@ -151,58 +143,34 @@ def test_init_keys_are_paths_and_round_trip_through_the_saved_recipe(tmp_path, m
     assert load_recipe(DEMO, ["model.init_from=runs/rgb"]).model.init_from == (str(tmp_path / "runs" / "rgb"),)
 
 
-@pytest.mark.parametrize(
-    "options, message",
-    [
-        (
-            ["model.init_from=[]"],
-            "model.init_from = [] is not allowed: expected a run folder or .keras model file, a list of them, or null",
-        ),
-        (
-            ["model.init_from=run", "model.init_streams=[rgb, rgb]"],
-            "model.init_streams = ['rgb', 'rgb'] is not allowed: expected a list of the streams model.kind two_stream "
-            "has, each once: rgb, flow",
-        ),
-        (
-            ["model.kind=rgb", "model.init_from=run", "model.init_streams=[flow]"],
-            "model.init_streams = ['flow'] is not allowed: "
-            "expected a list of the streams model.kind rgb has, each once: rgb",
-        ),
-    ],
-)
+@pytest.mark.parametrize("options, message", [
+    (["model.init_from=[]"], "model.init_from = [] is not allowed: expected a run folder or .keras model file, "
+                             "a list of them, or null"),
+    (["model.init_from=run", "model.init_streams=[rgb, rgb]"],
+     "model.init_streams = ['rgb', 'rgb'] is not allowed: expected a list of the streams model.kind two_stream "
+     "has, each once: rgb, flow"),
+    (["model.kind=rgb", "model.init_from=run", "model.init_streams=[flow]"],
+     "model.init_streams = ['flow'] is not allowed: expected a list of the streams model.kind rgb has, each once: rgb"),
+])
 def test_init_keys_are_checked_with_the_recipe(options, message):
     with pytest.raises(UserError) as error:
         load_recipe(DEMO, options)
     assert str(error.value) == f"{DEMO}: {message}"
 
 
-@pytest.mark.parametrize(
-    "options, fragments",
-    [
-        (
-            ["model.kind=rgb", "model.convlstm_units=16", "model.init_from={rgb}"],
-            [
-                "model.init_from: {rgb}/model.keras does not fit this recipe's model: "
-                "layer rgb_stream/convlstm has weights "
-                "[(3, 3, 64, 32), (3, 3, 8, 32), (32,)] there and [(3, 3, 64, 64), (3, 3, 16, 64), (64,)] here"
-            ],
-        ),
-        (
-            ["model.kind=representation_flow", "model.init_from={flow}"],  # the source has no flow block
-            ["layer flow_stream/flow_block has weights none (no such layer) there"],
-        ),
-        (
-            ["model.init_from={rgb}", "model.init_streams=[flow]"],
-            ["model.init_streams asks for the flow stream but none is in {rgb}/model.keras"],
-        ),
-        (
-            ["model.kind=representation_flow", NO_FLOW_LAYERS, "model.init_from={rgb}"],
-            ["model.init_from: no stream of model.kind representation_flow (flow_stream) is in {rgb}/model.keras"],
-        ),
-        (["model.init_from={rgb}/missing"], ["model.init_from: model '{rgb}/missing' does not exist"]),
-        (["model.init_streams=[rgb]"], ["model.init_streams is only read with model.init_from"]),
-    ],
-)
+@pytest.mark.parametrize("options, fragments", [
+    (["model.kind=rgb", "model.convlstm_units=16", "model.init_from={rgb}"],
+     ["model.init_from: {rgb}/model.keras does not fit this recipe's model: layer rgb_stream/convlstm has weights "
+      "[(3, 3, 64, 32), (3, 3, 8, 32), (32,)] there and [(3, 3, 64, 64), (3, 3, 16, 64), (64,)] here"]),
+    (["model.kind=representation_flow", "model.init_from={flow}"],  # the source has no flow block
+     ["layer flow_stream/flow_block has weights none (no such layer) there"]),
+    (["model.init_from={rgb}", "model.init_streams=[flow]"],
+     ["model.init_streams asks for the flow stream but none is in {rgb}/model.keras"]),
+    (["model.kind=representation_flow", NO_FLOW_LAYERS, "model.init_from={rgb}"],
+     ["model.init_from: no stream of model.kind representation_flow (flow_stream) is in {rgb}/model.keras"]),
+    (["model.init_from={rgb}/missing"], ["model.init_from: model '{rgb}/missing' does not exist"]),
+    (["model.init_streams=[rgb]"], ["model.init_streams is only read with model.init_from"]),
+])
 def test_a_source_that_does_not_fit_is_one_line_and_leaves_no_folder(sources, tmp_path, capsys, options, fragments):
     rgb_run, flow_run = sources
     argv = [str(DEMO)] + [f"--set={option}" for option in tiny_overrides(tmp_path) + options]

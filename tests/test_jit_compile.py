@@ -55,22 +55,16 @@ def test_a_bad_value_is_one_line(tmp_path, capsys):
     recipe = tiny_recipe(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         fit_main([str(recipe), "--set", "runtime.jit_compile=fast"])
-    assert_one_error_line(
-        exit_info.value.code,
-        capsys.readouterr().err,
-        "runtime.jit_compile = 'fast' is not allowed",
-        "true or false",
-        "auto",
-    )
+    assert_one_error_line(exit_info.value.code, capsys.readouterr().err, "runtime.jit_compile = 'fast' is not allowed",
+                          "true or false", "auto")
     assert not (tmp_path / "run").exists()
 
 
 def test_evaluate_and_predict_follow_the_setting(tiny_run, tmp_path, capsys, monkeypatch):
     settings = []
     plain = runtime.forward_function
-    monkeypatch.setattr(
-        runtime, "forward_function", lambda model, setting: settings.append(setting) or plain(model, setting)
-    )
+    monkeypatch.setattr(runtime, "forward_function", lambda model, setting: settings.append(setting) or
+                        plain(model, setting))
     reports = {}
     for setting in ("true", "false"):
         argv = [str(tiny_run), "--json", "--output", str(tmp_path / setting), "--set", f"runtime.jit_compile={setting}"]

@@ -24,9 +24,8 @@ def test_a_model_saved_with_the_old_input_name_loads_under_the_new_one(tmp_path)
     model, info, _ = load_saved_model(FIXTURE / "model.keras")
     assert TVL1_STACK == "tvl1_stack"
     assert info.input_names == [TVL1_STACK] and [tensor.name for tensor in model.inputs] == [TVL1_STACK]
-    np.testing.assert_allclose(
-        model.predict_on_batch({TVL1_STACK: SAVED["flow"]}), SAVED["logits"], rtol=1e-5, atol=1e-7
-    )
+    np.testing.assert_allclose(model.predict_on_batch({TVL1_STACK: SAVED["flow"]}), SAVED["logits"], rtol=1e-5,
+                               atol=1e-7)
     # saved again, it is a model of today: the new name in its config and its metadata
     save_model(model, tmp_path / "again.keras", info)
     with zipfile.ZipFile(tmp_path / "again.keras") as archive:

@@ -32,13 +32,8 @@ FRAMES, SIZE, CLASSES = 4, 64, 3
 
 def model_cfg(kind, **overrides):
     """A checked recipe ``model`` section at tiny size."""
-    values = dict(
-        kind=kind,
-        backbone="tiny",
-        flow={"iterations": 3, "position": 2, "bottleneck": 4},
-        convlstm_units=8,
-        num_head_classes=10,
-    )
+    values = dict(kind=kind, backbone="tiny", flow={"iterations": 3, "position": 2, "bottleneck": 4},
+                  convlstm_units=8, num_head_classes=10)
     values.update(overrides)
     return build(ModelConfig, values, "model", Checker("test"))
 
@@ -78,9 +73,8 @@ def test_stage_models_and_output_shapes(kind, keys, joint_inputs):
 
 
 def test_flow_block_position_and_time_steps():
-    stream = build_representation_flow_stream(
-        5, SIZE, backbone="tiny", num_flow_layers=3, flow_iterations=2, flow_position=1, bottleneck=4
-    )
+    stream = build_representation_flow_stream(5, SIZE, backbone="tiny", num_flow_layers=3, flow_iterations=2,
+                                              flow_position=1, bottleneck=4)
     block = stream.get_layer("flow_block")
     # After stage 1 of the tiny ResNet: 64 / 4 = 16 px maps with 8 channels, 5 frames -> 2 steps.
     assert tuple(block.input.shape) == (None, 5, 16, 16, 8)
@@ -146,9 +140,8 @@ def test_one_training_step_lowers_the_loss():
     for key, stage in (("rgb", "rgb_stage1"), ("flow", "flow"), ("joint", "joint")):
         model = models[key]
         set_trainable_for_stage(model, stage)
-        model.compile(
-            optimizer=keras.optimizers.SGD(0.05), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        )
+        model.compile(optimizer=keras.optimizers.SGD(0.05),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         flow_clip = clip(batch=4, frames=DATA.flow_frames, seed=1)
         feed = {"flow": {"flow_clip": flow_clip}, "rgb": {"rgb": x}, "joint": {"rgb": x, "flow_clip": flow_clip}}[key]
         model.layers[-2].rate = 0.0  # no dropout noise: compare the same function before and after
@@ -162,11 +155,8 @@ def test_one_training_step_lowers_the_loss():
 def test_model_contract_config_shapes_and_reloads(kind):
     model = build_stage_models(model_cfg(kind), DATA, CLASSES)["joint"]
     x = clip()
-    feed = {
-        "rgb": x,
-        "flow_clip": clip(frames=DATA.flow_frames, seed=3),
-        "tvl1_stack": np.random.default_rng(4).integers(0, 256, (2, SIZE, SIZE, 4), dtype=np.uint8),
-    }
+    feed = {"rgb": x, "flow_clip": clip(frames=DATA.flow_frames, seed=3),
+            "tvl1_stack": np.random.default_rng(4).integers(0, 256, (2, SIZE, SIZE, 4), dtype=np.uint8)}
     feed = {tensor.name: feed[tensor.name] for tensor in model.inputs}
     loaded = run_model_test(model, feed, (2, CLASSES))
     maps = np.asarray(cam_maps_model(loaded)(x))
@@ -219,7 +209,9 @@ def test_imagenet_weights_reach_the_streams(tmp_path):
 
 def parameters(model):
     """Parameters as PyTorch counts them: batch-norm running statistics are buffers, not parameters."""
-    return sum(int(np.prod(w.shape)) for w in model.weights if not w.path.endswith(("moving_mean", "moving_variance")))
+    return sum(
+        int(np.prod(w.shape)) for w in model.weights if not w.path.endswith(("moving_mean", "moving_variance"))
+    )
 
 
 def test_parameter_counts_match_the_originals():
@@ -257,8 +249,6 @@ def test_score_fusion_is_the_log_of_the_mean_softmax():
 def test_the_flow_stream_can_have_its_own_backbone():
     models = build_stage_models(model_cfg("two_stream", flow_backbone="resnet18"), DATA, CLASSES)
     flow_stream = models["joint"].get_layer("flow_stream")
-    assert (
-        flow_stream.get_layer("layer4").output[0].shape[-1] == 512
-        and len([layer for layer in flow_stream.get_layer("layer1").layers if layer.name.endswith("_conv1")]) == 2
-    )
+    assert flow_stream.get_layer("layer4").output[0].shape[-1] == 512 and len(
+        [layer for layer in flow_stream.get_layer("layer1").layers if layer.name.endswith("_conv1")]) == 2
     assert models["joint"].get_layer("rgb_stream").get_layer("layer1").count_params() < 1e5  # tiny

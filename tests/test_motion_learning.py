@@ -18,20 +18,12 @@ CLASSES, VIDEOS_PER_CLASS, TEST_PER_CLASS = 4, 32, 8  # 24 training and 8 test v
 
 def letters_recipe(folder):
     """The demo recipe's flow stage on the letters variant: 6 flow frames of 64 px, 4 classes."""
-    return load_recipe(
-        DEMO,
-        [
-            "model.kind=representation_flow",
-            f"data.root={folder}/data",
-            f"runtime.output_dir={folder}/run",
-            "data.synthetic.variant=letters",
-            f"data.synthetic.classes={CLASSES}",
-            f"data.synthetic.videos_per_class={VIDEOS_PER_CLASS}",
-            "data.synthetic.frames=16",
-            "data.synthetic.size=64",
-            "data.flow_frames=6",
-        ],
-    )
+    return load_recipe(DEMO, [
+        "model.kind=representation_flow", f"data.root={folder}/data", f"runtime.output_dir={folder}/run",
+        "data.synthetic.variant=letters", f"data.synthetic.classes={CLASSES}",
+        f"data.synthetic.videos_per_class={VIDEOS_PER_CLASS}", "data.synthetic.frames=16",
+        "data.synthetic.size=64", "data.flow_frames=6",
+    ])
 
 
 def test_the_learning_test_trains_the_demo_flow_stream_on_the_letters(tmp_path):

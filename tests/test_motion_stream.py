@@ -19,16 +19,13 @@ from kerasflow.metrics import average_clip_scores
 from kerasflow.training.trainer import _optimizer
 
 
-@pytest.mark.parametrize(
-    "count, frames, stride, expected",
-    [
-        (40, 16, 2, list(range(4, 36, 2))),  # window of 31 frames, centre start (40 - 31) // 2 = 4
-        (31, 16, 2, list(range(0, 31, 2))),  # exactly one window
-        (10, 4, 2, [1, 3, 5, 7]),  # window 7, start 3 // 2 = 1
-        (5, 4, 2, [0, 2, 4, 4]),  # shorter than the window: the last frame repeats
-        (1, 3, 1, [0, 0, 0]),
-    ],
-)
+@pytest.mark.parametrize("count, frames, stride, expected", [
+    (40, 16, 2, list(range(4, 36, 2))),  # window of 31 frames, centre start (40 - 31) // 2 = 4
+    (31, 16, 2, list(range(0, 31, 2))),  # exactly one window
+    (10, 4, 2, [1, 3, 5, 7]),            # window 7, start 3 // 2 = 1
+    (5, 4, 2, [0, 2, 4, 4]),             # shorter than the window: the last frame repeats
+    (1, 3, 1, [0, 0, 0]),
+])
 def test_contiguous_test_windows_are_centred_and_padded(count, frames, stride, expected):
     assert clip_indices(count, frames, "contiguous", stride).tolist() == expected
 
@@ -57,8 +54,8 @@ def test_one_video_pass_feeds_the_rgb_clip_and_the_contiguous_flow_clip(tmp_path
     item = VideoItem(_numbered_frames(tmp_path / "clip", 20), 0)
     specs = [InputSpec("rgb", 4, 16), InputSpec("flow_clip", 3, 16, "contiguous", 2)]
     rgb, flow = load_example(item, specs, training=False, seed=0)
-    assert (rgb[:, 0, 0, 0] // 10).tolist() == [0, 5, 10, 15]  # segments over the whole video
-    assert (flow[:, 0, 0, 0] // 10).tolist() == [7, 9, 11]  # centre window of 5 frames
+    assert (rgb[:, 0, 0, 0] // 10).tolist() == [0, 5, 10, 15]   # segments over the whole video
+    assert (flow[:, 0, 0, 0] // 10).tolist() == [7, 9, 11]      # centre window of 5 frames
     rgb, flow = load_example(item, specs, training=False, seed=0, clips=3)
     assert rgb.shape == (3, 4, 16, 16, 3) and flow.shape == (3, 3, 16, 16, 3)
     assert (flow[:, :, 0, 0, 0] // 10).tolist() == [[0, 2, 4], [7, 9, 11], [15, 17, 19]]
@@ -77,11 +74,8 @@ def test_clip_scores_average_their_logits_or_their_softmax():
 
 
 def _index(names_per_class):
-    items = [
-        VideoItem(f"/root/{name}/{clip}", label)
-        for label, (name, count) in enumerate(names_per_class)
-        for clip in (f"c{k}.avi" for k in range(count))
-    ]
+    items = [VideoItem(f"/root/{name}/{clip}", label) for label, (name, count) in enumerate(names_per_class)
+             for clip in (f"c{k}.avi" for k in range(count))]
     return VideoIndex(items, [name for name, _ in names_per_class], "folder", "train")
 
 
@@ -107,13 +101,10 @@ def test_the_flow_parameters_train_at_their_own_rate_with_the_stages_decay():
     recipe = load_recipe("demo", ["model.kind=representation_flow", "model.flow.iterations=2"])
     keras.utils.set_random_seed(0)
     model = recipe.kind.build_models(recipe.model, recipe.data, 4)["flow"]
-    stage = types.SimpleNamespace(
-        optimizer="sgd", learning_rate=0.5, momentum=0.0, weight_decay=0.1, flow_learning_rate=None
-    )
-    model.compile(
-        optimizer=_optimizer(stage, recipe.kind.optimizer_groups(model, stage, recipe.model)),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
+    stage = types.SimpleNamespace(optimizer="sgd", learning_rate=0.5, momentum=0.0, weight_decay=0.1,
+                                  flow_learning_rate=None)
+    model.compile(optimizer=_optimizer(stage, recipe.kind.optimizer_groups(model, stage, recipe.model)),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     block = model.get_layer("flow_stream").get_layer("flow_block")
     block.norm.gamma.assign(np.ones(block.norm.gamma.shape, "float32"))  # open the block (gamma starts at 0)
     theta = block.flows[0].theta_weight
@@ -129,12 +120,10 @@ def test_the_flow_parameters_train_at_their_own_rate_with_the_stages_decay():
     before = (float(theta.numpy()), conv.numpy().copy())
     model.train_on_batch(x, y)
     assert theta.trainable and abs(float(theta_grad)) > 0
-    np.testing.assert_allclose(
-        float(theta.numpy()), before[0] - 0.5 * 0.01 * (float(theta_grad) + 0.1 * before[0]), rtol=1e-3, atol=1e-7
-    )
-    np.testing.assert_allclose(
-        conv.numpy(), before[1] - 0.5 * (conv_grad.numpy() + 0.1 * before[1]), rtol=1e-3, atol=1e-6
-    )
+    np.testing.assert_allclose(float(theta.numpy()), before[0] - 0.5 * 0.01 * (float(theta_grad) + 0.1 * before[0]),
+                               rtol=1e-3, atol=1e-7)
+    np.testing.assert_allclose(conv.numpy(), before[1] - 0.5 * (conv_grad.numpy() + 0.1 * before[1]), rtol=1e-3,
+                               atol=1e-6)
     assert not block.flows[0].image_grad_x.trainable and block.flows[0].div_x.trainable  # [0, 1, 1, 1, 1]
 
 
@@ -150,8 +139,7 @@ def test_auto_validation_holds_out_only_when_every_class_keeps_enough_clips():
     assert validation_split(data, small, test) == (small, test)
     assert auto_validation_note(small) == (
         "data.validation auto: the test subset picks the best checkpoint, as the class b has 49 training clips "
-        "(a 20% hold-out needs 50 per class); set data.validation to a fraction or a list file to hold out anyway"
-    )
+        "(a 20% hold-out needs 50 per class); set data.validation to a fraction or a list file to hold out anyway")
 
 
 def test_colour_jitter_changes_every_frame_alike_and_keeps_the_motion():

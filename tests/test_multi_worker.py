@@ -46,26 +46,11 @@ class Cluster:
 
     def __init__(self, recipe, folder, *overrides):
         self.folder = Path(folder)
-        self.command = [
-            sys.executable,
-            "-m",
-            "kerasflow.fit",
-            str(recipe),
-            "--set",
-            "runtime.distribution=multi_worker_mirrored",
-            *overrides,
-        ]
-        self.envs = [
-            dict(
-                os.environ,
-                TF_CPP_MIN_LOG_LEVEL="3",
-                CI="1",
-                TF_NUM_INTEROP_THREADS="1",
-                TF_NUM_INTRAOP_THREADS="1",
-                TF_CONFIG=tf_config,
-            )
-            for tf_config in worker_tf_configs(free_ports(2))
-        ]
+        self.command = [sys.executable, "-m", "kerasflow.fit", str(recipe), "--set",
+                        "runtime.distribution=multi_worker_mirrored", *overrides]
+        self.envs = [dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CI="1", TF_NUM_INTEROP_THREADS="1",
+                          TF_NUM_INTRAOP_THREADS="1", TF_CONFIG=tf_config)
+                     for tf_config in worker_tf_configs(free_ports(2))]
         self.starts = [0, 0]
         self.exits = [[], []]  # (status, seconds since the kill, log) of each run of each worker
         self.processes = [self._start(0), self._start(1)]
@@ -75,14 +60,8 @@ class Cluster:
         pin = ["taskset", "-c", str(index)] if shutil.which("taskset") and os.cpu_count() >= 2 else []
         log = self.folder / f"worker{index}-{self.starts[index]}.log"
         with open(log, "w") as output:
-            return subprocess.Popen(
-                pin + self.command,
-                env=self.envs[index],
-                cwd=ROOT,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            return subprocess.Popen(pin + self.command, env=self.envs[index], cwd=ROOT, stdout=output,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
 
     def log(self, index, run):
         return (self.folder / f"worker{index}-{run}.log").read_text(errors="replace")

@@ -42,9 +42,8 @@ def _numpy_gradients(weights, x, y):
 def test_torch_sgd_matches_pytorch_momentum_l2_and_param_groups():
     lr, momentum, wd, slow = 0.1, 0.9, 0.05, 0.01
     start, got, x, y = _train(
-        lambda layer: TorchSGD(
-            l2=wd, groups=[(layer.trainable_weights, slow, 0.0)], learning_rate=lr, momentum=momentum
-        )
+        lambda layer: TorchSGD(l2=wd, groups=[(layer.trainable_weights, slow, 0.0)], learning_rate=lr,
+                               momentum=momentum)
     )
     # torch.optim.SGD, two groups: g += wd_group * w; buf = momentum * buf + g; w -= group_lr * buf
     weights = [w.astype(np.float64) for w in start]
@@ -64,9 +63,8 @@ def test_torch_sgd_matches_pytorch_momentum_l2_and_param_groups():
 
 def test_torch_adam_matches_pytorch_l2_and_param_groups():
     lr, wd, eps, slow, slow_wd = 0.01, 0.1, 1e-4, 0.01, 1e-3
-    start, got, x, y = _train(
-        lambda layer: TorchAdam(l2=wd, groups=[(layer.trainable_weights, slow, slow_wd)], learning_rate=lr, epsilon=eps)
-    )
+    start, got, x, y = _train(lambda layer: TorchAdam(l2=wd, groups=[(layer.trainable_weights, slow, slow_wd)],
+                                                      learning_rate=lr, epsilon=eps))
     # torch.optim.Adam on the L2-augmented gradient, per group: eps after the bias correction of v.
     weights = [w.astype(np.float64) for w in start]
     m = [np.zeros_like(w) for w in weights]
@@ -93,10 +91,8 @@ def test_config_round_trip():
 
 # Written by tools/record_torch_optimizer_steps.py with torch.optim.SGD / Adam (PyTorch 2.13).
 TORCH_STEPS = np.load(Path(__file__).parent / "fixtures" / "torch_optimizer_steps.npz")
-SETTINGS = {
-    "sgd": (TorchSGD, {"learning_rate": 0.05, "momentum": 0.9}),
-    "adam": (TorchAdam, {"learning_rate": 0.01, "epsilon": 1e-4}),
-}
+SETTINGS = {"sgd": (TorchSGD, {"learning_rate": 0.05, "momentum": 0.9}),
+            "adam": (TorchAdam, {"learning_rate": 0.01, "epsilon": 1e-4})}
 
 
 class _TwoGroups(keras.layers.Layer):
@@ -133,7 +129,8 @@ def _step(model, layer, name, step, strategy=None):
     weights = np.concatenate([keras.ops.convert_to_numpy(layer.main), keras.ops.convert_to_numpy(layer.slow)])
     grads = TORCH_STEPS["curvature"] * weights + TORCH_STEPS["pushes"][step]
     model.optimizer.learning_rate = _rate(name, step)
-    pairs = [(keras.ops.convert_to_tensor(grads[:6]), layer.main), (keras.ops.convert_to_tensor(grads[6:]), layer.slow)]
+    pairs = [(keras.ops.convert_to_tensor(grads[:6]), layer.main),
+             (keras.ops.convert_to_tensor(grads[6:]), layer.slow)]
     if strategy is None:
         model.optimizer.apply(*zip(*pairs))
     else:

@@ -79,26 +79,14 @@ def test_paper_recipe_trains_a_joint_step_at_paper_size(name, layout, tmp_path):
     root = layout(tmp_path / name)
     recipe = load_recipe(name, [f"data.root={root}", "model.weights=null", f"runtime.output_dir={tmp_path / 'run'}"])
     assert (recipe.data.rgb_frames, recipe.data.flow_frames, recipe.data.frame_size, recipe.model.backbone) == (
-        25,
-        16,
-        224,
-        "resnet34",
-    )
+        25, 16, 224, "resnet34")
     train, _ = recipe_indexes(recipe.data)
     stage = recipe.stage("joint")
     model = recipe.kind.build_models(recipe.model, recipe.data, len(train.class_names))["joint"]
     recipe.kind.set_trainable(model, stage.name, recipe.model)
     _compile(model, stage, recipe.kind.optimizer_groups(model, stage, recipe.model), recipe.runtime.jit_compile)
-    data = model_dataset(
-        recipe.data,
-        train,
-        "train",
-        recipe.inputs_for(stage.name),
-        batch_size=2,
-        training=True,
-        seed=0,
-        bad_videos=BadVideoLog(),
-    )
+    data = model_dataset(recipe.data, train, "train", recipe.inputs_for(stage.name), batch_size=2, training=True,
+                         seed=0, bad_videos=BadVideoLog())
     inputs, labels, weights = next(iter(data))
     assert inputs["rgb"].shape == (2, 25, 224, 224, 3) and inputs["flow_clip"].shape == (2, 16, 224, 224, 3)
     before = [variable.numpy().copy() for variable in model.trainable_variables]

@@ -1,6 +1,7 @@
 """The options that reproduce the reference codes where they differ from EgoRCNN's defaults: the
 representation-flow code's crops and kept epoch, ego-rnn's late fusion of logits (issue 20)."""
 
+
 import keras
 import numpy as np
 import pytest
@@ -51,11 +52,8 @@ def test_multiscale_draws_are_unchanged_by_the_random_crop_option():
     the draws they had."""
     plain = CropDraw(np.random.default_rng(7))
     rng = np.random.default_rng(7)
-    assert (plain.flip, plain.scale, plain.position) == (
-        bool(rng.random() < 0.5),
-        int(rng.integers(4)),
-        int(rng.integers(5)),
-    )
+    assert (plain.flip, plain.scale, plain.position) == (bool(rng.random() < 0.5), int(rng.integers(4)),
+                                                        int(rng.integers(5)))
     assert plain.offset is None
 
 
@@ -77,24 +75,13 @@ def test_clip_inputs_carry_the_crop_to_the_pipeline(tmp_path):
 
 def test_late_fusion_of_logits_is_their_mean():
     """ego-rnn's eval-run-twoStream.py: 0.5 * flow logits + 0.5 * RGB logits, from the streams' own heads."""
-    recipe = load_recipe(
-        "demo",
-        [
-            "model.fusion=logits",
-            "model.flow.iterations=2",
-            "model.convlstm_units=8",
-            "data.frame_size=64",
-            "data.rgb_frames=3",
-            "data.flow_frames=4",
-        ],
-    )
+    recipe = load_recipe("demo", ["model.fusion=logits", "model.flow.iterations=2", "model.convlstm_units=8",
+                                  "data.frame_size=64", "data.rgb_frames=3", "data.flow_frames=4"])
     keras.utils.set_random_seed(0)
     models = recipe.kind.build_models(recipe.model, recipe.data, 3)
     rng = np.random.default_rng(1)
-    feed = {
-        "rgb": rng.integers(0, 256, (2, 3, 64, 64, 3), dtype=np.uint8),
-        "flow_clip": rng.integers(0, 256, (2, 4, 64, 64, 3), dtype=np.uint8),
-    }
+    feed = {"rgb": rng.integers(0, 256, (2, 3, 64, 64, 3), dtype=np.uint8),
+            "flow_clip": rng.integers(0, 256, (2, 4, 64, 64, 3), dtype=np.uint8)}
     rgb = np.asarray(models["rgb"]({"rgb": feed["rgb"]}), np.float64)
     flow = np.asarray(models["flow"]({"flow_clip": feed["flow_clip"]}), np.float64)
     np.testing.assert_allclose(np.asarray(models["joint"](feed)), 0.5 * flow + 0.5 * rgb, rtol=1e-5, atol=1e-5)
@@ -103,16 +90,8 @@ def test_late_fusion_of_logits_is_their_mean():
 
 @pytest.mark.parametrize("keep", ["best", "last"])
 def test_kept_model_is_the_best_epoch_or_the_last(keep, tmp_path):
-    recipe = load_recipe(
-        "demo",
-        [
-            "model.kind=representation_flow",
-            "model.flow.iterations=1",
-            "data.frame_size=32",
-            "data.flow_frames=4",
-            "model.backbone=tiny",
-        ],
-    )
+    recipe = load_recipe("demo", ["model.kind=representation_flow", "model.flow.iterations=1",
+                                  "data.frame_size=32", "data.flow_frames=4", "model.backbone=tiny"])
     keras.utils.set_random_seed(0)
     model = recipe.kind.build_models(recipe.model, recipe.data, 2)["flow"]
     best = [w.copy() for w in model.get_weights()]

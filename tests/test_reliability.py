@@ -56,22 +56,10 @@ def make_dataset(root, per_class=6, test_per_class=2):
 
 def write_recipe(folder, root, epochs=1, **data):
     recipe = {
-        "data": {
-            "dataset": "folder",
-            "root": str(root),
-            "frame_size": 32,
-            "rgb_frames": 4,
-            "flow_frames": 4,
-            "batch_size": 4,
-            "random_flip": False,
-            "validation": "test",
-            **data,
-        },
-        "model": {
-            "kind": "representation_flow",
-            "backbone": "tiny",
-            "flow": {"iterations": 2, "position": 1, "bottleneck": 4},
-        },
+        "data": {"dataset": "folder", "root": str(root), "frame_size": 32, "rgb_frames": 4, "flow_frames": 4,
+                 "batch_size": 4, "random_flip": False, "validation": "test", **data},
+        "model": {"kind": "representation_flow", "backbone": "tiny", "flow": {"iterations": 2, "position": 1,
+                  "bottleneck": 4}},
         "stages": [{"name": "flow", "epochs": epochs, "optimizer": "adam", "learning_rate": 1e-3}],
         "runtime": {"output_dir": str(folder / "run")},
     }
@@ -81,9 +69,8 @@ def write_recipe(folder, root, epochs=1, **data):
 
 
 def command(*args, cwd=ROOT, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", *map(str, args)], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=timeout
-    )
+    return subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True, env=ENV,
+                          cwd=cwd, timeout=timeout)
 
 
 def last_error(result):
@@ -133,13 +120,8 @@ def test_a_video_failing_mid_epoch_with_fail_is_one_line_after_the_progress_bar(
         _corrupt_middle(root / "left" / f"clip{number}")
     recipe = write_recipe(tmp_path, root, on_bad_video="fail")
     controller, terminal = pty.openpty()  # a terminal: Keras draws its progress bar with carriage returns
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kerasflow.fit", str(recipe)],
-        stdout=terminal,
-        stderr=terminal,
-        env={**ENV, "CI": ""},
-        cwd=ROOT,
-    )
+    process = subprocess.Popen([sys.executable, "-m", "kerasflow.fit", str(recipe)], stdout=terminal,
+                               stderr=terminal, env={**ENV, "CI": ""}, cwd=ROOT)
     os.close(terminal)
     output = b""
     while True:
@@ -169,11 +151,8 @@ def test_bad_videos_are_named_before_training(tmp_path):
     recipe = write_recipe(tmp_path, root, on_bad_video="fail")
     error = last_error(command("kerasflow.fit", recipe))
     assert error.startswith(f"error: data check: 2 of 12 videos in '{root}' cannot be used: ")
-    assert (
-        "'left/clip5' (" in error
-        and "'right/clip4' (" in error
-        and error.endswith("fix or remove them, or set data.on_bad_video: skip to leave them out")
-    )
+    assert "'left/clip5' (" in error and "'right/clip4' (" in error and error.endswith(
+        "fix or remove them, or set data.on_bad_video: skip to leave them out")
     assert not (tmp_path / "run").exists()  # a start that fails leaves nothing behind
 
     result = command("kerasflow.fit", recipe, "--set", "data.on_bad_video=skip")
@@ -208,19 +187,14 @@ def test_one_class_and_missing_weights_are_refused_and_leave_nothing(tmp_path):
     root = make_dataset(tmp_path / "data")
     recipe = write_recipe(tmp_path, root)
     error = last_error(command("kerasflow.fit", recipe, "--set", f"model.weights={tmp_path / 'resnet.weights.h5'}"))
-    assert error == (
-        f"error: model.weights: {tmp_path / 'resnet.weights.h5'}: no such file; convert the weights "
-        "with python -m kerasflow.convert_weights"
-    )
+    assert error == (f"error: model.weights: {tmp_path / 'resnet.weights.h5'}: no such file; convert the weights "
+                     "with python -m kerasflow.convert_weights")
     assert not (tmp_path / "run").exists()
     shutil.rmtree(root / "right")
     (root / "train.txt").write_text("left/clip2\nleft/clip3\n")
     (root / "test.txt").write_text("left/clip0\n")
     error = last_error(command("kerasflow.fit", recipe))
-    assert (
-        error
-        == f"error: {root} holds 1 class (left): a classifier needs at least 2; add class folders or fix data.root"
-    )
+    assert error == f"error: {root} holds 1 class (left): a classifier needs at least 2; add class folders or fix data.root"
     assert not (tmp_path / "run").exists()
 
 
@@ -257,10 +231,8 @@ def test_the_advice_to_finish_a_moved_run_resumes_it_where_it_is(run_copy):
     assert result.returncode == 0 and f"{moved}: all stages are finished; nothing to train" in result.stdout
     assert not (run_copy / "run").exists()
     error = last_error(command("kerasflow.fit", run_copy / "elsewhere"))
-    assert error == (
-        f"error: {run_copy / 'elsewhere'} is a folder but not a run folder (it has no recipe.yaml and "
-        "state.json); pass a recipe file, an installed recipe's name, or a run folder to resume"
-    )
+    assert error == (f"error: {run_copy / 'elsewhere'} is a folder but not a run folder (it has no recipe.yaml and "
+                     "state.json); pass a recipe file, an installed recipe's name, or a run folder to resume")
 
 
 def test_fit_and_tune_refuse_a_folder_that_is_not_theirs(run_copy, tmp_path):
@@ -271,20 +243,16 @@ def test_fit_and_tune_refuse_a_folder_that_is_not_theirs(run_copy, tmp_path):
     for name, data in files.items():
         (mine / name).write_bytes(data)
     error = last_error(command("kerasflow.fit", recipe, "--set", f"runtime.output_dir={mine}"))
-    assert error == (
-        f"error: {mine} is not empty and holds no kerasflow run (it holds curves.png, metrics.json, "
-        "model.keras); nothing there is replaced: set runtime.output_dir to a new or empty folder"
-    )
+    assert error == (f"error: {mine} is not empty and holds no kerasflow run (it holds curves.png, metrics.json, "
+                     "model.keras); nothing there is replaced: set runtime.output_dir to a new or empty folder")
     assert {path.name: path.read_bytes() for path in mine.iterdir() if not path.name.startswith(".")} == files
 
     search = tmp_path / "search"
     (search / "trials" / "0").mkdir(parents=True)
     (search / "search.yaml").write_text("data: {}\n")
     error = last_error(command("kerasflow.fit", recipe, "--set", f"runtime.output_dir={search}"))
-    assert error == (
-        f"error: {search} is a search folder of python -m kerasflow.tune (it holds search.yaml); a run "
-        "cannot start there: set runtime.output_dir to a new or empty folder"
-    )
+    assert error == (f"error: {search} is a search folder of python -m kerasflow.tune (it holds search.yaml); a run "
+                     "cannot start there: set runtime.output_dir to a new or empty folder")
     assert sorted(name for name in os.listdir(search) if not name.startswith(".")) == ["search.yaml", "trials"]
     assert os.listdir(search / "trials" / "0") == []
 
@@ -292,16 +260,12 @@ def test_fit_and_tune_refuse_a_folder_that_is_not_theirs(run_copy, tmp_path):
     before = sorted(str(path.relative_to(run)) for path in run.rglob("*"))
     factor = ("--factor", "model.flow.iterations=1,2")
     error = last_error(command("kerasflow.tune", recipe, *factor))
-    assert error == (
-        f"error: {run} is a run folder of python -m kerasflow.fit; a search cannot go there: set "
-        "runtime.output_dir to a new or empty folder"
-    )
+    assert error == (f"error: {run} is a run folder of python -m kerasflow.fit; a search cannot go there: set "
+                     "runtime.output_dir to a new or empty folder")
     assert sorted(str(path.relative_to(run)) for path in run.rglob("*")) == before
     error = last_error(command("kerasflow.tune", recipe, *factor, "--set", f"runtime.output_dir={mine}"))
-    assert error == (
-        f"error: {mine} is not empty and holds no search (it holds curves.png, metrics.json, "
-        "model.keras); nothing there is replaced: set runtime.output_dir to a new or empty folder"
-    )
+    assert error == (f"error: {mine} is not empty and holds no search (it holds curves.png, metrics.json, "
+                     "model.keras); nothing there is replaced: set runtime.output_dir to a new or empty folder")
     assert {path.name: path.read_bytes() for path in mine.iterdir() if not path.name.startswith(".")} == files
 
 
@@ -316,9 +280,8 @@ with folder_lock(sys.argv[1]):
 
 def _hold_lock(folder):
     """A process that holds ``folder``'s lock as a training process does, once it has said so."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(folder)], stdout=subprocess.PIPE, text=True, env=ENV, cwd=ROOT
-    )
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder)], stdout=subprocess.PIPE, text=True,
+                              env=ENV, cwd=ROOT)
     assert holder.stdout.readline().strip() == "locked"
     return holder
 
@@ -330,10 +293,8 @@ def test_one_process_at_a_time_in_a_run_folder_and_a_killed_one_leaves_it_free(t
     holder = _hold_lock(run)
     try:
         error = last_error(command("kerasflow.fit", recipe))
-        assert error == (
-            f"error: {run} is in use by another kerasflow process (pid {holder.pid}); wait for it to end "
-            "or stop it, then run python -m kerasflow.fit again"
-        )
+        assert error == (f"error: {run} is in use by another kerasflow process (pid {holder.pid}); wait for it to end "
+                         "or stop it, then run python -m kerasflow.fit again")
         assert os.listdir(run) == [".kerasflow.lock"]  # the second process wrote nothing
     finally:
         holder.kill()  # kill -9: no chance to clean up
@@ -346,20 +307,10 @@ def test_one_process_at_a_time_in_a_run_folder_and_a_killed_one_leaves_it_free(t
     search = tmp_path / "search"
     holder = _hold_lock(search)
     try:
-        error = last_error(
-            command(
-                "kerasflow.tune",
-                recipe,
-                "--factor",
-                "model.flow.iterations=1,2",
-                "--set",
-                f"runtime.output_dir={search}",
-            )
-        )
-        assert error == (
-            f"error: {search} is in use by another kerasflow process (pid {holder.pid}); wait for it to "
-            "end or stop it, then run python -m kerasflow.tune again"
-        )
+        error = last_error(command("kerasflow.tune", recipe, "--factor", "model.flow.iterations=1,2", "--set",
+                                   f"runtime.output_dir={search}"))
+        assert error == (f"error: {search} is in use by another kerasflow process (pid {holder.pid}); wait for it to "
+                         "end or stop it, then run python -m kerasflow.tune again")
         assert os.listdir(search) == [".kerasflow.lock"]
     finally:
         holder.kill()
@@ -393,13 +344,10 @@ def test_a_changed_split_is_refused_and_removed_clips_are_noted(run_copy, tmp_pa
     unfinish(run_copy / "run")
     (data / "test.txt").write_text("left/clip0\nright/clip0\nright/clip1\nleft/clip2\n")  # left/clip2 was train
     error = last_error(command("kerasflow.fit", run_copy / "recipe.yaml"))
-    assert error.startswith(
-        f"error: the split of {data} changed since this run started: 1 clips moved between subsets (e.g. 'left/clip2')"
-    )
+    assert error.startswith(f"error: the split of {data} changed since this run started: 1 clips moved between "
+                            "subsets (e.g. 'left/clip2')")
     (data / "test.txt").write_text("left/clip0\nleft/clip1\nright/clip0\nright/clip1\n")
-    (data / "train.txt").write_text(
-        "".join(f"{c}/clip{n}\n" for c in CLASSES for n in range(2, 6) if (c, n) != ("left", 5))
-    )
+    (data / "train.txt").write_text("".join(f"{c}/clip{n}\n" for c in CLASSES for n in range(2, 6) if (c, n) != ("left", 5)))
     result = command("kerasflow.fit", run_copy / "recipe.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"{data}: 1 clips removed and 0 added since this run started; no clip changed subset" in result.stderr
@@ -417,9 +365,7 @@ def test_a_damaged_state_is_rebuilt_from_the_checkpoints(run_copy):
 def test_a_missing_or_damaged_checkpoint_restarts_its_stage(run_copy):
     run = run_copy / "run"
     (run / "stages" / "flow" / "final.weights.h5").unlink()
-    (run / "state.json").write_text(
-        json.dumps({"completed": [], "current": {"stage": "flow", "epoch": 2, "best": 0.5}})
-    )
+    (run / "state.json").write_text(json.dumps({"completed": [], "current": {"stage": "flow", "epoch": 2, "best": 0.5}}))
     (run / "stages" / "flow" / "checkpoint-2.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
     unfinish(run)
     result = command("kerasflow.fit", run_copy / "recipe.yaml")
@@ -433,14 +379,8 @@ def test_a_missing_or_damaged_checkpoint_restarts_its_stage(run_copy):
 @pytest.mark.large
 def test_sigterm_keeps_every_finished_epoch_and_says_how_to_resume(tmp_path):
     recipe = write_recipe(tmp_path, make_dataset(tmp_path / "data"), epochs=12)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kerasflow.fit", str(recipe)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-        cwd=ROOT,
-    )
+    process = subprocess.Popen([sys.executable, "-m", "kerasflow.fit", str(recipe)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
     state = tmp_path / "run" / "state.json"
     deadline = time.time() + 240
     while time.time() < deadline and not (state.exists() and json.loads(state.read_text())["current"].get("epoch")):
@@ -449,8 +389,7 @@ def test_sigterm_keeps_every_finished_epoch_and_says_how_to_resume(tmp_path):
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err[-2000:]
     assert err.strip().splitlines()[-1] == (
-        "interrupted: every finished epoch is saved; run the same command again to resume from the last one"
-    )
+        "interrupted: every finished epoch is saved; run the same command again to resume from the last one")
     assert not list((tmp_path / "run").rglob(".*.tmp*"))
     epoch = json.loads(state.read_text())["current"]["epoch"]
     resumed = command("kerasflow.fit", recipe)
@@ -472,10 +411,8 @@ def test_evaluate_and_predict_refuse_what_is_not_theirs(run_copy, tmp_path):
     cases = [
         (("kerasflow.predict", video, "--model", run, "--cam", run / "model.keras"), "the picture is a PNG"),
         (("kerasflow.predict", video, "--model", run, "--cam", a_file), "the picture is a PNG"),
-        (
-            ("kerasflow.predict", video, "--model", run / "stages" / "flow" / "final.weights.h5"),
-            "is a weights checkpoint, not a model file",
-        ),
+        (("kerasflow.predict", video, "--model", run / "stages" / "flow" / "final.weights.h5"),
+         "is a weights checkpoint, not a model file"),
         (("kerasflow.predict", video, "--model", run / "recipe.yaml"), "is a recipe, not a model file"),
         (("kerasflow.predict", video, "--model", tmp_path), "is not a run folder (it has no model.keras)"),
         (("kerasflow.evaluate", run, "--output", a_file), "is a file; pass a folder"),
@@ -509,20 +446,14 @@ def test_other_commands_end_in_one_line(tmp_path, run_copy):
     assert error == f"error: output root {a_file} is a file; pass a folder (it is created if missing)"
     result = command("kerasflow.data", "pack", "--dataset", "folder", "--root", recipe["data"]["root"], tmp_path)
     assert result.stderr.strip().splitlines() == [
-        f"error: output {str(tmp_path)!r} is a folder; pass a file path such as {str(tmp_path / 'train.tfrecord')!r}"
-    ]
+        f"error: output {str(tmp_path)!r} is a folder; pass a file path such as {str(tmp_path / 'train.tfrecord')!r}"]
 
 
 @pytest.mark.large
 def test_a_reader_that_stops_reading_ends_the_command_quietly(run_copy):
     # `python -m kerasflow.report RUN | head -0`: the pipe is closed before the command writes its table.
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kerasflow.report", run_copy / "run"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=ENV,
-        cwd=ROOT,
-    )
+    process = subprocess.Popen([sys.executable, "-m", "kerasflow.report", run_copy / "run"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=ENV, cwd=ROOT)
     process.stdout.close()
     _, err = process.communicate(timeout=120)
     assert (process.returncode, err.decode()) == (141, "")
@@ -557,8 +488,7 @@ cd "$REPO"
 mount -o remount,size=40M "$DISK"
 "$PYTHON" -m kerasflow.fit "$RECIPE" > "$OUT/second.out" 2> "$OUT/second.err"; echo $? > "$OUT/second.status"
 mount -o remount,ro "$DISK"
-"$PYTHON" -m kerasflow.evaluate "$DISK/run" > "$OUT/evaluate.out" 2> "$OUT/evaluate.err"
-echo $? > "$OUT/evaluate.status"
+"$PYTHON" -m kerasflow.evaluate "$DISK/run" > "$OUT/evaluate.out" 2> "$OUT/evaluate.err"; echo $? > "$OUT/evaluate.status"
 cp -r "$DISK/run" "$OUT/run-copy"
 """
 
@@ -573,14 +503,8 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_a_rerun_resumes(tmp_path):
     recipe.write_text(yaml.safe_dump(raw))
     out = tmp_path / "out"
     out.mkdir()
-    env = {
-        **ENV,
-        "DISK": str(disk),
-        "RECIPE": str(recipe),
-        "OUT": str(out),
-        "REPO": str(ROOT),
-        "PYTHON": sys.executable,
-    }
+    env = {**ENV, "DISK": str(disk), "RECIPE": str(recipe), "OUT": str(out), "REPO": str(ROOT),
+           "PYTHON": sys.executable}
     result = in_private_mount_namespace(FULL_DISK_SCRIPT, env)
     assert result.returncode == 0, result.stderr[-2000:]
     first_err = (out / "first.err").read_text()

@@ -48,15 +48,13 @@ def test_report_of_three_runs_is_their_mean_and_deviation(runs, tmp_path, capsys
     assert status == 0
     report = json.loads(out)
     assert [(run["run"], run["dataset"], run["split"], run["kind"]) for run in report["runs"]] == [
-        (path, "synthetic", 1, "representation_flow") for path in paths
-    ]
+        (path, "synthetic", 1, "representation_flow") for path in paths]
     assert report["mean"] == pytest.approx({"top1": top1.mean(), "top5": top5.mean()}, abs=1e-12)
     assert report["std"] == pytest.approx({"top1": top1.std(ddof=1), "top5": top5.std(ddof=1)}, abs=1e-12)
     assert list(report["per_class_accuracy"]) == classes
     for index, name in enumerate(classes):
         assert report["per_class_accuracy"][name] == pytest.approx(
-            {"mean": per_class[:, index].mean(), "std": per_class[:, index].std(ddof=1), "runs": 3}, abs=1e-12
-        )
+            {"mean": per_class[:, index].mean(), "std": per_class[:, index].std(ddof=1), "runs": 3}, abs=1e-12)
     assert kerasflow.report_runs(paths) == report
 
     markdown = tmp_path / "tables" / "synthetic.md"
@@ -64,18 +62,13 @@ def test_report_of_three_runs_is_their_mean_and_deviation(runs, tmp_path, capsys
     assert status == 0 and markdown.read_text() == out
     lines = out.splitlines()
     assert lines[0].startswith("Test accuracy of 3 runs on synthetic (splits 1, 1, 1)")
-    assert (
-        f"| mean | synthetic | 1, 1, 1 | | | {3 * finals[0]['num_videos']} | {100 * top1.mean():.2f} "
-        f"| {100 * top5.mean():.2f} |" in lines
-    )
+    assert f"| mean | synthetic | 1, 1, 1 | | | {3 * finals[0]['num_videos']} | {100 * top1.mean():.2f} " \
+           f"| {100 * top5.mean():.2f} |" in lines
     assert f"| standard deviation | | | | | | {100 * top1.std(ddof=1):.2f} | {100 * top5.std(ddof=1):.2f} |" in lines
-    assert (
-        f"| {classes[0]} | {100 * per_class[:, 0].mean():.2f} | {100 * per_class[:, 0].std(ddof=1):.2f} | 3 |" in lines
-    )
-    assert (
-        f"| {paths[1]} | synthetic | 1 | representation_flow | flow | {finals[1]['num_videos']} "
-        f"| {100 * top1[1]:.2f} | {100 * top5[1]:.2f} |" in lines
-    )
+    assert (f"| {classes[0]} | {100 * per_class[:, 0].mean():.2f} | {100 * per_class[:, 0].std(ddof=1):.2f} | 3 |"
+            in lines)
+    assert f"| {paths[1]} | synthetic | 1 | representation_flow | flow | {finals[1]['num_videos']} " \
+           f"| {100 * top1[1]:.2f} | {100 * top5[1]:.2f} |" in lines
 
 
 def test_runs_of_other_datasets_or_classes_are_refused_unless_mixed(runs, capsys):
@@ -110,20 +103,14 @@ def test_unfinished_repeated_or_missing_runs_are_one_line(runs, tmp_path, capsys
     shutil.copytree(runs["seed0"], unfinished)
     (unfinished / "metrics.json").unlink()
     status, _, err = call(report_module, [first, str(unfinished)], capsys)
-    assert_one_error_line(
-        status,
-        err,
-        f"{unfinished} has no final test metrics yet; finish its training with "
-        f"python -m kerasflow.fit {unfinished / 'recipe.yaml'}",
-    )
+    assert_one_error_line(status, err, f"{unfinished} has no final test metrics yet; finish its training with "
+                                       f"python -m kerasflow.fit {unfinished / 'recipe.yaml'}")
 
 
 def test_the_command_reads_only_files_and_starts_no_tensorflow(runs):
     paths = [str(runs[f"seed{seed}"]) for seed in range(3)]
-    code = (
-        "import sys; from kerasflow.report import main\ntry:\n    main(sys.argv[1:])\n"
-        "finally:\n    print('tensorflow imported:', 'tensorflow' in sys.modules)"
-    )
+    code = ("import sys; from kerasflow.report import main\ntry:\n    main(sys.argv[1:])\n"
+            "finally:\n    print('tensorflow imported:', 'tensorflow' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code, *paths, "--json"], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     report, imported = result.stdout.splitlines()
@@ -138,18 +125,13 @@ def test_markdown_never_replaces_a_file_that_is_not_a_report(runs, tmp_path, cap
     notes = tmp_path / "notes.md"
     notes.write_bytes(b"my notes\n")
     status, _, err = call(report_module, [str(run), "--markdown", str(run / "metrics.json")], capsys)
-    assert_one_error_line(
-        status, err, f"--markdown {run / 'metrics.json'} is a file of the run folder {run}", "never replaced"
-    )
+    assert_one_error_line(status, err, f"--markdown {run / 'metrics.json'} is a file of the run folder {run}",
+                          "never replaced")
     status, _, err = call(report_module, [str(run), "--markdown", str(run / "metrics.json"), "--overwrite"], capsys)
     assert_one_error_line(status, err, "is a file of the run folder")
     status, _, err = call(report_module, [str(run), "--markdown", str(notes)], capsys)
-    assert_one_error_line(
-        status,
-        err,
-        f"--markdown {notes} exists and is not a report python -m kerasflow.report "
-        "wrote; it is not replaced: pass another path, or --overwrite",
-    )
+    assert_one_error_line(status, err, f"--markdown {notes} exists and is not a report python -m kerasflow.report "
+                                       "wrote; it is not replaced: pass another path, or --overwrite")
     assert (run / "metrics.json").read_bytes() == metrics and notes.read_bytes() == b"my notes\n"
 
     # An earlier report is replaced without asking; another file with --overwrite.
@@ -163,38 +145,25 @@ def test_markdown_never_replaces_a_file_that_is_not_a_report(runs, tmp_path, cap
     assert status == 0 and inside.read_text() == out
 
 
-@pytest.mark.parametrize(
-    "final, fragment",
-    [
-        ([], "holds a JSON list, not an object"),
-        ({"final": {"top1": "high"}}, '"final"."top1" is "high", not a number from 0 to 1'),
-        ({"final": {"per_class_accuracy": None}}, '"final"."per_class_accuracy" is null, not an object of numbers'),
-        ({"final": {"top1": float("nan")}}, '"final"."top1" is NaN, not a number from 0 to 1'),
-        ({"final": {"top5": 1.5}}, '"final"."top5" is 1.5, not a number from 0 to 1'),
-        ({"final": 3}, '"final" is 3, not an object'),
-        ({"final": "done"}, '"final" is "done", not an object'),
-    ],
-)
+@pytest.mark.parametrize("final, fragment", [
+    ([], 'holds a JSON list, not an object'),
+    ({"final": {"top1": "high"}}, '"final"."top1" is "high", not a number from 0 to 1'),
+    ({"final": {"per_class_accuracy": None}}, '"final"."per_class_accuracy" is null, not an object of numbers'),
+    ({"final": {"top1": float("nan")}}, '"final"."top1" is NaN, not a number from 0 to 1'),
+    ({"final": {"top5": 1.5}}, '"final"."top5" is 1.5, not a number from 0 to 1'),
+    ({"final": 3}, '"final" is 3, not an object'),
+    ({"final": "done"}, '"final" is "done", not an object'),
+])
 def test_metrics_of_the_wrong_shape_name_the_file(runs, tmp_path, capsys, final, fragment):
     run = tmp_path / "run"
     shutil.copytree(runs["seed0"], run)
     metrics = json.loads((run / "metrics.json").read_text())
-    edited = (
-        final
-        if isinstance(final, list)
-        else {
-            **metrics,
-            "final": ({**metrics["final"], **final["final"]} if isinstance(final["final"], dict) else final["final"]),
-        }
-    )
+    edited = final if isinstance(final, list) else {**metrics, "final": (
+        {**metrics["final"], **final["final"]} if isinstance(final["final"], dict) else final["final"])}
     (run / "metrics.json").write_text(json.dumps(edited))
     status, _, err = call(report_module, [str(run)], capsys)
-    assert_one_error_line(
-        status,
-        err,
-        f"{run / 'metrics.json'} is not the metrics kerasflow.fit writes: {fragment}",
-        "copy it again or train it again",
-    )
+    assert_one_error_line(status, err, f"{run / 'metrics.json'} is not the metrics kerasflow.fit writes: {fragment}",
+                          "copy it again or train it again")
 
 
 def test_a_recipe_of_the_wrong_shape_names_the_file(runs, tmp_path, capsys):

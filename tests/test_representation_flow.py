@@ -13,17 +13,7 @@ SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float64) / 8.0
 CENTRAL_X = np.array([[0, 0, 0], [-0.5, 0, 0.5], [0, 0, 0]], np.float64)
 # The axes of (B, T, H, W, C) that each normalisation mode takes its min and max over.
 MIN_MAX_AXES = {"sample": (1, 2, 3, 4), "sample_channel": (1, 2, 3), "none": None}
-ALL_FLOW_WEIGHTS = [
-    "theta",
-    "tau",
-    "lambda",
-    "image_grad_x",
-    "image_grad_y",
-    "flow_grad_x",
-    "flow_grad_y",
-    "div_x",
-    "div_y",
-]
+ALL_FLOW_WEIGHTS = ["theta", "tau", "lambda", "image_grad_x", "image_grad_y", "flow_grad_x", "flow_grad_y", "div_x", "div_y"]
 
 
 def reference_flow(x, n_iter, theta=0.3, tau=0.25, lam=0.15, image_gradient="sobel", normalize="sample"):
@@ -147,22 +137,12 @@ def test_central_at_one_scale_and_one_warp_is_opencvs_tvl1(n_iter):
     import cv2
 
     frame = smooth_texture(np.random.default_rng(3), 48, 64, passes=2).astype(np.float32)
-    moved = cv2.warpAffine(
-        frame, np.float32([[1, 0, 0.8], [0, 1, -0.5]]), (64, 48), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
-    )
+    moved = cv2.warpAffine(frame, np.float32([[1, 0, 0.8], [0, 1, -0.5]]), (64, 48), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REFLECT)
     pair = [np.round(f).astype(np.uint8) for f in (frame, moved)]  # grey camera frames
     tvl1 = cv2.optflow.DualTVL1OpticalFlow_create(
-        tau=0.25,
-        lambda_=0.15,
-        theta=0.3,
-        nscales=1,
-        warps=1,
-        epsilon=0,
-        innnerIterations=n_iter,
-        outerIterations=1,
-        gamma=0,
-        medianFiltering=1,
-    )
+        tau=0.25, lambda_=0.15, theta=0.3, nscales=1, warps=1, epsilon=0, innnerIterations=n_iter,
+        outerIterations=1, gamma=0, medianFiltering=1)
     want = tvl1.calc(pair[0], pair[1], None)  # (H, W, 2): (u_x, u_y)
     clip = np.stack(pair).astype("float32")[None, :, :, :, None]
 
@@ -232,9 +212,7 @@ def test_block_shapes_identity_start_and_gradients_after_a_step():
 
     inputs = keras.Input((5, 8, 8, 6))
     model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling3D()(block(inputs))))
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    )
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     labels = np.array([0, 2])
     model.train_on_batch(x, labels)
     with tf.GradientTape() as tape:
@@ -247,42 +225,14 @@ def test_block_shapes_identity_start_and_gradients_after_a_step():
 
 
 @pytest.mark.large
-@pytest.mark.parametrize(
-    "layer_cls,kwargs,output_shape,mixed_dtype",
-    [
-        (
-            RepresentationFlow,
-            dict(
-                n_iter=3,
-                theta=0.2,
-                tau=0.3,
-                lambda_=0.1,
-                image_gradient="central",
-                normalize="none",
-                learnable=[1, 0, 1, 0, 1],
-            ),
-            (1, 4, 6, 6, 6),
-            "float32",
-        ),
-        (
-            RepresentationFlow,
-            dict(n_iter=2, normalize="sample_channel", learnable=[0, 0, 0, 1, 0]),
-            (1, 4, 6, 6, 6),
-            "float32",
-        ),
-        (
-            RepresentationFlowBlock,
-            dict(
-                num_flow_layers=3,
-                bottleneck=2,
-                n_iter=2,
-                flow_options={"image_gradient": "central", "normalize": "sample_channel", "learnable": [1, 0, 0, 1, 1]},
-            ),
-            (1, 2, 6, 6, 3),
-            "float16",
-        ),
-    ],
-)
+@pytest.mark.parametrize("layer_cls,kwargs,output_shape,mixed_dtype", [
+    (RepresentationFlow, dict(n_iter=3, theta=0.2, tau=0.3, lambda_=0.1, image_gradient="central", normalize="none",
+                              learnable=[1, 0, 1, 0, 1]), (1, 4, 6, 6, 6), "float32"),
+    (RepresentationFlow, dict(n_iter=2, normalize="sample_channel", learnable=[0, 0, 0, 1, 0]), (1, 4, 6, 6, 6), "float32"),
+    (RepresentationFlowBlock, dict(num_flow_layers=3, bottleneck=2, n_iter=2, flow_options={
+        "image_gradient": "central", "normalize": "sample_channel", "learnable": [1, 0, 0, 1, 1]}),
+     (1, 2, 6, 6, 3), "float16"),
+])
 def test_layer_contract(layer_cls, kwargs, output_shape, mixed_dtype):
     # Config round trip, shapes, a .keras file reloaded in a fresh process, mixed precision, a training step.
     x = np.random.default_rng(4).random((1, 5, 6, 6, 3)).astype("float32")
@@ -300,13 +250,7 @@ def test_layer_contract(layer_cls, kwargs, output_shape, mixed_dtype):
 
 
 # The weights each `learnable` flag switches, in the flags' order [image_gradient, grad_div, theta, lambda, tau].
-FLAG_WEIGHTS = [
-    ["image_grad_x", "image_grad_y"],
-    ["flow_grad_x", "flow_grad_y", "div_x", "div_y"],
-    ["theta"],
-    ["lambda"],
-    ["tau"],
-]
+FLAG_WEIGHTS = [["image_grad_x", "image_grad_y"], ["flow_grad_x", "flow_grad_y", "div_x", "div_y"], ["theta"], ["lambda"], ["tau"]]
 
 
 def _names(weights):
@@ -333,9 +277,7 @@ def test_default_learnable_is_the_authors_best_setting():
     assert RepresentationFlow(learnable=(np.bool_(True),) * 5).learnable == (True,) * 5
 
 
-@pytest.mark.parametrize(
-    "bad", [[1, 1, 1, 1], [1, 1, 1, 1, 1, 1], [1, 1, 2, 1, 1], [1, 0.5, 1, 1, 1], ["1"] * 5, "11111", 1]
-)
+@pytest.mark.parametrize("bad", [[1, 1, 1, 1], [1, 1, 1, 1, 1, 1], [1, 1, 2, 1, 1], [1, 0.5, 1, 1, 1], ["1"] * 5, "11111", 1])
 def test_learnable_must_be_five_flags(bad):
     with pytest.raises(ValueError, match="learnable"):
         RepresentationFlow(learnable=bad)
@@ -377,13 +319,7 @@ def test_configs_saved_before_learnable_and_the_modes_still_load():
     old = dict(normalize=True, trainable_kernels=False)  # trainable_kernels covered the six kernels
     layer = RepresentationFlow.from_config(dict(old, n_iter=2))
     assert (layer.n_iter, layer.normalize, layer.learnable) == (2, "sample_channel", (False, False, True, True, True))
-    assert RepresentationFlow.from_config(dict(normalize=False, trainable_kernels=True)).get_config()["learnable"] == [
-        1,
-        1,
-        1,
-        1,
-        1,
-    ]
+    assert RepresentationFlow.from_config(dict(normalize=False, trainable_kernels=True)).get_config()["learnable"] == [1, 1, 1, 1, 1]
     block = RepresentationFlowBlock.from_config(dict(num_flow_layers=1, bottleneck=2, flow_options=old))
     assert block.get_config()["flow_options"] == {"normalize": True, "learnable": [0, 0, 1, 1, 1]}
     assert (block.flows[0].normalize, block.flows[0].learnable) == ("sample_channel", (False, False, True, True, True))

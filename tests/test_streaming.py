@@ -58,21 +58,8 @@ def brightness_model(tmp_path_factory):
 def test_stream_follows_the_class_change(brightness_model, tmp_path, capsys):
     video = dark_then_bright(tmp_path / "change.avi")
     out = tmp_path / "annotated.mp4"
-    argv = [
-        "--stream",
-        str(video),
-        "--model",
-        str(brightness_model),
-        "--window",
-        "8",
-        "--hop",
-        "4",
-        "--top-k",
-        "2",
-        "--json",
-        "--out",
-        str(out),
-    ]
+    argv = ["--stream", str(video), "--model", str(brightness_model), "--window", "8", "--hop", "4",
+            "--top-k", "2", "--json", "--out", str(out)]
     status, stdout, err = call(predict, argv, capsys)
     assert status == 0, err
     report = json.loads(stdout)
@@ -171,18 +158,13 @@ def test_stream_refusals(brightness_model, tmp_path, capsys):
     # Windows the model cannot use, absurd or not, are one line before any frame is read.
     status, _, err = call(predict, ["--stream", str(video), "--model", model, "--window", "1"], capsys)
     assert_one_error_line(status, err)
-    assert err.strip() == (
-        "error: --window 1: this model's input spans 4 frames; a shorter window would feed it "
-        "repeated frames: pass --window 4 or more (or leave it out)"
-    )
-    status, _, err = call(
-        predict, ["--stream", str(video), "--model", model, "--window", "99999999999999999999"], capsys
-    )
+    assert err.strip() == ("error: --window 1: this model's input spans 4 frames; a shorter window would feed it "
+                           "repeated frames: pass --window 4 or more (or leave it out)")
+    status, _, err = call(predict, ["--stream", str(video), "--model", model, "--window", "99999999999999999999"],
+                          capsys)
     assert_one_error_line(status, err)
-    assert err.strip() == (
-        "error: --window 99999999999999999999 is more than the 3600 frames a window may hold in "
-        "memory; pass a --window from 4 to 3600"
-    )
+    assert err.strip() == ("error: --window 99999999999999999999 is more than the 3600 frames a window may hold in "
+                           "memory; pass a --window from 4 to 3600")
 
 
 def test_a_stream_that_predicts_no_window_fails(brightness_model, tmp_path, capsys):
@@ -192,10 +174,8 @@ def test_a_stream_that_predicts_no_window_fails(brightness_model, tmp_path, caps
     argv = ["--stream", str(video), "--model", model, "--window", "20", "--out", str(out)]
     status, stdout, err = call(predict, argv, capsys)
     assert_one_error_line(status, err)
-    assert err.strip().splitlines()[-1] == (
-        f"error: --stream {video}: the source ended after 10 frames, before one "
-        "window of 20 frames: nothing was predicted; pass a --window from 4 to 10"
-    )
+    assert err.strip().splitlines()[-1] == (f"error: --stream {video}: the source ended after 10 frames, before one "
+                                            "window of 20 frames: nothing was predicted; pass a --window from 4 to 10")
     assert stdout == "" and not out.exists() and os.listdir(tmp_path) == ["v.avi"]  # no partial video
     status, stdout, err = call(predict, [*argv, "--json"], capsys)
     assert_one_error_line(status, err)
@@ -205,11 +185,9 @@ def test_a_stream_that_predicts_no_window_fails(brightness_model, tmp_path, caps
     one = write_video(tmp_path / "one.avi", np.full((1, 48, 64, 3), 100, np.uint8))
     status, _, err = call(predict, ["--stream", str(one), "--model", model], capsys)
     assert_one_error_line(status, err)
-    assert err.strip().splitlines()[-1] == (
-        f"error: --stream {one}: the source ended after 1 frames, before one "
-        "window of 4 frames: nothing was predicted; this model needs at least 4 "
-        "frames: give a longer source"
-    )
+    assert err.strip().splitlines()[-1] == (f"error: --stream {one}: the source ended after 1 frames, before one "
+                                            "window of 4 frames: nothing was predicted; this model needs at least 4 "
+                                            "frames: give a longer source")
 
 
 def write_mp4(path, frames=12):
@@ -231,22 +209,18 @@ def test_stream_out_never_overwrites_the_source_or_a_file_that_is_not_a_video(br
     for out in (source, link, hard, tmp_path / "." / "cup.mp4"):
         status, _, err = call(predict, [*base, "--out", str(out)], capsys)
         assert_one_error_line(status, err)
-        assert err.strip() == (
-            f"error: --out {out} is the --stream source {source}; it is not overwritten: give "
-            "another path for the annotated video"
-        )
-    status, _, err = call(
-        predict, ["--stream", str(link), "--model", str(brightness_model), "--out", str(source)], capsys
-    )
+        assert err.strip() == (f"error: --out {out} is the --stream source {source}; it is not overwritten: give "
+                               "another path for the annotated video")
+    status, _, err = call(predict, ["--stream", str(link), "--model", str(brightness_model), "--out", str(source)],
+                          capsys)
     assert_one_error_line(status, err, "is the --stream source")
     assert source.read_bytes() == original
     notes = tmp_path / "notes.mp4"
     notes.write_bytes(b"not a video, my notes")
     status, _, err = call(predict, [*base, "--out", str(notes)], capsys)
     assert_one_error_line(status, err)
-    assert err.strip() == (
-        f"error: --out {notes} exists and is not an MP4 video; it is not overwritten: give another path"
-    )
+    assert err.strip() == (f"error: --out {notes} exists and is not an MP4 video; it is not overwritten: give "
+                           "another path")
     assert notes.read_bytes() == b"not a video, my notes"
     previous = tmp_path / "previous.mp4"  # an annotated video of an earlier stream is replaced
     previous.write_bytes(original)
@@ -273,17 +247,8 @@ def test_stream_out_on_a_full_disk_is_one_line_and_leaves_no_partial_video(brigh
     disk.mkdir()
     out.mkdir()
     root = Path(__file__).resolve().parents[1]
-    env = dict(
-        os.environ,
-        DISK=str(disk),
-        OUT=str(out),
-        VIDEO=str(video),
-        MODEL=str(brightness_model),
-        REPO=str(root),
-        PYTHON=sys.executable,
-        PYTHONPATH=str(root),
-        TF_CPP_MIN_LOG_LEVEL="2",
-    )
+    env = dict(os.environ, DISK=str(disk), OUT=str(out), VIDEO=str(video), MODEL=str(brightness_model),
+               REPO=str(root), PYTHON=sys.executable, PYTHONPATH=str(root), TF_CPP_MIN_LOG_LEVEL="2")
     result = in_private_mount_namespace(FULL_DISK_STREAM, env)
     assert result.returncode == 0, result.stderr[-2000:]
     err = (out / "err").read_text()
@@ -291,8 +256,7 @@ def test_stream_out_on_a_full_disk_is_one_line_and_leaves_no_partial_video(brigh
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"error: cannot write {disk / 'annotated.mp4'}: the disk is full (") and last.endswith(
-        "free); free some space and run the same command again (what was written before is intact)"
-    ), err[-2000:]
+        "free); free some space and run the same command again (what was written before is intact)"), err[-2000:]
     assert (out / "left").read_text() == ""  # the partial video was removed
     assert "annotated video:" not in (out / "out").read_text()
 

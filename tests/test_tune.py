@@ -44,14 +44,8 @@ def search_recipe(folder, mode, factors):
 
 def start_tune(recipe, log, env=ENV):
     with open(log, "w") as output:
-        return subprocess.Popen(
-            [sys.executable, "-m", "kerasflow.tune", str(recipe)],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        return subprocess.Popen([sys.executable, "-m", "kerasflow.tune", str(recipe)], cwd=ROOT, env=env,
+                                stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def finish(process, log, seconds=300):
@@ -91,11 +85,8 @@ def test_grid_and_one_at_a_time_plans(tmp_path):
         {"model.flow.num_layers": 1, "model.flow.iterations": 2},
     ]
     # One factor at a time, the other at the recipe's value (2 layers, 2 iterations), each model once.
-    space = SearchSpace(
-        recipe,
-        ["search.mode=one_at_a_time", "model.flow.num_layers=2"],
-        ["model.flow.num_layers=0,1,2", "model.flow.iterations=1,2"],
-    )
+    space = SearchSpace(recipe, ["search.mode=one_at_a_time", "model.flow.num_layers=2"],
+                        ["model.flow.num_layers=0,1,2", "model.flow.iterations=1,2"])
     assert space.planned_trials() == [
         {"model.flow.num_layers": 0, "model.flow.iterations": 2},
         {"model.flow.num_layers": 1, "model.flow.iterations": 2},
@@ -106,34 +97,21 @@ def test_grid_and_one_at_a_time_plans(tmp_path):
     trial = space.trial_recipe({"model.flow.num_layers": 1, "model.flow.iterations": 1}, tmp_path / "t")
     assert (trial.model.kind, trial.model.flow.num_layers, trial.model.flow.iterations) == ("representation_flow", 1, 1)
     assert trial.search is None and trial.runtime.output_dir == str(tmp_path / "t")
-    assert parse_factor_options(
-        [
-            "model.backbone=resnet18,resnet34",
-            "stages.flow.learning_rate={min: 0.001, max: 0.1}",
-            "data.flow_stride=[1, 2]",
-        ]
-    ) == {
-        "model.backbone": ["resnet18", "resnet34"],
-        "stages.flow.learning_rate": {"min": 0.001, "max": 0.1},
-        "data.flow_stride": [1, 2],
-    }
+    assert parse_factor_options(["model.backbone=resnet18,resnet34", "stages.flow.learning_rate={min: 0.001, max: 0.1}",
+                                 "data.flow_stride=[1, 2]"]) == {
+        "model.backbone": ["resnet18", "resnet34"], "stages.flow.learning_rate": {"min": 0.001, "max": 0.1},
+        "data.flow_stride": [1, 2]}
 
 
 def test_the_shipped_ablation_recipes_plan_the_papers_studies():
     # Tables 5-7: three one-factor studies sharing the recipe's own trial (2 layers, 20 iterations, ResNet-34).
     space = SearchSpace("hmdb51-ablation")
-    assert space.base_values == {
-        "model.flow.num_layers": 2,
-        "model.flow.iterations": 20,
-        "model.flow_backbone": "resnet34",
-    }
+    assert space.base_values == {"model.flow.num_layers": 2, "model.flow.iterations": 20,
+                                 "model.flow_backbone": "resnet34"}
     trials = space.planned_trials()
     assert len(trials) == 10
-    for key, values in [
-        ("model.flow.num_layers", [0, 1, 2, 3]),
-        ("model.flow.iterations", [10, 20, 30, 50]),
-        ("model.flow_backbone", ["resnet18", "resnet34", "resnet50", "resnet101"]),
-    ]:
+    for key, values in [("model.flow.num_layers", [0, 1, 2, 3]), ("model.flow.iterations", [10, 20, 30, 50]),
+                        ("model.flow_backbone", ["resnet18", "resnet34", "resnet50", "resnet101"])]:
         others = {k: v for k, v in space.base_values.items() if k != key}
         assert sorted(trial[key] for trial in trials if all(trial[k] == v for k, v in others.items())) == sorted(values)
     recipe = space.trial_recipe({**space.base_values, "model.flow_backbone": "resnet50"})
@@ -143,33 +121,20 @@ def test_the_shipped_ablation_recipes_plan_the_papers_studies():
 
 
 def test_weights_paths_name_their_backbone():
-    recipe = load_recipe(
-        "demo",
-        [
-            "model.weights=w/{backbone}.weights.h5",
-            "model.flow_backbone=resnet18",
-            "model.flow_weights=w/{flow_backbone}-{backbone}.h5",
-        ],
-    )
-    assert (recipe.model.weights, recipe.model.flow_weights) == (
-        os.path.abspath("w/tiny.weights.h5"),
-        os.path.abspath("w/resnet18-tiny.h5"),
-    )
-    with pytest.raises(
-        UserError,
-        match=r"model.weights = '.*w/\{foo\}.h5' is not allowed: expected a path whose "
-        r"\{...\} fields are \{backbone\}, \{flow_backbone\}$",
-    ):
+    recipe = load_recipe("demo", ["model.weights=w/{backbone}.weights.h5", "model.flow_backbone=resnet18",
+                                  "model.flow_weights=w/{flow_backbone}-{backbone}.h5"])
+    assert (recipe.model.weights, recipe.model.flow_weights) == (os.path.abspath("w/tiny.weights.h5"),
+                                                                 os.path.abspath("w/resnet18-tiny.h5"))
+    with pytest.raises(UserError, match=r"model.weights = '.*w/\{foo\}.h5' is not allowed: expected a path whose "
+                                        r"\{...\} fields are \{backbone\}, \{flow_backbone\}$"):
         load_recipe("demo", ["model.weights=w/{foo}.h5"])
 
 
 def test_a_bayesian_search_samples_a_learning_rate_range(tmp_path):
     from kerasflow.tuning.engine import RecipeHyperModel, RecipeTuner, make_oracle
 
-    factors = {
-        "stages.flow.learning_rate": {"min": 1e-4, "max": 1e-2, "sampling": "log"},
-        "model.flow.num_layers": [0, 1],
-    }
+    factors = {"stages.flow.learning_rate": {"min": 1e-4, "max": 1e-2, "sampling": "log"},
+               "model.flow.num_layers": [0, 1]}
     space = SearchSpace(search_recipe(tmp_path, "bayesian", factors))
     hypermodel = RecipeHyperModel(space)
     tuner = RecipeTuner(space, hypermodel, make_oracle(space, hypermodel, progress=None), announce=None)
@@ -182,19 +147,14 @@ def test_a_bayesian_search_samples_a_learning_rate_range(tmp_path):
     assert (recipe.model.kind, recipe.model.flow.num_layers) == ("representation_flow", values["model.flow.num_layers"])
 
 
-@pytest.mark.parametrize(
-    "factor, fragments",
-    [
-        (
-            "model.flow.num_layer=0,1",
-            ["model.flow.num_layer=0", "unknown key model.flow.num_layer", "did you mean model.flow.num_layers?"],
-        ),
-        ("model.backbone=tiny,resnet19", ["model.backbone=resnet19", "'resnet19' is not allowed"]),
-        ("model.flow.num_layers=1,5", ["model.flow.num_layers=5", "expected an integer >= 0 and <= 3"]),
-        ("model.flow.iterations=", ["search.factors.model.flow.iterations = [] is not allowed", "non-empty list"]),
-        ("stages.flow.learning_rate={min: 0.001, max: 0.1}", ["needs search.mode: bayesian"]),
-    ],
-)
+@pytest.mark.parametrize("factor, fragments", [
+    ("model.flow.num_layer=0,1", ["model.flow.num_layer=0", "unknown key model.flow.num_layer",
+                                  "did you mean model.flow.num_layers?"]),
+    ("model.backbone=tiny,resnet19", ["model.backbone=resnet19", "'resnet19' is not allowed"]),
+    ("model.flow.num_layers=1,5", ["model.flow.num_layers=5", "expected an integer >= 0 and <= 3"]),
+    ("model.flow.iterations=", ["search.factors.model.flow.iterations = [] is not allowed", "non-empty list"]),
+    ("stages.flow.learning_rate={min: 0.001, max: 0.1}", ["needs search.mode: bayesian"]),
+])
 def test_a_bad_factor_is_one_line_before_any_training(tmp_path, capsys, factor, fragments):
     recipe = search_recipe(tmp_path, "grid", {"model.flow.num_layers": [0, 1]})
     status, out, err = call(tune, [str(recipe), "--factor", factor], capsys)
@@ -204,18 +164,14 @@ def test_a_bad_factor_is_one_line_before_any_training(tmp_path, capsys, factor, 
 
 def test_a_trial_value_that_fit_would_refuse_is_one_line_before_training(tmp_path, capsys):
     recipe = search_recipe(tmp_path, "grid", {"model.flow.num_layers": [0, 1]})
-    status, out, err = call(
-        tune, [str(recipe), "--factor", "stages.flow.batch_size=4,500", "--set", "data.validation=0.2"], capsys
-    )
+    status, out, err = call(tune, [str(recipe), "--factor", "stages.flow.batch_size=4,500",
+                                   "--set", "data.validation=0.2"], capsys)
     assert_one_error_line(status, err)
     assert err.strip().splitlines()[-1] == (
         "error: the trial stages.flow.batch_size=500: stage flow: batch size 500 is larger than the 6 training "
         "videos left after holding out 2 for validation (data.validation) (training drops incomplete batches); "
-        "lower data.batch_size or the stage's batch_size"
-    )
-    assert out.splitlines() == [
-        f"{recipe}: a grid search of 2 trials at most (trials that make the same model run once)"
-    ]
+        "lower data.batch_size or the stage's batch_size")
+    assert out.splitlines() == [f"{recipe}: a grid search of 2 trials at most (trials that make the same model run once)"]
     assert not (tmp_path / "search").exists()
 
 
@@ -226,17 +182,13 @@ def test_a_trial_that_fails_is_recorded_and_the_search_goes_on(tmp_path):
     recipe = search_recipe(tmp_path, "grid", {"model.init_from": [str(not_a_run), None]})
     log = tmp_path / "tune.log"
     output = finish(start_tune(recipe, log), log)
-    reason = (
-        f"model.init_from: {not_a_run} is not a run folder (it has no model.keras); pass a run folder or a "
-        ".keras model file"
-    )
+    reason = (f"model.init_from: {not_a_run} is not a run folder (it has no model.keras); pass a run folder or a "
+              ".keras model file")
     assert f"trial 1 of 2 done (trial 0: model.init_from={not_a_run}): failed: {reason} in " in output
     assert "trial 2 of 2 done (trial 1: model.init_from=null): validation top-1 " in output
     rows = read_csv(tmp_path / "search")
     assert [(row["trial"], row["status"], row["error"]) for row in rows] == [
-        ("0", "FAILED", reason),
-        ("1", "COMPLETED", ""),
-    ]
+        ("0", "FAILED", reason), ("1", "COMPLETED", "")]
     assert rows[1]["top1"] != "" and rows[0]["top1"] == ""
     assert f"Trial 0 (model.init_from={not_a_run}) failed: {reason}" in (tmp_path / "search" / "results.md").read_text()
     assert f"error: {reason}" in (tmp_path / "search" / "trials" / "0" / "train.log").read_text()
@@ -261,12 +213,8 @@ def killed_and_resumed(tmp_path_factory):
     finished = (search / "trials" / "0" / "metrics.json").stat().st_mtime_ns
     second = finish(start_tune(recipe, folder / "second.log"), folder / "second.log")
     third = finish(start_tune(recipe, folder / "third.log"), folder / "third.log")
-    return {
-        "recipe": recipe,
-        "search": search,
-        "logs": [(folder / "first.log").read_text(), second, third],
-        "finished": finished,
-    }
+    return {"recipe": recipe, "search": search, "logs": [(folder / "first.log").read_text(), second, third],
+            "finished": finished}
 
 
 def test_a_killed_search_resumes_without_retraining(killed_and_resumed):
@@ -292,21 +240,11 @@ def test_a_killed_search_resumes_without_retraining(killed_and_resumed):
 def test_one_at_a_time_tables_plot_and_best_recipe(killed_and_resumed):
     search = killed_and_resumed["search"]
     rows = read_csv(search)
-    assert list(rows[0]) == [
-        "trial",
-        "model.flow.num_layers",
-        "model.flow.iterations",
-        "top1",
-        "val_top1",
-        "trainable_parameters",
-        "seconds_per_video",
-        "status",
-        "run_folder",
-        "error",
-    ]
-    assert [
-        (row["trial"], row["model.flow.num_layers"], row["model.flow.iterations"], row["status"]) for row in rows
-    ] == [("0", "0", "2", "COMPLETED"), ("1", "1", "2", "COMPLETED"), ("2", "1", "1", "COMPLETED")]
+    assert list(rows[0]) == ["trial", "model.flow.num_layers", "model.flow.iterations", "top1", "val_top1",
+                             "trainable_parameters", "seconds_per_video", "status", "run_folder", "error"]
+    assert [(row["trial"], row["model.flow.num_layers"], row["model.flow.iterations"], row["status"])
+            for row in rows] == [("0", "0", "2", "COMPLETED"), ("1", "1", "2", "COMPLETED"),
+                                 ("2", "1", "1", "COMPLETED")]
     for row in rows:
         metrics = json.loads((search / row["run_folder"] / "metrics.json").read_text())
         assert float(row["top1"]) == pytest.approx(metrics["final"]["top1"], abs=1e-6)
@@ -367,11 +305,7 @@ def test_a_chief_and_two_workers_finish_a_grid_each_trial_once(tmp_path, capsys)
     search = tmp_path / "search"
     rows = read_csv(search)
     assert sorted((row["model.flow.num_layers"], row["model.flow.iterations"]) for row in rows) == [
-        ("1", "1"),
-        ("1", "2"),
-        ("2", "1"),
-        ("2", "2"),
-    ]
+        ("1", "1"), ("1", "2"), ("2", "1"), ("2", "2")]
     assert {row["status"] for row in rows} == {"COMPLETED"}
     text = (search / "results.md").read_text()
     assert "grid search, 4 trials (4 completed)" in text
@@ -387,35 +321,25 @@ def test_a_chief_and_two_workers_finish_a_grid_each_trial_once(tmp_path, capsys)
     status, out, err = call(evaluate, [str(trial), "--json", "--output", str(tmp_path / "evaluation")], capsys)
     assert status == 0, err
     assert json.loads(out)["top1"] == pytest.approx(float(rows[0]["top1"]), abs=1e-6)
-    status, out, err = call(
-        export_command,
-        [str(trial), "--format", "keras", "--out", str(tmp_path / "export"), "--check-clips", "2"],
-        capsys,
-    )
+    status, out, err = call(export_command, [str(trial), "--format", "keras", "--out", str(tmp_path / "export"),
+                                             "--check-clips", "2"], capsys)
     assert status == 0, err
     assert (tmp_path / "export" / "model.keras").is_file()
 
 
 def test_a_huge_grid_is_refused_before_planning_unless_max_trials(tmp_path, capsys):
     recipe = search_recipe(tmp_path, "grid", {"model.flow.num_layers": [0, 1]})
-    factors = [
-        "--factor",
-        "stages.flow.learning_rate=" + ",".join(f"{n}e-4" for n in range(1, 41)),
-        "--factor",
-        "model.flow.iterations=" + ",".join(str(n) for n in range(1, 41)),
-        "--factor",
-        "model.flow.num_layers=0,1,2,3",
-        "--factor",
-        "data.batch_size=" + ",".join(str(n) for n in range(2, 33)),
-    ]
+    factors = ["--factor", "stages.flow.learning_rate=" + ",".join(f"{n}e-4" for n in range(1, 41)),
+               "--factor", "model.flow.iterations=" + ",".join(str(n) for n in range(1, 41)),
+               "--factor", "model.flow.num_layers=0,1,2,3",
+               "--factor", "data.batch_size=" + ",".join(str(n) for n in range(2, 33))]
     start = time.monotonic()
     status, out, err = call(tune, [str(recipe), *factors], capsys)
     assert_one_error_line(status, err)
     assert err.strip() == (
         f"error: {recipe}: the grid search plans 198400 trials (40 x 40 x 4 x 31 values of stages.flow.learning_rate, "
         "model.flow.iterations, model.flow.num_layers, data.batch_size), more than --max-trials 500; pass "
-        "--max-trials 198400 to plan them all, or give the factors fewer values"
-    )
+        "--max-trials 198400 to plan them all, or give the factors fewer values")
     assert time.monotonic() - start < 60 and out == "" and not (tmp_path / "search").exists()
     status, _, err = call(tune, [str(recipe), *factors[:4], "--max-trials", "1000"], capsys)
     assert_one_error_line(status, err, "plans 1600 trials (40 x 40 values", "more than --max-trials 1000")
@@ -427,6 +351,5 @@ def test_a_huge_grid_is_refused_before_planning_unless_max_trials(tmp_path, caps
     (tmp_path / "b").mkdir()
     bayesian = search_recipe(tmp_path / "b", "bayesian", {"model.flow.num_layers": [0, 1]})
     status, _, err = call(tune, [str(bayesian), "--max-trials", "3"], capsys)
-    assert_one_error_line(
-        status, err, "--max-trials applies to grid and one_at_a_time searches", "--set search.max_trials=N"
-    )
+    assert_one_error_line(status, err, "--max-trials applies to grid and one_at_a_time searches",
+                          "--set search.max_trials=N")

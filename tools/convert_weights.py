@@ -1,5 +1,4 @@
-"""Thin entry point: ``python tools/convert_weights.py ...`` is ``python -m kerasflow.convert_weights ...``
-(see that module)."""
+"""Thin entry point: ``python tools/convert_weights.py ...`` is ``python -m kerasflow.convert_weights ...`` (see that module)."""
 
 from kerasflow.commands import convert_weights
 

@@ -45,16 +45,9 @@ def main():
     start = rng.normal(size=12).astype(np.float32)
     curvature = rng.uniform(0.5, 2.0, size=12).astype(np.float32)
     pushes = rng.normal(size=(STEPS, 12)).astype(np.float32)
-    np.savez(
-        args.out,
-        start=start,
-        curvature=curvature,
-        pushes=pushes,
-        milestones=np.array(MILESTONES),
-        gamma=np.float32(GAMMA),
-        torch_version=np.array(torch.__version__),
-        **{name: trajectory(name, start, curvature, pushes) for name in SETTINGS},
-    )
+    np.savez(args.out, start=start, curvature=curvature, pushes=pushes, milestones=np.array(MILESTONES),
+             gamma=np.float32(GAMMA), torch_version=np.array(torch.__version__),
+             **{name: trajectory(name, start, curvature, pushes) for name in SETTINGS})
 
 
 if __name__ == "__main__":

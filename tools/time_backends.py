@@ -30,12 +30,8 @@ def timed_calls(call, steps):
         call()
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
-    return {
-        "first_s": round(walls[0], 3),
-        "median_s": round(float(np.median(walls[1:])), 4),
-        "first_cpu_s": round(cpus[0], 3),
-        "median_cpu_s": round(float(np.median(cpus[1:])), 4),
-    }
+    return {"first_s": round(walls[0], 3), "median_s": round(float(np.median(walls[1:])), 4),
+            "first_cpu_s": round(cpus[0], 3), "median_cpu_s": round(float(np.median(cpus[1:])), 4)}
 
 
 def demo_model(key, steps):
@@ -49,10 +45,8 @@ def demo_model(key, steps):
     batch = recipe.data.batch_size
     inputs = {t.name: rng.integers(0, 256, (batch, *t.shape[1:]), dtype=np.uint8) for t in model.inputs}
     labels = rng.integers(0, 4, batch)
-    return {
-        "train_step": timed_calls(lambda: model.train_on_batch(inputs, labels), steps),
-        "predict": timed_calls(lambda: model.predict_on_batch(inputs), steps),
-    }
+    return {"train_step": timed_calls(lambda: model.train_on_batch(inputs, labels), steps),
+            "predict": timed_calls(lambda: model.predict_on_batch(inputs), steps)}
 
 
 def flow_layer(steps):
@@ -64,17 +58,12 @@ def flow_layer(steps):
     inputs = keras.Input(x.shape[1:])
     model = keras.Model(inputs, RepresentationFlow(n_iter=20)(inputs))
     model.compile(optimizer="sgd", loss="mse")
-    return {
-        "forward": timed_calls(lambda: model.predict_on_batch(x), steps),
-        "forward_backward": timed_calls(lambda: model.train_on_batch(x, target), steps),
-    }
+    return {"forward": timed_calls(lambda: model.predict_on_batch(x), steps),
+            "forward_backward": timed_calls(lambda: model.train_on_batch(x, target), steps)}
 
 
-SECTIONS = {
-    "demo_flow": lambda steps: demo_model("flow", steps),
-    "demo_joint": lambda steps: demo_model("joint", steps),
-    "flow_layer": flow_layer,
-}
+SECTIONS = {"demo_flow": lambda steps: demo_model("flow", steps), "demo_joint": lambda steps: demo_model("joint", steps),
+            "flow_layer": flow_layer}
 
 
 def main():

@@ -20,14 +20,9 @@ from kerasflow.backbones.resnet import ResNetBackbone
 from kerasflow.backbones.resnet.resnet_converter import torch_layout, torch_shape
 
 FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "fixtures")
-CONFIG = {
-    "stackwise_num_filters": (4, 8, 8, 16),
-    "stackwise_num_blocks": (2, 2, 2, 2),
-    "stackwise_num_strides": (1, 2, 2, 2),
-    "block_type": "basic_block",
-    "stem_filters": 4,
-    "num_head_classes": 10,
-}
+CONFIG = {"stackwise_num_filters": (4, 8, 8, 16), "stackwise_num_blocks": (2, 2, 2, 2),
+          "stackwise_num_strides": (1, 2, 2, 2), "block_type": "basic_block", "stem_filters": 4,
+          "num_head_classes": 10}
 
 
 def state_dict(seed=0):

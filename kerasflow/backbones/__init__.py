@@ -24,19 +24,16 @@ __all__ = [
     "register_family",
 ]
 
-__getattr__, __dir__ = lazy_attributes(
-    __name__,
-    {
-        "Backbone": "kerasflow.backbones.backbone",
-        "BackboneFamily": "kerasflow.backbones.family",
-        "InflatedResNetBackbone": "kerasflow.backbones.resnet.resnet_3d",
-        "ResNetBackbone": "kerasflow.backbones.resnet.resnet_backbone",
-        "convert_file": "kerasflow.backbones.resnet.resnet_converter",
-        "convert_state_dict": "kerasflow.backbones.resnet.resnet_converter",
-        "from_preset": "kerasflow.backbones.presets",
-        "imagenet_weights": "kerasflow.backbones.imagenet",
-        "load_imagenet_weights": "kerasflow.backbones.weights",
-        "preset_names": "kerasflow.backbones.registry",
-        "register_family": "kerasflow.backbones.registry",
-    },
-)
+__getattr__, __dir__ = lazy_attributes(__name__, {
+    "Backbone": "kerasflow.backbones.backbone",
+    "BackboneFamily": "kerasflow.backbones.family",
+    "InflatedResNetBackbone": "kerasflow.backbones.resnet.resnet_3d",
+    "ResNetBackbone": "kerasflow.backbones.resnet.resnet_backbone",
+    "convert_file": "kerasflow.backbones.resnet.resnet_converter",
+    "convert_state_dict": "kerasflow.backbones.resnet.resnet_converter",
+    "from_preset": "kerasflow.backbones.presets",
+    "imagenet_weights": "kerasflow.backbones.imagenet",
+    "load_imagenet_weights": "kerasflow.backbones.weights",
+    "preset_names": "kerasflow.backbones.registry",
+    "register_family": "kerasflow.backbones.registry",
+})

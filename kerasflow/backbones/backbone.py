@@ -25,7 +25,8 @@ from kerasflow.backbones.presets import from_preset
 class Backbone(keras.Model):
     """Base class of the backbones: the stem / stages / pool / head contract (module docstring)."""
 
-    def _set_parts(self, stem, stages, pool, head, feature_channels, input_channels, include_head, num_head_classes):
+    def _set_parts(self, stem, stages, pool, head, feature_channels, input_channels, include_head,
+                   num_head_classes):
         self.stem = stem
         self.stages = stages
         self.pool = pool

@@ -58,10 +58,8 @@ def checkpoint_name(preset):
     name = imagenet_checkpoint(preset)
     if name is None:
         having = ", ".join(other for other in PRESETS if PRESETS[other]["imagenet_checkpoint"])
-        raise UserError(
-            f"backbone preset {preset!r} has no ImageNet weights (only {having} have); set the "
-            "weights to null (random initialisation) or to a converted .weights.h5 file"
-        )
+        raise UserError(f"backbone preset {preset!r} has no ImageNet weights (only {having} have); set the "
+                        "weights to null (random initialisation) or to a converted .weights.h5 file")
     return name
 
 
@@ -103,16 +101,12 @@ def checkpoint_source(name):
         return mirror.rstrip("/") + "/" + name
     folder = os.path.abspath(os.path.expanduser(mirror))
     if not os.path.isdir(folder):
-        raise UserError(
-            f"{MIRROR_VARIABLE}={mirror} is neither an http(s):// URL nor a folder; set it to a "
-            f"mirror of {TORCHVISION_URL} (a base URL or a folder holding {name}) or unset it"
-        )
+        raise UserError(f"{MIRROR_VARIABLE}={mirror} is neither an http(s):// URL nor a folder; set it to a "
+                        f"mirror of {TORCHVISION_URL} (a base URL or a folder holding {name}) or unset it")
     path = os.path.join(folder, name)
     if not os.path.isfile(path):
-        raise UserError(
-            f"{path}: no such file in the mirror folder {MIRROR_VARIABLE} names; put "
-            f"{TORCHVISION_URL}{name} there, or unset {MIRROR_VARIABLE}"
-        )
+        raise UserError(f"{path}: no such file in the mirror folder {MIRROR_VARIABLE} names; put "
+                        f"{TORCHVISION_URL}{name} there, or unset {MIRROR_VARIABLE}")
     return path
 
 
@@ -122,17 +116,14 @@ def expected_hash_prefix(name):
 
 
 def _offline_route(name):
-    return (
-        f"download it elsewhere and put it in {os.path.join(weights_folder(), name)}, set {MIRROR_VARIABLE} "
-        f"to a mirror (a URL or a folder), or convert a local file with {CONVERT_COMMAND} and give its path"
-    )
+    return (f"download it elsewhere and put it in {os.path.join(weights_folder(), name)}, set {MIRROR_VARIABLE} "
+            f"to a mirror (a URL or a folder), or convert a local file with {CONVERT_COMMAND} and give its path")
 
 
 def _damaged(what, why, delete=None):
     remedy = f"delete {delete} and retry" if delete else "nothing was cached; retry"
-    return UserError(
-        f"{what} is damaged or not the expected file ({why}): {remedy}, or convert a local file with {CONVERT_COMMAND}"
-    )
+    return UserError(f"{what} is damaged or not the expected file ({why}): {remedy}, or convert a local file "
+                     f"with {CONVERT_COMMAND}")
 
 
 def check_file(path, name):
@@ -143,9 +134,8 @@ def check_file(path, name):
             digest.update(chunk)
     expected = expected_hash_prefix(name)
     if not digest.hexdigest().startswith(expected):
-        raise _damaged(
-            path, f"its SHA-256 starts with {digest.hexdigest()[: len(expected)]}, not {expected}", delete=path
-        )
+        raise _damaged(path, f"its SHA-256 starts with {digest.hexdigest()[:len(expected)]}, not {expected}",
+                       delete=path)
 
 
 def network_reason(error, url):
@@ -177,18 +167,13 @@ def download(url, path):
     try:
         response = urllib.request.urlopen(url, timeout=TIMEOUT_S)
     except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
-        raise UserError(
-            f"cannot download {url} ({network_reason(error, url)}); offline: {_offline_route(name)}"
-        ) from None
+        raise UserError(f"cannot download {url} ({network_reason(error, url)}); offline: "
+                        f"{_offline_route(name)}") from None
     total = response.length
     print(f"downloading {url} to {weights_folder()}", file=sys.stderr, flush=True)
     digest, received = hashlib.sha256(), 0
-    with (
-        response,
-        atomic_path(path, needed_bytes=total) as temporary,
-        open(temporary, "wb") as file,
-        tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=name, miniters=1) as progress,
-    ):
+    with response, atomic_path(path, needed_bytes=total) as temporary, open(temporary, "wb") as file, tqdm(
+            total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=name, miniters=1) as progress:
         while chunk := _read_chunk(response, url, received):
             file.write(chunk)  # a full disk is atomic_path's one line
             digest.update(chunk)
@@ -197,7 +182,7 @@ def download(url, path):
         if total is not None and received != total:
             raise _damaged(url, f"the transfer ended after {received:,} of {total:,} bytes")
         if not digest.hexdigest().startswith(expected):
-            raise _damaged(url, f"its SHA-256 starts with {digest.hexdigest()[: len(expected)]}, not {expected}")
+            raise _damaged(url, f"its SHA-256 starts with {digest.hexdigest()[:len(expected)]}, not {expected}")
 
 
 def _read_chunk(response, url, received):
@@ -208,18 +193,13 @@ def _read_chunk(response, url, received):
         return b""
     except (OSError, http.client.HTTPException) as error:
         name = urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]
-        raise UserError(
-            f"cannot download {url} ({network_reason(error, url)} after {received:,} bytes); "
-            f"offline: {_offline_route(name)}"
-        ) from None
+        raise UserError(f"cannot download {url} ({network_reason(error, url)} after {received:,} bytes); "
+                        f"offline: {_offline_route(name)}") from None
 
 
 def _convert(preset, pth_path, out_path):
     """Convert the checkpoint with the converter of ``preset``'s family (imports Keras)."""
     started = time.monotonic()
     converter(preset)(pth_path, out_path)
-    print(
-        f"converted {os.path.basename(pth_path)} into {out_path} in {time.monotonic() - started:.1f} s",
-        file=sys.stderr,
-        flush=True,
-    )
+    print(f"converted {os.path.basename(pth_path)} into {out_path} in {time.monotonic() - started:.1f} s",
+          file=sys.stderr, flush=True)

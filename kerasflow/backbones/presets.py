@@ -37,10 +37,8 @@ def from_preset(name, weights=None, backbone_class=None, dims=2, **overrides):
         checkpoint_name(name)  # a preset without ImageNet weights is refused before anything is built
     backbone_class = backbone_class or family_class
     if not issubclass(backbone_class, family_class):
-        raise UserError(
-            f"backbone preset {name!r} is a {family_class.__name__}; a {backbone_class.__name__} "
-            "cannot be built from it"
-        )
+        raise UserError(f"backbone preset {name!r} is a {family_class.__name__}; a {backbone_class.__name__} "
+                        "cannot be built from it")
     backbone = backbone_class(**{**preset_config(name), "name": name, **overrides})
     if weights:
         load_imagenet_weights(backbone, imagenet_weights(name) if weights == IMAGENET else weights)

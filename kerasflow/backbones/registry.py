@@ -24,12 +24,8 @@ def register_family(family):
         raise ValueError(f"backbone family {family.name!r} or its presets {taken} are registered already")
     FAMILIES[family.name] = family
     for name, preset in family.presets.items():
-        PRESETS[name] = {
-            "family": family.name,
-            "description": preset["description"],
-            "config": dict(preset["config"]),
-            "imagenet_checkpoint": preset.get("imagenet_checkpoint"),
-        }
+        PRESETS[name] = {"family": family.name, "description": preset["description"],
+                         "config": dict(preset["config"]), "imagenet_checkpoint": preset.get("imagenet_checkpoint")}
     return family
 
 
@@ -81,10 +77,8 @@ def preset_class(name, dims=2):
 
 
 def _no_3d_version(name, family):
-    return UserError(
-        f"backbone preset {name!r} ({family.name} family) has no 3-D version; use "
-        "model.flow_network: per_frame, or a backbone with one"
-    )
+    return UserError(f"backbone preset {name!r} ({family.name} family) has no 3-D version; use "
+                     "model.flow_network: per_frame, or a backbone with one")
 
 
 def frames_left_3d(name, frames, flow_position, flow_layers):

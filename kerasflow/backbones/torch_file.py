@@ -26,10 +26,8 @@ from kerasflow.errors import UserError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
-RESAVE = (
-    "load it with PyTorch and re-save it: torch.save(torch.load(path, weights_only=True), path); "
-    "or convert its state dict with safetensors.torch.save_file"
-)
+RESAVE = ("load it with PyTorch and re-save it: torch.save(torch.load(path, weights_only=True), path); "
+          "or convert its state dict with safetensors.torch.save_file")
 
 
 class _Sealed:
@@ -55,17 +53,9 @@ class StorageType(_Sealed):
 
 # torch.<name>Storage -> NumPy dtype; bfloat16 is read as its 16 bits and widened to float32 (below).
 _STORAGE_DTYPES = {
-    "DoubleStorage": "<f8",
-    "FloatStorage": "<f4",
-    "HalfStorage": "<f2",
-    "BFloat16Storage": "<u2",
-    "LongStorage": "<i8",
-    "IntStorage": "<i4",
-    "ShortStorage": "<i2",
-    "CharStorage": "i1",
-    "ByteStorage": "u1",
-    "BoolStorage": "?",
-    "UntypedStorage": "u1",
+    "DoubleStorage": "<f8", "FloatStorage": "<f4", "HalfStorage": "<f2", "BFloat16Storage": "<u2",
+    "LongStorage": "<i8", "IntStorage": "<i4", "ShortStorage": "<i2", "CharStorage": "i1",
+    "ByteStorage": "u1", "BoolStorage": "?", "UntypedStorage": "u1",
 }
 STORAGE_TYPES = {("torch", name): StorageType(name, dtype) for name, dtype in _STORAGE_DTYPES.items()}
 
@@ -100,24 +90,19 @@ class TensorRef(_Sealed):
         last = offset + sum((extent - 1) * step for extent, step in zip(size, stride))
         if last >= values.size:
             raise ValueError(f"a tensor reaching element {last} of a storage of {values.size}")
-        tensor = np.array(
-            np.lib.stride_tricks.as_strided(
-                values[offset:], shape=size, strides=tuple(step * values.itemsize for step in stride), writeable=False
-            )
-        )
+        tensor = np.array(np.lib.stride_tricks.as_strided(
+            values[offset:], shape=size, strides=tuple(step * values.itemsize for step in stride), writeable=False))
         if self.storage.storage_type.name == "BFloat16Storage":
             tensor = (tensor.astype(np.uint32) << 16).view(np.float32)
         return tensor
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
+                       metadata=None):
     """``torch._utils._rebuild_tensor_v2``, as a ``TensorRef`` whose numbers are checked."""
     numbers = (storage_offset, *size, *stride)
-    if (
-        not isinstance(storage, Storage)
-        or len(size) != len(stride)
-        or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers)
-    ):
+    if (not isinstance(storage, Storage) or len(size) != len(stride)
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers)):
         raise ValueError(f"a tensor with size {size}, stride {stride} and offset {storage_offset}")
     return TensorRef(storage, storage_offset, tuple(size), tuple(stride))
 
@@ -154,13 +139,8 @@ class _StateDictUnpickler(pickle.Unpickler):
             raise RefusedGlobal(f"{module}.{name}") from None
 
     def persistent_load(self, saved_id):
-        if not (
-            isinstance(saved_id, tuple)
-            and saved_id
-            and saved_id[0] == "storage"
-            and len(saved_id) >= 5
-            and isinstance(saved_id[1], StorageType)
-        ):
+        if not (isinstance(saved_id, tuple) and saved_id and saved_id[0] == "storage"
+                and len(saved_id) >= 5 and isinstance(saved_id[1], StorageType)):
             raise ValueError(f"an unknown persistent id {str(saved_id)[:60]}")
         storage_type, key, numel = saved_id[1], str(saved_id[2]), saved_id[4]
         if len(saved_id) > 5 and saved_id[5] is not None:
@@ -181,17 +161,8 @@ def _unpickle(path, data, load_storage):
             f"{path}: refused: its pickle calls {error}, which a state dict of tensors never needs (kerasflow "
             "runs no code from weight files); save the state dict alone, or as .safetensors"
         ) from None
-    except (
-        pickle.UnpicklingError,
-        ValueError,
-        TypeError,
-        EOFError,
-        AttributeError,
-        IndexError,
-        KeyError,
-        OverflowError,
-        MemoryError,
-    ) as error:
+    except (pickle.UnpicklingError, ValueError, TypeError, EOFError, AttributeError, IndexError,
+            KeyError, OverflowError, MemoryError) as error:
         reason = " ".join(str(error).split()) or type(error).__name__
         raise TorchFileError(f"{path}: not a readable PyTorch state dict ({reason}); {RESAVE}") from None
 
@@ -203,7 +174,6 @@ def _zip_storage_reader(archive, prefix, big_endian):
         if storage_type.name != "UntypedStorage" and values.size != numel:
             raise ValueError(f"storage {key} holds {values.size} elements, its header says {numel}")
         return values
-
     return load_storage
 
 
@@ -213,7 +183,7 @@ def _read_zip(path, archive):
     pickles = [name for name in names if name.endswith("/data.pkl") and name.count("/") == 1]
     if len(pickles) != 1:
         raise TorchFileError(f"{path}: a zip file, but not one torch.save writes (no <name>/data.pkl); {RESAVE}")
-    prefix = pickles[0][: -len("data.pkl")]
+    prefix = pickles[0][:-len("data.pkl")]
     byteorder = archive.read(f"{prefix}byteorder").decode().strip() if f"{prefix}byteorder" in names else "little"
     try:
         return _unpickle(path, archive.read(pickles[0]), _zip_storage_reader(archive, prefix, byteorder == "big"))
@@ -223,7 +193,6 @@ def _read_zip(path, archive):
 
 def _read_legacy(path, file):
     """``(state, unpickler)`` of the legacy format (see the module docstring)."""
-
     def empty_storage(key, storage_type, numel):
         return np.empty(0, storage_type.dtype)  # filled below, from the bytes after the pickles
 
@@ -272,16 +241,13 @@ def read_torch_file(path):
         reason = " ".join(str(error).split()) or type(error).__name__
         raise TorchFileError(f"{path}: damaged ({reason}); download or save it again") from None
     if not isinstance(state, dict) or not state:
-        raise TorchFileError(
-            f"{path}: holds a {type(state).__name__}, not a state dict of tensors; save model.state_dict() alone"
-        )
+        raise TorchFileError(f"{path}: holds a {type(state).__name__}, not a state dict of tensors; "
+                             "save model.state_dict() alone")
     arrays = {}
     for key, value in state.items():
         if not isinstance(key, str) or not isinstance(value, TensorRef):
-            raise TorchFileError(
-                f"{path}: entry {str(key)[:40]!r} is a {type(value).__name__}, not a tensor; "
-                "save model.state_dict() alone"
-            )
+            raise TorchFileError(f"{path}: entry {str(key)[:40]!r} is a {type(value).__name__}, not a tensor; "
+                                 "save model.state_dict() alone")
         try:
             arrays[key] = value.to_array()
         except ValueError as error:

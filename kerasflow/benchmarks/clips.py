@@ -47,9 +47,8 @@ def render_clip(rng, frames, width, height):
     return video
 
 
-def write_clips(
-    folder, count, frames=HMDB_CLIP["frames"], width=HMDB_CLIP["width"], height=HMDB_CLIP["height"], seed=0
-):
+def write_clips(folder, count, frames=HMDB_CLIP["frames"], width=HMDB_CLIP["width"], height=HMDB_CLIP["height"],
+                seed=0):
     """Write ``count`` MJPG clips ``clip_<i>.avi`` of ``render_clip`` into ``folder``; their paths."""
     from kerasflow.data.synthetic import write_video
 

@@ -24,31 +24,16 @@ def opencv_tvl1(iterations):
     import cv2
 
     return cv2.optflow.DualTVL1OpticalFlow_create(
-        tau=TVL1_SETTINGS["tau"],
-        lambda_=TVL1_SETTINGS["lambda"],
-        theta=TVL1_SETTINGS["theta"],
-        nscales=1,
-        warps=1,
-        epsilon=0.0,
-        innnerIterations=iterations,
-        outerIterations=1,
-        gamma=0.0,
-        medianFiltering=1,
-    )
+        tau=TVL1_SETTINGS["tau"], lambda_=TVL1_SETTINGS["lambda"], theta=TVL1_SETTINGS["theta"], nscales=1,
+        warps=1, epsilon=0.0, innnerIterations=iterations, outerIterations=1, gamma=0.0, medianFiltering=1)
 
 
 def the_layer(iterations):
     """``RepresentationFlow`` at OpenCV's settings (``TVL1_SETTINGS``, central gradient, no rescaling)."""
     from kerasflow.layers import RepresentationFlow
 
-    return RepresentationFlow(
-        n_iter=iterations,
-        theta=TVL1_SETTINGS["theta"],
-        tau=TVL1_SETTINGS["tau"],
-        lambda_=TVL1_SETTINGS["lambda"],
-        image_gradient="central",
-        normalize="none",
-    )
+    return RepresentationFlow(n_iter=iterations, theta=TVL1_SETTINGS["theta"], tau=TVL1_SETTINGS["tau"],
+                              lambda_=TVL1_SETTINGS["lambda"], image_gradient="central", normalize="none")
 
 
 def grey_frames(frames, side, seed=0):
@@ -94,28 +79,17 @@ def compare(pairs, side, channels, iterations, repeats):
     theirs = np.stack([np.stack(flows) for flows in opencv()], axis=-2)  # (pairs, H, W, C, 2)
     difference = float(np.abs(ours - np.concatenate([theirs[..., 0], theirs[..., 1]], axis=-1)).max())
     if not difference <= PARITY_PX:
-        raise AssertionError(
-            f"RepresentationFlow differs from OpenCV's TV-L1 at equal settings by {difference:.1e} px "
-            f"({pairs} pairs, {side}x{side}, {channels} channels)"
-        )
-    row = {
-        "pairs": pairs,
-        "side": side,
-        "channels": channels,
-        "iterations": iterations,
-        "opencv_problems": pairs * channels,
-        "max_difference_px": difference,
-        "layer_s": timed(lambda: forward(x).numpy(), repeats)["median_s"],
-        "opencv_s": timed(opencv, repeats)["median_s"],
-    }
+        raise AssertionError(f"RepresentationFlow differs from OpenCV's TV-L1 at equal settings by {difference:.1e} px "
+                             f"({pairs} pairs, {side}x{side}, {channels} channels)")
+    row = {"pairs": pairs, "side": side, "channels": channels, "iterations": iterations,
+           "opencv_problems": pairs * channels, "max_difference_px": difference,
+           "layer_s": timed(lambda: forward(x).numpy(), repeats)["median_s"],
+           "opencv_s": timed(opencv, repeats)["median_s"]}
     row["speedup"] = row["opencv_s"] / row["layer_s"]
     return row
 
 
 def opencv_flow(shapes, iterations, repeats):
     """``{"rows", "target"}``: ``compare`` at each ``(pairs, side, channels)`` of ``shapes``."""
-    return {
-        "rows": [compare(pairs, side, channels, iterations, repeats) for pairs, side, channels in shapes],
-        "settings": TVL1_SETTINGS,
-        "target": TARGET,
-    }
+    return {"rows": [compare(pairs, side, channels, iterations, repeats) for pairs, side, channels in shapes],
+            "settings": TVL1_SETTINGS, "target": TARGET}

@@ -13,12 +13,8 @@ from kerasflow.benchmarks.measure import graph_flops, matmul_flops_per_s, profil
 from kerasflow.data.inputs import FLOW_CLIP, RGB_CLIP, TVL1_STACK, InputSpec
 
 # Model parts by the name scopes of their ops (first match wins); what is left is "other".
-PARTS = {
-    "flow layers": ("flow_block",),
-    "CAM": ("cam_attention",),
-    "ConvLSTM": ("convlstm",),
-    "backbone": ("stem", "layer1", "layer2", "layer3", "layer4", "frames"),
-}
+PARTS = {"flow layers": ("flow_block",), "CAM": ("cam_attention",), "ConvLSTM": ("convlstm",),
+         "backbone": ("stem", "layer1", "layer2", "layer3", "layer4", "frames")}
 TORCH_MISSING = 'PyTorch comparisons skipped: PyTorch is not installed (pip install -e ".[bench]")'
 
 
@@ -36,34 +32,18 @@ class Sizes:
     model: tuple = ()
 
     def inputs(self, names):
-        specs = {
-            RGB_CLIP: InputSpec(RGB_CLIP, self.rgb_frames, self.frame_size),
-            FLOW_CLIP: InputSpec(FLOW_CLIP, self.flow_frames, self.frame_size, "contiguous", self.flow_stride),
-            TVL1_STACK: InputSpec(TVL1_STACK, self.flow_stack, self.frame_size),
-        }
+        specs = {RGB_CLIP: InputSpec(RGB_CLIP, self.rgb_frames, self.frame_size),
+                 FLOW_CLIP: InputSpec(FLOW_CLIP, self.flow_frames, self.frame_size, "contiguous", self.flow_stride),
+                 TVL1_STACK: InputSpec(TVL1_STACK, self.flow_stack, self.frame_size)}
         return [specs[name] for name in names]
 
 
 PAPER = Sizes("resnet34", 224, 25, 16)
-DEMO = Sizes(
-    "tiny",
-    64,
-    8,
-    8,
-    classes=4,
-    model=(("flow", {"num_layers": 2, "iterations": 10, "position": 1, "bottleneck": 8}), ("convlstm_units", 32)),
-)
+DEMO = Sizes("tiny", 64, 8, 8, classes=4, model=(("flow", {"num_layers": 2, "iterations": 10, "position": 1,
+                                                            "bottleneck": 8}), ("convlstm_units", 32)))
 # 64 px: the tiny ResNet (stride 32) leaves a 2 x 2 CAM map; at 32 px the attention is over one position
-TINY = Sizes(
-    "tiny",
-    64,
-    4,
-    4,
-    flow_stack=2,
-    classes=3,
-    flow_stride=1,
-    model=(("flow", {"num_layers": 2, "iterations": 3}), ("convlstm_units", 8), ("num_head_classes", 8)),
-)
+TINY = Sizes("tiny", 64, 4, 4, flow_stack=2, classes=3, flow_stride=1,
+             model=(("flow", {"num_layers": 2, "iterations": 3}), ("convlstm_units", 8), ("num_head_classes", 8)))
 
 
 def build_models(kind, sizes):
@@ -76,12 +56,8 @@ def build_models(kind, sizes):
 
     values = {"kind": kind, "backbone": sizes.backbone, "weights": None, **dict(sizes.model)}
     model_cfg = build(ModelConfig, values, "model", Checker("benchmark"))
-    data_cfg = argparse.Namespace(
-        frame_size=sizes.frame_size,
-        rgb_frames=sizes.rgb_frames,
-        flow_frames=sizes.flow_frames,
-        flow_stack=sizes.flow_stack,
-    )
+    data_cfg = argparse.Namespace(frame_size=sizes.frame_size, rgb_frames=sizes.rgb_frames,
+                                  flow_frames=sizes.flow_frames, flow_stack=sizes.flow_stack)
     return get_kind(kind).build_models(model_cfg, data_cfg, sizes.classes)
 
 
@@ -155,9 +131,8 @@ def end_to_end(videos, sizes, repeats, tvl1_videos, read_stacks=(1, 10)):
     result.update(_bfloat16_end_to_end(flow_model, flow_forward, sizes, videos, flow_specs, repeats))
     result["speedup_bfloat16"] = result["tvl1_two_stream_s"] / result["representation_flow_two_stream_bfloat16_s"]
     models = {"optical": (optical_forward, optical_specs), "representation": (flow_forward, flow_specs)}
-    result["read_pairs"] = [
-        _read_pairs_row(videos, tvl1, sizes, stacks, models, repeats, result) for stacks in read_stacks
-    ]
+    result["read_pairs"] = [_read_pairs_row(videos, tvl1, sizes, stacks, models, repeats, result)
+                            for stacks in read_stacks]
     return result, flow_model, flow_specs
 
 
@@ -168,7 +143,8 @@ def _read_pairs_row(videos, tvl1, sizes, stacks, models, repeats, result):
 
     optical_forward, optical_specs = models["optical"]
     flow_forward, flow_specs = models["representation"]
-    runs = [tvl1_seconds(video, read_pairs(pairs, sizes.flow_stack, stacks)) for video, (_, pairs) in zip(videos, tvl1)]
+    runs = [tvl1_seconds(video, read_pairs(pairs, sizes.flow_stack, stacks))
+            for video, (_, pairs) in zip(videos, tvl1)]
     if stacks == 1:
         optical_s, representation_s = result["optical_flow_model_s"], result["representation_flow_two_stream_s"]
     else:
@@ -178,16 +154,10 @@ def _read_pairs_row(videos, tvl1, sizes, stacks, models, repeats, result):
             inputs = video_inputs(video, flow_specs, clips=stacks)[0]
             return {name: value.reshape(-1, *value.shape[2:]) for name, value in inputs.items()}
 
-        representation_s = float(
-            np.median([timed(lambda v=v: flow_forward(clips_of(v)), repeats)["median_s"] for v in videos])
-        )
-    row = {
-        "stacks": stacks,
-        "pairs": runs[0][1],
-        "tvl1_read_pairs_s_per_video": float(np.median([s for s, _ in runs])),
-        "optical_flow_model_s": optical_s,
-        "representation_flow_two_stream_s": representation_s,
-    }
+        representation_s = float(np.median([timed(lambda v=v: flow_forward(clips_of(v)), repeats)["median_s"]
+                                            for v in videos]))
+    row = {"stacks": stacks, "pairs": runs[0][1], "tvl1_read_pairs_s_per_video": float(np.median([s for s, _ in runs])),
+           "optical_flow_model_s": optical_s, "representation_flow_two_stream_s": representation_s}
     row["tvl1_read_pairs_two_stream_s"] = row["tvl1_read_pairs_s_per_video"] + optical_s
     row["speedup_read_pairs"] = row["tvl1_read_pairs_two_stream_s"] / representation_s
     return row
@@ -210,13 +180,9 @@ def _bfloat16_end_to_end(model, forward, sizes, videos, specs, repeats):
     twin_forward = inference_function(twin)
     seconds = [timed(lambda v=v: twin_forward(video_inputs(v, specs)[0]), repeats)["median_s"] for v in videos]
     inputs = video_inputs(videos[0], specs)[0]
-    probs = [
-        keras.ops.convert_to_numpy(keras.ops.softmax(f(inputs).astype("float32"))) for f in (forward, twin_forward)
-    ]
-    return {
-        "representation_flow_two_stream_bfloat16_s": float(np.median(seconds)),
-        "bfloat16_max_prob_difference": float(np.abs(probs[0] - probs[1]).max()),
-    }
+    probs = [keras.ops.convert_to_numpy(keras.ops.softmax(f(inputs).astype("float32"))) for f in (forward, twin_forward)]
+    return {"representation_flow_two_stream_bfloat16_s": float(np.median(seconds)),
+            "bfloat16_max_prob_difference": float(np.abs(probs[0] - probs[1]).max())}
 
 
 def flops(model, specs, repeats, matmul_size, decode_s):
@@ -225,25 +191,19 @@ def flops(model, specs, repeats, matmul_size, decode_s):
 
     batch = random_batch(specs, 1)
     forward = tf.function(functools.partial(model, training=False))
-    concrete = forward.get_concrete_function(
-        {name: tf.TensorSpec(value.shape, tf.uint8) for name, value in batch.items()}
-    )
+    concrete = forward.get_concrete_function({name: tf.TensorSpec(value.shape, tf.uint8)
+                                              for name, value in batch.items()})
     counted = graph_flops(concrete, PARTS)
     seconds = timed(lambda: np.asarray(forward(batch)), repeats)["median_s"]
     op_seconds = profile_groups(lambda: np.asarray(forward(batch)), PARTS)
     matmul = matmul_flops_per_s(matmul_size, repeats)
     total = sum(counted.values())
-    parts = {part: {"flops": counted.get(part, 0), "op_s": op_seconds.get(part, 0.0)} for part in (*PARTS, "other")}
+    parts = {part: {"flops": counted.get(part, 0), "op_s": op_seconds.get(part, 0.0)}
+             for part in (*PARTS, "other")}
     parts["decode"] = {"flops": 0, "op_s": decode_s}
-    return {
-        "flops_per_video": total,
-        "model_s": seconds,
-        "achieved_flops_per_s": total / seconds,
-        "matmul_flops_per_s": matmul,
-        "matmul_size": matmul_size,
-        "fraction_of_matmul": total / seconds / matmul,
-        "parts": parts,
-    }
+    return {"flops_per_video": total, "model_s": seconds, "achieved_flops_per_s": total / seconds,
+            "matmul_flops_per_s": matmul, "matmul_size": matmul_size,
+            "fraction_of_matmul": total / seconds / matmul, "parts": parts}
 
 
 def torch_or_none():
@@ -277,17 +237,10 @@ def flow_layer(shapes, frames, channels, iterations, repeats):
         forward = tf.function(layer, autograph=False)
 
         forward_backward = tf.function(functools.partial(_flow_gradients, layer), autograph=False)
-        row = {
-            "batch": batch,
-            "side": side,
-            "frames": frames,
-            "channels": channels,
-            "iterations": iterations,
-            "tf_forward_s": timed(lambda: forward(x_tf).numpy(), repeats)["median_s"],
-            "tf_forward_backward_s": timed(lambda: [g.numpy() for g in forward_backward(x_tf, target_tf)], repeats)[
-                "median_s"
-            ],
-        }
+        row = {"batch": batch, "side": side, "frames": frames, "channels": channels, "iterations": iterations,
+               "tf_forward_s": timed(lambda: forward(x_tf).numpy(), repeats)["median_s"],
+               "tf_forward_backward_s": timed(lambda: [g.numpy() for g in forward_backward(x_tf, target_tf)],
+                                              repeats)["median_s"]}
         output = forward(x_tf).numpy()
         layer = forward = forward_backward = None  # free the graphs and their tensors before PyTorch runs
         release_memory()
@@ -330,12 +283,9 @@ def _torch_flow_row(torch, row, x, target, repeats, tf_output):
         inputs = x_pt.clone().requires_grad_(True)
         (module(inputs) * target_pt).sum().backward()
 
-    row = {
-        **row,
-        "parity_relative_difference": difference,
-        "torch_forward_s": timed(forward, repeats)["median_s"],
-        "torch_forward_backward_s": timed(forward_backward, repeats)["median_s"],
-    }
+    row = {**row, "parity_relative_difference": difference,
+           "torch_forward_s": timed(forward, repeats)["median_s"],
+           "torch_forward_backward_s": timed(forward_backward, repeats)["median_s"]}
     row["forward_speedup"] = row["torch_forward_s"] / row["tf_forward_s"]
     row["forward_backward_speedup"] = row["torch_forward_backward_s"] / row["tf_forward_backward_s"]
     return row
@@ -354,10 +304,8 @@ def training_steps(sizes, batch, repeats, stages=("rgb_stage1", "rgb_stage2", "f
     for stage in stages:
         model = models[STAGE_MODEL[stage]]
         set_trainable_for_stage(model, stage)
-        model.compile(
-            optimizer=keras.optimizers.SGD(1e-3, momentum=0.9),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
+        model.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         inputs = random_batch(sizes.inputs(kind.stage_inputs(stage)), batch)
         labels = np.zeros((batch,), np.int32)
         seconds = timed(lambda: model.train_on_batch(inputs, labels), repeats)["median_s"]
@@ -375,9 +323,8 @@ def pipeline(videos, sizes, batch, batches):
 
     items = [VideoItem(str(videos[i % len(videos)]), i % 2) for i in range(batch * (batches + 1))]
     index = VideoIndex(items, ["a", "b"], "benchmark", "train")
-    dataset = iter(
-        make_dataset(index, sizes.inputs((RGB_CLIP, FLOW_CLIP)), batch_size=batch, training=True, on_bad_video="fail")
-    )
+    dataset = iter(make_dataset(index, sizes.inputs((RGB_CLIP, FLOW_CLIP)), batch_size=batch, training=True,
+                                on_bad_video="fail"))
     next(dataset)
     start = time.perf_counter()
     for _ in range(batches):
@@ -397,18 +344,8 @@ def export_latency(sizes, folder, clips=4):
     batch = random_batch(specs, clips)
     result = {}
     for export_format in ("saved_model", "tflite"):
-        report = export(
-            model,
-            info,
-            export_format,
-            f"{folder}/{export_format}",
-            clips=batch,
-            source="benchmark",
-            frame_size=sizes.frame_size,
-        )
-        result[export_format] = {
-            "ms_per_clip": report.milliseconds_per_clip,
-            "keras_ms_per_clip": report.keras_milliseconds_per_clip,
-            "bytes": report.bytes,
-        }
+        report = export(model, info, export_format, f"{folder}/{export_format}", clips=batch, source="benchmark",
+                        frame_size=sizes.frame_size)
+        result[export_format] = {"ms_per_clip": report.milliseconds_per_clip,
+                                 "keras_ms_per_clip": report.keras_milliseconds_per_clip, "bytes": report.bytes}
     return result

@@ -16,34 +16,13 @@ from kerasflow.errors import UserError
 # flow layer's shapes (batch, side) and (frames, channels, iterations), the videos it writes (frames,
 # width, height) and how many, the training batches, the pipeline's timed batches and the matmul's side.
 # OpenCV's shapes (pairs, side, channels) and iterations; the XLA section's flow-layer input and iterations.
-FULL = {
-    "sizes": "PAPER",
-    "flow_shapes": [(1, 28), (1, 14), (8, 14), (8, 28)],
-    "flow_layer": (16, 32, 20),
-    "video": (90, 320, 240),
-    "clips": 2,
-    "train_batch": 1,
-    "demo_batch": 8,
-    "pipeline_batches": 8,
-    "matmul": 2048,
-    "opencv_shapes": [(15, 224, 1), (15, 112, 1), (15, 28, 32)],
-    "opencv_iterations": 20,
-    "xla_flow": ((1, 16, 14, 14, 32), 20),
-}
-QUICK = {
-    "sizes": "TINY",
-    "flow_shapes": [(1, 8)],
-    "flow_layer": (4, 4, 3),
-    "video": (12, 64, 48),
-    "clips": 2,
-    "train_batch": 2,
-    "demo_batch": 2,
-    "pipeline_batches": 2,
-    "matmul": 256,
-    "opencv_shapes": [(2, 32, 1), (2, 8, 4)],
-    "opencv_iterations": 3,
-    "xla_flow": ((1, 4, 8, 8, 4), 3),
-}
+FULL = {"sizes": "PAPER", "flow_shapes": [(1, 28), (1, 14), (8, 14), (8, 28)], "flow_layer": (16, 32, 20),
+        "video": (90, 320, 240), "clips": 2, "train_batch": 1, "demo_batch": 8, "pipeline_batches": 8,
+        "matmul": 2048, "opencv_shapes": [(15, 224, 1), (15, 112, 1), (15, 28, 32)], "opencv_iterations": 20,
+        "xla_flow": ((1, 16, 14, 14, 32), 20)}
+QUICK = {"sizes": "TINY", "flow_shapes": [(1, 8)], "flow_layer": (4, 4, 3), "video": (12, 64, 48), "clips": 2,
+         "train_batch": 2, "demo_batch": 2, "pipeline_batches": 2, "matmul": 256,
+         "opencv_shapes": [(2, 32, 1), (2, 8, 4)], "opencv_iterations": 3, "xla_flow": ((1, 4, 8, 8, 4), 3)}
 READ_STACKS = (1, 10)  # test stacks whose frame pairs the read-pairs TV-L1 rows compute
 DEMO_VIDEO = (16, 64, 64)  # frames, width, height of recipes/demo.yaml's synthetic videos
 TARGETS = (  # (key, what, at least); the PyTorch rows of section 2 are information, not targets
@@ -60,10 +39,8 @@ def check_idle(force):
     """Refuse (``UserError``) to measure while the 1-minute load average is above 1 per core, unless ``force``."""
     load, cores = os.getloadavg()[0], len(os.sched_getaffinity(0))
     if load > cores and not force:
-        raise UserError(
-            f"the load average is {load:.2f} on {cores} cores (above 1 per core): other processes would "
-            "be timed too; run on an idle machine, or pass --force to measure anyway"
-        )
+        raise UserError(f"the load average is {load:.2f} on {cores} cores (above 1 per core): other processes would "
+                        "be timed too; run on an idle machine, or pass --force to measure anyway")
 
 
 def environment(threads):
@@ -76,26 +53,16 @@ def environment(threads):
 
     torch = torch_or_none()
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), platform.processor()
-    )
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
+               platform.processor())
     cores = len(os.sched_getaffinity(0))
-    return {
-        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "host": platform.node(),
-        "cpu": cpu,
-        "cores": cores,
-        "threads": threads,
-        "load_per_core": round(os.getloadavg()[0] / cores, 2),
-        "tensorflow_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-        "gpus": [gpu.name for gpu in tf.config.list_logical_devices("GPU")],
-        "load_average_1min": round(os.getloadavg()[0], 2),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "opencv": cv2.__version__,
-        "torch": torch and torch.__version__,
-        "python": platform.python_version(),
-    }
+    return {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "host": platform.node(), "cpu": cpu, "cores": cores,
+            "threads": threads, "load_per_core": round(os.getloadavg()[0] / cores, 2),
+            "tensorflow_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "gpus": [gpu.name for gpu in tf.config.list_logical_devices("GPU")],
+            "load_average_1min": round(os.getloadavg()[0], 2), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "opencv": cv2.__version__, "torch": torch and torch.__version__,
+            "python": platform.python_version()}
 
 
 def targets(report):
@@ -105,22 +72,12 @@ def targets(report):
         "end_to_end_speedup": report["end_to_end"]["speedup"],
         "opencv_equal_settings_speedup": min(row["speedup"] for row in report["opencv_flow"]["rows"]),
         "fraction_of_matmul": report["flops"]["fraction_of_matmul"],
-        "pipeline_vs_model_paper": report["pipeline"]["paper"]["clips_per_s"]
-        / training["paper"]["joint"]["clips_per_s"],
+        "pipeline_vs_model_paper": report["pipeline"]["paper"]["clips_per_s"] / training["paper"]["joint"]["clips_per_s"],
         "pipeline_vs_model_demo": report["pipeline"]["demo"]["clips_per_s"] / training["demo"]["joint"]["clips_per_s"],
-        "savedmodel_vs_tflite": report["export"]["saved_model"]["ms_per_clip"]
-        / report["export"]["tflite"]["ms_per_clip"],
+        "savedmodel_vs_tflite": report["export"]["saved_model"]["ms_per_clip"] / report["export"]["tflite"]["ms_per_clip"],
     }
-    return [
-        {
-            "target": key,
-            "what": what,
-            "at_least": bound,
-            "measured": measured[key],
-            "met": None if measured[key] is None else measured[key] >= bound,
-        }
-        for key, what, bound in TARGETS
-    ]
+    return [{"target": key, "what": what, "at_least": bound, "measured": measured[key],
+             "met": None if measured[key] is None else measured[key] >= bound} for key, what, bound in TARGETS]
 
 
 def run(args, videos, folder):
@@ -139,27 +96,22 @@ def run(args, videos, folder):
         videos = clips.write_clips(folder, plan["clips"], frames, width, height)
     report = {"quick": args.quick, "sizes": {"paper": vars_of(sizes), "demo": vars_of(demo)}}
     step("end to end", started)
-    report["end_to_end"], model, specs = sections.end_to_end(videos, sizes, args.repeats, args.tvl1_videos, READ_STACKS)
+    report["end_to_end"], model, specs = sections.end_to_end(videos, sizes, args.repeats, args.tvl1_videos,
+                                                             READ_STACKS)
     step("FLOPs and where the time goes", started)
     report["flops"] = sections.flops(model, specs, args.repeats, plan["matmul"], report["end_to_end"]["decode_s"])
     report["memory"] = {"inference_peak_rss_mib": peak_rss_mb()}
     del model
     step("training steps", started)
     paper_steps = sections.training_steps(sizes, plan["train_batch"], args.repeats)
-    report["training"] = {
-        "paper": paper_steps,
-        "demo": {"joint": paper_steps["joint"]}
-        if args.quick
-        else sections.training_steps(demo, plan["demo_batch"], args.repeats, stages=("joint",)),
-    }
+    report["training"] = {"paper": paper_steps, "demo": {"joint": paper_steps["joint"]} if args.quick else
+                          sections.training_steps(demo, plan["demo_batch"], args.repeats, stages=("joint",))}
     report["memory"]["training_peak_rss_mib"] = peak_rss_mb()
     release_memory()
     step("data pipeline", started)
     demo_videos = clips.write_clips(Path(folder) / "demo", 2, *DEMO_VIDEO)  # the demo dataset's video size
-    report["pipeline"] = {
-        "paper": sections.pipeline(videos, sizes, plan["train_batch"], plan["pipeline_batches"]),
-        "demo": sections.pipeline(demo_videos, demo, plan["demo_batch"], plan["pipeline_batches"]),
-    }
+    report["pipeline"] = {"paper": sections.pipeline(videos, sizes, plan["train_batch"], plan["pipeline_batches"]),
+                          "demo": sections.pipeline(demo_videos, demo, plan["demo_batch"], plan["pipeline_batches"])}
     step("flow layer vs OpenCV", started)
     report["opencv_flow"] = opencv_flow(plan["opencv_shapes"], plan["opencv_iterations"], args.repeats)
     step("flow layer vs PyTorch", started)

@@ -66,11 +66,8 @@ class TorchFlow(torch.nn.Module):
         for _ in range(self.n_iter):
             rho = rho_c + gx * u_x + gy * u_y
             threshold = lam_theta * g2
-            step = torch.where(
-                rho < -threshold,
-                lam_theta,
-                torch.where(rho > threshold, -lam_theta, torch.where(has_gradient, -rho / safe, zero)),
-            )
+            step = torch.where(rho < -threshold, lam_theta,
+                               torch.where(rho > threshold, -lam_theta, torch.where(has_gradient, -rho / safe, zero)))
             u_x = u_x + step * gx + self.theta * self.divergence(p11, p12)
             u_y = u_y + step * gy + self.theta * self.divergence(p21, p22)
             p11, p12 = self.dual(u_x, p11, p12, tau_theta)

@@ -20,10 +20,8 @@ def _flow_layer_row(shape, iterations, repeats):
     x = tf.constant(np.random.default_rng(0).random(shape, np.float32))
     layer = RepresentationFlow(n_iter=iterations)
     layer.build(x.shape)
-    return {
-        jit: timed(lambda f=tf.function(layer, jit_compile=jit): f(x).numpy(), repeats)["median_s"]
-        for jit in (False, True)
-    }
+    return {jit: timed(lambda f=tf.function(layer, jit_compile=jit): f(x).numpy(), repeats)["median_s"]
+            for jit in (False, True)}
 
 
 def _model_rows(sizes, batch, repeats):
@@ -40,11 +38,8 @@ def _model_rows(sizes, batch, repeats):
     for jit in (False, True):
         forward = tf.function(functools.partial(model, training=False), jit_compile=jit)
         inference[jit] = timed(lambda f=forward: np.asarray(f(inputs)), repeats)["median_s"]
-        model.compile(
-            optimizer=keras.optimizers.SGD(1e-3),
-            jit_compile=jit,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
+        model.compile(optimizer=keras.optimizers.SGD(1e-3), jit_compile=jit,
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         training[jit] = timed(lambda: model.train_on_batch(inputs, labels), repeats)["median_s"]
     return inference, training
 
@@ -58,25 +53,11 @@ def xla(sizes, batch, flow_shape, iterations, repeats):
     from kerasflow.training.runtime_setup import use_xla
 
     inference, training = _model_rows(sizes, batch, repeats)
-    measured = [
-        (
-            f"RepresentationFlow forward, {flow_shape}, {iterations} iterations",
-            _flow_layer_row(flow_shape, iterations, repeats),
-        ),
-        (f"two-stream inference ({sizes.backbone}, {sizes.frame_size} px, batch {batch})", inference),
-        (f"two-stream joint training step ({sizes.backbone}, {sizes.frame_size} px, batch {batch})", training),
-    ]
-    rows = [
-        {
-            "what": what,
-            "false_s": seconds[False],
-            "true_s": seconds[True],
-            "xla_vs_plain": seconds[True] / seconds[False],
-        }
-        for what, seconds in measured
-    ]
-    return {
-        "auto_uses_xla": use_xla("auto"),
-        "devices": [device.device_type for device in tf.config.list_logical_devices()],
-        "rows": rows,
-    }
+    measured = [(f"RepresentationFlow forward, {flow_shape}, {iterations} iterations",
+                 _flow_layer_row(flow_shape, iterations, repeats)),
+                (f"two-stream inference ({sizes.backbone}, {sizes.frame_size} px, batch {batch})", inference),
+                (f"two-stream joint training step ({sizes.backbone}, {sizes.frame_size} px, batch {batch})", training)]
+    rows = [{"what": what, "false_s": seconds[False], "true_s": seconds[True],
+             "xla_vs_plain": seconds[True] / seconds[False]} for what, seconds in measured]
+    return {"auto_uses_xla": use_xla("auto"), "devices": [device.device_type for device in tf.config.list_logical_devices()],
+            "rows": rows}

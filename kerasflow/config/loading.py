@@ -26,10 +26,8 @@ def recipe_from_dict(raw: dict, source: str = "recipe") -> Recipe:
     """
     checker = Checker(source)
     if not isinstance(raw, dict):
-        checker.fail(
-            f"expected a mapping with sections {', '.join(field_names(Recipe))}, "
-            f"got {type(raw).__name__ if raw is not None else 'an empty document'}"
-        )
+        checker.fail(f"expected a mapping with sections {', '.join(field_names(Recipe))}, "
+                     f"got {type(raw).__name__ if raw is not None else 'an empty document'}")
     return build(Recipe, raw, "", checker)
 
 
@@ -102,9 +100,8 @@ def _plain(value):
 
 def recipe_to_yaml(recipe: Recipe) -> str:
     """The resolved recipe as YAML text (defaults filled in, paths absolute)."""
-    return "# Resolved kerasflow recipe (defaults filled in, paths absolute).\n" + yaml.safe_dump(
-        recipe_to_dict(recipe), sort_keys=False, default_flow_style=False
-    )
+    return ("# Resolved kerasflow recipe (defaults filled in, paths absolute).\n"
+            + yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False, default_flow_style=False))
 
 
 def save_recipe(recipe: Recipe, path) -> None:
@@ -120,17 +117,15 @@ def apply_override(raw: dict, override: str) -> None:
     key = re.sub(r"\[([^\]]*)\]", r".\1", key.strip())
     parts = key.split(".")
     if not separator or not all(parts):
-        raise UserError(
-            f"--set {override!r}: expected KEY=VALUE with a dotted KEY, "
-            "e.g. --set data.root=/data/egtea or --set stages.joint.epochs=3"
-        )
+        raise UserError(f"--set {override!r}: expected KEY=VALUE with a dotted KEY, "
+                        "e.g. --set data.root=/data/egtea or --set stages.joint.epochs=3")
     try:
         value = yaml.safe_load(value_text)
     except yaml.YAMLError:
         raise UserError(f"--set {override!r}: the value {value_text!r} is not valid YAML") from None
     node = raw
     for depth, part in enumerate(parts[:-1]):
-        node = _child(node, part, ".".join(parts[: depth + 1]), override)
+        node = _child(node, part, ".".join(parts[:depth + 1]), override)
     last = parts[-1]
     if isinstance(node, list):
         node[_list_index(node, last, key, override)] = value
@@ -156,12 +151,11 @@ def _list_index(items: list, part: str, walked: str, override: str) -> int:
     if re.fullmatch(r"-?\d+", part):
         index = int(part)
         if not -len(items) <= index < len(items):
-            raise UserError(f"--set {override!r}: {walked} is out of range (the list has {len(items)} entries)")
+            raise UserError(f"--set {override!r}: {walked} is out of range "
+                            f"(the list has {len(items)} entries)")
         return index
     names = [item.get("name") for item in items if isinstance(item, dict)]
     if part in names:
         return names.index(part)
-    raise UserError(
-        f"--set {override!r}: no stage named {part!r} in stages "
-        f"(have {', '.join(map(str, names)) or 'none'}); use a name or an index"
-    )
+    raise UserError(f"--set {override!r}: no stage named {part!r} in stages "
+                    f"(have {', '.join(map(str, names)) or 'none'}); use a name or an index")

@@ -69,11 +69,8 @@ def show_default(value) -> str:
     if isinstance(value, (tuple, list)):
         return "[" + ", ".join(show_default(item) for item in value) + "]"
     if dataclasses.is_dataclass(value):  # the keys it sets besides their own defaults, e.g. {type: constant}
-        fields = {
-            spec.name: getattr(value, spec.name)
-            for spec in dataclasses.fields(value)
-            if getattr(value, spec.name) != spec.default
-        }
+        fields = {spec.name: getattr(value, spec.name) for spec in dataclasses.fields(value)
+                  if getattr(value, spec.name) != spec.default}
         if not fields:
             return "(its keys' defaults)"
         return "{" + ", ".join(f"{name}: {show_default(item)}" for name, item in fields.items()) + "}"
@@ -108,22 +105,14 @@ def _key_of(prefix, name, kind):
 
 def _row(key, spec, kind) -> str:
     """One table row: the key, its default, what it accepts, its ``doc``."""
-    return (
-        f"| `{key}` | `{show_default(spec.default)}` | {_cell(accepts(kind, spec.metadata))} | "
-        f"{_cell(spec.metadata.get('doc', ''))} |"
-    )
+    return (f"| `{key}` | `{show_default(spec.default)}` | {_cell(accepts(kind, spec.metadata))} | "
+            f"{_cell(spec.metadata.get('doc', ''))} |")
 
 
 def _section(cls, key, lines, level):
     """The table of ``cls``'s keys under ``key``, then one section per nested dataclass."""
-    lines += [
-        f"{'#' * level} `{key}`",
-        "",
-        _summary(cls),
-        "",
-        "| key | default | accepts | what it is |",
-        "|---|---|---|---|",
-    ]
+    lines += [f"{'#' * level} `{key}`", "", _summary(cls), "", "| key | default | accepts | what it is |",
+              "|---|---|---|---|"]
     hints = typing.get_type_hints(cls)
     nested = []
     for spec in dataclasses.fields(cls):
@@ -134,60 +123,32 @@ def _section(cls, key, lines, level):
     lines.append("")
     renamed = getattr(cls, "_renamed", {})
     if renamed:
-        lines += [
-            "Keys of earlier versions, refused with a line naming their new place: "
-            + ", ".join(f"`{key}.{old}` is now `{key}.{new}`" for old, new in renamed.items())
-            + ".",
-            "",
-        ]
+        lines += ["Keys of earlier versions, refused with a line naming their new place: " + ", ".join(
+            f"`{key}.{old}` is now `{key}.{new}`" for old, new in renamed.items()) + ".", ""]
     for inner, inner_key in nested:
         _section(inner, inner_key, lines, level + 1)
 
 
 def _registries(lines):
-    lines += [
-        "## Names the registries give",
-        "",
-        "### Model kinds (`model.kind`, `kerasflow.models.kinds`)",
-        "",
-        "| kind | stages, in order | models (inputs) | what it is |",
-        "|---|---|---|---|",
-    ]
+    lines += ["## Names the registries give", "",
+              "### Model kinds (`model.kind`, `kerasflow.models.kinds`)", "",
+              "| kind | stages, in order | models (inputs) | what it is |", "|---|---|---|---|"]
     for kind in map(get_kind, kind_names()):
         models = ", ".join(f"{model} ({', '.join(inputs)})" for model, inputs in kind.inputs.items())
         lines.append(f"| `{kind.name}` | {', '.join(kind.stages)} | {models} | {_cell(kind.summary)} |")
-    lines += [
-        "",
-        "Stages train these models: "
-        + ", ".join(f"{stage} the {model} model" for stage, model in STAGE_MODEL.items())
-        + ".",
-        "",
-    ]
-    lines += [
-        "### Backbone presets (`model.backbone`, `model.flow_backbone`, `kerasflow.backbones.registry`)",
-        "",
-        "| preset | what it is | ImageNet checkpoint (`weights: imagenet`) |",
-        "|---|---|---|",
-    ]
+    lines += ["", "Stages train these models: " + ", ".join(f"{stage} the {model} model"
+                                                             for stage, model in STAGE_MODEL.items()) + ".", ""]
+    lines += ["### Backbone presets (`model.backbone`, `model.flow_backbone`, `kerasflow.backbones.registry`)", "",
+              "| preset | what it is | ImageNet checkpoint (`weights: imagenet`) |", "|---|---|---|"]
     for name in preset_names():
         checkpoint = f"`{imagenet_checkpoint(name)}`" if imagenet_checkpoint(name) else "none"
         lines.append(f"| `{name}` | {_cell(PRESETS[name]['description'])} | {checkpoint} |")
-    lines += [
-        "",
-        "### Datasets (`data.dataset`, `kerasflow.data.datasets`)",
-        "",
-        "| dataset | `data.root` holds | splits | `data.validation: null` means |",
-        "|---|---|---:|---|",
-    ]
+    lines += ["", "### Datasets (`data.dataset`, `kerasflow.data.datasets`)", "",
+              "| dataset | `data.root` holds | splits | `data.validation: null` means |", "|---|---|---:|---|"]
     for dataset in map(get_dataset, dataset_names()):
         lines.append(f"| `{dataset.name}` | {_cell(dataset.summary)} | {dataset.splits} | `{dataset.validation}` |")
-    lines += [
-        "",
-        "### Flow networks (`model.flow_network`, `kerasflow.models.flow_networks`)",
-        "",
-        "| network | what it is |",
-        "|---|---|",
-    ]
+    lines += ["", "### Flow networks (`model.flow_network`, `kerasflow.models.flow_networks`)", "",
+              "| network | what it is |", "|---|---|"]
     for network in map(get_flow_network, flow_network_names()):
         lines.append(f"| `{network.name}` | {_cell(network.summary)} |")
     lines.append("")
@@ -195,19 +156,10 @@ def _registries(lines):
 
 def recipe_key_reference() -> str:
     """``docs/recipe-keys.md``: every recipe key and the registries' names, as Markdown."""
-    lines = [
-        "# Recipe keys",
-        "",
-        f"<!-- Generated from kerasflow/config/schema.py and the registries by `{COMMAND}`; "
-        "do not edit: tests/test_docs.py fails when this page differs from what the command writes. -->",
-        "",
-        _INTRO,
-        "",
-        "## Sections",
-        "",
-        "| section | default | accepts | what it is |",
-        "|---|---|---|---|",
-    ]
+    lines = ["# Recipe keys", "",
+             f"<!-- Generated from kerasflow/config/schema.py and the registries by `{COMMAND}`; "
+             "do not edit: tests/test_docs.py fails when this page differs from what the command writes. -->", "",
+             _INTRO, "", "## Sections", "", "| section | default | accepts | what it is |", "|---|---|---|---|"]
     hints = typing.get_type_hints(Recipe)
     lines += [_row(spec.name, spec, hints[spec.name]) for spec in dataclasses.fields(Recipe)] + [""]
     for spec in dataclasses.fields(Recipe):

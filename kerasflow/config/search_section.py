@@ -32,35 +32,25 @@ class SearchConfig:
     """
 
     factors: Any = option(
-        doc="recipe keys, dotted as --set writes them (model.flow.num_layers, "
-        "stages.flow.learning_rate), each with the list of values its trials take; bayesian "
-        "also takes a range {min, max, sampling: linear or log}"
-    )
-    mode: str = option(
-        "grid",
-        choices=SEARCH_MODES,
-        doc="grid (every combination; two that make the same model run once), one_at_a_time (one "
-        "factor varied at a time, the others at the recipe's values: the paper's tables) or "
-        "bayesian (keras-tuner's Bayesian optimisation, max_trials trials; needs pip install "
-        '"kerasflow[bayesian]")',
-    )
-    stages: Optional[list[str]] = option(
-        None,
-        choices=STAGE_ORDER,
-        doc="the stages a trial trains, e.g. [flow]: the representation-flow stream "
-        "alone, as the paper's ablations (null: every stage of model.kind)",
-    )
+                          doc="recipe keys, dotted as --set writes them (model.flow.num_layers, "
+                              "stages.flow.learning_rate), each with the list of values its trials take; bayesian "
+                              "also takes a range {min, max, sampling: linear or log}")
+    mode: str = option("grid", choices=SEARCH_MODES,
+                       doc="grid (every combination; two that make the same model run once), one_at_a_time (one "
+                           "factor varied at a time, the others at the recipe's values: the paper's tables) or "
+                           "bayesian (keras-tuner's Bayesian optimisation, max_trials trials; needs pip install "
+                           '"kerasflow[bayesian]")')
+    stages: Optional[list[str]] = option(None, choices=STAGE_ORDER,
+                                         doc="the stages a trial trains, e.g. [flow]: the representation-flow stream "
+                                             "alone, as the paper's ablations (null: every stage of model.kind)")
     max_trials: int = option(10, minimum=1, doc="bayesian only: how many trials")
 
     @staticmethod
     def _finish(values, key, checker):
         factors, where = values["factors"], join_key(key, "factors")
         if not isinstance(factors, dict) or not factors:
-            checker.invalid(
-                where,
-                factors,
-                "a mapping of recipe keys to lists of values, e.g. {model.flow.num_layers: [0, 1, 2, 3]}",
-            )
+            checker.invalid(where, factors, "a mapping of recipe keys to lists of values, e.g. "
+                                            "{model.flow.num_layers: [0, 1, 2, 3]}")
         for name, choices in factors.items():
             check_factor(name, choices, values["mode"], f"{where}.{name}", checker)
 
@@ -85,14 +75,9 @@ def check_factor(name, choices, mode, where, checker):
 
 def _check_range(bounds, where, checker):
     numbers = [bounds.get(end) for end in ("min", "max")]
-    if (
-        set(bounds) - set(RANGE_KEYS)
-        or any(isinstance(n, bool) or not isinstance(n, (int, float)) for n in numbers)
-        or not numbers[0] < numbers[1]
-        or bounds.get("sampling", "linear") not in SAMPLINGS
-    ):
-        checker.invalid(
-            where, bounds, "a list of values or a range {min: number, max: larger number, sampling: linear or log}"
-        )
+    if (set(bounds) - set(RANGE_KEYS) or any(isinstance(n, bool) or not isinstance(n, (int, float)) for n in numbers)
+            or not numbers[0] < numbers[1] or bounds.get("sampling", "linear") not in SAMPLINGS):
+        checker.invalid(where, bounds, "a list of values or a range {min: number, max: larger number, "
+                                       "sampling: linear or log}")
     if bounds.get("sampling") == "log" and numbers[0] <= 0:
         checker.invalid(where, bounds, "a range with min > 0 for sampling: log")

@@ -33,18 +33,8 @@ _TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str:
 _PLURAL_WORDS = {int: "integers", float: "numbers"}
 
 
-def option(
-    default=dataclasses.MISSING,
-    *,
-    choices=None,
-    minimum=None,
-    maximum=None,
-    above=None,
-    below=None,
-    path=False,
-    words=(),
-    doc="",
-):
+def option(default=dataclasses.MISSING, *, choices=None, minimum=None, maximum=None, above=None, below=None,
+           path=False, words=(), doc=""):
     """A dataclass field with the checks ``build`` applies.
 
     ``choices``: the allowed strings, or a function returning them (a registry's names);
@@ -53,16 +43,8 @@ def option(
     ``words`` (names a path key also takes, e.g. ``imagenet``);
     ``doc``: what the key means, in one line (the recipe key reference, ``kerasflow.config.reference``).
     """
-    metadata = {
-        "choices": choices,
-        "minimum": minimum,
-        "maximum": maximum,
-        "above": above,
-        "below": below,
-        "path": path,
-        "words": tuple(words),
-        "doc": doc,
-    }
+    metadata = {"choices": choices, "minimum": minimum, "maximum": maximum, "above": above,
+                "below": below, "path": path, "words": tuple(words), "doc": doc}
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -108,12 +90,10 @@ def describe(kind, meta, nouns=False) -> str:
     if meta.get("path"):
         return " or ".join(["paths" if nouns else "a path", *meta.get("words", ())])
     base = (_PLURAL_WORDS if nouns else {}).get(kind, _TYPE_WORDS[kind])
-    bounds = [
-        f">= {meta['minimum']}" if meta.get("minimum") is not None else "",
-        f"> {meta['above']}" if meta.get("above") is not None else "",
-        f"<= {meta['maximum']}" if meta.get("maximum") is not None else "",
-        f"< {meta['below']}" if meta.get("below") is not None else "",
-    ]
+    bounds = [f">= {meta['minimum']}" if meta.get("minimum") is not None else "",
+              f"> {meta['above']}" if meta.get("above") is not None else "",
+              f"<= {meta['maximum']}" if meta.get("maximum") is not None else "",
+              f"< {meta['below']}" if meta.get("below") is not None else ""]
     bounds = " and ".join(b for b in bounds if b)
     return f"{base} {bounds}".strip()
 
@@ -150,11 +130,8 @@ def convert(kind, value, key, meta, checker, nullable=False):
     if typing.get_origin(kind) is list:
         (inner,) = typing.get_args(kind)
         if not isinstance(value, list):
-            reject(
-                "a list of mappings"
-                if dataclasses.is_dataclass(inner)
-                else f"a list of {describe(inner, meta, nouns=True)}"
-            )
+            reject("a list of mappings" if dataclasses.is_dataclass(inner)
+                   else f"a list of {describe(inner, meta, nouns=True)}")
         return [convert(inner, item, f"{key}[{index}]", meta, checker) for index, item in enumerate(value)]
     if kind is bool:
         if not isinstance(value, bool):
@@ -165,19 +142,14 @@ def convert(kind, value, key, meta, checker, nullable=False):
     number = value
     if kind is float and isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
         number = float(value)
-    if (
-        not isinstance(number, (float, int) if kind is float else int)
-        or isinstance(number, bool)
-        or not math.isfinite(number)
-    ):
+    if (not isinstance(number, (float, int) if kind is float else int) or isinstance(number, bool)
+            or not math.isfinite(number)):
         reject(describe(kind, meta))
     number = kind(number)
-    if (
-        (meta.get("minimum") is not None and number < meta["minimum"])
-        or (meta.get("above") is not None and number <= meta["above"])
-        or (meta.get("maximum") is not None and number > meta["maximum"])
-        or (meta.get("below") is not None and number >= meta["below"])
-    ):
+    if ((meta.get("minimum") is not None and number < meta["minimum"])
+            or (meta.get("above") is not None and number <= meta["above"])
+            or (meta.get("maximum") is not None and number > meta["maximum"])
+            or (meta.get("below") is not None and number >= meta["below"])):
         reject(describe(kind, meta))
     return number
 

@@ -30,25 +30,17 @@ def _parser():
     synth.add_argument("--size", type=int, default=64, help="frame width and height in pixels (default 64)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--test-fraction", type=float, default=0.25, help="share of each class in test.txt")
-    synth.add_argument(
-        "--variant",
-        default="patch",
-        choices=("patch", "letters"),
-        help="patch: a textured patch, 1.5-3 px/frame (default); letters: thin letters drifting "
-        "0.5-2 px/frame over a static texture, with sensor noise",
-    )
+    synth.add_argument("--variant", default="patch", choices=("patch", "letters"),
+                       help="patch: a textured patch, 1.5-3 px/frame (default); letters: thin letters drifting "
+                            "0.5-2 px/frame over a static texture, with sensor noise")
 
     pack = commands.add_parser("pack", help="pack a dataset split into a TFRecord file of JPEG frames")
     pack.add_argument("--dataset", required=True, choices=dataset_names())
     pack.add_argument("--root", required=True, help="dataset root folder")
     pack.add_argument("--split", type=int, default=1)
     pack.add_argument("--subset", default="train", choices=SUBSETS)
-    pack.add_argument(
-        "--short-side",
-        type=positive_int,
-        default=None,
-        help="rescale frames to this shorter side first (pixels, 1 or more)",
-    )
+    pack.add_argument("--short-side", type=positive_int, default=None,
+                      help="rescale frames to this shorter side first (pixels, 1 or more)")
     pack.add_argument("--jpeg-quality", type=int, default=95)
     pack.add_argument("--on-bad-video", default=BAD_VIDEO_POLICIES[0], choices=BAD_VIDEO_POLICIES)
     pack.add_argument("out", help="output .tfrecord path (a .json sidecar is written next to it)")
@@ -59,12 +51,8 @@ def _parser():
     )
     check.add_argument("recipe", help="recipe YAML file or installed recipe name (e.g. demo)")
     add_set_option(check)
-    check.add_argument(
-        "--workers",
-        type=positive_int,
-        default=None,
-        help="videos probed at once (default: the number of CPUs, at most 8)",
-    )
+    check.add_argument("--workers", type=positive_int, default=None,
+                       help="videos probed at once (default: the number of CPUs, at most 8)")
     add_json_option(check)
     return parser
 
@@ -100,13 +88,9 @@ def _check_report(train, test, result):
     kept = {item.source for index in (result.train, result.test) for item in index.items}
     every = [item.source for index in (train, test) for item in index.items]
     return {
-        "videos": len(every),
-        "usable": len(kept),
-        "left_out": [source for source in every if source not in kept],
-        "header_mismatch": [
-            {"video": source, "header_frames": stated, "decodable_frames": frames}
-            for source, stated, frames in result.short
-        ],
+        "videos": len(every), "usable": len(kept), "left_out": [source for source in every if source not in kept],
+        "header_mismatch": [{"video": source, "header_frames": stated, "decodable_frames": frames}
+                            for source, stated, frames in result.short],
     }
 
 
@@ -114,9 +98,8 @@ def _check_pack_output(args):
     """Refuse to replace an existing file (a video of the dataset, notes, an earlier pack) without --overwrite."""
     for path in (args.out, f"{args.out}.json"):
         if os.path.isfile(path) and not args.overwrite:
-            raise UserError(
-                f"{path} exists; it is not overwritten: pass --overwrite to replace it, or give another output path"
-            )
+            raise UserError(f"{path} exists; it is not overwritten: pass --overwrite to replace it, or give "
+                            "another output path")
 
 
 @cli_entry

@@ -122,12 +122,8 @@ def _load_cache(path):
             data = json.load(file)
     except (OSError, ValueError):
         return {}
-    if (
-        not isinstance(data, dict)
-        or data.get("version") != CACHE_VERSION
-        or data.get("opencv") != cv2.__version__
-        or not isinstance(data.get("entries"), dict)
-    ):
+    if (not isinstance(data, dict) or data.get("version") != CACHE_VERSION
+            or data.get("opencv") != cv2.__version__ or not isinstance(data.get("entries"), dict)):
         return {}
     return data["entries"]
 
@@ -151,9 +147,8 @@ def _valid_entry(entry):
         return False
     if "bad" in entry:
         return isinstance(entry["bad"], str)
-    return all(_is_int(entry.get(key)) and entry[key] > 0 for key in ("frames", "height", "width")) and _is_int(
-        entry.get("stated", 0)
-    )
+    return (all(_is_int(entry.get(key)) and entry[key] > 0 for key in ("frames", "height", "width"))
+            and _is_int(entry.get("stated", 0)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,9 +163,8 @@ class _Needs:
         inputs = list(inputs)
         if not inputs:
             raise ValueError("checking videos needs at least one model input")
-        return cls(
-            any(spec.is_clip for spec in inputs), max((spec.frames for spec in inputs if not spec.is_clip), default=0)
-        )
+        return cls(any(spec.is_clip for spec in inputs),
+                   max((spec.frames for spec in inputs if not spec.is_clip), default=0))
 
 
 def _signature(path):
@@ -268,10 +262,8 @@ def _check_flow(flow_source, stack):
     lacking = [os.path.basename(flow_y_file(x_file, y_folder)) for x_file in x_files]
     lacking = [name for name in lacking if name not in y_names]
     if lacking:
-        return len(x_files), (
-            f"flow_y folder lacks {len(lacking)} of the {len(x_files)} files matching "
-            f"its flow_x frames, e.g. {lacking[0]!r}"
-        )
+        return len(x_files), (f"flow_y folder lacks {len(lacking)} of the {len(x_files)} files matching "
+                              f"its flow_x frames, e.g. {lacking[0]!r}")
     return len(x_files), None
 
 
@@ -283,9 +275,8 @@ def _check_item(item, needs, entries):
     reason, flow_frames = entry.get("bad"), None
     if reason is None and needs.stack:
         flow_frames, reason = _check_flow(item.flow_source, needs.stack)
-    info = VideoInfo(
-        entry.get("frames"), entry.get("height"), entry.get("width"), entry.get("stated"), flow_frames, reason, reused
-    )
+    info = VideoInfo(entry.get("frames"), entry.get("height"), entry.get("width"), entry.get("stated"),
+                     flow_frames, reason, reused)
     return info, key, None if reused or key is None else entry
 
 
@@ -333,17 +324,9 @@ def check_items(items, inputs, *, workers=None, cache_file=None, progress=True):
     cache_path = (default_cache_file() if cache_file is None else cache_file) if needs.clip else False
     entries = _load_cache(cache_path) if cache_path else {}
     outcomes = []
-    with (
-        _quiet_native_stderr() as stream,
-        ThreadPoolExecutor(max_workers=workers) as pool,
-        tqdm(
-            total=len(items),
-            desc="checking videos",
-            unit="video",
-            file=stream,
-            disable=None if progress else True,
-        ) as bar,
-    ):
+    with _quiet_native_stderr() as stream, ThreadPoolExecutor(max_workers=workers) as pool, tqdm(
+        total=len(items), desc="checking videos", unit="video", file=stream, disable=None if progress else True,
+    ) as bar:
         for outcome in pool.map(lambda item: _check_item(item, needs, entries), items):
             outcomes.append(outcome)
             bar.update()
@@ -382,18 +365,8 @@ def _named(bad, folder, limit):
     return "; ".join(shown + more)
 
 
-def check_dataset(
-    train_index,
-    test_index,
-    inputs,
-    on_bad_video,
-    *,
-    limit=DEFAULT_LIMIT,
-    workers=None,
-    cache_file=None,
-    progress=True,
-    log=None,
-):
+def check_dataset(train_index, test_index, inputs, on_bad_video, *, limit=DEFAULT_LIMIT, workers=None,
+                  cache_file=None, progress=True, log=None):
     """Check the clips of a train and a test ``VideoIndex`` for a model's ``inputs`` (``check_items``).
 
     ``on_bad_video="fail"``: any bad clip raises one ``UserError`` line naming the bad files (``limit``
@@ -410,10 +383,8 @@ def check_dataset(
         result = check_items(index.items, inputs, workers=workers, cache_file=cache_file, progress=progress)
         if log is not None:
             from_cache = f" ({result.cached} from the cache)" if result.cached else ""
-            log(
-                f"data check {index.subset}: {len(index.items)} videos checked in {result.seconds:.1f} s"
-                f"{from_cache}, {len(result.bad)} bad"
-            )
+            log(f"data check {index.subset}: {len(index.items)} videos checked in {result.seconds:.1f} s"
+                f"{from_cache}, {len(result.bad)} bad")
         results.append(result)
     bad = [pair for result in results for pair in result.bad]
     total = sum(len(index.items) for index in indexes)
@@ -425,36 +396,25 @@ def check_dataset(
         return DatasetCheck(train_index, test_index, None, short, short_note)
     named = _named(bad, folder, limit)
     if on_bad_video == "fail":
-        raise UserError(
-            f"data check: {len(bad)} of {total} videos{where} cannot be used: {named}; "
-            "fix or remove them, or set data.on_bad_video: skip to leave them out"
-        )
+        raise UserError(f"data check: {len(bad)} of {total} videos{where} cannot be used: {named}; "
+                        "fix or remove them, or set data.on_bad_video: skip to leave them out")
     for index, result in zip(indexes, results):
         if index.items and not result.good:
-            raise UserError(
-                f"data check: every one of the {len(index.items)} {index.subset} videos{where} cannot be "
-                f"used: {_named(result.bad, folder, limit)}; fix or remove them, or check data.root"
-            )
+            raise UserError(f"data check: every one of the {len(index.items)} {index.subset} videos{where} cannot be "
+                            f"used: {_named(result.bad, folder, limit)}; fix or remove them, or check data.root")
     kept = [dataclasses.replace(index, items=result.good) for index, result in zip(indexes, results)]
-    return DatasetCheck(
-        *kept,
-        f"data check: left out {len(bad)} of {total} videos{where} that cannot be used: {named}",
-        short,
-        short_note,
-    )
+    return DatasetCheck(*kept, f"data check: left out {len(bad)} of {total} videos{where} that cannot be used: {named}",
+                        short, short_note)
 
 
 def _short_note(short, folder, where, limit):
     """The line naming the videos whose header states more frames than decode (``limit``, then a count)."""
-    named = _named(
-        [(source, f"header {stated} frames, {frames} decode") for source, stated, frames in short], folder, limit
-    )
+    named = _named([(source, f"header {stated} frames, {frames} decode") for source, stated, frames in short],
+                   folder, limit)
     several = len(short) > 1
-    return (
-        f"data check: {len(short)} video{'s' if several else ''}{where} "
-        f"{'hold fewer frames than their headers state' if several else 'holds fewer frames than its header states'}"
-        f"; sampled over the frames that decode: {named}"
-    )
+    return (f"data check: {len(short)} video{'s' if several else ''}{where} "
+            f"{'hold fewer frames than their headers state' if several else 'holds fewer frames than its header states'}"
+            f"; sampled over the frames that decode: {named}")
 
 
 def recipe_inputs(recipe):
@@ -477,16 +437,8 @@ def check_recipe_data(recipe, train_index, test_index, *, log=print, workers=Non
     inputs = recipe_inputs(recipe)
     if not inputs:
         return DatasetCheck(train_index, test_index, None)
-    result = check_dataset(
-        train_index,
-        test_index,
-        inputs,
-        recipe.data.on_bad_video,
-        workers=workers,
-        cache_file=cache_file,
-        progress=progress,
-        log=log,
-    )
+    result = check_dataset(train_index, test_index, inputs, recipe.data.on_bad_video, workers=workers,
+                           cache_file=cache_file, progress=progress, log=log)
     for line in (result.short_note, result.summary):
         if line:
             log(line)

@@ -103,47 +103,21 @@ def _make_synthetic(data):
         raise UserError(f"data.synthetic: {error}") from None
 
 
-register_dataset(
-    DatasetSpec(
-        "gtea61",
-        "ego-rnn frame folders <root>/frames/S1..S4/<class>/<n>/ (+ flow_x, flow_y)",
-        4,
-        indexes.gtea61_index,
-    )
-)
-register_dataset(
-    DatasetSpec(
-        "egtea",
-        "<root>/cropped_clips/<session>/<clip>.mp4 and <root>/action_annotation/",
-        3,
-        indexes.egtea_index,
-    )
-)
-register_dataset(
-    DatasetSpec(
-        "hmdb51",
-        "<root>/<class>/*.avi and <root>/testTrainMulti_7030_splits/",
-        3,
-        indexes.hmdb51_index,
-    )
-)
-register_dataset(
-    DatasetSpec(
-        "folder",
-        "<root>/<class>/<video or frame folder>, optional train.txt / test.txt",
-        1,
-        indexes.folder_index,
-        validation=AUTO,
-    )
-)
-register_dataset(
-    DatasetSpec(
-        "synthetic",
-        "a motion dataset made under <root> on first use (options: data.synthetic)",
-        1,
-        indexes.folder_index,
-        validation=AUTO,
-        options="synthetic",
-        prepare=_make_synthetic,
-    )
-)
+register_dataset(DatasetSpec(
+    "gtea61", "ego-rnn frame folders <root>/frames/S1..S4/<class>/<n>/ (+ flow_x, flow_y)", 4,
+    indexes.gtea61_index,
+))
+register_dataset(DatasetSpec(
+    "egtea", "<root>/cropped_clips/<session>/<clip>.mp4 and <root>/action_annotation/", 3, indexes.egtea_index,
+))
+register_dataset(DatasetSpec(
+    "hmdb51", "<root>/<class>/*.avi and <root>/testTrainMulti_7030_splits/", 3, indexes.hmdb51_index,
+))
+register_dataset(DatasetSpec(
+    "folder", "<root>/<class>/<video or frame folder>, optional train.txt / test.txt", 1, indexes.folder_index,
+    validation=AUTO,
+))
+register_dataset(DatasetSpec(
+    "synthetic", "a motion dataset made under <root> on first use (options: data.synthetic)", 1,
+    indexes.folder_index, validation=AUTO, options="synthetic", prepare=_make_synthetic,
+))

@@ -1,8 +1,7 @@
 """The data of a recipe, as fit, evaluate and predict feed it to a model.
 
 ``recipe_indexes`` makes (if the dataset has a prepare step) and indexes a recipe's train and test
-subsets, ``validation_split`` holds out the clips that pick checkpoints; ``model_dataset`` is the
-``tf.data`` pipeline that feeds a model its inputs
+subsets, ``validation_split`` holds out the clips that pick checkpoints; ``model_dataset`` is the ``tf.data`` pipeline that feeds a model its inputs
 (``InputSpec``s, as a saved model's ``ModelInfo`` lists them); ``video_inputs`` decodes one video for
 prediction exactly as the test subset is decoded.
 """
@@ -20,16 +19,13 @@ def recipe_indexes(data):
     spec = get_dataset(data.dataset)
     if spec.prepare is not None:
         spec.prepare(data)
-    train, test = (
-        build_index(data.dataset, data.root, data.split, subset, data.flow_root) for subset in ("train", "test")
-    )
+    train, test = (build_index(data.dataset, data.root, data.split, subset, data.flow_root)
+                   for subset in ("train", "test"))
     if train.class_names != test.class_names:
         raise UserError(f"{data.root}: the train and test subsets list different classes; check the split files")
     if len(train.class_names) < 2:
-        raise UserError(
-            f"{data.root} holds {len(train.class_names)} class ({', '.join(train.class_names)}): a "
-            "classifier needs at least 2; add class folders or fix data.root"
-        )
+        raise UserError(f"{data.root} holds {len(train.class_names)} class ({', '.join(train.class_names)}): a "
+                        "classifier needs at least 2; add class folders or fix data.root")
     return train, test
 
 
@@ -51,11 +47,9 @@ def auto_validation_note(train):
     fewest = int(counts.min())
     if fewest >= HOLD_OUT_MIN_CLIPS:
         return None
-    return (
-        f"data.validation auto: the test subset picks the best checkpoint, as the class "
-        f"{train.class_names[int(counts.argmin())]} has {fewest} training clips (a {HELD_OUT:.0%} hold-out needs "
-        f"{HOLD_OUT_MIN_CLIPS} per class); set data.validation to a fraction or a list file to hold out anyway"
-    )
+    return (f"data.validation auto: the test subset picks the best checkpoint, as the class "
+            f"{train.class_names[int(counts.argmin())]} has {fewest} training clips (a {HELD_OUT:.0%} hold-out needs "
+            f"{HOLD_OUT_MIN_CLIPS} per class); set data.validation to a fraction or a list file to hold out anyway")
 
 
 def test_clips(inputs, clips):
@@ -81,15 +75,8 @@ def model_dataset(data, index, subset, inputs, *, batch_size, training, seed, ba
         if read_sidecar(path).get("class_names") != index.class_names:
             raise UserError(f"{path} was packed with other classes than {data.root} holds; pack it again")
         return make_tfrecord_dataset(path, inputs[0], **common)
-    return make_dataset(
-        index,
-        inputs,
-        on_bad_video=data.on_bad_video,
-        bad_videos=bad_videos,
-        clips=clips,
-        colour_jitter=data.colour_jitter,
-        **common,
-    )
+    return make_dataset(index, inputs, on_bad_video=data.on_bad_video, bad_videos=bad_videos, clips=clips,
+                        colour_jitter=data.colour_jitter, **common)
 
 
 def video_inputs(video, inputs, flow_dir=None, clips=1):

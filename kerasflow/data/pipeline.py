@@ -122,9 +122,7 @@ def _plain_crop(planes, frame_size, draw, flow):
     else:
         if draw.flip:
             planes = _flipped(planes, flow)
-        y, x = (
-            int(fraction * (room + 1)) for fraction, room in zip(draw.offset, (height - frame_size, width - frame_size))
-        )
+        y, x = (int(fraction * (room + 1)) for fraction, room in zip(draw.offset, (height - frame_size, width - frame_size)))
     return np.ascontiguousarray(planes[y : y + frame_size, x : x + frame_size])
 
 
@@ -214,17 +212,14 @@ def bad_videos_as_user_errors():
         yield
     except tf.errors.DataLossError as error:
         reason = " ".join(str(error.message).split())[:200]
-        raise UserError(
-            f"a packed TFRecord file (data.packed) is truncated or corrupt ({reason}); "
-            "pack it again with python -m kerasflow.data pack"
-        ) from None
+        raise UserError(f"a packed TFRecord file (data.packed) is truncated or corrupt ({reason}); "
+                        "pack it again with python -m kerasflow.data pack") from None
     except (tf.errors.UnknownError, tf.errors.InvalidArgumentError) as error:
         bad = bad_video_from_tf_error(error)
         if bad is None:
             raise
-        raise UserError(
-            f"{bad}; re-encode or remove it, or set data.on_bad_video: skip to leave such videos out"
-        ) from None
+        raise UserError(f"{bad}; re-encode or remove it, or set data.on_bad_video: skip to leave such videos "
+                        "out") from None
 
 
 class _BadVideoInPipeline(RuntimeError):
@@ -245,13 +240,9 @@ def load_example(item, inputs, training, seed, random_flip=True, clips=1, colour
     clip_specs = [spec for spec in inputs if spec.is_clip]
     frames = []
     if clip_specs:
-
         def choose(count, rng):
-            return [
-                clip_indices(count, spec.frames, spec.sampling, spec.stride, training, rng, clip, clips)
-                for clip in range(clips)
-                for spec in clip_specs
-            ]
+            return [clip_indices(count, spec.frames, spec.sampling, spec.stride, training, rng, clip, clips)
+                    for clip in range(clips) for spec in clip_specs]
 
         frames = _decoded(item, read_frames, item.source, choose, rng)
     arrays = []
@@ -259,9 +250,8 @@ def load_example(item, inputs, training, seed, random_flip=True, clips=1, colour
         per_clip = []
         for clip in range(clips):
             if spec.is_clip:
-                clip_frames = transform_clip(
-                    frames[clip * len(clip_specs) + clip_specs.index(spec)], spec.size, draw, spec.crop, spec.subsample
-                )
+                clip_frames = transform_clip(frames[clip * len(clip_specs) + clip_specs.index(spec)], spec.size, draw,
+                                             spec.crop, spec.subsample)
                 if draw is not None and draw.colour is not None:
                     clip_frames = jitter_colours(clip_frames, *draw.colour)
                 per_clip.append(clip_frames)
@@ -269,9 +259,8 @@ def load_example(item, inputs, training, seed, random_flip=True, clips=1, colour
             if item.flow_source is None:
                 raise BadVideo(item.source, "has no flow_x folder (extract flow or pass flow_root)")
             stack = _decoded(item, read_flow_stack, item.flow_source, spec.frames, training, rng, clip, clips)
-            per_clip.append(
-                transform_planes(stack, spec.size, draw, flow=True, crop=spec.crop, subsample=spec.subsample)
-            )
+            per_clip.append(transform_planes(stack, spec.size, draw, flow=True, crop=spec.crop,
+                                             subsample=spec.subsample))
         arrays.append(per_clip[0] if clips == 1 else np.stack(per_clip))
     return arrays
 

@@ -194,14 +194,12 @@ def write_video(path, frames):
         except BadVideo:
             decoded = 0
         if decoded != len(frames):
-            raise UserError(
-                f"written video {str(path)!r} decodes {decoded} of {len(frames)} frames; OpenCV's MJPG writer is broken"
-            )
+            raise UserError(f"written video {str(path)!r} decodes {decoded} of {len(frames)} frames; "
+                            "OpenCV's MJPG writer is broken")
 
 
-def make_synthetic_dataset(
-    out_dir, classes=4, videos_per_class=24, frames=16, size=64, seed=0, test_fraction=0.25, variant="patch"
-):
+def make_synthetic_dataset(out_dir, classes=4, videos_per_class=24, frames=16, size=64, seed=0, test_fraction=0.25,
+                           variant="patch"):
     """Write (or reuse) the synthetic dataset in ``out_dir`` and return its path.
 
     ``variant``: ``"patch"`` or ``"letters"`` (see the module). Re-running with the same arguments keeps
@@ -209,33 +207,21 @@ def make_synthetic_dataset(
     folder made before variants existed counts as ``patch``. Arguments out of range raise ``ValueError``.
     """
     if not 1 <= classes <= len(DIRECTIONS):
-        raise ValueError(
-            f"`classes` must be from 1 to {len(DIRECTIONS)} (the motion directions). Received: classes={classes}"
-        )
+        raise ValueError(f"`classes` must be from 1 to {len(DIRECTIONS)} (the motion directions). "
+                         f"Received: classes={classes}")
     if videos_per_class < 2 or frames < 2 or size < 16:
-        raise ValueError(
-            "`videos_per_class` and `frames` must be >= 2 and `size` >= 16. Received: "
-            f"videos_per_class={videos_per_class}, frames={frames}, size={size}"
-        )
+        raise ValueError("`videos_per_class` and `frames` must be >= 2 and `size` >= 16. Received: "
+                         f"videos_per_class={videos_per_class}, frames={frames}, size={size}")
     if size % 2:
-        raise ValueError(
-            f"`size` must be even (MJPG video needs an even frame size), e.g. {size + 1}. Received: size={size}"
-        )
+        raise ValueError(f"`size` must be even (MJPG video needs an even frame size), e.g. {size + 1}. "
+                         f"Received: size={size}")
     if not 0 < test_fraction < 1:
         raise ValueError(f"`test_fraction` must be between 0 and 1. Received: test_fraction={test_fraction}")
     if variant not in VARIANTS:
         raise ValueError(f"`variant` must be one of {VARIANTS}. Received: variant={variant!r}")
     out = Path(out_dir)
-    arguments = {
-        "classes": classes,
-        "videos_per_class": videos_per_class,
-        "frames": frames,
-        "size": size,
-        "seed": seed,
-        "test_fraction": test_fraction,
-        "variant": variant,
-        "generator": GENERATOR_VERSION,
-    }
+    arguments = {"classes": classes, "videos_per_class": videos_per_class, "frames": frames, "size": size,
+                 "seed": seed, "test_fraction": test_fraction, "variant": variant, "generator": GENERATOR_VERSION}
     manifest = out / MANIFEST
     if out.exists() and not out.is_dir():
         raise UserError(f"{str(out)!r} is a file; pass a folder (new or empty) for the synthetic dataset")
@@ -279,11 +265,7 @@ def _read_manifest(path):
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
-        raise UserError(
-            f"{str(path)!r} is not valid JSON ({error}); delete the folder and make the dataset again"
-        ) from None
+        raise UserError(f"{str(path)!r} is not valid JSON ({error}); delete the folder and make the dataset again") from None
     if not isinstance(manifest, dict):
-        raise UserError(
-            f"{str(path)!r} is not a synthetic dataset manifest; delete the folder and make the dataset again"
-        )
+        raise UserError(f"{str(path)!r} is not a synthetic dataset manifest; delete the folder and make the dataset again")
     return manifest

@@ -60,20 +60,8 @@ def tvl1_parameters():
     (no illumination term), no initial flow.
     """
     tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
-    names = (
-        "Tau",
-        "Lambda",
-        "Theta",
-        "ScalesNumber",
-        "ScaleStep",
-        "WarpingsNumber",
-        "Epsilon",
-        "InnerIterations",
-        "OuterIterations",
-        "MedianFiltering",
-        "Gamma",
-        "UseInitialFlow",
-    )
+    names = ("Tau", "Lambda", "Theta", "ScalesNumber", "ScaleStep", "WarpingsNumber", "Epsilon",
+             "InnerIterations", "OuterIterations", "MedianFiltering", "Gamma", "UseInitialFlow")
     return {name: getattr(tvl1, f"get{name}")() for name in names}
 
 
@@ -142,7 +130,9 @@ def find_sources(src_root, exclude=()):
             subfolders.clear()
             continue
         subfolders[:] = [
-            name for name in subfolders if not name.startswith(".") and (folder / name).resolve() not in excluded
+            name
+            for name in subfolders
+            if not name.startswith(".") and (folder / name).resolve() not in excluded
         ]
         sources.extend(folder / name for name in files if is_video_file(name) and not name.startswith("."))
     return sorted(sources, key=lambda path: _natural_key(path.relative_to(src_root).as_posix()))
@@ -270,7 +260,9 @@ def _check_unique_outputs(sources, src_root):
     for source in sources:
         rel = rel_path(source, src_root)
         if rel in seen:
-            raise UserError(f"{seen[rel]} and {source} would both write flow_x/{rel.as_posix()}; rename or move one")
+            raise UserError(
+                f"{seen[rel]} and {source} would both write flow_x/{rel.as_posix()}; rename or move one"
+            )
         seen[rel] = source
 
 
@@ -304,7 +296,9 @@ def extract_all(src_root, out_root, workers=None, bound=20, size=None, limit=Non
         raise ValueError(f"`workers` must be >= 1 (or None: one per CPU). Received: workers={workers}")
     sources = find_sources(src_root, exclude=[out_root / name for name in FLOW_FOLDERS])
     if not sources:
-        raise UserError(f"source folder {src_root} holds no videos ({', '.join(VIDEO_EXTENSIONS)}) or frame folders")
+        raise UserError(
+            f"source folder {src_root} holds no videos ({', '.join(VIDEO_EXTENSIONS)}) or frame folders"
+        )
     _check_unique_outputs(sources, src_root)
     if limit is not None:
         sources = sources[:limit]
@@ -325,7 +319,8 @@ def extract_all(src_root, out_root, workers=None, bound=20, size=None, limit=Non
     processes = max(1, min(workers, len(todo)))
     with concurrent.futures.ProcessPoolExecutor(processes, context, initializer=_init_worker) as pool:
         futures = {
-            pool.submit(_extract_or_report, source, out_root, rel, bound, size): (source, rel) for source, rel in todo
+            pool.submit(_extract_or_report, source, out_root, rel, bound, size): (source, rel)
+            for source, rel in todo
         }
         progress = tqdm(total=len(sources), initial=skipped, unit="video", desc="TV-L1 flow")
         for future in concurrent.futures.as_completed(futures):
@@ -337,7 +332,9 @@ def extract_all(src_root, out_root, workers=None, bound=20, size=None, limit=Non
                     for pending in futures:
                         pending.cancel()
                     progress.close()
-                    raise UserError(f"bad video {result['error']}; fix or remove it, or drop --strict to skip it")
+                    raise UserError(
+                        f"bad video {result['error']}; fix or remove it, or drop --strict to skip it"
+                    )
                 failed[str(source)] = result["error"]
                 progress.write(f"skipped bad video {result['error']}")
             else:

@@ -116,10 +116,8 @@ def sample_indices(num_frames_available, num_samples, training=False, rng=None):
     ``num_samples`` repeats frames (N=3, T=5 gives [0, 0, 1, 1, 2] in test mode).
     """
     if num_frames_available < 1 or num_samples < 1:
-        raise ValueError(
-            "`num_frames_available` and `num_samples` must be >= 1. Received: "
-            f"num_frames_available={num_frames_available}, num_samples={num_samples}"
-        )
+        raise ValueError("`num_frames_available` and `num_samples` must be >= 1. Received: "
+                         f"num_frames_available={num_frames_available}, num_samples={num_samples}")
     offsets = np.zeros(num_samples)
     if training:
         rng = np.random.default_rng() if rng is None else rng
@@ -139,9 +137,8 @@ def window_start(last_start, training=False, rng=None, clip=0, clips=1):
     return int(np.floor(np.linspace(0, last_start, clips)[clip]))
 
 
-def clip_indices(
-    num_frames_available, frames, sampling="segments", stride=1, training=False, rng=None, clip=0, clips=1
-):
+def clip_indices(num_frames_available, frames, sampling="segments", stride=1, training=False, rng=None, clip=0,
+                 clips=1):
     """Indices of the ``frames`` frames of one clip of a video of ``num_frames_available`` frames.
 
     ``segments``: spread over the whole video (``sample_indices``; every test clip is the same).
@@ -199,7 +196,8 @@ def _read_folder_frames(folder, choose, rng):
 def _stack_rgb(bgr_frames):
     height, width = bgr_frames[0].shape[:2]
     frames = [
-        frame if frame.shape[:2] == (height, width) else cv2.resize(frame, (width, height)) for frame in bgr_frames
+        frame if frame.shape[:2] == (height, width) else cv2.resize(frame, (width, height))
+        for frame in bgr_frames
     ]
     return np.stack([cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) for frame in frames])
 
@@ -272,9 +270,7 @@ def _remember_frame_count(path, count, stated):
     if stated > 0:
         logger.warning(
             "video %r breaks mid-way: its header states %d frames but only %d decode; sampling over those",
-            path,
-            stated,
-            count,
+            path, stated, count,
         )
 
 

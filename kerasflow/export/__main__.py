@@ -44,12 +44,8 @@ def main(argv=None):
     parser.add_argument("--out", help="export folder (default saved_models/<run name>/<format>[-<quantize>])")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
     parser.add_argument("--recipe", help="the model's recipe, for its test clips (default: the run's recipe.yaml)")
-    parser.add_argument(
-        "--check-clips",
-        type=positive_int,
-        default=CHECK_CLIPS,
-        help=f"test clips to compare the export with the Keras model on (default {CHECK_CLIPS})",
-    )
+    parser.add_argument("--check-clips", type=positive_int, default=CHECK_CLIPS,
+                        help=f"test clips to compare the export with the Keras model on (default {CHECK_CLIPS})")
     args = parser.parse_args(argv)
     if args.quantize != "none" and args.format != "tflite":
         raise UserError(f"--quantize {args.quantize} applies to --format tflite; leave it out for {args.format}")
@@ -72,36 +68,21 @@ def main(argv=None):
     recipe_path = args.recipe or (run / "recipe.yaml" if run else None)
     recipe = load_recipe(recipe_path) if recipe_path else None
     if args.quantize == "int8" and recipe is None:
-        raise UserError(
-            "--quantize int8 calibrates on the model's training clips: pass --recipe with the recipe "
-            "it was trained with"
-        )
+        raise UserError("--quantize int8 calibrates on the model's training clips: pass --recipe with the recipe "
+                        "it was trained with")
     from kerasflow.export.writer import export
     from kerasflow.model_io import load_model_file
 
     clips, origin = check_clips(info, recipe, args.check_clips)
     representative = representative_clips(info, recipe) if args.quantize == "int8" and recipe else None
-    report = export(
-        load_model_file(model_file),
-        info,
-        args.format,
-        out,
-        quantize=args.quantize,
-        overwrite=args.overwrite,
-        clips=clips,
-        source=model_file,
-        run_folder=run,
-        frame_size=info.inputs[0].size,
-        representative=representative,
-    )
+    report = export(load_model_file(model_file), info, args.format, out, quantize=args.quantize,
+                    overwrite=args.overwrite, clips=clips, source=model_file, run_folder=run,
+                    frame_size=info.inputs[0].size, representative=representative)
     if report.representative_clips:
         print(f"int8 calibrated on {report.representative_clips} training clips")
     if report.kept_float:
-        what = (
-            "the weights of these ops (no dynamic-range int8 kernel)"
-            if args.quantize == "dynamic_int8"
-            else f"these ops (no int8 TFLite kernel; {', '.join(INT8_FLOAT_OPS)} on purpose)"
-        )
+        what = ("the weights of these ops (no dynamic-range int8 kernel)" if args.quantize == "dynamic_int8" else
+                f"these ops (no int8 TFLite kernel; {', '.join(INT8_FLOAT_OPS)} on purpose)")
         print(f"kept float32: {what}: {describe(report.kept_float)}")
     print(f"checked against the Keras model on {origin}")
     print(REPORT_HEADER)

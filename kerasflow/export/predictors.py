@@ -44,21 +44,14 @@ class Predictor:
         """``({input name: (shape, dtype name)}, logits shape or None)`` of the loaded artifact."""
         model = self.keras_model
         output = model.output["logits"] if isinstance(model.output, dict) else model.output
-        return ({tensor.name: (tuple(tensor.shape), str(tensor.dtype)) for tensor in model.inputs}, tuple(output.shape))
+        return ({tensor.name: (tuple(tensor.shape), str(tensor.dtype)) for tensor in model.inputs},
+                tuple(output.shape))
 
     def _one_by_one(self, inputs, run_one):
         size = len(next(iter(inputs.values())))
-        return np.concatenate(
-            [
-                run_one(
-                    {
-                        self.artifact_names.get(name, name): np.asarray(value[i : i + 1])
-                        for name, value in inputs.items()
-                    }
-                )
-                for i in range(size)
-            ]
-        ).astype(np.float32)
+        return np.concatenate([run_one({self.artifact_names.get(name, name): np.asarray(value[i : i + 1])
+                                        for name, value in inputs.items()})
+                               for i in range(size)]).astype(np.float32)
 
 
 class KerasPredictor(Predictor):
@@ -100,10 +93,8 @@ class SavedModelPredictor(Predictor):
     def signature(self):
         inputs = self._serve.structured_input_signature[1]
         logits = self._serve.structured_outputs.get("logits")
-        return (
-            {current_name(name): (tuple(spec.shape.as_list()), spec.dtype.name) for name, spec in inputs.items()},
-            tuple(logits.shape.as_list()) if logits is not None else None,
-        )
+        return ({current_name(name): (tuple(spec.shape.as_list()), spec.dtype.name) for name, spec in inputs.items()},
+                tuple(logits.shape.as_list()) if logits is not None else None)
 
 
 class TFLitePredictor(Predictor):
@@ -118,14 +109,9 @@ class TFLitePredictor(Predictor):
         try:  # one run on zeros: LiteRT's one-time notice of its CPU delegate stays off stderr
             with native_output_kept_back(replay=False):
                 self._run = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner(
-                    "serving_default"
-                )
-                self._run(
-                    **{
-                        name: np.zeros(detail["shape"], detail["dtype"])
-                        for name, detail in self._run.get_input_details().items()
-                    }
-                )
+                    "serving_default")
+                self._run(**{name: np.zeros(detail["shape"], detail["dtype"])
+                             for name, detail in self._run.get_input_details().items()})
         except (ValueError, RuntimeError) as error:
             raise _unloadable(path, "a TFLite model", error) from None
         self.artifact_names = _legacy_names(self._run.get_input_details())
@@ -135,13 +121,9 @@ class TFLitePredictor(Predictor):
 
     def signature(self):
         outputs = self._run.get_output_details()
-        return (
-            {
-                current_name(name): (tuple(int(n) for n in detail["shape"]), np.dtype(detail["dtype"]).name)
-                for name, detail in self._run.get_input_details().items()
-            },
-            tuple(int(n) for n in outputs["logits"]["shape"]) if "logits" in outputs else None,
-        )
+        return ({current_name(name): (tuple(int(n) for n in detail["shape"]), np.dtype(detail["dtype"]).name)
+                 for name, detail in self._run.get_input_details().items()},
+                tuple(int(n) for n in outputs["logits"]["shape"]) if "logits" in outputs else None)
 
 
 def _legacy_names(names):
@@ -151,10 +133,8 @@ def _legacy_names(names):
 
 def _unloadable(path, what, error):
     reason = " ".join(str(error).split())[:200] or type(error).__name__
-    return UserError(
-        f"{path} cannot be loaded as {what} ({reason}); it is damaged or not one: copy it again or "
-        "export the model again"
-    )
+    return UserError(f"{path} cannot be loaded as {what} ({reason}); it is damaged or not one: copy it again or "
+                     "export the model again")
 
 
 def read_metadata(folder):
@@ -164,28 +144,18 @@ def read_metadata(folder):
     try:
         metadata = json.loads(path.read_text())
     except FileNotFoundError:
-        raise UserError(
-            f"{path} is missing: an export folder holds the metadata python -m kerasflow.export "
-            "writes; export the model again"
-        ) from None
+        raise UserError(f"{path} is missing: an export folder holds the metadata python -m kerasflow.export "
+                        "writes; export the model again") from None
     except (OSError, ValueError) as error:
-        raise UserError(
-            f"{path} is not readable export metadata ({type(error).__name__}); export the model again"
-        ) from None
+        raise UserError(f"{path} is not readable export metadata ({type(error).__name__}); export the model "
+                        "again") from None
     problem = _metadata_problem(metadata)
     if problem:
         raise UserError(f"{path}: {problem}; it was edited or is damaged: export the model again")
-    info = ModelInfo(
-        kind=metadata["kind"],
-        stage=metadata["stage"],
-        model=metadata["model"],
-        inputs=tuple(
-            InputSpec.from_dict({key: spec[key] for key in INPUT_SPEC_KEYS if key in spec})
-            for spec in metadata["inputs"]
-        ),
-        class_names=tuple(metadata["class_names"]),
-        version=metadata["kerasflow_version"],
-    )
+    info = ModelInfo(kind=metadata["kind"], stage=metadata["stage"], model=metadata["model"],
+                     inputs=tuple(InputSpec.from_dict({key: spec[key] for key in INPUT_SPEC_KEYS if key in spec})
+                                  for spec in metadata["inputs"]),
+                     class_names=tuple(metadata["class_names"]), version=metadata["kerasflow_version"])
     return metadata, info
 
 
@@ -209,36 +179,27 @@ def _metadata_problem(metadata):
         return f'"class_names" names a class twice ({next(n for n in names if names.count(n) > 1)!r})'
     outputs = metadata["outputs"]
     if outputs != {"logits": [1, len(names)], "probs": [1, len(names)]}:
-        return (
-            f'"outputs" is {json.dumps(outputs)[:80]} but "class_names" holds {len(names)} names '
-            f"(expected logits and probs of [1, {len(names)}])"
-        )
+        return (f'"outputs" is {json.dumps(outputs)[:80]} but "class_names" holds {len(names)} names '
+                f'(expected logits and probs of [1, {len(names)}])')
     if not isinstance(metadata["inputs"], list) or not metadata["inputs"]:
         return '"inputs" is not a list of inputs'
     for number, spec in enumerate(metadata["inputs"]):
         where = f'"inputs"[{number}]'
         if not isinstance(spec, dict):
             return f"{where} is not an object"
-        checks = {
-            "name": (
-                lambda value: isinstance(value, str) and current_name(value) in INPUT_NAMES,
-                f"one of {', '.join(INPUT_NAMES)}",
-            ),
-            "frames": (_is_count, "an integer >= 1"),
-            "size": (_is_count, "an integer >= 1"),
-            "sampling": (lambda value: value in SAMPLINGS, f"one of {', '.join(SAMPLINGS)}"),
-            "stride": (_is_count, "an integer >= 1"),
-        }
+        checks = {"name": (lambda value: isinstance(value, str) and current_name(value) in INPUT_NAMES,
+                           f"one of {', '.join(INPUT_NAMES)}"),
+                  "frames": (_is_count, "an integer >= 1"), "size": (_is_count, "an integer >= 1"),
+                  "sampling": (lambda value: value in SAMPLINGS, f"one of {', '.join(SAMPLINGS)}"),
+                  "stride": (_is_count, "an integer >= 1")}
         for key, (check, expected) in checks.items():
             if key not in spec:
                 return f'{where} lacks "{key}"'
             if not check(spec[key]):
                 return f'{where}."{key}" is {json.dumps(spec[key])[:40]}, not {expected}'
         # Exports written before data.crop existed lack the two crop keys: they were multi-scale at 1.
-        optional = {
-            "crop": (lambda value: value in CROPS, f"one of {', '.join(CROPS)}"),
-            "subsample": (_is_count, "an integer >= 1"),
-        }
+        optional = {"crop": (lambda value: value in CROPS, f"one of {', '.join(CROPS)}"),
+                    "subsample": (_is_count, "an integer >= 1")}
         for key, (check, expected) in optional.items():
             if key in spec and not check(spec[key]):
                 return f'{where}."{key}" is {json.dumps(spec[key])[:40]}, not {expected}'
@@ -254,21 +215,16 @@ def check_artifact(predictor, metadata_path):
     expected = {spec.name: ((1, *spec.shape), "uint8") for spec in predictor.info.inputs}
     name = {"tflite": predictor.path.name, "saved_model": "the SavedModel"}.get(predictor.format, "model.keras")
     if inputs != expected:
-
         def show(signature):
             return ", ".join(f"{key} {list(shape)} {dtype}" for key, (shape, dtype) in sorted(signature.items()))
 
-        raise UserError(
-            f"{metadata_path} describes the inputs {show(expected)} but {name} takes {show(inputs)}; the "
-            "metadata was edited or belongs to another model: export the model again"
-        )
+        raise UserError(f"{metadata_path} describes the inputs {show(expected)} but {name} takes {show(inputs)}; the "
+                        "metadata was edited or belongs to another model: export the model again")
     classes = len(predictor.info.class_names)
     if logits != (1, classes):
         scores = "no logits" if logits is None else f"{math.prod(logits[1:])} scores"
-        raise UserError(
-            f"{metadata_path} names {classes} classes but {name} gives {scores}; the metadata was edited "
-            "or belongs to another model: export the model again"
-        )
+        raise UserError(f"{metadata_path} names {classes} classes but {name} gives {scores}; the metadata was edited "
+                        "or belongs to another model: export the model again")
 
 
 def _export_folder(path):
@@ -279,18 +235,14 @@ def _export_folder(path):
         return folder
     exported = [name for name in (MODEL_FILES["tflite"], MODEL_FILES["saved_model"]) if (folder / name).is_file()]
     if path.is_dir() and exported:
-        raise UserError(
-            f"{path} holds {exported[0]} but no {METADATA_FILE}: an export folder keeps the metadata "
-            "python -m kerasflow.export writes (classes, inputs) beside the model; copy the whole "
-            "folder again or export the model again"
-        )
+        raise UserError(f"{path} holds {exported[0]} but no {METADATA_FILE}: an export folder keeps the metadata "
+                        "python -m kerasflow.export writes (classes, inputs) beside the model; copy the whole "
+                        "folder again or export the model again")
     if path.suffix == ".tflite" and not path.is_file():
         raise UserError(f"model {str(path)!r} does not exist; pass {ACCEPTED}")
     if path.suffix == ".tflite":
-        raise UserError(
-            f"{path} has no {METADATA_FILE} beside it: keep the file in the folder "
-            "python -m kerasflow.export wrote (the metadata names its classes and inputs)"
-        )
+        raise UserError(f"{path} has no {METADATA_FILE} beside it: keep the file in the folder "
+                        "python -m kerasflow.export wrote (the metadata names its classes and inputs)")
     return None
 
 

@@ -74,9 +74,8 @@ def float_ops(data):
     for op in graph.operators:
         name = op_name(op)
         tensors = [graph.tensors[index] for index in (*op.inputs, *op.outputs) if index >= 0]
-        if name not in BOUNDARY_OPS and any(
-            tensor.type == schema.TensorType.FLOAT32 and not _is_constant(model, tensor) for tensor in tensors
-        ):
+        if name not in BOUNDARY_OPS and any(tensor.type == schema.TensorType.FLOAT32 and not _is_constant(model, tensor)
+                                            for tensor in tensors):
             found[name] += 1
     return dict(sorted(found.items()))
 

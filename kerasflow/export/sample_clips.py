@@ -11,16 +11,14 @@ def check_clips(info, recipe, count=CHECK_CLIPS):
 
     if recipe is None:
         rng = np.random.default_rng(0)
-        return {
-            spec.name: rng.integers(0, 256, (count, *spec.shape), dtype=np.uint8) for spec in info.inputs
-        }, f"{count} random clips (no recipe: pass --recipe to check on test videos)"
+        return {spec.name: rng.integers(0, 256, (count, *spec.shape), dtype=np.uint8) for spec in info.inputs}, \
+            f"{count} random clips (no recipe: pass --recipe to check on test videos)"
     from kerasflow.data.feeds import model_dataset, recipe_indexes
     from kerasflow.data.pipeline import BadVideoLog
 
     _, test = recipe_indexes(recipe.data)
-    dataset = model_dataset(
-        recipe.data, test, "test", info.inputs, batch_size=count, training=False, seed=0, bad_videos=BadVideoLog()
-    )
+    dataset = model_dataset(recipe.data, test, "test", info.inputs, batch_size=count, training=False,
+                            seed=0, bad_videos=BadVideoLog())
     inputs, _, weights = next(iter(dataset))
     kept = np.asarray(weights) > 0
     return {name: np.asarray(value)[kept] for name, value in inputs.items()}, f"{int(kept.sum())} test clips"
@@ -38,16 +36,8 @@ def representative_clips(info, recipe, count=REPRESENTATIVE_CLIPS):
 
     train, _ = recipe_indexes(recipe.data)
     picked = [train.items[i] for i in np.unique(np.linspace(0, len(train.items) - 1, count).astype(int))]
-    dataset = model_dataset(
-        recipe.data,
-        dataclasses.replace(train, items=picked),
-        "train",
-        info.inputs,
-        batch_size=len(picked),
-        training=False,
-        seed=0,
-        bad_videos=BadVideoLog(),
-    )
+    dataset = model_dataset(recipe.data, dataclasses.replace(train, items=picked), "train", info.inputs,
+                            batch_size=len(picked), training=False, seed=0, bad_videos=BadVideoLog())
     inputs, _, weights = next(iter(dataset))
     kept = np.asarray(weights) > 0
     return {name: np.asarray(value)[kept] for name, value in inputs.items()}

@@ -10,12 +10,8 @@ import keras
 
 from kerasflow.errors import UserError
 
-FLOAT32_POLICY = {
-    "module": "keras",
-    "class_name": "DTypePolicy",
-    "config": {"name": "float32"},
-    "registered_name": None,
-}
+FLOAT32_POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
+                  "registered_name": None}
 
 
 def _prepared(config, batch_size):
@@ -44,18 +40,14 @@ def serving_model(model, info, batch_size=1):
     try:
         rebuilt = keras.Model.from_config(_prepared(model.get_config(), batch_size))
     except (TypeError, ValueError) as error:
-        raise UserError(
-            f"the model cannot be rebuilt for export ({type(error).__name__}: "
-            f"{str(error).splitlines()[0][:150]}); export a model kerasflow.fit wrote"
-        ) from None
+        raise UserError(f"the model cannot be rebuilt for export ({type(error).__name__}: "
+                        f"{str(error).splitlines()[0][:150]}); export a model kerasflow.fit wrote") from None
     rebuilt.set_weights(model.get_weights())
     shapes = {tensor.name: (tuple(tensor.shape), tensor.dtype) for tensor in rebuilt.inputs}
     expected = {spec.name: ((batch_size, *spec.shape), "uint8") for spec in info.inputs}
     if shapes != expected:
-        raise UserError(
-            f"the model's inputs {shapes} are not the uint8 clips its metadata describes {expected}; "
-            "export a model this kerasflow version trained"
-        )
+        raise UserError(f"the model's inputs {shapes} are not the uint8 clips its metadata describes {expected}; "
+                        "export a model this kerasflow version trained")
     logits = keras.layers.Activation("linear", dtype="float32", name="serving_logits")(rebuilt.output)
     probs = keras.layers.Softmax(dtype="float32", name="serving_probs")(logits)
     return keras.Model(rebuilt.input, {"logits": logits, "probs": probs}, name=f"{model.name}_serving")

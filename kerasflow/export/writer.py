@@ -58,11 +58,9 @@ class ExportReport:
     representative_clips: int = 0
 
     def row(self):
-        return (
-            f"{self.format:<12} {self.quantize:<13} {self.bytes / 1e6:>9.2f} MB "
-            f"{self.max_probability_difference:>12.2e} {self.top1_agreement:>9.3f} "
-            f"{self.milliseconds_per_clip:>9.1f} ms ({self.keras_milliseconds_per_clip:.1f} ms in Keras)"
-        )
+        return (f"{self.format:<12} {self.quantize:<13} {self.bytes / 1e6:>9.2f} MB "
+                f"{self.max_probability_difference:>12.2e} {self.top1_agreement:>9.3f} "
+                f"{self.milliseconds_per_clip:>9.1f} ms ({self.keras_milliseconds_per_clip:.1f} ms in Keras)")
 
 
 REPORT_HEADER = f"{'format':<12} {'quantize':<13} {'size':>12} {'max |dprob|':>12} {'top-1 agr':>9} {'per clip':>12}"
@@ -77,17 +75,11 @@ def _geometry(spec, frame_size):
     if subsample > 1:
         kept["subsampling"] = f"every {subsample}th row and column of the frame, from the first, before resizing"
     if spec.crop == "random":
-        return {
-            **kept,
-            "resize": "none; a frame whose shorter side is under crop_size has it scaled to crop_size "
-            "(bilinear, OpenCV INTER_LINEAR)",
-        }
-    return {
-        **kept,
-        "short_side": short_side_for(frame_size),
-        "resize": "bilinear (OpenCV INTER_LINEAR): the shorter side to short_side px, the longer to "
-        "short_side * longer // shorter",
-    }
+        return {**kept, "resize": "none; a frame whose shorter side is under crop_size has it scaled to crop_size "
+                                  "(bilinear, OpenCV INTER_LINEAR)"}
+    return {**kept, "short_side": short_side_for(frame_size),
+            "resize": "bilinear (OpenCV INTER_LINEAR): the shorter side to short_side px, the longer to "
+                      "short_side * longer // shorter"}
 
 
 def metadata(info, export_format, quantize, source, run_folder, frame_size):
@@ -101,28 +93,18 @@ def metadata(info, export_format, quantize, source, run_folder, frame_size):
         "stage": info.stage,
         "model": info.model,
         "class_names": list(info.class_names),
-        "inputs": [
-            {
-                **spec.to_dict(),
-                "dtype": "uint8",
-                "shape": [1, *spec.shape],
-                "holds": "TV-L1 flow planes x0, y0, x1, y1, ... (dense_flow JPEG coding)"
-                if not spec.is_clip
-                else "RGB frames",
-            }
-            for spec in info.inputs
-        ],
+        "inputs": [{**spec.to_dict(), "dtype": "uint8", "shape": [1, *spec.shape],
+                    "holds": "TV-L1 flow planes x0, y0, x1, y1, ... (dense_flow JPEG coding)" if not spec.is_clip
+                    else "RGB frames"} for spec in info.inputs],
         "outputs": {"logits": [1, len(info.class_names)], "probs": [1, len(info.class_names)]},
         "preprocessing": {
             "colour": "RGB frames, uint8 0..255 (the model normalises them)",
             **_geometry(info.inputs[0], frame_size),
             "crop": "the centre crop_size x crop_size square: top (height - crop_size) // 2, left "
-            "(width - crop_size) // 2",
-            "sampling": {
-                "segments": "of a video of N frames, frame floor(i * N / T) for i = 0 .. T-1",
-                "contiguous": "T frames stride apart, starting at max(N - ((T - 1) * stride + 1), 0) // 2; "
-                "an index past the end repeats the last frame",
-            },
+                    "(width - crop_size) // 2",
+            "sampling": {"segments": "of a video of N frames, frame floor(i * N / T) for i = 0 .. T-1",
+                         "contiguous": "T frames stride apart, starting at max(N - ((T - 1) * stride + 1), 0) // 2; "
+                                       "an index past the end repeats the last frame"},
         },
         "source": {"model": str(source), "run": str(run_folder) if run_folder else None},
     }
@@ -157,10 +139,8 @@ def _write_artifact(serving, export_format, quantize, folder, representative=Non
         data = _full_integer(converter, representative) if quantize == "int8" else converter.convert()
     except Exception as error:  # the converter raises its own error types, with the unsupported ops
         needs = "Flex (Select TF) ops" if "flex" in str(error).lower() else "ops TFLite cannot convert"
-        raise UserError(
-            f"this model cannot be converted to TFLite with builtin ops only: it {needs} "
-            f"({' '.join(str(error).split())[:200]}); use --format saved_model"
-        ) from None
+        raise UserError(f"this model cannot be converted to TFLite with builtin ops only: it {needs} "
+                        f"({' '.join(str(error).split())[:200]}); use --format saved_model") from None
     kept_float = _quantized_ops(data, quantize)
     (folder / MODEL_FILES["tflite"]).write_bytes(data)
     return kept_float
@@ -179,9 +159,8 @@ def _full_integer(converter, representative):
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
     converter.representative_dataset = clips
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(INT8_FLOAT_OPS))
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=clips, debug_options=options
-    )
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=clips,
+                                                         debug_options=options)
     return debugger.get_nondebug_quantized_model()
 
 
@@ -192,12 +171,10 @@ def _quantized_ops(data, quantize):
     if quantize == "dynamic_int8":
         weights = weight_summary(data)
         if weights["int8_bytes"] == 0:
-            raise UserError(
-                f"--quantize dynamic_int8 quantized none of this model's weights: TFLite's dynamic-range "
-                f"quantization leaves {describe(weights['float'])} float32 "
-                f"({weights['float_bytes'] / 1e6:.2f} MB); export with --quantize float16 (halves "
-                "them) or none; nothing was written"
-            )
+            raise UserError(f"--quantize dynamic_int8 quantized none of this model's weights: TFLite's dynamic-range "
+                            f"quantization leaves {describe(weights['float'])} float32 "
+                            f"({weights['float_bytes'] / 1e6:.2f} MB); export with --quantize float16 (halves "
+                            "them) or none; nothing was written")
         return weights["float"]
     return float_ops(data) if quantize == "int8" else {}
 
@@ -222,35 +199,20 @@ def _check(model, info, folder, export_format, quantize, clips, kept_float, repr
     """Run the written artifact and the Keras model on ``clips``; refuse a disagreement."""
     keras_logits, keras_ms = _timed(KerasPredictor(info, folder, model), clips)
     path = folder / MODEL_FILES[export_format]
-    artifact = {
-        "keras": lambda: KerasPredictor(info, path, _load_keras(path)),
-        "saved_model": lambda: SavedModelPredictor(info, path),
-        "tflite": lambda: TFLitePredictor(info, path),
-    }[export_format]()
+    artifact = {"keras": lambda: KerasPredictor(info, path, _load_keras(path)),
+                "saved_model": lambda: SavedModelPredictor(info, path),
+                "tflite": lambda: TFLitePredictor(info, path)}[export_format]()
     logits, milliseconds = _timed(artifact, clips)
     difference = float(np.abs(_softmax(logits) - _softmax(keras_logits)).max())
     agreement = float(np.mean(logits.argmax(1) == keras_logits.argmax(1)))
     tolerance = PROBABILITY_TOLERANCE[quantize]
     if tolerance is not None and (difference > tolerance or agreement < 1.0):
-        raise UserError(
-            f"the {export_format} export ({quantize}) disagrees with the Keras model: max |dprob| "
-            f"{difference:.2e} (allowed {tolerance:.0e}), top-1 agreement {agreement:.3f} on "
-            f"{len(logits)} clips; nothing was written"
-        )
+        raise UserError(f"the {export_format} export ({quantize}) disagrees with the Keras model: max |dprob| "
+                        f"{difference:.2e} (allowed {tolerance:.0e}), top-1 agreement {agreement:.3f} on "
+                        f"{len(logits)} clips; nothing was written")
     size = sum(file.stat().st_size for file in folder.rglob("*") if file.is_file())
-    return ExportReport(
-        export_format,
-        quantize,
-        "",
-        size,
-        len(logits),
-        difference,
-        agreement,
-        milliseconds,
-        keras_ms,
-        kept_float,
-        representative_clips,
-    )
+    return ExportReport(export_format, quantize, "", size, len(logits), difference, agreement, milliseconds, keras_ms,
+                        kept_float, representative_clips)
 
 
 def _load_keras(path):
@@ -267,26 +229,12 @@ def _check_options(export_format, quantize):
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"`quantize` must be one of {QUANTIZATIONS}. Received: quantize={quantize!r}")
     if quantize != "none" and export_format != "tflite":
-        raise ValueError(
-            f"`quantize` applies to the tflite format only; it must be 'none' for {export_format}. "
-            f"Received: quantize={quantize!r}"
-        )
+        raise ValueError(f"`quantize` applies to the tflite format only; it must be 'none' for {export_format}. "
+                         f"Received: quantize={quantize!r}")
 
 
-def export(
-    model,
-    info,
-    export_format,
-    out,
-    *,
-    quantize="none",
-    overwrite=False,
-    clips,
-    source,
-    run_folder=None,
-    frame_size,
-    representative=None,
-):
+def export(model, info, export_format, out, *, quantize="none", overwrite=False, clips, source, run_folder=None,
+           frame_size, representative=None):
     """Write ``model`` (a trained Keras model, its ``ModelInfo`` ``info``) to the export folder ``out``.
 
     ``clips``: ``{input name: uint8 (N, ...)}`` to check the artifact on; ``representative``: clips of the
@@ -298,10 +246,8 @@ def export(
     """
     _check_options(export_format, quantize)
     if quantize == "int8" and not representative:
-        raise ValueError(
-            "`representative` must hold the training clips int8 calibrates on. Received: "
-            f"representative={representative!r}"
-        )
+        raise ValueError("`representative` must hold the training clips int8 calibrates on. Received: "
+                         f"representative={representative!r}")
     import tensorflow as tf
 
     from kerasflow.export.serving import serving_model
@@ -322,11 +268,8 @@ def export(
             system = Path(tempfile.gettempdir())
             remove_stale_temporary_folders(system)
             room = shutil.disk_usage(system).free >= 2 * weights
-            intermediate = (
-                system / f".kerasflow-export.{os.getpid()}.tmp"
-                if room
-                else out.parent / f".{out.name}-saved_model.{os.getpid()}.tmp"
-            ) / "saved_model"
+            intermediate = (system / f".kerasflow-export.{os.getpid()}.tmp" if room
+                            else out.parent / f".{out.name}-saved_model.{os.getpid()}.tmp") / "saved_model"
             needed += 0 if room else weights
         full = disk_full_error(out, needed)
         if full is not None:
@@ -337,13 +280,8 @@ def export(
         kept_float = _write_artifact(serving, export_format, quantize, work, representative, intermediate)
         calibration = len(next(iter(representative.values()))) if quantize == "int8" else 0
         report = _check(model, info, work, export_format, quantize, clips, kept_float, calibration)
-        write_json(
-            work / METADATA_FILE,
-            {
-                **metadata(info, export_format, quantize, source, run_folder, frame_size),
-                "check": dataclasses.asdict(report),
-            },
-        )
+        write_json(work / METADATA_FILE, {**metadata(info, export_format, quantize, source, run_folder, frame_size),
+                                          "check": dataclasses.asdict(report)})
         _replace(work, out)
     except (OSError, tf.errors.OpError) as error:
         if intermediate is not None and str(intermediate.parent) in str(error):  # the SavedModel TFLite needs

@@ -51,7 +51,9 @@ class CamSpatialAttention(keras.layers.Layer):
     def build(self, input_shape):
         feature_shape = input_shape[0] if isinstance(input_shape[0], (list, tuple)) else input_shape
         channels = feature_shape[-1]
-        self.kernel = self.add_weight(name="kernel", shape=(channels, self.num_classes), initializer="glorot_uniform")
+        self.kernel = self.add_weight(
+            name="kernel", shape=(channels, self.num_classes), initializer="glorot_uniform"
+        )
         # The bias only moves the argmax, which carries no gradient: it cannot learn here.
         self.bias = self.add_weight(name="bias", shape=(self.num_classes,), initializer="zeros", trainable=False)
 

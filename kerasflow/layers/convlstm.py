@@ -27,9 +27,8 @@ class GlorotNormalPerGate(keras.initializers.RandomNormal):
     def __call__(self, shape, dtype=None):
         *window, inputs, outputs = shape
         if outputs % self.gates:
-            raise ValueError(
-                f"The last axis of `shape` must be a multiple of gates={self.gates}. Received: shape={shape}"
-            )
+            raise ValueError(f"The last axis of `shape` must be a multiple of gates={self.gates}. Received: "
+                             f"shape={shape}")
         receptive = math.prod(window)
         stddev = math.sqrt(2.0 / (receptive * inputs + receptive * (outputs // self.gates)))
         return keras.random.normal(shape, stddev=stddev, seed=self.seed, dtype=dtype)
@@ -93,7 +92,9 @@ class ConvLSTM(keras.layers.Layer):
 
     def build(self, input_shape):
         if len(input_shape) != 5 or None in input_shape[1:]:
-            raise ValueError(f"Expected input (B, T, H, W, C) with T, H, W and C known. Received shape: {input_shape}")
+            raise ValueError(
+                f"Expected input (B, T, H, W, C) with T, H, W and C known. Received shape: {input_shape}"
+            )
         side = (self.kernel_size, self.kernel_size)
         gates = 4 * self.units
         self.kernel = self.add_weight(
@@ -149,8 +150,7 @@ def egornn_convlstm(units=512, name="convlstm", **kwargs):
     EgoRCNN starts from a zero state, initialises each gate's kernels with Xavier-normal on that gate's
     own fans (``GlorotNormalPerGate``: std ``sqrt(2 / (9 * C + 9 * units))`` for the input kernel,
     ``sqrt(2 / (18 * units))`` for the recurrent one) and the biases with 0 (no forget-gate bias of 1),
-    and classifies from the final *cell* state, so the layer returns its states. Parameters:
-    ``2 * 9 * C * 4 * units + 4 * units`` (18,876,416 for C = units = 512).
+    and classifies from the final *cell* state, so the layer returns its states. Parameters: ``2 * 9 * C * 4 * units + 4 * units`` (18,876,416 for C = units = 512).
 
     Input shape: ``(B, T, H, W, C)``. Output: ``[h_T, h_T, c_T]``, each ``(B, H, W, units)``.
 

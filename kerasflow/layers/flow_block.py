@@ -10,16 +10,11 @@ from kerasflow.layers.representation_flow import RepresentationFlow, upgrade_flo
 NORM_EPSILON = 1e-5
 NORM_MOMENTUM = 0.9
 
-
 def _frame_conv(filters, kernel_size, use_bias, name):
     """A per-frame 2-D convolution on ``(B, T, H, W, C)``: a Conv3D whose kernel spans one frame."""
     return keras.layers.Conv3D(
-        filters,
-        (1, kernel_size, kernel_size),
-        padding="same",
-        use_bias=use_bias,
-        kernel_initializer=kaiming_normal_fan_out(),
-        name=name,
+        filters, (1, kernel_size, kernel_size), padding="same", use_bias=use_bias,
+        kernel_initializer=kaiming_normal_fan_out(), name=name,
     )
 
 
@@ -71,10 +66,12 @@ class RepresentationFlowBlock(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, num_flow_layers=2, bottleneck=32, n_iter=20, flow_options=None, smooth_bias=True, **kwargs):
+    def __init__(self, num_flow_layers=2, bottleneck=32, n_iter=20, flow_options=None, smooth_bias=True,
+                 **kwargs):
         if int(num_flow_layers) not in (1, 2, 3):
             raise ValueError(
-                f"`num_flow_layers` must be 1, 2 or 3 (0 means: no block). Received: num_flow_layers={num_flow_layers}"
+                f"`num_flow_layers` must be 1, 2 or 3 (0 means: no block). "
+                f"Received: num_flow_layers={num_flow_layers}"
             )
         super().__init__(**kwargs)
         self.num_flow_layers = int(num_flow_layers)
@@ -88,7 +85,9 @@ class RepresentationFlowBlock(keras.layers.Layer):
         for k in range(1, self.num_flow_layers + 1):
             if k > 1:
                 self.re_reduce.append(_frame_conv(width, 1, False, f"reduce_{k}"))
-            self.flows.append(RepresentationFlow(n_iter=self.n_iter, name=f"flow_{k}", **self.flow_options))
+            self.flows.append(
+                RepresentationFlow(n_iter=self.n_iter, name=f"flow_{k}", **self.flow_options)
+            )
             if k < self.num_flow_layers:
                 self.between.append(_frame_conv(2 * width, 3, self.smooth_bias, f"smooth_{k}"))
         self.expand = None

@@ -48,7 +48,7 @@ class SeparableMaxPooling3D(keras.layers.Layer):
         shape = ops.shape(inputs)
         frames = (shape[1] - self.pool_size) // self.strides + 1
         span = (frames - 1) * self.strides + 1  # input frames from the first window's start to the last's
-        pooled = inputs[:, 0 : span : self.strides]
+        pooled = inputs[:, 0:span:self.strides]
         for offset in range(1, self.pool_size):
             pooled = ops.maximum(pooled, inputs[:, offset : offset + span : self.strides])
         per_frame = ops.reshape(pooled, (-1, shape[2], shape[3], shape[4]))
@@ -58,13 +58,8 @@ class SeparableMaxPooling3D(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         batch, frames, height, width, channels = input_shape
         size, step = self.pool_size, self.strides
-        return (
-            batch,
-            _pooled_length(frames, size, step),
-            _pooled_length(height, size, step),
-            _pooled_length(width, size, step),
-            channels,
-        )
+        return (batch, _pooled_length(frames, size, step), _pooled_length(height, size, step),
+                _pooled_length(width, size, step), channels)
 
     def get_config(self):
         config = super().get_config()

@@ -190,10 +190,8 @@ class RepresentationFlow(keras.layers.Layer):
         if channels is None:
             raise ValueError(f"The channel dimension must be known. Received shape: {input_shape}")
         if self.image_gradient == "reference" and any(size is not None and size < 2 for size in input_shape[2:4]):
-            raise ValueError(
-                "image_gradient='reference' takes one-sided differences at the borders, so height "
-                f"and width must be at least 2. Received shape: {input_shape}"
-            )
+            raise ValueError("image_gradient='reference' takes one-sided differences at the borders, so height "
+                             f"and width must be at least 2. Received shape: {input_shape}")
 
         learns = dict(zip(LEARNABLE_NAMES, self.learnable))
 
@@ -267,13 +265,10 @@ class RepresentationFlow(keras.layers.Layer):
         grad_x = ops.depthwise_conv(padded, self.image_grad_x, padding="valid")
         grad_y = ops.depthwise_conv(padded, self.image_grad_y, padding="valid")
         if self.image_gradient == "reference":
-            grad_x = ops.concatenate(
-                [0.5 * (f1[:, :, 1:2] - f1[:, :, :1]), grad_x[:, :, 1:-1], 0.5 * (f1[:, :, -1:] - f1[:, :, -2:-1])],
-                axis=2,
-            )
-            grad_y = ops.concatenate(
-                [0.5 * (f1[:, 1:2] - f1[:, :1]), grad_y[:, 1:-1], 0.5 * (f1[:, -1:] - f1[:, -2:-1])], axis=1
-            )
+            grad_x = ops.concatenate([0.5 * (f1[:, :, 1:2] - f1[:, :, :1]), grad_x[:, :, 1:-1],
+                                      0.5 * (f1[:, :, -1:] - f1[:, :, -2:-1])], axis=2)
+            grad_y = ops.concatenate([0.5 * (f1[:, 1:2] - f1[:, :1]), grad_y[:, 1:-1],
+                                      0.5 * (f1[:, -1:] - f1[:, -2:-1])], axis=1)
         return grad_x, grad_y
 
     def call(self, inputs):
@@ -327,13 +322,8 @@ class RepresentationFlow(keras.layers.Layer):
             step = ops.clip(start - ops.sum(scaled_grads * u, axis=0), -lam_theta, lam_theta)
             u = u + grads * step
             if iteration:  # Eq. (14): u = v + theta * div(p), with the previous p (0 at first).
-                u = (
-                    u
-                    + div_x1 * p_x
-                    + div_x0 * ops.roll(p_x, 1, axis=1)
-                    + div_y1 * p_y
-                    + div_y0 * ops.roll(p_y, width, axis=1)
-                )
+                u = (u + div_x1 * p_x + div_x0 * ops.roll(p_x, 1, axis=1)
+                     + div_y1 * p_y + div_y0 * ops.roll(p_y, width, axis=1))
             # Eq. (15): p = (p + tau/theta grad u) / (1 + tau/theta |grad u|), both components at once.
             step_x = grad_x0 * u + grad_x1 * ops.roll(u, -1, axis=1)
             step_y = grad_y0 * u + grad_y1 * ops.roll(u, -width, axis=1)

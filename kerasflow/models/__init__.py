@@ -24,22 +24,19 @@ __all__ = [
     "two_stream_model",
 ]
 
-__getattr__, __dir__ = lazy_attributes(
-    __name__,
-    {
-        "STAGE_RULES": "kerasflow.models.stage_rules",
-        "ModelKind": "kerasflow.models.kinds",
-        "StreamType": "kerasflow.models.kinds",
-        "build_inflated_flow_stream": "kerasflow.models.flow_streams",
-        "build_optical_flow_stream": "kerasflow.models.flow_streams",
-        "build_representation_flow_stream": "kerasflow.models.flow_streams",
-        "build_rgb_stream": "kerasflow.models.rgb_stream",
-        "build_stage_models": "kerasflow.models.kinds",
-        "cam_maps_model": "kerasflow.models.rgb_stream",
-        "register_kind": "kerasflow.models.kinds",
-        "set_trainable_for_stage": "kerasflow.models.stage_rules",
-        "single_stream_model": "kerasflow.models.action_models",
-        "trainable_layers": "kerasflow.models.stage_rules",
-        "two_stream_model": "kerasflow.models.action_models",
-    },
-)
+__getattr__, __dir__ = lazy_attributes(__name__, {
+    "STAGE_RULES": "kerasflow.models.stage_rules",
+    "ModelKind": "kerasflow.models.kinds",
+    "StreamType": "kerasflow.models.kinds",
+    "build_inflated_flow_stream": "kerasflow.models.flow_streams",
+    "build_optical_flow_stream": "kerasflow.models.flow_streams",
+    "build_representation_flow_stream": "kerasflow.models.flow_streams",
+    "build_rgb_stream": "kerasflow.models.rgb_stream",
+    "build_stage_models": "kerasflow.models.kinds",
+    "cam_maps_model": "kerasflow.models.rgb_stream",
+    "register_kind": "kerasflow.models.kinds",
+    "set_trainable_for_stage": "kerasflow.models.stage_rules",
+    "single_stream_model": "kerasflow.models.action_models",
+    "trainable_layers": "kerasflow.models.stage_rules",
+    "two_stream_model": "kerasflow.models.action_models",
+})

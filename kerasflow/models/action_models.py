@@ -16,10 +16,8 @@ def _input_like(stream):
 def _head(prefix, num_classes, dropout):
     """Dropout and a ``Dense(num_classes)`` named ``<prefix>_dropout`` / ``<prefix>_classifier``;
     the logits are float32 also under mixed_float16, so the softmax and the loss keep their precision."""
-    return (
-        keras.layers.Dropout(dropout, name=f"{prefix}_dropout"),
-        keras.layers.Dense(num_classes, dtype="float32", name=f"{prefix}_classifier"),
-    )
+    return (keras.layers.Dropout(dropout, name=f"{prefix}_dropout"),
+            keras.layers.Dense(num_classes, dtype="float32", name=f"{prefix}_classifier"))
 
 
 def single_stream_model(stream, num_classes, dropout, name, prefix):
@@ -69,10 +67,8 @@ def two_stream_model(rgb_model, flow_model, num_classes, dropout=0.5, name="two_
     inputs = {RGB_CLIP: rgb, flow.name: flow}
     rgb_features, flow_features = rgb_stream(rgb), flow_stream(flow)
     if fusion in ("scores", "logits"):
-        logits = [
-            model.get_layer(f"{prefix}_classifier")(model.get_layer(f"{prefix}_dropout")(features))
-            for model, prefix, features in ((rgb_model, "rgb", rgb_features), (flow_model, "flow", flow_features))
-        ]
+        logits = [model.get_layer(f"{prefix}_classifier")(model.get_layer(f"{prefix}_dropout")(features))
+                  for model, prefix, features in ((rgb_model, "rgb", rgb_features), (flow_model, "flow", flow_features))]
         late = MeanSoftmax(name="mean_softmax") if fusion == "scores" else keras.layers.Average(name="mean_logits")
         return keras.Model(inputs, late(logits), name=name)
     dropout_layer, classifier = _head("fusion", num_classes, dropout)

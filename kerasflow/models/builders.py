@@ -15,14 +15,8 @@ from kerasflow.models.rgb_stream import build_rgb_stream
 
 def rgb_stream(model, data):
     """EgoRCNN's RGB stream."""
-    return build_rgb_stream(
-        data.rgb_frames,
-        data.frame_size,
-        backbone=model.backbone,
-        weights=model.weights,
-        units=model.convlstm_units,
-        num_head_classes=model.num_head_classes,
-    )
+    return build_rgb_stream(data.rgb_frames, data.frame_size, backbone=model.backbone, weights=model.weights,
+                            units=model.convlstm_units, num_head_classes=model.num_head_classes)
 
 
 def representation_flow_stream(model, data):
@@ -31,16 +25,9 @@ def representation_flow_stream(model, data):
     build = getattr(flow_streams, get_flow_network(model.flow_network).builder)
     backbone, weights = model.stream_weights("flow")
     return build(
-        data.flow_frames,
-        data.frame_size,
-        backbone=backbone,
-        weights=weights,
-        num_flow_layers=flow.num_layers,
-        flow_iterations=flow.iterations,
-        flow_position=flow.position,
-        bottleneck=flow.bottleneck,
-        flow_options=flow.layer_options,
-    )
+        data.flow_frames, data.frame_size, backbone=backbone, weights=weights,
+        num_flow_layers=flow.num_layers, flow_iterations=flow.iterations, flow_position=flow.position,
+        bottleneck=flow.bottleneck, flow_options=flow.layer_options)
 
 
 def optical_flow_stream(model, data):

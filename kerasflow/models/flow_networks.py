@@ -47,24 +47,14 @@ class FlowNetwork:
         return frames
 
 
-FLOW_NETWORKS = {
-    network.name: network
-    for network in (
-        FlowNetwork(
-            "per_frame",
-            "the 2-D backbone on every frame, the flow block between two stages (the seed paper)",
-            "build_representation_flow_stream",
-            lambda frames, backbone, position, num_layers: frames - num_layers,
-        ),
-        FlowNetwork(
-            "inflated_3d",
-            "the backbone inflated to 3-D, as the representation-flow code's HMDB network",
-            "build_inflated_flow_stream",
-            lambda frames, backbone, position, num_layers: frames_left_3d(backbone, frames, position, num_layers),
-            lambda backbone: preset_family(backbone).clip_rule_3d,
-        ),
-    )
-}
+FLOW_NETWORKS = {network.name: network for network in (
+    FlowNetwork("per_frame", "the 2-D backbone on every frame, the flow block between two stages (the seed paper)",
+                "build_representation_flow_stream", lambda frames, backbone, position, num_layers: frames - num_layers),
+    FlowNetwork("inflated_3d", "the backbone inflated to 3-D, as the representation-flow code's HMDB network",
+                "build_inflated_flow_stream",
+                lambda frames, backbone, position, num_layers: frames_left_3d(backbone, frames, position, num_layers),
+                lambda backbone: preset_family(backbone).clip_rule_3d),
+)}
 
 
 def flow_network_names():

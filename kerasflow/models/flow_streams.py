@@ -51,17 +51,8 @@ def build_representation_flow_stream(
     return keras.Model(clip, x, name="flow_stream")
 
 
-def build_inflated_flow_stream(
-    frames,
-    frame_size,
-    backbone=DEFAULT_PRESET,
-    weights=None,
-    num_flow_layers=2,
-    flow_iterations=20,
-    flow_position=2,
-    bottleneck=32,
-    flow_options=None,
-):
+def build_inflated_flow_stream(frames, frame_size, backbone=DEFAULT_PRESET, weights=None, num_flow_layers=2,
+                               flow_iterations=20, flow_position=2, bottleneck=32, flow_options=None):
     """The representation-flow code's own flow network (its ``flow_2p1d_resnets.py``): uint8 clip
     ``(B, T, S, S, 3)`` -> ``(B, C)`` features (ImageNet-normalised inside, like the per-frame stream).
 
@@ -94,14 +85,8 @@ def _checked_position(flow_position):
 
 
 def _flow_block(num_flow_layers, flow_iterations, bottleneck, flow_options, smooth_bias=True):
-    return RepresentationFlowBlock(
-        num_flow_layers=num_flow_layers,
-        bottleneck=bottleneck,
-        n_iter=flow_iterations,
-        flow_options=flow_options,
-        smooth_bias=smooth_bias,
-        name="flow_block",
-    )
+    return RepresentationFlowBlock(num_flow_layers=num_flow_layers, bottleneck=bottleneck, n_iter=flow_iterations,
+                                   flow_options=flow_options, smooth_bias=smooth_bias, name="flow_block")
 
 
 def build_optical_flow_stream(frame_size, stack=5, backbone=DEFAULT_PRESET, weights=None):

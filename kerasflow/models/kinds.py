@@ -73,10 +73,8 @@ def _crop(data):
 def _check_tvl1_frames(recipe, checker):
     for index, stage in enumerate(recipe.stages):
         if stage.name == "flow" and stage.frames is not None:
-            checker.fail(
-                f"stages[{index}].frames is not read by the optical-flow stream; "
-                "set data.flow_stack (flow frames per stack) instead"
-            )
+            checker.fail(f"stages[{index}].frames is not read by the optical-flow stream; "
+                         "set data.flow_stack (flow frames per stack) instead")
 
 
 def _check_flow_clip_frames(recipe, checker):
@@ -87,56 +85,31 @@ def _check_flow_clip_frames(recipe, checker):
     rule = network.clip_rule(model.flow_backbone)
     rule = f"; {rule}" if rule else ""
     for where, frames in [("data.flow_frames", recipe.data.flow_frames)] + [
-        (f"stages[{index}].frames", stage.frames)
-        for index, stage in enumerate(recipe.stages)
-        if stage.name == "flow" and stage.frames is not None
-    ]:
+            (f"stages[{index}].frames", stage.frames) for index, stage in enumerate(recipe.stages)
+            if stage.name == "flow" and stage.frames is not None]:
         if frames < needed:
-            checker.invalid(
-                where,
-                frames,
-                f"at least {needed} (each of the model.flow.num_layers = {layers} "
-                f"representation-flow layers uses one frame pair{rule})",
-            )
+            checker.invalid(where, frames, f"at least {needed} (each of the model.flow.num_layers = {layers} "
+                                           f"representation-flow layers uses one frame pair{rule})")
 
 
-RGB = StreamType(
-    "rgb",
-    "rgb",
-    RGB_CLIP,
-    "rgb_stream",
-    "rgb_dropout",
-    lambda data, rgb, flow: InputSpec(RGB_CLIP, rgb, data.frame_size, **_crop(data)),
-)
+RGB = StreamType("rgb", "rgb", RGB_CLIP, "rgb_stream", "rgb_dropout",
+                 lambda data, rgb, flow: InputSpec(RGB_CLIP, rgb, data.frame_size, **_crop(data)))
 REPRESENTATION_FLOW = StreamType(
-    "representation_flow",
-    "flow",
-    FLOW_CLIP,
-    "representation_flow_stream",
-    "flow_dropout",
-    lambda data, rgb, flow: InputSpec(
-        FLOW_CLIP, flow, data.frame_size, data.flow_sampling, data.flow_stride, **_crop(data)
-    ),
-    _check_flow_clip_frames,
-    flow_layers=True,
-)
+    "representation_flow", "flow", FLOW_CLIP, "representation_flow_stream", "flow_dropout",
+    lambda data, rgb, flow: InputSpec(FLOW_CLIP, flow, data.frame_size, data.flow_sampling, data.flow_stride,
+                                      **_crop(data)),
+    _check_flow_clip_frames, flow_layers=True)
 OPTICAL_FLOW = StreamType(
-    "optical_flow",
-    "flow",
-    TVL1_STACK,
-    "optical_flow_stream",
-    "flow_dropout",
+    "optical_flow", "flow", TVL1_STACK, "optical_flow_stream", "flow_dropout",
     lambda data, rgb, flow: InputSpec(TVL1_STACK, data.flow_stack, data.frame_size, **_crop(data)),
-    _check_tvl1_frames,
-)
+    _check_tvl1_frames)
 
 
 def default_stages(streams):
     """The stages that train ``streams``: each stream's own, then ``joint`` for two."""
     keys = {stream.key for stream in streams}
-    return tuple(
-        stage for stage in STAGE_ORDER if STAGE_MODEL[stage] in keys or (stage == "joint" and len(streams) == 2)
-    )
+    return tuple(stage for stage in STAGE_ORDER
+                 if STAGE_MODEL[stage] in keys or (stage == "joint" and len(streams) == 2))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,10 +183,8 @@ class ModelKind:
         """
         builders = importlib.import_module(BUILDERS_MODULE)
         # The flow stream first: the order in which seeded runs have always drawn their initial weights.
-        models = {
-            stream.key: builders.stream_model(stream, model_cfg, data_cfg, num_classes)
-            for stream in sorted(self.stream_types, key=lambda stream: stream.key != "flow")
-        }
+        models = {stream.key: builders.stream_model(stream, model_cfg, data_cfg, num_classes)
+                  for stream in sorted(self.stream_types, key=lambda stream: stream.key != "flow")}
         models = {key: models[key] for key in self.streams}
         if len(models) == 2:
             models["joint"] = builders.joint_model(self, model_cfg, models["rgb"], models["flow"], num_classes)
@@ -244,17 +215,12 @@ def register_kind(kind):
     keys = [stream.key for stream in kind.stream_types]
     if kind.name in KINDS:
         raise ValueError(f"model kind {kind.name!r} is registered already")
-    valid = (
-        kind.stages
-        and all(stage in default_stages(kind.stream_types) for stage in kind.stages)
-        and list(kind.stages) == sorted(kind.stages, key=STAGE_ORDER.index)
-    )
+    valid = (kind.stages and all(stage in default_stages(kind.stream_types) for stage in kind.stages)
+             and list(kind.stages) == sorted(kind.stages, key=STAGE_ORDER.index))
     if not valid or keys != sorted(set(keys), key=STREAMS.index):
-        raise ValueError(
-            f"model kind {kind.name!r}: streams {keys} must be at most one of each of {STREAMS}, "
-            f"in that order, and its stages {kind.stages} those of its streams, in the order of "
-            f"{STAGE_ORDER}"
-        )
+        raise ValueError(f"model kind {kind.name!r}: streams {keys} must be at most one of each of {STREAMS}, "
+                         f"in that order, and its stages {kind.stages} those of its streams, in the order of "
+                         f"{STAGE_ORDER}")
     KINDS[kind.name] = kind
     return kind
 
@@ -269,23 +235,14 @@ def get_kind(name):
     return KINDS[name]
 
 
-register_kind(
-    ModelKind(
-        "two_stream",
-        "the paper's model: EgoRCNN RGB stream + representation-flow stream, fused",
-        (RGB, REPRESENTATION_FLOW),
-    )
-)
+register_kind(ModelKind("two_stream", "the paper's model: EgoRCNN RGB stream + representation-flow stream, fused",
+                        (RGB, REPRESENTATION_FLOW)))
 register_kind(ModelKind("rgb", "EgoRCNN's RGB stream alone (CAM attention + ConvLSTM)", (RGB,)))
 register_kind(ModelKind("representation_flow", "the representation-flow stream alone", (REPRESENTATION_FLOW,)))
 register_kind(ModelKind("optical_flow", "EgoRCNN's TV-L1 optical-flow stream alone (the baseline)", (OPTICAL_FLOW,)))
-register_kind(
-    ModelKind(
-        "two_stream_optical_flow",
-        "EgoRCNN two-stream: RGB stream + TV-L1 optical-flow stream (the baseline)",
-        (RGB, OPTICAL_FLOW),
-    )
-)
+register_kind(ModelKind("two_stream_optical_flow",
+                        "EgoRCNN two-stream: RGB stream + TV-L1 optical-flow stream (the baseline)",
+                        (RGB, OPTICAL_FLOW)))
 
 
 def build_stage_models(model_cfg, data_cfg, num_classes):

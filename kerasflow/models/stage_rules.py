@@ -20,12 +20,8 @@ STAGE_RULES = {
     # Stage 1: the ConvLSTM and the classifier only.
     "rgb_stage1": ("rgb_stream/convlstm", "rgb_classifier"),
     # Stage 2: also the last stage's convolutions and the ImageNet head the CAM comes from.
-    "rgb_stage2": (
-        "rgb_stream/convlstm",
-        "rgb_classifier",
-        "rgb_stream/cam_attention",
-        ("rgb_stream", "last_stage_convs"),
-    ),
+    "rgb_stage2": ("rgb_stream/convlstm", "rgb_classifier", "rgb_stream/cam_attention",
+                   ("rgb_stream", "last_stage_convs")),
     # The motion stream trains whole, batch norms included.
     "flow": ("*",),
     # Joint fusion: the fusion classifier (or, fusing scores, the streams' own classifiers), the RGB
@@ -91,20 +87,10 @@ def optimizer_groups(model, stage, flow):
     the flow stream trains at ``flow_learning_rate`` (EgoRCNN's 1e-4 while the rest trains at 1e-2).
     """
     stream_factor = 1.0 if stage.flow_learning_rate is None else stage.flow_learning_rate / stage.learning_rate
-    flow_parameters = [
-        variable
-        for _, layer in walk_layers(model)
-        for variable in getattr(layer, "flow_parameters", [])
-        if variable.trainable
-    ]
-    flow_stream = [
-        variable
-        for path, layer in walk_layers(model)
-        if path.startswith("flow_stream/")
-        for variable in layer.trainable_weights
-    ]
+    flow_parameters = [variable for _, layer in walk_layers(model)
+                       for variable in getattr(layer, "flow_parameters", []) if variable.trainable]
+    flow_stream = [variable for path, layer in walk_layers(model) if path.startswith("flow_stream/")
+                   for variable in layer.trainable_weights]
     flow_l2 = stage.weight_decay if flow.weight_decay is None else flow.weight_decay
-    return [
-        (flow_parameters, stream_factor * flow.learning_rate_scale, flow_l2),
-        (flow_stream, stream_factor, stage.weight_decay),
-    ]
+    return [(flow_parameters, stream_factor * flow.learning_rate_scale, flow_l2),
+            (flow_stream, stream_factor, stage.weight_decay)]

@@ -71,8 +71,6 @@ class TrainingDataGuard(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         skipped = self.train_log.skips - self._skips_before
         if skipped and skipped >= self._batches * self.batch_size:
-            raise UserError(
-                f"stage {self.stage}: no training video could be decoded in epoch {epoch + 1} (all "
-                f"{skipped} were skipped as bad: {self.train_log.summary(shown=2)}); repair or replace "
-                "them, then run the same command again"
-            )
+            raise UserError(f"stage {self.stage}: no training video could be decoded in epoch {epoch + 1} (all "
+                            f"{skipped} were skipped as bad: {self.train_log.summary(shown=2)}); repair or replace "
+                            "them, then run the same command again")

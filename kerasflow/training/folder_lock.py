@@ -29,18 +29,15 @@ def folder_lock(folder, command="python -m kerasflow.fit"):
         folder.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as error:
-        raise write_error(path, error) or UserError(
-            f"cannot write in {folder} ({error.strerror}); set runtime.output_dir to a writable folder"
-        ) from None
+        raise write_error(path, error) or UserError(f"cannot write in {folder} ({error.strerror}); set "
+                                                    "runtime.output_dir to a writable folder") from None
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         holder = os.read(descriptor, 32).decode(errors="replace").strip() or "unknown"
         os.close(descriptor)
-        raise UserError(
-            f"{folder} is in use by another kerasflow process (pid {holder}); wait for it to end or "
-            f"stop it, then run {command} again"
-        ) from None
+        raise UserError(f"{folder} is in use by another kerasflow process (pid {holder}); wait for it to end or "
+                        f"stop it, then run {command} again") from None
     try:
         os.ftruncate(descriptor, 0)
         os.write(descriptor, f"{os.getpid()}\n".encode())

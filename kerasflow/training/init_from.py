@@ -33,11 +33,9 @@ def initialize_from(recipe, models, class_names, log=print):
     other_classes = _load_classifiers(models, origin, class_names, loaded, not_loaded)
     if other_classes:
         files = {str(source["file"]): len(source["info"].class_names) for _, source in other_classes}
-        log(
-            f"model.init_from: this run's {len(class_names)} classes differ from the "
+        log(f"model.init_from: this run's {len(class_names)} classes differ from the "
             f"{' and '.join(f'{count} of {file}' for file, count in files.items())}, so these start new: "
-            f"{', '.join(name for name, _ in other_classes)}"
-        )
+            f"{', '.join(name for name, _ in other_classes)}")
     described = ", ".join(f"{name} from {source['file']}" for name, source in loaded)
     log(f"model.init_from: loaded {described}; not loaded: {', '.join(not_loaded) or 'nothing'}")
 
@@ -53,10 +51,8 @@ def _load_streams(recipe, models, sources, loaded, not_loaded):
             continue
         source = next((source for source in sources if name in streams_of(source["model"])), None)
         if source is None and recipe.model.init_streams:
-            raise UserError(
-                f"model.init_streams asks for the {stream} stream but none is in {_names(sources)}; "
-                f"add a model that has one to model.init_from, or drop {stream} from model.init_streams"
-            )
+            raise UserError(f"model.init_streams asks for the {stream} stream but none is in {_names(sources)}; "
+                            f"add a model that has one to model.init_from, or drop {stream} from model.init_streams")
         if source is None:
             not_loaded.append(f"{name} (no source has one)")
             continue
@@ -64,20 +60,17 @@ def _load_streams(recipe, models, sources, loaded, not_loaded):
         origin[stream] = source
         loaded.append((name, source))
     if not origin:
-        raise UserError(
-            f"model.init_from: no stream of model.kind {recipe.model.kind} "
-            f"({', '.join(f'{stream}_stream' for stream in recipe.kind.streams)}) is in {_names(sources)}; "
-            "pass a run that has one"
-        )
+        raise UserError(f"model.init_from: no stream of model.kind {recipe.model.kind} "
+                        f"({', '.join(f'{stream}_stream' for stream in recipe.kind.streams)}) is in {_names(sources)}; "
+                        "pass a run that has one")
     return origin
 
 
 def _load_classifiers(models, origin, class_names, loaded, not_loaded):
     """Copy each classifier whose streams all came from one source that has it, trained on ``class_names``;
     ``[(classifier, source)]`` of those left new because the source's classes differ."""
-    classifiers = {
-        layer.name: layer for model in models.values() for layer in model.layers if layer.name in CLASSIFIER_STREAMS
-    }
+    classifiers = {layer.name: layer for model in models.values() for layer in model.layers
+                   if layer.name in CLASSIFIER_STREAMS}
     other_classes = []
     for name, classifier in classifiers.items():
         givers = [origin.get(stream) for stream in CLASSIFIER_STREAMS[name]]
@@ -114,9 +107,7 @@ def _weighted_layers(layer):
 
 def _shapes(layer):
     """The shapes of ``layer``'s weights, as a message shows them (cut to 60 characters)."""
-    return (
-        show_value([tuple(weight.shape) for weight in layer.weights]) if layer is not None else "none (no such layer)"
-    )
+    return show_value([tuple(weight.shape) for weight in layer.weights]) if layer is not None else "none (no such layer)"
 
 
 def _copy_layers(source, target, name, source_file):
@@ -131,7 +122,6 @@ def _copy_layers(source, target, name, source_file):
                 f"model.init_from: {source_file} does not fit this recipe's model: layer {layer} has weights "
                 f"{there} there and {here} here; give the "
                 "model section the source's settings (backbone, convlstm_units, flow), or leave that stream out "
-                "with model.init_streams"
-            )
+                "with model.init_streams")
     for path, layer in needed.items():
         layer.set_weights(held[path].get_weights())

@@ -70,7 +70,7 @@ def new_worker_folder():
     """A new temporary folder for this worker's copy of the run folder, after deleting the copies of
     workers that were killed (``kill -9`` leaves theirs behind)."""
     for stale in Path(tempfile.gettempdir()).glob(f"{WORKER_FOLDER_PREFIX}*-*"):
-        pid = stale.name[len(WORKER_FOLDER_PREFIX) :].split("-")[0]
+        pid = stale.name[len(WORKER_FOLDER_PREFIX):].split("-")[0]
         if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     return tempfile.mkdtemp(prefix=f"{WORKER_FOLDER_PREFIX}{os.getpid()}-")
@@ -85,11 +85,8 @@ def _sum_over_replicas(strategy, values):
     strategy warns about eager collectives)."""
     import tensorflow as tf
 
-    total = tf.function(
-        lambda: strategy.reduce(
-            tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(values, tf.float64)), axis=None
-        )
-    )
+    total = tf.function(lambda: strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(
+        lambda: tf.constant(values, tf.float64)), axis=None))
     return total().numpy()
 
 
@@ -119,13 +116,8 @@ def lost_worker_errors(strategy, run_folder):
     """Turn the error a worker meets when another one is lost into one ``UserError`` line."""
     import tensorflow as tf
 
-    lost = (
-        tf.errors.UnavailableError,
-        tf.errors.AbortedError,
-        tf.errors.CancelledError,
-        tf.errors.DeadlineExceededError,
-        tf.errors.InternalError,
-    )
+    lost = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
+            tf.errors.DeadlineExceededError, tf.errors.InternalError)
     try:
         yield
     except lost as error:
@@ -161,11 +153,8 @@ def patch_keras():
         if iterator is not None:
             for _, _, batches in iterator:
                 data_batch = tree.map_structure(
-                    lambda value: (
-                        self.distribute_strategy.experimental_local_results(value)[0]
-                        if isinstance(value, tf.distribute.DistributedValues)
-                        else value
-                    ),
+                    lambda value: self.distribute_strategy.experimental_local_results(value)[0]
+                    if isinstance(value, tf.distribute.DistributedValues) else value,
                     next(batches),
                 )
                 break
@@ -177,8 +166,7 @@ def patch_keras():
     def reduce_per_replica(values, strategy, reduction):
         if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
             return tree.map_structure(
-                lambda value: strategy.reduce("MEAN", value, axis=None if value.shape.rank == 0 else 0), values
-            )
+                lambda value: strategy.reduce("MEAN", value, axis=None if value.shape.rank == 0 else 0), values)
         return original_reduce(values, strategy, reduction)
 
     trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build

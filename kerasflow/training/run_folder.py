@@ -56,9 +56,8 @@ def run_folder_of(path):
 def is_run_folder(folder):
     """Whether ``folder`` holds a run ``python -m kerasflow.fit`` started (its recipe and what it wrote next)."""
     folder = Path(folder)
-    return (folder / RECIPE_FILE).is_file() and any(
-        (folder / name).is_file() for name in (STATE_FILE, SPLIT_FILE, CLASSES_FILE)
-    )
+    return (folder / RECIPE_FILE).is_file() and any((folder / name).is_file()
+                                                     for name in (STATE_FILE, SPLIT_FILE, CLASSES_FILE))
 
 
 def fit_recipe(source, overrides=()):
@@ -70,10 +69,8 @@ def fit_recipe(source, overrides=()):
     if folder is not None and is_run_folder(folder):
         return load_recipe(folder / RECIPE_FILE, [f"runtime.output_dir={folder.resolve()}", *overrides])
     if path.is_dir():
-        raise UserError(
-            f"{path} is a folder but not a run folder (it has no {RECIPE_FILE} and {STATE_FILE}); pass "
-            "a recipe file, an installed recipe's name, or a run folder to resume"
-        )
+        raise UserError(f"{path} is a folder but not a run folder (it has no {RECIPE_FILE} and {STATE_FILE}); pass "
+                        "a recipe file, an installed recipe's name, or a run folder to resume")
     return load_recipe(source, overrides)
 
 
@@ -84,28 +81,19 @@ def _check_unused(folder):
     if not names:
         return
     if SEARCH_FILE in names:
-        raise UserError(
-            f"{folder} is a search folder of python -m kerasflow.tune (it holds {SEARCH_FILE}); a run "
-            "cannot start there: set runtime.output_dir to a new or empty folder"
-        )
-    raise UserError(
-        f"{folder} is not empty and holds no kerasflow run (it holds {describe_contents(names)}); "
-        "nothing there is replaced: set runtime.output_dir to a new or empty folder"
-    )
+        raise UserError(f"{folder} is a search folder of python -m kerasflow.tune (it holds {SEARCH_FILE}); a run "
+                        "cannot start there: set runtime.output_dir to a new or empty folder")
+    raise UserError(f"{folder} is not empty and holds no kerasflow run (it holds {describe_contents(names)}); "
+                    "nothing there is replaced: set runtime.output_dir to a new or empty folder")
 
 
 def model_info(recipe, class_names, stage, val_accuracy=None):
     """The ``ModelInfo`` of the model ``stage`` trains in a run of ``recipe``."""
     from kerasflow.models.kinds import STAGE_MODEL
 
-    return ModelInfo(
-        kind=recipe.model.kind,
-        stage=stage,
-        model=STAGE_MODEL[stage],
-        inputs=tuple(recipe.inputs_for(stage)),
-        class_names=tuple(class_names),
-        val_accuracy=val_accuracy,
-    )
+    return ModelInfo(kind=recipe.model.kind, stage=stage, model=STAGE_MODEL[stage],
+                     inputs=tuple(recipe.inputs_for(stage)), class_names=tuple(class_names),
+                     val_accuracy=val_accuracy)
 
 
 class RunFolder:
@@ -167,12 +155,9 @@ class RunFolder:
                 best_file = folder / "best.keras.json"
                 best = json.loads(best_file.read_text()).get("val_accuracy", -1.0) if best_file.exists() else -1.0
                 state["current"] = {"stage": pending[0], "epoch": max(epochs), "best": best}
-        logger.warning(
-            "%s was unreadable; rebuilt it from the stage folders: finished %s%s",
-            self.state_path,
-            ", ".join(completed) or "no stage",
-            f", {state['current']['stage']} after epoch {state['current']['epoch']}" if state["current"] else "",
-        )
+        logger.warning("%s was unreadable; rebuilt it from the stage folders: finished %s%s", self.state_path,
+                       ", ".join(completed) or "no stage",
+                       f", {state['current']['stage']} after epoch {state['current']['epoch']}" if state["current"] else "")
         return state
 
     def start(self, class_names, train, validation, test):
@@ -189,10 +174,8 @@ class RunFolder:
             self.folder.mkdir(parents=True, exist_ok=True)
             save_recipe(self.recipe, self.folder / RECIPE_FILE)
         except OSError as error:
-            raise UserError(
-                f"cannot write the run folder {self.folder} ({error.strerror}); set "
-                "runtime.output_dir to a writable folder"
-            ) from None
+            raise UserError(f"cannot write the run folder {self.folder} ({error.strerror}); set "
+                            "runtime.output_dir to a writable folder") from None
         write_json(self.folder / CLASSES_FILE, list(class_names))
         write_json(self.folder / SPLIT_FILE, self._split(train, validation, test))
 
@@ -218,7 +201,8 @@ class RunFolder:
             return
         before, now = json.loads(path.read_text()), self._split(train, validation, test)
         subset_of = {clip: subset for subset, clips in before.items() for clip in clips}
-        moved = sorted(clip for subset, clips in now.items() for clip in clips if subset_of.get(clip, subset) != subset)
+        moved = sorted(clip for subset, clips in now.items() for clip in clips
+                       if subset_of.get(clip, subset) != subset)
         if moved:
             raise UserError(
                 f"the split of {self.recipe.data.root} changed since this run started: {len(moved)} clips moved "
@@ -228,12 +212,8 @@ class RunFolder:
         gone = len(set(subset_of) - {clip for clips in now.values() for clip in clips})
         new = len({clip for clips in now.values() for clip in clips} - set(subset_of))
         if gone or new:
-            logger.warning(
-                "%s: %d clips removed and %d added since this run started; no clip changed subset",
-                self.recipe.data.root,
-                gone,
-                new,
-            )
+            logger.warning("%s: %d clips removed and %d added since this run started; no clip changed subset",
+                           self.recipe.data.root, gone, new)
 
     def stage_dir(self, stage):
         folder = self.folder / "stages" / stage

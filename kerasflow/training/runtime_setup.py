@@ -41,14 +41,10 @@ def globals_restored():
 
     policy = keras.mixed_precision.global_policy()
     states = random.getstate(), np.random.get_state(), context.global_seed()
-    keras_seeds = {
-        name: global_state.get_global_attribute(name) for name in (GLOBAL_RANDOM_SEED, GLOBAL_SEED_GENERATOR)
-    }
-    patched = {
-        "_maybe_symbolic_build": (trainer.TensorFlowTrainer, trainer.TensorFlowTrainer.__dict__),
-        "reduce_per_replica": (trainer, vars(trainer)),
-        "_kerasflow_multi_worker": (trainer, vars(trainer)),
-    }
+    keras_seeds = {name: global_state.get_global_attribute(name)
+                   for name in (GLOBAL_RANDOM_SEED, GLOBAL_SEED_GENERATOR)}
+    patched = {"_maybe_symbolic_build": (trainer.TensorFlowTrainer, trainer.TensorFlowTrainer.__dict__),
+               "reduce_per_replica": (trainer, vars(trainer)), "_kerasflow_multi_worker": (trainer, vars(trainer))}
     originals = {name: namespace.get(name) for name, (_, namespace) in patched.items()}
     try:
         yield
@@ -110,3 +106,4 @@ def _strategy(distribution):
         with keep_sigterm_handler():
             return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+

@@ -51,10 +51,10 @@ def _optimizer(stage, groups):
     """The stage's optimizer with PyTorch's semantics: L2 weight decay and the parameter ``groups``
     (``ModelKind.optimizer_groups``: ``[(variables, learning-rate factor, L2)]``)."""
     if stage.optimizer == "adam":
-        return TorchAdam(l2=stage.weight_decay, groups=groups, learning_rate=stage.learning_rate, epsilon=stage.epsilon)
-    return TorchSGD(
-        l2=stage.weight_decay, groups=groups, learning_rate=stage.learning_rate, momentum=stage.momentum or 0.0
-    )
+        return TorchAdam(l2=stage.weight_decay, groups=groups, learning_rate=stage.learning_rate,
+                         epsilon=stage.epsilon)
+    return TorchSGD(l2=stage.weight_decay, groups=groups, learning_rate=stage.learning_rate,
+                    momentum=stage.momentum or 0.0)
 
 
 def _compile(model, stage, groups, jit_compile):
@@ -74,23 +74,16 @@ def stage_datasets(recipe, stage, train, validation, bad_videos, seed):
     options = dict(inputs=recipe.inputs_for(stage.name), batch_size=recipe.batch_size_for(stage), seed=seed)
     return (
         model_dataset(recipe.data, train, "train", training=True, bad_videos=bad_videos[0], **options),
-        model_dataset(recipe.data, validation, validation.subset, training=False, bad_videos=bad_videos[1], **options),
+        model_dataset(recipe.data, validation, validation.subset, training=False, bad_videos=bad_videos[1],
+                      **options),
     )
 
 
 def test_dataset(recipe, stage, test, bad_videos):
     """The test subset for the model ``stage`` trains, with ``evaluation.clips`` clips per video."""
-    return model_dataset(
-        recipe.data,
-        test,
-        "test",
-        inputs=recipe.inputs_for(stage.name),
-        batch_size=recipe.batch_size_for(stage),
-        training=False,
-        seed=recipe.runtime.seed,
-        bad_videos=bad_videos[1],
-        clips=recipe.evaluation.clips,
-    )
+    return model_dataset(recipe.data, test, "test", inputs=recipe.inputs_for(stage.name),
+                         batch_size=recipe.batch_size_for(stage), training=False, seed=recipe.runtime.seed,
+                         bad_videos=bad_videos[1], clips=recipe.evaluation.clips)
 
 
 def check_weights_file(recipe):
@@ -125,18 +118,12 @@ def _evaluate(model, recipe, stage, test, bad_videos, what):
     """Test metrics of ``model`` (the model ``stage`` trains); refuses a test subset of which no video
     could be decoded."""
     clips = test_clips(recipe.inputs_for(stage.name), recipe.evaluation.clips)
-    result = metrics.evaluate(
-        forward_function(model, recipe.runtime.jit_compile),
-        test_dataset(recipe, stage, test, bad_videos),
-        len(test.class_names),
-        clips=clips,
-        average=recipe.evaluation.average,
-    )
+    result = metrics.evaluate(forward_function(model, recipe.runtime.jit_compile),
+                              test_dataset(recipe, stage, test, bad_videos), len(test.class_names), clips=clips,
+                              average=recipe.evaluation.average)
     if result.num_videos == 0:
-        raise UserError(
-            f"{what}: no test video could be decoded (every one was skipped as bad); repair or "
-            "replace them, then run the same command again"
-        )
+        raise UserError(f"{what}: no test video could be decoded (every one was skipped as bad); repair or "
+                        "replace them, then run the same command again")
     return result
 
 
@@ -154,15 +141,12 @@ def train_recipe(recipe, log=print):
 def _train_run(recipe, chief, log):
     run = RunFolder(recipe)
     if run.finished:
-        log(
-            f"{recipe.runtime.output_dir}: all stages are finished; nothing to train (delete the folder to train again)"
-        )
+        log(f"{recipe.runtime.output_dir}: all stages are finished; nothing to train "
+            "(delete the folder to train again)")
         return run.read_metrics()
     if recipe.skipped_stages:
-        log(
-            f"model.kind {recipe.model.kind} trains {', '.join(recipe.kind.stages)}; "
-            f"skipping the recipe's {', '.join(recipe.skipped_stages)}"
-        )
+        log(f"model.kind {recipe.model.kind} trains {', '.join(recipe.kind.stages)}; "
+            f"skipping the recipe's {', '.join(recipe.skipped_stages)}")
     if chief:
         return _train_recipe(recipe, run, chief, log)
     # The other workers of a multi-worker run train in step with the chief from a private copy of its
@@ -197,31 +181,22 @@ def _train_and_evaluate(recipe, run, strategy, chief, log):
     models = None if run.stages_done else _build_models(recipe, strategy, class_names, log)
     run.start(class_names, train, validation, test)
     held_out = "the test subset" if validation is test else f"{len(validation.items)} held out"
-    log(
-        f"{recipe.data.dataset}: {len(train.items)} training videos, validation on {held_out}, "
-        f"{len(test.items)} test videos, {len(class_names)} classes; {strategy.num_replicas_in_sync} replica(s)"
-    )
+    log(f"{recipe.data.dataset}: {len(train.items)} training videos, validation on {held_out}, "
+        f"{len(test.items)} test videos, {len(class_names)} classes; {strategy.num_replicas_in_sync} replica(s)")
     run_metrics = run.read_metrics()
     bad_videos = (BadVideoLog(), BadVideoLog())
     if not run.stages_done:
-        _train_stages(
-            recipe, run, strategy, models, (train, validation, test), class_names, run_metrics, bad_videos, log
-        )
+        _train_stages(recipe, run, strategy, models, (train, validation, test), class_names, run_metrics, bad_videos,
+                      log)
 
     last = recipe.trained_stages[-1]
     kept = kept_model(run.stage_dir(last.name), recipe.training.keep)
     result = _evaluate(kept, recipe, last, test, bad_videos, "the final model")
     save_model(kept, str(run.folder / MODEL_FILE), model_info(recipe, class_names, last.name))
-    run_metrics["final"] = {
-        "stage": last.name,
-        "kept": recipe.training.keep,
-        "clips": recipe.evaluation.clips,
-        **result.summary(class_names),
-    }
+    run_metrics["final"] = {"stage": last.name, "kept": recipe.training.keep, "clips": recipe.evaluation.clips,
+                            **result.summary(class_names)}
     metrics.plot_confusion_matrix(
-        result.confusion(),
-        class_names,
-        str(run.folder / "confusion_matrix.png"),
+        result.confusion(), class_names, str(run.folder / "confusion_matrix.png"),
         f"{recipe.model.kind} (final), test: top-1 {result.top1:.3f}",
     )
     run.write_metrics(run_metrics)
@@ -291,9 +266,8 @@ def _train_stages(recipe, run, strategy, models, subsets, class_names, run_metri
         check_workers_agree(strategy, len(run.state["completed"]), initial_epoch)
         log(f"{stage.name}: training {len(trainable)} layers for {stage.epochs} epochs")
         # A resumed run must not replay the first epochs' shuffling and augmentation.
-        train_data, validation_data = stage_datasets(
-            recipe, stage, train, validation, bad_videos, recipe.runtime.seed + initial_epoch
-        )
+        train_data, validation_data = stage_datasets(recipe, stage, train, validation, bad_videos,
+                                                     recipe.runtime.seed + initial_epoch)
         callbacks = [
             TrainingDataGuard(bad_videos[0], stage.name, recipe.batch_size_for(stage)),
             keras.callbacks.LearningRateScheduler(stage.learning_rate_at),
@@ -320,8 +294,7 @@ def _train_stages(recipe, run, strategy, models, subsets, class_names, run_metri
         load_weights(model, folder / "final.weights.h5")  # the next stage starts from the last epoch
         best_info = json.loads((folder / "best.keras.json").read_text())
         run_metrics["stages"][stage.name] = {
-            "clips": recipe.evaluation.clips,
-            **result.summary(class_names),
+            "clips": recipe.evaluation.clips, **result.summary(class_names),
             "best_checkpoint": {"val_accuracy": best_info["val_accuracy"], "top1": best.top1, "top5": best.top5},
         }
         run.write_metrics(run_metrics)
@@ -329,7 +302,5 @@ def _train_stages(recipe, run, strategy, models, subsets, class_names, run_metri
         plot_training_curves(
             {name: run.stage_dir(name) / "log.csv" for name in run.state["completed"]}, run.folder / "curves.png"
         )
-        log(
-            f"{stage.name}: test top-1 {result.top1:.3f} (last epoch), {best.top1:.3f} (best checkpoint, "
-            f"validation {best_info['val_accuracy']:.3f}), {result.seconds_per_video * 1000:.1f} ms per video"
-        )
+        log(f"{stage.name}: test top-1 {result.top1:.3f} (last epoch), {best.top1:.3f} (best checkpoint, "
+            f"validation {best_info['val_accuracy']:.3f}), {result.seconds_per_video * 1000:.1f} ms per video")

@@ -63,10 +63,8 @@ def tuner_role() -> str:
         return "single"
     missing = [name for name in ("KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID") if not os.environ.get(name)]
     if missing:
-        raise UserError(
-            f"KERASTUNER_ORACLE_IP is set but {' and '.join(missing)} not; a distributed search needs "
-            "all three (KERASTUNER_TUNER_ID=chief on the chief, e.g. worker0, worker1 on the others)"
-        )
+        raise UserError(f"KERASTUNER_ORACLE_IP is set but {' and '.join(missing)} not; a distributed search needs "
+                        "all three (KERASTUNER_TUNER_ID=chief on the chief, e.g. worker0, worker1 on the others)")
     return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
 
 
@@ -75,11 +73,8 @@ def _single_type(values) -> bool:
     all strings."""
     if any(isinstance(value, bool) for value in values):
         return False
-    return (
-        all(isinstance(value, int) for value in values)
-        or all(isinstance(value, str) for value in values)
-        or all(isinstance(value, (int, float)) for value in values)
-    )
+    return (all(isinstance(value, int) for value in values) or all(isinstance(value, str) for value in values)
+            or all(isinstance(value, (int, float)) for value in values))
 
 
 class RecipeHyperModel(kt.HyperModel):
@@ -97,9 +92,7 @@ class RecipeHyperModel(kt.HyperModel):
         for factor in space.factors:
             if factor.choices is not None:
                 # One-at-a-time trials hold the recipe's value of the factors they do not vary.
-                extra = (
-                    (factor.base,) if space.search.mode == "one_at_a_time" and factor.base not in factor.choices else ()
-                )
+                extra = (factor.base,) if space.search.mode == "one_at_a_time" and factor.base not in factor.choices else ()
                 self.choices[factor.key] = factor.choices + extra
         self.as_text = {key: not _single_type(values) for key, values in self.choices.items()}
 
@@ -110,16 +103,12 @@ class RecipeHyperModel(kt.HyperModel):
     def _encode(self, key, value):
         if self.as_text.get(key):
             return yaml_text(value)
-        return (
-            float(value) if isinstance(value, int) and any(isinstance(v, float) for v in self.choices[key]) else value
-        )
+        return float(value) if isinstance(value, int) and any(isinstance(v, float) for v in self.choices[key]) else value
 
     def decode(self, hp_values: dict) -> dict:
         """``{key: value}`` of every factor from hyperparameter values."""
-        return {
-            factor.key: yaml.safe_load(hp_values[factor.key]) if self.as_text.get(factor.key) else hp_values[factor.key]
-            for factor in self.space.factors
-        }
+        return {factor.key: yaml.safe_load(hp_values[factor.key]) if self.as_text.get(factor.key)
+                else hp_values[factor.key] for factor in self.space.factors}
 
     def declare_hyperparameters(self, hp):
         for factor in self.space.factors:
@@ -127,19 +116,11 @@ class RecipeHyperModel(kt.HyperModel):
                 values = [self._encode(factor.key, value) for value in self.choices[factor.key]]
                 hp.Choice(factor.key, values, ordered=False if self.as_text[factor.key] else None)
             elif all(isinstance(factor.bounds[end], int) for end in ("min", "max")):
-                hp.Int(
-                    factor.key,
-                    factor.bounds["min"],
-                    factor.bounds["max"],
-                    sampling=factor.bounds.get("sampling", "linear"),
-                )
+                hp.Int(factor.key, factor.bounds["min"], factor.bounds["max"],
+                       sampling=factor.bounds.get("sampling", "linear"))
             else:
-                hp.Float(
-                    factor.key,
-                    float(factor.bounds["min"]),
-                    float(factor.bounds["max"]),
-                    sampling=factor.bounds.get("sampling", "linear"),
-                )
+                hp.Float(factor.key, float(factor.bounds["min"]), float(factor.bounds["max"]),
+                         sampling=factor.bounds.get("sampling", "linear"))
 
     def build(self, hp):
         return self.space.trial_recipe(self.decode(hp.values))
@@ -214,14 +195,11 @@ def make_oracle(space, hypermodel, progress):
         import scipy  # noqa: F401
         import sklearn  # noqa: F401
     except ImportError:
-        raise UserError(
-            "search.mode bayesian needs scipy and scikit-learn: pip install 'kerasflow[bayesian]' "
-            "(or use mode grid or one_at_a_time)"
-        ) from None
+        raise UserError("search.mode bayesian needs scipy and scikit-learn: pip install 'kerasflow[bayesian]' "
+                        "(or use mode grid or one_at_a_time)") from None
     # keras-tuner takes seed 0 for "pick one at random": shift it to keep runtime.seed 0 reproducible.
-    return BayesianOracle(
-        objective=OBJECTIVE, max_trials=space.search.max_trials, seed=space.recipe.runtime.seed + 1, progress=progress
-    )
+    return BayesianOracle(objective=OBJECTIVE, max_trials=space.search.max_trials, seed=space.recipe.runtime.seed + 1,
+                          progress=progress)
 
 
 class RecipeTuner(kt.engine.base_tuner.BaseTuner):

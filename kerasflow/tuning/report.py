@@ -68,20 +68,10 @@ def results_csv(space, results) -> str:
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["trial", *(factor.key for factor in space.factors), *METRICS, "status", "run_folder", "error"])
     for result in results:
-        numbers = [
-            (int if name == "trainable_parameters" else _rounded)(result.metrics[name]) if result.completed else ""
-            for name in METRICS
-        ]
-        writer.writerow(
-            [
-                result.trial_id,
-                *(yaml_text(result.values[factor.key]) for factor in space.factors),
-                *numbers,
-                result.status,
-                f"trials/{result.trial_id}",
-                result.error,
-            ]
-        )
+        numbers = [(int if name == "trainable_parameters" else _rounded)(result.metrics[name]) if result.completed
+                   else "" for name in METRICS]
+        writer.writerow([result.trial_id, *(yaml_text(result.values[factor.key]) for factor in space.factors), *numbers,
+                         result.status, f"trials/{result.trial_id}", result.error])
     return text.getvalue()
 
 
@@ -93,41 +83,26 @@ def results_markdown(space, results, best) -> str:
     """The tables, under a paragraph that says what the search ran and which trial is best."""
     stages = ", ".join(space.search.stages or space.recipe.kind.stages)
     completed = sum(result.completed for result in results)
-    lines = [
-        f"# Search results: {space.name}",
-        "",
-        f"{space.search.mode} search, {len(results)} trials ({completed} completed), each training {stages} "
-        f"on {space.recipe.data.dataset}. top-1: the test top-1 of the trial's final model; validation top-1: "
-        "the objective (the best checkpoint's); s/video: seconds per test video.",
-        "",
-    ]
-    lines += [
-        f"Trial {result.trial_id} ({describe(result.values)}) failed: {result.error}"
-        for result in results
-        if result.error
-    ] + ([""] if any(result.error for result in results) else [])
+    lines = [f"# Search results: {space.name}", "",
+             f"{space.search.mode} search, {len(results)} trials ({completed} completed), each training {stages} "
+             f"on {space.recipe.data.dataset}. top-1: the test top-1 of the trial's final model; validation top-1: "
+             "the objective (the best checkpoint's); s/video: seconds per test video.", ""]
+    lines += [f"Trial {result.trial_id} ({describe(result.values)}) failed: {result.error}" for result in results
+              if result.error] + ([""] if any(result.error for result in results) else [])
     if best is not None:
-        lines += [
-            f"Best trial: {best.trial_id} ({describe(best.values)}): validation top-1 "
-            f"{100 * best.metrics['val_top1']:.2f} %, test top-1 {100 * best.metrics['top1']:.2f} %; its recipe "
-            f"is {BEST_RECIPE}.",
-            "",
-        ]
+        lines += [f"Best trial: {best.trial_id} ({describe(best.values)}): validation top-1 "
+                  f"{100 * best.metrics['val_top1']:.2f} %, test top-1 {100 * best.metrics['top1']:.2f} %; its recipe "
+                  f"is {BEST_RECIPE}.", ""]
     for factor in space.factors:
-        lines += [
-            f"## {factor.key}",
-            "",
-            f"| {factor.key} | top-1 (%) | validation top-1 (%) | trainable parameters | s/video | trial |",
-            "|---|--:|--:|--:|--:|---|",
-        ]
+        lines += [f"## {factor.key}", "",
+                  f"| {factor.key} | top-1 (%) | validation top-1 (%) | trainable parameters | s/video | trial |",
+                  "|---|--:|--:|--:|--:|---|"]
         rows = factor_rows(space, factor, results)
         for value, result, at_base in rows:
             metrics = result.metrics
-            lines.append(
-                f"| {show(value)} | {100 * metrics['top1']:.2f} | {100 * metrics['val_top1']:.2f} | "
-                f"{int(metrics['trainable_parameters']):,} | {metrics['seconds_per_video']:.4f} | "
-                f"{result.trial_id}{'' if at_base else ' ' + FALLBACK_MARK} |"
-            )
+            lines.append(f"| {show(value)} | {100 * metrics['top1']:.2f} | {100 * metrics['val_top1']:.2f} | "
+                         f"{int(metrics['trainable_parameters']):,} | {metrics['seconds_per_video']:.4f} | "
+                         f"{result.trial_id}{'' if at_base else ' ' + FALLBACK_MARK} |")
         others = {key: value for key, value in space.base_values.items() if key != factor.key}
         if others:
             lines += ["", f"Other factors at the recipe's values: {describe(others)}."]
@@ -158,15 +133,10 @@ def plot_factors(space, results, path):
                 axis.xaxis.set_minor_formatter(NullFormatter())  # labels on powers of ten only
         points = [(result.values[factor.key], 100 * result.metrics["top1"]) for result in results if result.completed]
         rows = [(value, 100 * result.metrics["top1"]) for value, result, _ in factor_rows(space, factor, results)]
-        for series, style in (
-            (points, dict(color="lightgrey", marker="o", linestyle="none", label="every trial")),
-            (rows, dict(color="tab:blue", marker="o", label="table rows")),
-        ):
-            series = [
-                (value if place is None else place[yaml_text(value)], top1)
-                for value, top1 in series
-                if place is None or yaml_text(value) in place
-            ]
+        for series, style in ((points, dict(color="lightgrey", marker="o", linestyle="none", label="every trial")),
+                              (rows, dict(color="tab:blue", marker="o", label="table rows"))):
+            series = [(value if place is None else place[yaml_text(value)], top1) for value, top1 in series
+                      if place is None or yaml_text(value) in place]
             axis.plot([x for x, _ in series], [y for _, y in series], **style)
         axis.set_title(factor.key, fontsize=10)
         axis.set_ylabel("test top-1 (%)")
@@ -181,12 +151,10 @@ def plot_factors(space, results, path):
 def best_recipe_yaml(space, best) -> str:
     """The best trial's full recipe, training again in the search folder's ``best/``."""
     recipe = space.trial_recipe(best.values, Path(space.folder) / BEST_FOLDER)
-    return (
-        f"# The best trial of the search in {space.folder}: trial {best.trial_id} ({describe(best.values)}),\n"
-        f"# validation top-1 {best.metrics['val_top1']:.4f}, test top-1 {best.metrics['top1']:.4f}.\n"
-        f"# python -m kerasflow.fit best.yaml trains it again in {recipe.runtime.output_dir}.\n"
-        + recipe_to_yaml(recipe)
-    )
+    return (f"# The best trial of the search in {space.folder}: trial {best.trial_id} ({describe(best.values)}),\n"
+            f"# validation top-1 {best.metrics['val_top1']:.4f}, test top-1 {best.metrics['top1']:.4f}.\n"
+            f"# python -m kerasflow.fit best.yaml trains it again in {recipe.runtime.output_dir}.\n"
+            + recipe_to_yaml(recipe))
 
 
 def write_report(space, results, best):

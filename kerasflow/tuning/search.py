@@ -50,15 +50,11 @@ def _claim_folder(space):
     else:
         names = folder_contents(space.folder)
         if is_run_folder(space.folder):
-            raise UserError(
-                f"{space.folder} is a run folder of python -m kerasflow.fit; a search cannot go there: "
-                "set runtime.output_dir to a new or empty folder"
-            )
+            raise UserError(f"{space.folder} is a run folder of python -m kerasflow.fit; a search cannot go there: "
+                            "set runtime.output_dir to a new or empty folder")
         if names:
-            raise UserError(
-                f"{space.folder} is not empty and holds no search (it holds {describe_contents(names)}); "
-                "nothing there is replaced: set runtime.output_dir to a new or empty folder"
-            )
+            raise UserError(f"{space.folder} is not empty and holds no search (it holds {describe_contents(names)}); "
+                            "nothing there is replaced: set runtime.output_dir to a new or empty folder")
         ensure_writable_folder(space.folder)
         save_recipe(space.recipe, saved)
 
@@ -84,25 +80,19 @@ def _run_search(space, role, log):
     hypermodel = RecipeHyperModel(space)
 
     def announce(trial, recipe):
-        log(
-            f"trial {trial.trial_id}: {describe(hypermodel.decode(trial.hyperparameters.values))}; training "
-            f"{', '.join(recipe.kind.stages)} (log: {trial_folder(space.folder, trial.trial_id) / TRAIN_LOG})"
-        )
+        log(f"trial {trial.trial_id}: {describe(hypermodel.decode(trial.hyperparameters.values))}; training "
+            f"{', '.join(recipe.kind.stages)} (log: {trial_folder(space.folder, trial.trial_id) / TRAIN_LOG})")
 
     def progress(trial, finished, total, seconds, left):
         if trial.status == COMPLETED:
-            result = (
-                f"validation top-1 {trial.metrics.get_last_value('val_top1'):.3f}, "
-                f"test top-1 {trial.metrics.get_last_value('top1'):.3f}"
-            )
+            result = (f"validation top-1 {trial.metrics.get_last_value('val_top1'):.3f}, "
+                      f"test top-1 {trial.metrics.get_last_value('top1'):.3f}")
         else:
             result = f"{trial.status.lower()}: {failure_reason(trial.message)}"
         remaining = "search complete" if finished == total else f"about {duration(left)} left"
-        log(
-            f"trial {finished} of {total} done (trial {trial.trial_id}: "
+        log(f"trial {finished} of {total} done (trial {trial.trial_id}: "
             f"{describe(hypermodel.decode(trial.hyperparameters.values))}): {result} in {duration(seconds)}; "
-            f"{remaining}"
-        )
+            f"{remaining}")
 
     tuner = RecipeTuner(space, hypermodel, make_oracle(space, hypermodel, progress), announce)
     if role == "worker":
@@ -123,19 +113,13 @@ def _run_search(space, role, log):
                 recipe_indexes(space.recipe.data)  # made once, here, not by several workers at once
             log(f"chief: serving the search's trials at {_chief_address()} until its workers have run them all")
         stopped = _search(tuner, oracle)
-    results = [
-        TrialResult(
-            trial.trial_id,
-            hypermodel.decode(trial.hyperparameters.values),
-            trial.status,
-            {name: trial.metrics.get_last_value(name) for name in METRICS} if trial.status == COMPLETED else {},
-            failure_reason(trial.message) if trial.status == FAILED else "",
-        )
-        for trial in sorted(oracle.trials.values(), key=lambda trial: trial.trial_id)
-    ]
-    best = max(
-        (result for result in results if result.completed), key=lambda result: result.metrics["val_top1"], default=None
-    )
+    results = [TrialResult(trial.trial_id, hypermodel.decode(trial.hyperparameters.values), trial.status,
+                           {name: trial.metrics.get_last_value(name) for name in METRICS}
+                           if trial.status == COMPLETED else {},
+                           failure_reason(trial.message) if trial.status == FAILED else "")
+               for trial in sorted(oracle.trials.values(), key=lambda trial: trial.trial_id)]
+    best = max((result for result in results if result.completed), key=lambda result: result.metrics["val_top1"],
+               default=None)
     files = write_report(space, results, best)
     if stopped is not None:
         raise stopped
@@ -148,14 +132,12 @@ def _search(tuner, oracle):
     try:
         tuner.search()
     except RuntimeError:
-        ended = [oracle.trials[trial_id] for trial_id in oracle.end_order][-oracle.max_consecutive_failed_trials :]
+        ended = [oracle.trials[trial_id] for trial_id in oracle.end_order][-oracle.max_consecutive_failed_trials:]
         if not ended or any(trial.status != FAILED for trial in ended):
             raise
         log_file = trial_folder(tuner.space.folder, ended[-1].trial_id) / TRAIN_LOG
-        return UserError(
-            f"{len(ended)} trials failed in a row, the last with: {failure_reason(ended[-1].message)} "
-            f"(see {log_file}; the others are in {RESULTS_CSV})"
-        )
+        return UserError(f"{len(ended)} trials failed in a row, the last with: {failure_reason(ended[-1].message)} "
+                         f"(see {log_file}; the others are in {RESULTS_CSV})")
     return None
 
 
@@ -168,11 +150,8 @@ def check_trials(space):
     from kerasflow.training.trainer import check_batch_sizes, check_weights_file
 
     if space.search.mode == "bayesian":
-        trials = [
-            {factor.key: value}
-            for factor in space.factors
-            for value in (factor.choices or (factor.bounds["min"], factor.bounds["max"]))
-        ]
+        trials = [{factor.key: value} for factor in space.factors
+                  for value in (factor.choices or (factor.bounds["min"], factor.bounds["max"]))]
     else:
         trials = space.planned_trials()
     counts = {}

@@ -71,10 +71,8 @@ class SearchSpace:
             self.raw["search"] = {**search, "factors": parse_factor_options(factor_options)}
         self.recipe = recipe_from_dict(self.raw, source=self.name)
         if self.recipe.search is None:
-            raise UserError(
-                f"{self.name} has no search: section; add one (e.g. search: {{factors: "
-                "{model.flow.num_layers: [0, 1, 2, 3]}}) or pass --factor KEY=V1,V2,..."
-            )
+            raise UserError(f"{self.name} has no search: section; add one (e.g. search: {{factors: "
+                            "{model.flow.num_layers: [0, 1, 2, 3]}}) or pass --factor KEY=V1,V2,...")
         self.search = self.recipe.search
         kind_training(self.recipe, self.search.stages, self.name)
         resolved = recipe_to_dict(self.recipe)
@@ -82,14 +80,8 @@ class SearchSpace:
         for key, values in self.search.factors.items():
             for value in [values["min"], values["max"]] if isinstance(values, dict) else values:
                 self.trial_recipe({key: value})
-            self.factors.append(
-                Factor(
-                    key,
-                    None if isinstance(values, dict) else tuple(values),
-                    values if isinstance(values, dict) else None,
-                    value_at(resolved, key),
-                )
-            )
+            self.factors.append(Factor(key, None if isinstance(values, dict) else tuple(values),
+                                       values if isinstance(values, dict) else None, value_at(resolved, key)))
 
     @property
     def folder(self):
@@ -130,19 +122,15 @@ class SearchSpace:
         ``search.max_trials`` instead. Returns the plan's size."""
         if self.search.mode == "bayesian":
             if max_trials is not None:
-                raise UserError(
-                    f"--max-trials applies to grid and one_at_a_time searches; {self.name}'s bayesian "
-                    "search runs search.max_trials trials (--set search.max_trials=N)"
-                )
+                raise UserError(f"--max-trials applies to grid and one_at_a_time searches; {self.name}'s bayesian "
+                                "search runs search.max_trials trials (--set search.max_trials=N)")
             return self.search.max_trials
         size, limit = self.plan_size(), max_trials or PLAN_LIMIT
         if size > limit:
             counts = " x ".join(str(len(factor.choices)) for factor in self.factors)
-            raise UserError(
-                f"{self.name}: the {self.search.mode} search plans {size} trials ({counts} values of "
-                f"{', '.join(factor.key for factor in self.factors)}), more than --max-trials {limit}; "
-                f"pass --max-trials {size} to plan them all, or give the factors fewer values"
-            )
+            raise UserError(f"{self.name}: the {self.search.mode} search plans {size} trials ({counts} values of "
+                            f"{', '.join(factor.key for factor in self.factors)}), more than --max-trials {limit}; "
+                            f"pass --max-trials {size} to plan them all, or give the factors fewer values")
         return size
 
     def planned_trials(self) -> list[dict]:
@@ -150,23 +138,18 @@ class SearchSpace:
         (e.g. one trial without flow layers, whatever the iterations)."""
         if self.search.mode == "grid":
             keys = [factor.key for factor in self.factors]
-            candidates = [
-                dict(zip(keys, values)) for values in itertools.product(*(factor.choices for factor in self.factors))
-            ]
+            candidates = [dict(zip(keys, values))
+                          for values in itertools.product(*(factor.choices for factor in self.factors))]
         else:
-            candidates = [
-                {**self.base_values, factor.key: value} for factor in self.factors for value in factor.choices
-            ]
+            candidates = [{**self.base_values, factor.key: value} for factor in self.factors for value in factor.choices]
         same_model = {}
         for values in candidates:
             same_model.setdefault(model_identity(self.trial_recipe(values)), []).append(values)
         # Of the values that make one model, the trial records those nearest the recipe's (no flow layer
         # at the recipe's iterations), where the factor tables look for it.
         base = self.base_values
-        return [
-            max(group, key=lambda values: sum(values[key] == base[key] for key in values))
-            for group in same_model.values()
-        ]
+        return [max(group, key=lambda values: sum(values[key] == base[key] for key in values))
+                for group in same_model.values()]
 
 
 def model_identity(recipe) -> str:
@@ -185,19 +168,14 @@ def kind_training(recipe, stages, source) -> str:
     ``recipe.model.kind``, e.g. ``representation_flow`` for ``[flow]`` of a ``two_stream`` recipe."""
     if stages is None or tuple(stages) == recipe.kind.stages:
         return recipe.model.kind
-    fitting = [
-        name
-        for name in kind_names()
-        if all(recipe.kind.inputs.get(model) == inputs for model, inputs in get_kind(name).inputs.items())
-    ]
+    fitting = [name for name in kind_names()
+               if all(recipe.kind.inputs.get(model) == inputs for model, inputs in get_kind(name).inputs.items())]
     for name in fitting:
         if get_kind(name).stages == tuple(stages):
             return name
     allowed = ", ".join("[" + ", ".join(get_kind(name).stages) + "]" for name in fitting)
-    raise UserError(
-        f"{source}: search.stages = {show_value(list(stages))} is not allowed: expected the stages of "
-        f"one model of model.kind {recipe.model.kind}: {allowed}"
-    )
+    raise UserError(f"{source}: search.stages = {show_value(list(stages))} is not allowed: expected the stages of "
+                    f"one model of model.kind {recipe.model.kind}: {allowed}")
 
 
 def value_at(values: dict, key: str):

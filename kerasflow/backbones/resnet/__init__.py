@@ -11,10 +11,7 @@ from kerasflow.backbones.resnet.resnet_family import RESNET
 
 __all__ = ["RESNET", "InflatedResNetBackbone", "ResNetBackbone"]
 
-__getattr__, __dir__ = lazy_attributes(
-    __name__,
-    {
-        "InflatedResNetBackbone": "kerasflow.backbones.resnet.resnet_3d",
-        "ResNetBackbone": "kerasflow.backbones.resnet.resnet_backbone",
-    },
-)
+__getattr__, __dir__ = lazy_attributes(__name__, {
+    "InflatedResNetBackbone": "kerasflow.backbones.resnet.resnet_3d",
+    "ResNetBackbone": "kerasflow.backbones.resnet.resnet_backbone",
+})

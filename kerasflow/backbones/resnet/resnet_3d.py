@@ -31,15 +31,8 @@ def _conv(x, filters, kernel_size, strides, name, time=None):
     else:
         x = keras.layers.ZeroPadding3D(padding, name=f"{name}_pad")(x)
         mode = "valid"
-    return keras.layers.Conv3D(
-        filters,
-        kernel,
-        strides=(time.stride, strides, strides),
-        padding=mode,
-        use_bias=False,
-        kernel_initializer=kaiming_normal_fan_out(),
-        name=name,
-    )(x)
+    return keras.layers.Conv3D(filters, kernel, strides=(time.stride, strides, strides), padding=mode,
+                               use_bias=False, kernel_initializer=kaiming_normal_fan_out(), name=name)(x)
 
 
 def _stem(x, stem_filters):
@@ -52,12 +45,8 @@ def _stem(x, stem_filters):
 
 def _block_convs(block_type, filters, strides):
     """The 2-D block's convolutions with each kernel given its time extent: ``(filters, (kt, k, k), strides)``."""
-    return [
-        (conv_filters, (time, size, size), conv_strides)
-        for (conv_filters, size, conv_strides), time in zip(
-            block_convs(block_type, filters, strides), BLOCK_TIME_KERNELS[block_type]
-        )
-    ]
+    return [(conv_filters, (time, size, size), conv_strides) for (conv_filters, size, conv_strides), time
+            in zip(block_convs(block_type, filters, strides), BLOCK_TIME_KERNELS[block_type])]
 
 
 INFLATED_LAYERS = ResNetLayers(3, _stem, _conv, _block_convs, keras.layers.GlobalAveragePooling3D)

@@ -22,14 +22,9 @@ BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # keras momentum 0.9 == torch momentum 0.1
 # The constructor arguments a converted weights file's sidecar holds; those that fix the architecture.
 ARCHITECTURE_KEYS = (
-    "block_type",
-    "stackwise_num_blocks",
-    "stackwise_num_filters",
-    "stackwise_num_strides",
-    "stem_filters",
+    "block_type", "stackwise_num_blocks", "stackwise_num_filters", "stackwise_num_strides", "stem_filters",
 )
 CONFIG_KEYS = (*ARCHITECTURE_KEYS, "input_channels", "include_head", "num_head_classes")
-
 
 def _conv(x, filters, kernel_size, strides, name):
     """Bias-free conv padded like torch (``(k - 1) // 2`` zeros on each side)."""
@@ -41,12 +36,7 @@ def _conv(x, filters, kernel_size, strides, name):
     else:
         padding = "same"
     return keras.layers.Conv2D(
-        filters,
-        kernel_size,
-        strides=strides,
-        padding=padding,
-        use_bias=False,
-        kernel_initializer=kaiming_normal_fan_out(),
+        filters, kernel_size, strides=strides, padding=padding, use_bias=False, kernel_initializer=kaiming_normal_fan_out(),
         name=name,
     )(x)
 
@@ -137,26 +127,15 @@ def build_stage(in_channels, filters, num_blocks, strides, block_type, name, lay
     for index in range(num_blocks):
         block_strides = strides if index == 0 else 1
         x, last_conv, shortcut = _residual_block(
-            x,
-            layers.block_convs(block_type, filters, block_strides),
-            block_strides,
-            f"{name}_{index}",
+            x, layers.block_convs(block_type, filters, block_strides), block_strides, f"{name}_{index}",
             layers.conv,
         )
     pre_bn = keras.layers.Add(name=f"{name}_pre_bn")([last_conv, shortcut])
     return keras.Model(inputs, [x, pre_bn], name=name)
 
 
-def _validate(
-    stackwise_num_filters,
-    stackwise_num_blocks,
-    stackwise_num_strides,
-    block_type,
-    stem_filters,
-    input_channels,
-    num_head_classes,
-    image_size,
-):
+def _validate(stackwise_num_filters, stackwise_num_blocks, stackwise_num_strides, block_type,
+              stem_filters, input_channels, num_head_classes, image_size):
     lists = {
         "stackwise_num_filters": stackwise_num_filters,
         "stackwise_num_blocks": stackwise_num_blocks,
@@ -164,14 +143,15 @@ def _validate(
     }
     for key, values in lists.items():
         if len(values) != NUM_STAGES or any(int(v) < 1 for v in values):
-            raise UserError(f"ResNetBackbone: {key}={list(values)} must hold {NUM_STAGES} positive integers")
+            raise UserError(
+                f"ResNetBackbone: {key}={list(values)} must hold {NUM_STAGES} positive integers"
+            )
     if block_type not in BLOCK_EXPANSION:
-        raise UserError(f"ResNetBackbone: block_type={block_type!r} is unknown; use one of {sorted(BLOCK_EXPANSION)}")
-    for key, value in [
-        ("stem_filters", stem_filters),
-        ("input_channels", input_channels),
-        ("num_head_classes", num_head_classes),
-    ]:
+        raise UserError(
+            f"ResNetBackbone: block_type={block_type!r} is unknown; use one of {sorted(BLOCK_EXPANSION)}"
+        )
+    for key, value in [("stem_filters", stem_filters), ("input_channels", input_channels),
+                       ("num_head_classes", num_head_classes)]:
         if int(value) < 1:
             raise UserError(f"ResNetBackbone: {key}={value} must be a positive integer")
     if image_size is not None and int(image_size) < 32:
@@ -220,16 +200,8 @@ class ResNetBackbone(Backbone):
         name=None,
         **kwargs,
     ):
-        _validate(
-            stackwise_num_filters,
-            stackwise_num_blocks,
-            stackwise_num_strides,
-            block_type,
-            stem_filters,
-            input_channels,
-            num_head_classes,
-            image_size,
-        )
+        _validate(stackwise_num_filters, stackwise_num_blocks, stackwise_num_strides, block_type,
+                  stem_filters, input_channels, num_head_classes, image_size)
         stackwise_num_filters = tuple(int(v) for v in stackwise_num_filters)
         stackwise_num_blocks = tuple(int(v) for v in stackwise_num_blocks)
         stackwise_num_strides = tuple(int(v) for v in stackwise_num_strides)
@@ -241,17 +213,10 @@ class ResNetBackbone(Backbone):
         stages = []
         in_channels = int(stem_filters)
         for index in range(NUM_STAGES):
-            stages.append(
-                build_stage(
-                    in_channels,
-                    stackwise_num_filters[index],
-                    stackwise_num_blocks[index],
-                    stackwise_num_strides[index],
-                    block_type,
-                    f"layer{index + 1}",
-                    layers,
-                )
-            )
+            stages.append(build_stage(
+                in_channels, stackwise_num_filters[index], stackwise_num_blocks[index],
+                stackwise_num_strides[index], block_type, f"layer{index + 1}", layers,
+            ))
             in_channels = stackwise_num_filters[index] * BLOCK_EXPANSION[block_type]
         pool = layers.pool(name="avgpool")
         head = keras.layers.Dense(int(num_head_classes), name="fc") if include_head else None
@@ -308,10 +273,8 @@ class ResNetBackbone(Backbone):
         if differing:
             holds = ", ".join(f"{key}={config[key]}" for key in differing)
             needs = ", ".join(f"{key}={needed[key]}" for key in differing)
-            raise UserError(
-                f"{path} holds a ResNet with {holds} but the model needs {needs}; "
-                "convert weights of the matching architecture"
-            )
+            raise UserError(f"{path} holds a ResNet with {holds} but the model needs {needs}; "
+                            "convert weights of the matching architecture")
         if self.include_head and not config["include_head"]:
             raise UserError(f"{path} has no ImageNet head (fc); build the backbone with include_head=False")
         if self.include_head and config["num_head_classes"] != self.num_head_classes:

@@ -3,10 +3,9 @@ into a Keras ``.weights.h5``. ``.pth`` files are read without PyTorch and withou
 code (``kerasflow.backbones.torch_file``).
 
 The state dict keys are torchvision's (``conv1.weight``, ``bn1.running_var``,
-``layer2.0.downsample.0.weight``, ``fc.bias``...; timm's ``resnet34.tv_in1k`` uses the same layout).
-The architecture is read from the keys and shapes, or checked against a preset name. Next to
-``OUT.weights.h5`` the converter writes ``OUT.weights.h5.json`` with the ``ResNetBackbone`` constructor
-arguments (see ``weights.config_path``).
+``layer2.0.downsample.0.weight``, ``fc.bias``...; timm's ``resnet34.tv_in1k`` uses the same layout). The architecture is read from the keys
+and shapes, or checked against a preset name. Next to ``OUT.weights.h5`` the converter writes
+``OUT.weights.h5.json`` with the ``ResNetBackbone`` constructor arguments (see ``weights.config_path``).
 """
 
 import json
@@ -85,7 +84,8 @@ def infer_config(state_dict, source="<state dict>"):
     conv1 = _shape_of(state_dict, "conv1.weight", source, ndim=4)
     num_blocks, num_filters = [], []
     for stage in range(1, 5):
-        indices = {int(m.group(1)) for key in state_dict if (m := re.match(rf"layer{stage}\.(\d+)\.", key))}
+        indices = {int(m.group(1)) for key in state_dict
+                   if (m := re.match(rf"layer{stage}\.(\d+)\.", key))}
         num_blocks.append(max(indices) + 1 if indices else 1)
         num_filters.append(_shape_of(state_dict, f"layer{stage}.0.conv1.weight", source, ndim=4)[0])
     head_key = next((key for key in HEAD_NDIM if key in state_dict), None)
@@ -109,10 +109,14 @@ def check_layout(layout, state_dict, source, what="a ResNet"):
     for key, (variable, axes) in layout.items():
         expected = torch_shape(variable, axes)
         if key not in state_dict:
-            raise UserError(f"{source} does not hold {what}: missing key {key!r} (expected shape {expected})")
+            raise UserError(
+                f"{source} does not hold {what}: missing key {key!r} (expected shape {expected})"
+            )
         found = tuple(state_dict[key].shape)
         if found != expected:
-            raise UserError(f"{source} does not hold {what}: key {key!r} has shape {found}, expected {expected}")
+            raise UserError(
+                f"{source} does not hold {what}: key {key!r} has shape {found}, expected {expected}"
+            )
     unexpected = [key for key in state_dict if key not in layout]
     if unexpected:
         raise UserError(
@@ -139,9 +143,8 @@ def convert_state_dict(state_dict, arch=None, source="<state dict>"):
         what = f"a {arch}"
     layout = torch_layout(backbone)
     check_layout(layout, state_dict, source, what)
-    for key, (variable, axes) in tqdm(
-        layout.items(), desc="assigning weights", unit="tensor", disable=None, leave=False
-    ):
+    for key, (variable, axes) in tqdm(layout.items(), desc="assigning weights", unit="tensor",
+                                      disable=None, leave=False):
         variable.assign(np.transpose(state_dict[key], axes).astype(variable.dtype))
     return backbone
 
@@ -177,12 +180,10 @@ def convert_file(in_path, out_path, arch=None):
     try:
         os.makedirs(out_folder, exist_ok=True)  # e.g. weights/, which a fresh clone lacks
     except OSError as error:
-        raise write_error(out_path, error) or UserError(
-            f"{out_path}: cannot make folder {out_folder} ({error.strerror}); choose another path"
-        ) from None
-    config = {
-        key: value for key, value in backbone.get_config().items() if key not in ("name", "trainable", "image_size")
-    }
+        raise write_error(out_path, error) or UserError(f"{out_path}: cannot make folder {out_folder} "
+                                                        f"({error.strerror}); choose another path") from None
+    config = {key: value for key, value in backbone.get_config().items()
+              if key not in ("name", "trainable", "image_size")}
     sidecar = {"class_name": "ResNetBackbone", "config": config, "source": os.path.basename(in_path)}
 
     def write_config(path):

@@ -15,5 +15,5 @@ RESNET = BackboneFamily(
     backbone_3d_class="kerasflow.backbones.resnet.resnet_3d:InflatedResNetBackbone",
     frames_left_3d=frames_left,
     clip_rule_3d="the inflated_3d network's 7-frame conv1, its max pool and each strided stage shorten the clip, "
-    "and a strided stage needs 2 frames",
+                 "and a strided stage needs 2 frames",
 )
