@@ -138,7 +138,7 @@ def test_a_run_trained_on_backend_is_the_same_model_under_tensorflow(backend, tm
     recipe = tiny_recipe(tmp_path, kind="two_stream", epochs=(1, 1))
     raw = yaml.safe_load(recipe.read_text())
     raw["model"]["kind"] = "rgb"
-    raw["data"]["synthetic"]["frames"] = 8  # one window of the 7 frames the flow clip spans
+    raw["data"]["synthetic"]["frames"] = 8  # --stream: three windows of the model's 3 frames, 2 frames apart
     recipe.write_text(yaml.safe_dump(raw))
     run_on(backend, "-m", "kerasflow.fit", str(recipe))
     run = tmp_path / "run"
@@ -147,7 +147,7 @@ def test_a_run_trained_on_backend_is_the_same_model_under_tensorflow(backend, tm
                                "--cam", str(tmp_path / "theirs.png")).stdout)
     stream = json.loads(run_on(backend, "-m", "kerasflow.predict", "--stream", video, "--model", str(run),
                                "--json").stdout)
-    assert len(stream["windows"]) == 1
+    assert [(window["start"], window["end"]) for window in stream["windows"]] == [(0, 3), (2, 5), (4, 7)]
 
     status, out, err = call(predict, [video, "--model", str(run), "--json"], capsys)
     assert status == 0, err
