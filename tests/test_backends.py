@@ -164,7 +164,8 @@ def test_a_run_trained_on_backend_is_the_same_model_under_tensorflow(backend, tm
     assert json.loads(out)["top1"] == trained["top1"]
 
     # export under the backend runs TensorFlow in a subprocess, which checks the TFLite file against the model
-    result = run_on(backend, "-m", "kerasflow.export", str(run), "--format", "tflite", "--out", str(tmp_path / "tflite"))
+    result = run_on(backend, "-m", "kerasflow.export", str(run), "--format", "tflite",
+                    "--out", str(tmp_path / "tflite"))
     assert f"exported to {tmp_path / 'tflite'}" in result.stdout
 
 

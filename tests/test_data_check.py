@@ -269,7 +269,8 @@ def test_command_fail_is_one_line_and_exit_2_and_a_clean_dataset_passes(dataset,
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {
         "videos": 4, "usable": 4, "left_out": [],
-        "header_mismatch": [{"video": str(dataset / "walk/truncated.avi"), "header_frames": 8, "decodable_frames": real}],
+        "header_mismatch": [{"video": str(dataset / "walk/truncated.avi"), "header_frames": 8,
+                             "decodable_frames": real}],
     }
     assert note in result.stderr  # the logs go to stderr with --json
 

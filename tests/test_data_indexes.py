@@ -94,7 +94,8 @@ def egtea_root(tmp_path):
         _video(root / "cropped_clips" / "-".join(clip.split("-")[:3]) / f"{clip}.mp4")
     annotations = root / "action_annotation"
     annotations.mkdir()
-    (annotations / "action_idx.txt").write_text("Take bowl 1\nPut condiment,bread,eating_utensil 2\nInspect/Read recipe 3\n")
+    (annotations / "action_idx.txt").write_text("Take bowl 1\nPut condiment,bread,eating_utensil 2\n"
+                                                "Inspect/Read recipe 3\n")
     for subset, entries in (("train", EGTEA_TRAIN), ("test", EGTEA_TEST)):
         lines = "".join(f"{clip} {action} {action} {action}\n" for clip, action in entries)
         (annotations / f"{subset}_split1.txt").write_text(lines + "\n")
@@ -200,7 +201,8 @@ def _folder_dataset(root, per_class=4):
 def test_folder_lists(tmp_path):
     root = tmp_path / "my data"
     _folder_dataset(root)
-    (root / "train.txt").write_text("jump/clip (0) jump.avi\nrun, fast!/clip (1) run, fast!.avi\njump/frame folder (x)\n")
+    (root / "train.txt").write_text("jump/clip (0) jump.avi\nrun, fast!/clip (1) run, fast!.avi\n"
+                                    "jump/frame folder (x)\n")
     (root / "test.txt").write_text("run, fast!/clip (2) run, fast!.avi\njump/missing.avi\n")
     train = build_index("folder", root, subset="train")
     test = build_index("folder", root, subset="test")
@@ -283,9 +285,11 @@ def test_an_empty_class_folder_is_no_class(tmp_path, caplog):
 def test_list_files_with_a_byte_order_mark_keep_their_first_clip(tmp_path):
     root = tmp_path / "data"
     _folder_dataset(root)
-    (root / "train.txt").write_text("\ufeffjump/clip (0) jump.avi\nrun, fast!/clip (1) run, fast!.avi\n", encoding="utf-8")
+    (root / "train.txt").write_text("\ufeffjump/clip (0) jump.avi\nrun, fast!/clip (1) run, fast!.avi\n",
+                                    encoding="utf-8")
     (root / "test.txt").write_text("\ufeffrun, fast!/clip (2) run, fast!.avi\n", encoding="utf-8")
-    assert len(build_index("folder", root, subset="train")) == 2 and len(build_index("folder", root, subset="test")) == 1
+    assert (len(build_index("folder", root, subset="train")) == 2
+            and len(build_index("folder", root, subset="test")) == 1)
 
 
 def test_folder_split_of_a_class_ignores_the_other_classes(tmp_path):

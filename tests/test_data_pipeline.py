@@ -102,11 +102,13 @@ def test_one_augmentation_draw_shared_by_frames_and_flow(grey_clip_with_flow):
         for plane in range(3):
             np.testing.assert_array_equal(flow[..., 2 * plane + 1], grey)  # y: same geometry
             # x inverted on a flip (before the crop's resize, as ego-rnn: rounding may differ by 1)
-            np.testing.assert_allclose(flow[..., 2 * plane], 255 - grey if draw.flip else grey, atol=1 if draw.flip else 0)
+            np.testing.assert_allclose(flow[..., 2 * plane], 255 - grey if draw.flip else grey,
+                                       atol=1 if draw.flip else 0)
     assert {flip for flip, _, _ in draws} == {True, False}
     assert len(crops) >= 6
     rgb_test, flow_test = load_example(grey_clip_with_flow, rgb_input(4, 20) + flow_input(3, 20), False, 0)
-    centre = cv2.resize(_texture(0), (short_side_for(20) * 32 // 24, short_side_for(20)), interpolation=cv2.INTER_LINEAR)
+    centre = cv2.resize(_texture(0), (short_side_for(20) * 32 // 24, short_side_for(20)),
+                        interpolation=cv2.INTER_LINEAR)
     y, x = crop_origins(*centre.shape, 20)[0]
     np.testing.assert_array_equal(rgb_test[0, ..., 0], centre[y : y + 20, x : x + 20])
     np.testing.assert_array_equal(flow_test[..., 0], rgb_test[0, ..., 0])

@@ -27,7 +27,8 @@ from kerasflow.errors import UserError
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    return make_synthetic_dataset(tmp_path_factory.mktemp("synth") / "data", classes=4, videos_per_class=4, frames=8, size=32)
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synth") / "data", classes=4, videos_per_class=4,
+                                  frames=8, size=32)
 
 
 def test_synthetic_layout_and_real_videos(synthetic):
@@ -80,7 +81,8 @@ def test_cli_synth_and_pack(tmp_path, capsys):
     assert (out / "train.txt").read_text().count("\n") == 2
     record = tmp_path / "train set.tfrecord"
     assert main(["pack", "--dataset", "folder", "--root", str(out), "--subset", "train", str(record)]) == 0
-    assert main(["pack", "--dataset", "folder", "--root", str(out), "--subset", "train", str(record), "--overwrite"]) == 0
+    assert main(["pack", "--dataset", "folder", "--root", str(out), "--subset", "train", str(record),
+                 "--overwrite"]) == 0
     assert read_sidecar(record)["clips"] == 2 and read_sidecar(record)["class_names"] == ["00_right", "01_left"]
     with pytest.raises(SystemExit) as caught:
         main(["synth", str(out), "--classes", "9"])
@@ -111,7 +113,8 @@ def test_letters_variant_files_decode_and_manifest(tmp_path):
         assert video.std() > 10  # a texture and letters, not a blank frame
     with pytest.raises(UserError, match="'variant': 'letters'.*, not .*'variant': 'patch'"):
         make_synthetic_dataset(out, classes=4, videos_per_class=2, frames=6, size=32)
-    with pytest.raises(ValueError, match=r"^`variant` must be one of \('patch', 'letters'\)\. Received: variant='dots'$"):
+    with pytest.raises(ValueError,
+                       match=r"^`variant` must be one of \('patch', 'letters'\)\. Received: variant='dots'$"):
         make_synthetic_dataset(tmp_path / "dots", variant="dots")
 
 
@@ -235,7 +238,8 @@ def test_packed_reader_matches_numpy_reader(synthetic, tmp_path):
     packed_dataset = make_tfrecord_dataset([record], spec, batch_size=5)
     assert packed_dataset.cardinality().numpy() == 3  # 12 clips, known from the sidecar
     packed = list(packed_dataset)
-    assert [labels.numpy().tolist() for _, labels, _ in packed] == [labels.numpy().tolist() for _, labels, _ in expected]
+    assert ([labels.numpy().tolist() for _, labels, _ in packed]
+            == [labels.numpy().tolist() for _, labels, _ in expected])
     assert all(weights.numpy().tolist() == [1.0] * len(weights) for _, _, weights in packed)
     a = np.concatenate([inputs["rgb"].numpy() for inputs, _, _ in expected])
     b = np.concatenate([inputs["rgb"].numpy() for inputs, _, _ in packed])

@@ -39,7 +39,8 @@ def test_full_run_then_no_retraining(tmp_path):
         assert csv_rows(run / "stages" / stage / "log.csv") == epochs
         assert (run / "stages" / stage / "best.keras").is_file()
         assert len(list((run / "stages" / stage).glob("checkpoint-*.weights.h5"))) == 1
-    assert (run / "model.keras").is_file() and json.loads((run / "model.keras.json").read_text())["kind"] == "two_stream"
+    assert ((run / "model.keras").is_file()
+            and json.loads((run / "model.keras.json").read_text())["kind"] == "two_stream")
     assert "two-stream" in result.stdout and "flow stream only" in result.stdout
     assert not list(run.rglob("*.tmp*"))
     for picture in ("curves.png", "confusion_matrix.png"):
@@ -194,7 +195,8 @@ def test_multi_worker_mirrored_reads_tf_config(tmp_path):
         port = probe.getsockname()[1]
     recipe = tiny_recipe(tmp_path, kind="representation_flow", epochs=(1,), distribution="multi_worker_mirrored")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CI="1",
-               TF_CONFIG=json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}"]}, "task": {"type": "worker", "index": 0}}))
+               TF_CONFIG=json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}"]},
+                                     "task": {"type": "worker", "index": 0}}))
     result = subprocess.run([sys.executable, "-m", "kerasflow.fit", str(recipe)], capture_output=True, text=True,
                             env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -216,7 +216,8 @@ def test_recipe_follows_the_reference_and_needs_its_frames():
         ("representation_flow", "resnet50", "inflated_3d", 0.3)
     assert (data.frame_size, data.flow_frames, data.flow_stride, data.flow_sampling) == (112, 16, 2, "contiguous")
     assert (model.flow.position, model.flow.num_layers, model.flow.bottleneck) == (2, 2, 32)
-    assert (model.flow.learning_rate_scale, model.flow.weight_decay) == (0.01, None)  # the stage's 1e-6, as the reference
+    # model.flow.weight_decay None: the stage's 1e-6, as the reference
+    assert (model.flow.learning_rate_scale, model.flow.weight_decay) == (0.01, None)
     assert (stage.optimizer, stage.learning_rate, stage.momentum, stage.weight_decay, stage.epochs) == \
         ("sgd", 0.01, 0.9, 1e-6, 60)
     # 14 frames leave 3 after stage 2, 1 after the flow block: too few for stage 3's stride.
@@ -267,7 +268,8 @@ def test_the_demo_learns_with_the_inflated_network(tmp_path):
 def test_a_search_varies_the_flow_network_and_refuses_too_short_clips(tmp_path):
     path = tiny_recipe(tmp_path, kind="representation_flow")
     raw = yaml.safe_load(path.read_text())
-    raw["search"] = {"mode": "grid", "stages": ["flow"], "factors": {"model.flow_network": ["per_frame", "inflated_3d"]}}
+    raw["search"] = {"mode": "grid", "stages": ["flow"],
+                     "factors": {"model.flow_network": ["per_frame", "inflated_3d"]}}
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     # The tiny recipe's 4-frame clips are too short for conv1's 7 frames: one line, before any training.
     with pytest.raises(UserError, match=r"model\.flow_network=inflated_3d.*data\.flow_frames.*at least 13") as error:

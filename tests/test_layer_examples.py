@@ -49,6 +49,7 @@ def test_all_lists_every_layer_class():
         defined |= {
             name
             for name, obj in vars(module).items()
-            if isinstance(obj, type) and issubclass(obj, keras.layers.Layer) and obj.__module__ == module.__name__ and not name.startswith("_")
+            if isinstance(obj, type) and issubclass(obj, keras.layers.Layer)
+            and obj.__module__ == module.__name__ and not name.startswith("_")
         }
     assert defined and defined <= set(kerasflow.layers.__all__), defined - set(kerasflow.layers.__all__)

@@ -1,5 +1,6 @@
 """The tree is clean under ruff's linter (ruff.toml): pycodestyle, pyflakes and import order.
-`ruff check --fix .` fixes the import order and unused imports; long lines are wrapped by hand."""
+`ruff check --fix .` fixes the import order and unused imports; lines over 120 columns (E501) are wrapped
+by hand (the formatter is not used)."""
 
 import subprocess
 import sys

@@ -194,7 +194,8 @@ def test_one_class_and_missing_weights_are_refused_and_leave_nothing(tmp_path):
     (root / "train.txt").write_text("left/clip2\nleft/clip3\n")
     (root / "test.txt").write_text("left/clip0\n")
     error = last_error(command("kerasflow.fit", recipe))
-    assert error == f"error: {root} holds 1 class (left): a classifier needs at least 2; add class folders or fix data.root"
+    assert error == (f"error: {root} holds 1 class (left): a classifier needs at least 2; "
+                     "add class folders or fix data.root")
     assert not (tmp_path / "run").exists()
 
 
@@ -347,7 +348,8 @@ def test_a_changed_split_is_refused_and_removed_clips_are_noted(run_copy, tmp_pa
     assert error.startswith(f"error: the split of {data} changed since this run started: 1 clips moved between "
                             "subsets (e.g. 'left/clip2')")
     (data / "test.txt").write_text("left/clip0\nleft/clip1\nright/clip0\nright/clip1\n")
-    (data / "train.txt").write_text("".join(f"{c}/clip{n}\n" for c in CLASSES for n in range(2, 6) if (c, n) != ("left", 5)))
+    (data / "train.txt").write_text("".join(f"{c}/clip{n}\n" for c in CLASSES for n in range(2, 6)
+                                            if (c, n) != ("left", 5)))
     result = command("kerasflow.fit", run_copy / "recipe.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"{data}: 1 clips removed and 0 added since this run started; no clip changed subset" in result.stderr
@@ -365,7 +367,8 @@ def test_a_damaged_state_is_rebuilt_from_the_checkpoints(run_copy):
 def test_a_missing_or_damaged_checkpoint_restarts_its_stage(run_copy):
     run = run_copy / "run"
     (run / "stages" / "flow" / "final.weights.h5").unlink()
-    (run / "state.json").write_text(json.dumps({"completed": [], "current": {"stage": "flow", "epoch": 2, "best": 0.5}}))
+    (run / "state.json").write_text(json.dumps({"completed": [],
+                                                "current": {"stage": "flow", "epoch": 2, "best": 0.5}}))
     (run / "stages" / "flow" / "checkpoint-2.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
     unfinish(run)
     result = command("kerasflow.fit", run_copy / "recipe.yaml")
@@ -488,7 +491,8 @@ cd "$REPO"
 mount -o remount,size=40M "$DISK"
 "$PYTHON" -m kerasflow.fit "$RECIPE" > "$OUT/second.out" 2> "$OUT/second.err"; echo $? > "$OUT/second.status"
 mount -o remount,ro "$DISK"
-"$PYTHON" -m kerasflow.evaluate "$DISK/run" > "$OUT/evaluate.out" 2> "$OUT/evaluate.err"; echo $? > "$OUT/evaluate.status"
+"$PYTHON" -m kerasflow.evaluate "$DISK/run" > "$OUT/evaluate.out" \
+2> "$OUT/evaluate.err"; echo $? > "$OUT/evaluate.status"
 cp -r "$DISK/run" "$OUT/run-copy"
 """
 

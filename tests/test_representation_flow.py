@@ -13,7 +13,8 @@ SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float64) / 8.0
 CENTRAL_X = np.array([[0, 0, 0], [-0.5, 0, 0.5], [0, 0, 0]], np.float64)
 # The axes of (B, T, H, W, C) that each normalisation mode takes its min and max over.
 MIN_MAX_AXES = {"sample": (1, 2, 3, 4), "sample_channel": (1, 2, 3), "none": None}
-ALL_FLOW_WEIGHTS = ["theta", "tau", "lambda", "image_grad_x", "image_grad_y", "flow_grad_x", "flow_grad_y", "div_x", "div_y"]
+ALL_FLOW_WEIGHTS = ["theta", "tau", "lambda", "image_grad_x", "image_grad_y", "flow_grad_x", "flow_grad_y",
+                    "div_x", "div_y"]
 
 
 def reference_flow(x, n_iter, theta=0.3, tau=0.25, lam=0.15, image_gradient="sobel", normalize="sample"):
@@ -212,7 +213,8 @@ def test_block_shapes_identity_start_and_gradients_after_a_step():
 
     inputs = keras.Input((5, 8, 8, 6))
     model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling3D()(block(inputs))))
-    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     labels = np.array([0, 2])
     model.train_on_batch(x, labels)
     with tf.GradientTape() as tape:
@@ -228,7 +230,8 @@ def test_block_shapes_identity_start_and_gradients_after_a_step():
 @pytest.mark.parametrize("layer_cls,kwargs,output_shape,mixed_dtype", [
     (RepresentationFlow, dict(n_iter=3, theta=0.2, tau=0.3, lambda_=0.1, image_gradient="central", normalize="none",
                               learnable=[1, 0, 1, 0, 1]), (1, 4, 6, 6, 6), "float32"),
-    (RepresentationFlow, dict(n_iter=2, normalize="sample_channel", learnable=[0, 0, 0, 1, 0]), (1, 4, 6, 6, 6), "float32"),
+    (RepresentationFlow, dict(n_iter=2, normalize="sample_channel", learnable=[0, 0, 0, 1, 0]),
+     (1, 4, 6, 6, 6), "float32"),
     (RepresentationFlowBlock, dict(num_flow_layers=3, bottleneck=2, n_iter=2, flow_options={
         "image_gradient": "central", "normalize": "sample_channel", "learnable": [1, 0, 0, 1, 1]}),
      (1, 2, 6, 6, 3), "float16"),
@@ -250,7 +253,8 @@ def test_layer_contract(layer_cls, kwargs, output_shape, mixed_dtype):
 
 
 # The weights each `learnable` flag switches, in the flags' order [image_gradient, grad_div, theta, lambda, tau].
-FLAG_WEIGHTS = [["image_grad_x", "image_grad_y"], ["flow_grad_x", "flow_grad_y", "div_x", "div_y"], ["theta"], ["lambda"], ["tau"]]
+FLAG_WEIGHTS = [["image_grad_x", "image_grad_y"], ["flow_grad_x", "flow_grad_y", "div_x", "div_y"],
+                ["theta"], ["lambda"], ["tau"]]
 
 
 def _names(weights):
@@ -277,7 +281,8 @@ def test_default_learnable_is_the_authors_best_setting():
     assert RepresentationFlow(learnable=(np.bool_(True),) * 5).learnable == (True,) * 5
 
 
-@pytest.mark.parametrize("bad", [[1, 1, 1, 1], [1, 1, 1, 1, 1, 1], [1, 1, 2, 1, 1], [1, 0.5, 1, 1, 1], ["1"] * 5, "11111", 1])
+@pytest.mark.parametrize("bad", [[1, 1, 1, 1], [1, 1, 1, 1, 1, 1], [1, 1, 2, 1, 1], [1, 0.5, 1, 1, 1],
+                                 ["1"] * 5, "11111", 1])
 def test_learnable_must_be_five_flags(bad):
     with pytest.raises(ValueError, match="learnable"):
         RepresentationFlow(learnable=bad)
@@ -319,7 +324,8 @@ def test_configs_saved_before_learnable_and_the_modes_still_load():
     old = dict(normalize=True, trainable_kernels=False)  # trainable_kernels covered the six kernels
     layer = RepresentationFlow.from_config(dict(old, n_iter=2))
     assert (layer.n_iter, layer.normalize, layer.learnable) == (2, "sample_channel", (False, False, True, True, True))
-    assert RepresentationFlow.from_config(dict(normalize=False, trainable_kernels=True)).get_config()["learnable"] == [1, 1, 1, 1, 1]
+    assert (RepresentationFlow.from_config(dict(normalize=False, trainable_kernels=True)).get_config()["learnable"]
+            == [1, 1, 1, 1, 1])
     block = RepresentationFlowBlock.from_config(dict(num_flow_layers=1, bottleneck=2, flow_options=old))
     assert block.get_config()["flow_options"] == {"normalize": True, "learnable": [0, 0, 1, 1, 1]}
     assert (block.flows[0].normalize, block.flows[0].learnable) == ("sample_channel", (False, False, True, True, True))

@@ -171,7 +171,8 @@ def test_a_trial_value_that_fit_would_refuse_is_one_line_before_training(tmp_pat
         "error: the trial stages.flow.batch_size=500: stage flow: batch size 500 is larger than the 6 training "
         "videos left after holding out 2 for validation (data.validation) (training drops incomplete batches); "
         "lower data.batch_size or the stage's batch_size")
-    assert out.splitlines() == [f"{recipe}: a grid search of 2 trials at most (trials that make the same model run once)"]
+    assert out.splitlines() == [f"{recipe}: a grid search of 2 trials at most "
+                                "(trials that make the same model run once)"]
     assert not (tmp_path / "search").exists()
 
 

@@ -1,4 +1,5 @@
-"""Thin entry point: ``python tools/convert_weights.py ...`` is ``python -m kerasflow.convert_weights ...`` (see that module)."""
+"""Thin entry point: ``python tools/convert_weights.py ...`` is ``python -m kerasflow.convert_weights ...``
+(see that module)."""
 
 from kerasflow.commands import convert_weights
 

@@ -1,4 +1,5 @@
-"""Thin entry point: ``python tools/extract_flow.py ...`` is ``python -m kerasflow.extract_flow ...`` (see that module)."""
+"""Thin entry point: ``python tools/extract_flow.py ...`` is ``python -m kerasflow.extract_flow ...``
+(see that module)."""
 
 from kerasflow.commands import extract_flow
 

@@ -62,7 +62,8 @@ def flow_layer(steps):
             "forward_backward": timed_calls(lambda: model.train_on_batch(x, target), steps)}
 
 
-SECTIONS = {"demo_flow": lambda steps: demo_model("flow", steps), "demo_joint": lambda steps: demo_model("joint", steps),
+SECTIONS = {"demo_flow": lambda steps: demo_model("flow", steps),
+            "demo_joint": lambda steps: demo_model("joint", steps),
             "flow_layer": flow_layer}
 
 

@@ -24,12 +24,14 @@ def markdown(report):
         f"TensorFlow/OpenCV/PyTorch, load {env['load_average_1min']} at start = {env['load_per_core']} per core"
         f"{'' if env['load_per_core'] <= 1 else ': NOT IDLE, other processes were timed too'}); "
         f"TensorFlow {env['tensorflow']}, OpenCV {env['opencv']}, PyTorch {env['torch'] or 'not installed'}, "
-        f"GPUs: {', '.join(env['gpus']) or 'none'}" + (" -- QUICK (tiny sizes, not a measurement)" if report["quick"] else ""),
+        f"GPUs: {', '.join(env['gpus']) or 'none'}"
+        + (" -- QUICK (tiny sizes, not a measurement)" if report["quick"] else ""),
         "",
         f"### 1. Per video, end to end ({len(e2e['videos'])} videos; {paper['backbone']}, {paper['frame_size']} px, "
         f"{paper['rgb_frames']} RGB / {paper['flow_frames']} flow frames)",
         _table(["pipeline", "s / video"], [
-            [f"TV-L1 ({e2e['tvl1_pairs_per_video']} frame pairs, {e2e['tvl1_videos']} video(s))", f"{e2e['tvl1_s_per_video']:.2f}"],
+            [f"TV-L1 ({e2e['tvl1_pairs_per_video']} frame pairs, {e2e['tvl1_videos']} video(s))",
+             f"{e2e['tvl1_s_per_video']:.2f}"],
             ["optical-flow two-stream model", f"{e2e['optical_flow_model_s']:.3f}"],
             ["**TV-L1 + optical-flow two-stream**", f"{e2e['tvl1_two_stream_s']:.2f}"],
             ["decode + preprocess (in the next row)", f"{e2e['decode_s']:.3f}"],
@@ -92,7 +94,8 @@ def markdown(report):
               "", "### 6. Peak RSS (MiB, process high-water mark)",
               _table(["after", "MiB"], [["inference", f"{report['memory']['inference_peak_rss_mib']:.0f}"],
                                        ["training steps", f"{report['memory']['training_peak_rss_mib']:.0f}"]]),
-              "", f"### 7. runtime.jit_compile (XLA): auto uses XLA here: {'yes' if report['xla']['auto_uses_xla'] else 'no'} "
+              "", f"### 7. runtime.jit_compile (XLA): auto uses XLA here: "
+              f"{'yes' if report['xla']['auto_uses_xla'] else 'no'} "
               f"(devices: {', '.join(sorted(set(report['xla']['devices'])))}; auto = XLA only with a GPU or TPU)",
               _table(["what", "false ms", "true (XLA) ms", "XLA / plain"],
                      [[r["what"], _ms(r["false_s"]), _ms(r["true_s"]), _x(r["xla_vs_plain"])]

@@ -180,7 +180,8 @@ def _bfloat16_end_to_end(model, forward, sizes, videos, specs, repeats):
     twin_forward = inference_function(twin)
     seconds = [timed(lambda v=v: twin_forward(video_inputs(v, specs)[0]), repeats)["median_s"] for v in videos]
     inputs = video_inputs(videos[0], specs)[0]
-    probs = [keras.ops.convert_to_numpy(keras.ops.softmax(f(inputs).astype("float32"))) for f in (forward, twin_forward)]
+    probs = [keras.ops.convert_to_numpy(keras.ops.softmax(f(inputs).astype("float32")))
+             for f in (forward, twin_forward)]
     return {"representation_flow_two_stream_bfloat16_s": float(np.median(seconds)),
             "bfloat16_max_prob_difference": float(np.abs(probs[0] - probs[1]).max())}
 

@@ -72,9 +72,11 @@ def targets(report):
         "end_to_end_speedup": report["end_to_end"]["speedup"],
         "opencv_equal_settings_speedup": min(row["speedup"] for row in report["opencv_flow"]["rows"]),
         "fraction_of_matmul": report["flops"]["fraction_of_matmul"],
-        "pipeline_vs_model_paper": report["pipeline"]["paper"]["clips_per_s"] / training["paper"]["joint"]["clips_per_s"],
+        "pipeline_vs_model_paper": (report["pipeline"]["paper"]["clips_per_s"]
+                                    / training["paper"]["joint"]["clips_per_s"]),
         "pipeline_vs_model_demo": report["pipeline"]["demo"]["clips_per_s"] / training["demo"]["joint"]["clips_per_s"],
-        "savedmodel_vs_tflite": report["export"]["saved_model"]["ms_per_clip"] / report["export"]["tflite"]["ms_per_clip"],
+        "savedmodel_vs_tflite": (report["export"]["saved_model"]["ms_per_clip"]
+                                 / report["export"]["tflite"]["ms_per_clip"]),
     }
     return [{"target": key, "what": what, "at_least": bound, "measured": measured[key],
              "met": None if measured[key] is None else measured[key] >= bound} for key, what, bound in TARGETS]

@@ -59,5 +59,5 @@ def xla(sizes, batch, flow_shape, iterations, repeats):
                 (f"two-stream joint training step ({sizes.backbone}, {sizes.frame_size} px, batch {batch})", training)]
     rows = [{"what": what, "false_s": seconds[False], "true_s": seconds[True],
              "xla_vs_plain": seconds[True] / seconds[False]} for what, seconds in measured]
-    return {"auto_uses_xla": use_xla("auto"), "devices": [device.device_type for device in tf.config.list_logical_devices()],
-            "rows": rows}
+    return {"auto_uses_xla": use_xla("auto"),
+            "devices": [device.device_type for device in tf.config.list_logical_devices()], "rows": rows}

@@ -10,8 +10,9 @@ the registries: datasets (``kerasflow.data.datasets``), model kinds (``kerasflow
 backbone presets (``kerasflow.backbones.registry``). What a model kind needs of a recipe, its
 ``ModelKind`` checks (``check_recipe``). The checking itself is ``validation.build``.
 
-Path keys (``data.root``, ``data.flow_root``, ``model.weights``, ``model.init_from``, ``runtime.output_dir``) are absolute
-in a ``Recipe``: ``loading`` resolves them against the working directory (``model.weights: imagenet`` is a name, kept).
+Path keys (``data.root``, ``data.flow_root``, ``model.weights``, ``model.init_from``, ``runtime.output_dir``)
+are absolute in a ``Recipe``: ``loading`` resolves them against the working directory
+(``model.weights: imagenet`` is a name, kept).
 """
 
 from __future__ import annotations
@@ -142,9 +143,11 @@ class DataConfig:
     @staticmethod
     def _finish(values, key, checker):
         dataset = get_dataset(values["dataset"])
-        if values["packed"] is not None and (values["crop"] != "multiscale_corners" or values["spatial_subsample"] != 1):
+        if (values["packed"] is not None
+                and (values["crop"] != "multiscale_corners" or values["spatial_subsample"] != 1)):
             checker.fail(f"{join_key(key, 'packed')}: the packed TFRecord reader crops as data.crop: "
-                         "multiscale_corners at data.spatial_subsample: 1 only; remove data.packed to decode the videos")
+                         "multiscale_corners at data.spatial_subsample: 1 only; "
+                         "remove data.packed to decode the videos")
         values["validation"] = _validation(values["validation"], dataset, join_key(key, "validation"), checker)
         if values["colour_jitter"] and values["packed"] is not None:
             checker.invalid(join_key(key, "colour_jitter"), values["colour_jitter"],
@@ -315,8 +318,9 @@ def _check_imagenet_backbones(values, key, checker):
                                             ("flow", "flow_weights", values["flow_backbone"], flow_weights)):
         if stream in streams and weights == IMAGENET and imagenet_checkpoint(backbone) is None:
             named = name if values[name] == IMAGENET else "weights"
-            checker.fail(f"{join_key(key, named)} = imagenet: backbone preset {backbone!r} has no ImageNet weights; set "
-                         f"{join_key(key, named)} to null (random initialisation) or to a converted .weights.h5 file")
+            checker.fail(f"{join_key(key, named)} = imagenet: backbone preset {backbone!r} has no ImageNet weights; "
+                         f"set {join_key(key, named)} to null (random initialisation) "
+                         "or to a converted .weights.h5 file")
 
 
 def _fill_backbone_names(path, model_values, key, checker):

@@ -412,9 +412,11 @@ def _short_note(short, folder, where, limit):
     named = _named([(source, f"header {stated} frames, {frames} decode") for source, stated, frames in short],
                    folder, limit)
     several = len(short) > 1
-    return (f"data check: {len(short)} video{'s' if several else ''}{where} "
-            f"{'hold fewer frames than their headers state' if several else 'holds fewer frames than its header states'}"
-            f"; sampled over the frames that decode: {named}")
+    return (
+        f"data check: {len(short)} video{'s' if several else ''}{where} "
+        f"{'hold fewer frames than their headers state' if several else 'holds fewer frames than its header states'}"
+        f"; sampled over the frames that decode: {named}"
+    )
 
 
 def recipe_inputs(recipe):

@@ -1,9 +1,9 @@
 """The data of a recipe, as fit, evaluate and predict feed it to a model.
 
 ``recipe_indexes`` makes (if the dataset has a prepare step) and indexes a recipe's train and test
-subsets, ``validation_split`` holds out the clips that pick checkpoints; ``model_dataset`` is the ``tf.data`` pipeline that feeds a model its inputs
-(``InputSpec``s, as a saved model's ``ModelInfo`` lists them); ``video_inputs`` decodes one video for
-prediction exactly as the test subset is decoded.
+subsets, ``validation_split`` holds out the clips that pick checkpoints; ``model_dataset`` is the
+``tf.data`` pipeline that feeds a model its inputs (``InputSpec``s, as a saved model's ``ModelInfo``
+lists them); ``video_inputs`` decodes one video for prediction exactly as the test subset is decoded.
 """
 
 from kerasflow.data.datasets import AUTO, HELD_OUT, HOLD_OUT_MIN_CLIPS, build_index, get_dataset

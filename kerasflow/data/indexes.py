@@ -171,15 +171,18 @@ def egtea_index(root, split, subset, flow_root):
     items, missing = [], []
     for clip, label in entries:
         if label >= len(class_names):
-            raise UserError(f"EGTEA clip {clip!r} has action id {label + 1} beyond the {len(class_names)} actions of action_idx.txt")
+            raise UserError(f"EGTEA clip {clip!r} has action id {label + 1} beyond the {len(class_names)} actions "
+                            "of action_idx.txt")
         session = "-".join(clip.split("-")[:3])
-        path = next((p for p in (clips_root / session / f"{clip}.mp4", clips_root / f"{clip}.mp4") if p.is_file()), None)
+        path = next((p for p in (clips_root / session / f"{clip}.mp4", clips_root / f"{clip}.mp4") if p.is_file()),
+                    None)
         if path is None:
             _report_missing(missing, clips_root / session / f"{clip}.mp4")
             continue
         items.append(VideoItem(str(path), label, flow_folder_of(path, clips_root, flow_root)))
     if not items:
-        raise UserError(f"no clip of {str(annotations / f'{subset}_split{split}.txt')!r} exists under {str(clips_root)!r}")
+        raise UserError(f"no clip of {str(annotations / f'{subset}_split{split}.txt')!r} "
+                        f"exists under {str(clips_root)!r}")
     return VideoIndex(items, class_names, "egtea", subset, missing)
 
 
@@ -207,7 +210,8 @@ def hmdb51_index(root, split, subset, flow_root):
     if not items and not missing:
         raise UserError(f"the files '*{suffix}' in {str(splits_root)!r} tag no video {wanted_tag} ({subset})")
     if not items:
-        raise UserError(f"none of the {len(missing)} HMDB51 {subset} videos of split {split} exists under {str(videos_root)!r}")
+        raise UserError(f"none of the {len(missing)} HMDB51 {subset} videos of split {split} "
+                        f"exists under {str(videos_root)!r}")
     return VideoIndex(items, class_names, "hmdb51", subset, missing)
 
 
@@ -309,13 +313,15 @@ def folder_index(root, split, subset, flow_root, test_fraction=FOLDER_TEST_FRACT
     label_of = {name: label for label, name in enumerate(class_names)}
     if any(path.is_file() for path in list_paths.values()):
         if not list_paths[subset].is_file():
-            raise UserError(f"folder dataset has {str(list_paths['train' if subset == 'test' else 'test'])!r} but no {str(list_paths[subset])!r}; write it or remove both")
+            raise UserError(f"folder dataset has {str(list_paths['train' if subset == 'test' else 'test'])!r} "
+                            f"but no {str(list_paths[subset])!r}; write it or remove both")
         items, missing = [], []
         for line in _read_list(list_paths[subset]):
             parts = Path(line).parts
             path = root / line
             # Only '<class folder>/<clip>' lines: an absolute path, '..' or an unknown class is no clip.
-            if Path(line).is_absolute() or len(parts) < 2 or ".." in parts or parts[0] not in label_of or not path.exists():
+            if (Path(line).is_absolute() or len(parts) < 2 or ".." in parts or parts[0] not in label_of
+                    or not path.exists()):
                 _report_missing(missing, path)
                 continue
             items.append(VideoItem(str(path), label_of[parts[0]], flow_folder_of(path, root, flow_root)))
@@ -330,5 +336,6 @@ def folder_index(root, split, subset, flow_root, test_fraction=FOLDER_TEST_FRACT
             path = root / relative
             items.append(VideoItem(str(path), label, flow_folder_of(path, root, flow_root)))
     if not items:
-        raise UserError(f"folder dataset {str(root)!r} has no {subset} clips: expected <class>/<video file or frame folder>")
+        raise UserError(f"folder dataset {str(root)!r} has no {subset} clips: "
+                        "expected <class>/<video file or frame folder>")
     return VideoIndex(items, class_names, "folder", subset)

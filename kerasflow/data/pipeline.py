@@ -122,7 +122,8 @@ def _plain_crop(planes, frame_size, draw, flow):
     else:
         if draw.flip:
             planes = _flipped(planes, flow)
-        y, x = (int(fraction * (room + 1)) for fraction, room in zip(draw.offset, (height - frame_size, width - frame_size)))
+        y, x = (int(fraction * (room + 1))
+                for fraction, room in zip(draw.offset, (height - frame_size, width - frame_size)))
     return np.ascontiguousarray(planes[y : y + frame_size, x : x + frame_size])
 
 

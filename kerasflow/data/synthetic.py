@@ -265,7 +265,9 @@ def _read_manifest(path):
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
-        raise UserError(f"{str(path)!r} is not valid JSON ({error}); delete the folder and make the dataset again") from None
+        raise UserError(f"{str(path)!r} is not valid JSON ({error}); "
+                        "delete the folder and make the dataset again") from None
     if not isinstance(manifest, dict):
-        raise UserError(f"{str(path)!r} is not a synthetic dataset manifest; delete the folder and make the dataset again")
+        raise UserError(f"{str(path)!r} is not a synthetic dataset manifest; "
+                        "delete the folder and make the dataset again")
     return manifest

@@ -49,7 +49,8 @@ def clip_example(frames, label, label_text, source, jpeg_quality=95):
     """
     encoded = []
     for frame in frames:
-        ok, data = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        ok, data = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
+                                [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
         if not ok:
             raise BadVideo(source, "a frame could not be JPEG-encoded")
         encoded.append(data.tobytes())
@@ -84,7 +85,8 @@ def pack_index(index, out_path, *, short_side=None, jpeg_quality=95, on_bad_vide
         raise UserError(f"on_bad_video {on_bad_video!r} invalid; use one of {', '.join(BAD_VIDEO_POLICIES)}")
     out_path = Path(out_path)
     if out_path.is_dir():
-        raise UserError(f"output {str(out_path)!r} is a folder; pass a file path such as {str(out_path / 'train.tfrecord')!r}")
+        raise UserError(f"output {str(out_path)!r} is a folder; "
+                        f"pass a file path such as {str(out_path / 'train.tfrecord')!r}")
     if not out_path.parent.is_dir():
         raise UserError(f"output folder {str(out_path.parent)!r} does not exist; create it first")
     order = np.random.default_rng(seed).permutation(len(index.items))
@@ -133,7 +135,8 @@ def _sample_positions(num_available, spec, training, seed):
     training), or a contiguous window (random start in training, the centre at test)."""
     if spec.sampling == "segments":
         offsets = tf.random.stateless_uniform([spec.frames], seed=seed) if training else tf.zeros([spec.frames])
-        positions = (tf.range(spec.frames, dtype=tf.float32) + offsets) * tf.cast(num_available, tf.float32) / spec.frames
+        positions = ((tf.range(spec.frames, dtype=tf.float32) + offsets) * tf.cast(num_available, tf.float32)
+                     / spec.frames)
         return tf.minimum(tf.cast(tf.floor(positions), tf.int32), num_available - 1)
     last_start = tf.maximum(num_available - ((spec.frames - 1) * spec.stride + 1), 0)
     if training:
@@ -242,7 +245,9 @@ def read_sidecar(path):
     try:
         summary = json.loads(sidecar.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
-        raise UserError(f"{str(sidecar)!r} is not valid JSON ({error}); re-pack {str(path)!r} with 'python -m kerasflow.data pack'") from None
+        raise UserError(f"{str(sidecar)!r} is not valid JSON ({error}); "
+                        f"re-pack {str(path)!r} with 'python -m kerasflow.data pack'") from None
     if not isinstance(summary, dict) or not isinstance(summary.get("class_names"), list):
-        raise UserError(f"{str(sidecar)!r} has no 'class_names' list; re-pack {str(path)!r} with 'python -m kerasflow.data pack'")
+        raise UserError(f"{str(sidecar)!r} has no 'class_names' list; "
+                        f"re-pack {str(path)!r} with 'python -m kerasflow.data pack'")
     return summary

@@ -150,7 +150,8 @@ def egornn_convlstm(units=512, name="convlstm", **kwargs):
     EgoRCNN starts from a zero state, initialises each gate's kernels with Xavier-normal on that gate's
     own fans (``GlorotNormalPerGate``: std ``sqrt(2 / (9 * C + 9 * units))`` for the input kernel,
     ``sqrt(2 / (18 * units))`` for the recurrent one) and the biases with 0 (no forget-gate bias of 1),
-    and classifies from the final *cell* state, so the layer returns its states. Parameters: ``2 * 9 * C * 4 * units + 4 * units`` (18,876,416 for C = units = 512).
+    and classifies from the final *cell* state, so the layer returns its states. Parameters:
+    ``2 * 9 * C * 4 * units + 4 * units`` (18,876,416 for C = units = 512).
 
     Input shape: ``(B, T, H, W, C)``. Output: ``[h_T, h_T, c_T]``, each ``(B, H, W, units)``.
 

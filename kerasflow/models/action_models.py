@@ -68,7 +68,8 @@ def two_stream_model(rgb_model, flow_model, num_classes, dropout=0.5, name="two_
     rgb_features, flow_features = rgb_stream(rgb), flow_stream(flow)
     if fusion in ("scores", "logits"):
         logits = [model.get_layer(f"{prefix}_classifier")(model.get_layer(f"{prefix}_dropout")(features))
-                  for model, prefix, features in ((rgb_model, "rgb", rgb_features), (flow_model, "flow", flow_features))]
+                  for model, prefix, features in ((rgb_model, "rgb", rgb_features),
+                                                  (flow_model, "flow", flow_features))]
         late = MeanSoftmax(name="mean_softmax") if fusion == "scores" else keras.layers.Average(name="mean_logits")
         return keras.Model(inputs, late(logits), name=name)
     dropout_layer, classifier = _head("fusion", num_classes, dropout)

@@ -107,7 +107,8 @@ def _weighted_layers(layer):
 
 def _shapes(layer):
     """The shapes of ``layer``'s weights, as a message shows them (cut to 60 characters)."""
-    return show_value([tuple(weight.shape) for weight in layer.weights]) if layer is not None else "none (no such layer)"
+    return (show_value([tuple(weight.shape) for weight in layer.weights]) if layer is not None
+            else "none (no such layer)")
 
 
 def _copy_layers(source, target, name, source_file):

@@ -157,7 +157,8 @@ class RunFolder:
                 state["current"] = {"stage": pending[0], "epoch": max(epochs), "best": best}
         logger.warning("%s was unreadable; rebuilt it from the stage folders: finished %s%s", self.state_path,
                        ", ".join(completed) or "no stage",
-                       f", {state['current']['stage']} after epoch {state['current']['epoch']}" if state["current"] else "")
+                       f", {state['current']['stage']} after epoch {state['current']['epoch']}"
+                       if state["current"] else "")
         return state
 
     def start(self, class_names, train, validation, test):

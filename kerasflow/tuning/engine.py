@@ -92,7 +92,8 @@ class RecipeHyperModel(kt.HyperModel):
         for factor in space.factors:
             if factor.choices is not None:
                 # One-at-a-time trials hold the recipe's value of the factors they do not vary.
-                extra = (factor.base,) if space.search.mode == "one_at_a_time" and factor.base not in factor.choices else ()
+                extra = ((factor.base,) if space.search.mode == "one_at_a_time" and factor.base not in factor.choices
+                         else ())
                 self.choices[factor.key] = factor.choices + extra
         self.as_text = {key: not _single_type(values) for key, values in self.choices.items()}
 
@@ -103,7 +104,8 @@ class RecipeHyperModel(kt.HyperModel):
     def _encode(self, key, value):
         if self.as_text.get(key):
             return yaml_text(value)
-        return float(value) if isinstance(value, int) and any(isinstance(v, float) for v in self.choices[key]) else value
+        return (float(value) if isinstance(value, int) and any(isinstance(v, float) for v in self.choices[key])
+                else value)
 
     def decode(self, hp_values: dict) -> dict:
         """``{key: value}`` of every factor from hyperparameter values."""

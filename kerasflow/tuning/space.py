@@ -141,7 +141,8 @@ class SearchSpace:
             candidates = [dict(zip(keys, values))
                           for values in itertools.product(*(factor.choices for factor in self.factors))]
         else:
-            candidates = [{**self.base_values, factor.key: value} for factor in self.factors for value in factor.choices]
+            candidates = [{**self.base_values, factor.key: value}
+                          for factor in self.factors for value in factor.choices]
         same_model = {}
         for values in candidates:
             same_model.setdefault(model_identity(self.trial_recipe(values)), []).append(values)

@@ -36,8 +36,8 @@ def _conv(x, filters, kernel_size, strides, name):
     else:
         padding = "same"
     return keras.layers.Conv2D(
-        filters, kernel_size, strides=strides, padding=padding, use_bias=False, kernel_initializer=kaiming_normal_fan_out(),
-        name=name,
+        filters, kernel_size, strides=strides, padding=padding, use_bias=False,
+        kernel_initializer=kaiming_normal_fan_out(), name=name,
     )(x)
 
 

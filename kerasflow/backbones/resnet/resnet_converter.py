@@ -2,9 +2,9 @@
 into a Keras ``.weights.h5``. ``.pth`` files are read without PyTorch and without running their pickled
 code (``kerasflow.backbones.torch_file``).
 
-The state dict keys are torchvision's (``conv1.weight``, ``bn1.running_var``,
-``layer2.0.downsample.0.weight``, ``fc.bias``...; timm's ``resnet34.tv_in1k`` uses the same layout). The architecture is read from the keys
-and shapes, or checked against a preset name. Next to ``OUT.weights.h5`` the converter writes
+The state dict keys are torchvision's (``conv1.weight``, ``bn1.running_var``, ``layer2.0.downsample.0.weight``,
+``fc.bias``...; timm's ``resnet34.tv_in1k`` uses the same layout). The architecture is read from the keys and
+shapes, or checked against a preset name. Next to ``OUT.weights.h5`` the converter writes
 ``OUT.weights.h5.json`` with the ``ResNetBackbone`` constructor arguments (see ``weights.config_path``).
 """
 
