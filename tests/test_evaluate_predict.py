@@ -254,9 +254,11 @@ def test_predict_user_errors(run, held_out, optical_flow_model, capsys, tmp_path
         ([str(broken), "--model", str(run)], ["broken.avi"]),
         ([video, "--model", str(tmp_path / "no-run")], ["no-run", "does not exist"]),
         ([video, "--model", str(run / "stages" / "flow" / "best.keras"), "--cam", str(tmp_path / "x.png")],
-         ["--cam needs a Keras model with an RGB stream"]),
-        ([video, "--model", str(flow_model)], ["--flow-dir"]),
-        ([video, "--model", str(run), "--flow-dir", str(flow_dir)], ["only read by optical-flow models"]),
+         ["a CAM picture needs a Keras model with an RGB stream"]),
+        ([video, "--model", str(flow_model)], [f"--flow-dir must be the video's TV-L1 flow_x folder: {flow_model} "
+                                               "is an optical-flow model"]),
+        ([video, "--model", str(run), "--flow-dir", str(flow_dir)],
+         [f"--flow-dir {flow_dir}: --flow-dir is only read by optical-flow models"]),
         ([video, "--model", str(run), "--cam", str(tmp_path / "no-folder" / "x.png")], ["no-folder"]),
     ]
     for argv, fragments in cases:

@@ -409,13 +409,13 @@ def test_evaluate_and_predict_refuse_what_is_not_theirs(run_copy, tmp_path):
     a_file = tmp_path / "a file"
     a_file.write_text("keep me")
     cases = [
-        (("kerasflow.predict", video, "--model", run, "--cam", run / "model.keras"), "the picture is a PNG"),
-        (("kerasflow.predict", video, "--model", run, "--cam", a_file), "the picture is a PNG"),
+        (("kerasflow.predict", video, "--model", run, "--cam", run / "model.keras"), "is a PNG: give a path ending in .png"),
+        (("kerasflow.predict", video, "--model", run, "--cam", a_file), "is a PNG: give a path ending in .png"),
         (("kerasflow.predict", video, "--model", run / "stages" / "flow" / "final.weights.h5"),
          "is a weights checkpoint, not a model file"),
         (("kerasflow.predict", video, "--model", run / "recipe.yaml"), "is a recipe, not a model file"),
         (("kerasflow.predict", video, "--model", tmp_path), "is not a run folder (it has no model.keras)"),
-        (("kerasflow.evaluate", run, "--output", a_file), "is a file; pass a folder"),
+        (("kerasflow.evaluate", run, "--output", a_file), "is a file; give a folder"),
         (("kerasflow.evaluate", run, "--output", run), "is a run folder"),
     ]
     for args, fragment in cases:
