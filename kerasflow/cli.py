@@ -54,11 +54,15 @@ def value_errors_as_user_errors(flags=None):
     line (``... Received: ...``, as Keras words them) ends as a one-line ``UserError``.
 
     ``flags`` maps the library's argument names to the options that set them (``{"window": "--window"}``):
-    a message received for one of them names the option as the user typed it (``flag_message``)."""
+    a message received for one of them names the option as the user typed it (``flag_message``), and
+    only those become user errors (any other ``ValueError`` of the work inside is a bug, with its traceback)."""
     try:
         yield
     except ValueError as error:
-        raise UserError(flag_message(str(error), flags or {})) from None
+        message = flag_message(str(error), flags or {})
+        if flags and message == str(error):
+            raise
+        raise UserError(message) from None
 
 
 def flag_message(message, flags):
