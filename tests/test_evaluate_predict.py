@@ -4,6 +4,7 @@ CAM picture (known colours and size), and every user error ending in one ``error
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,8 +23,10 @@ from kerasflow.config import load_recipe
 from kerasflow.data.indexes import VideoIndex, VideoItem
 from kerasflow.data.inputs import InputSpec
 from kerasflow.data.pipeline import make_dataset
+from kerasflow.export.predictors import read_info
 from kerasflow.model_io import save_model
 from kerasflow.models import build_stage_models
+from kerasflow.prediction import check_request
 from kerasflow.training.run_folder import model_info
 from kerasflow.visualize import MIN_TILE, TITLE_HEIGHT, grid_frames, overlay_attention
 
@@ -265,3 +268,10 @@ def test_predict_user_errors(run, held_out, optical_flow_model, capsys, tmp_path
         status, out, err = call(predict, argv, capsys)
         assert_one_error_line(status, err, *fragments)
         assert out == ""
+    # The library's words for the flow folder are Keras': the argument and what it received.
+    with pytest.raises(ValueError, match=rf"^`flow_dir` is only read by optical-flow models; {re.escape(str(run))} "
+                                         rf"takes RGB clips only\. Received: flow_dir={re.escape(repr(str(flow_dir)))}$"):
+        check_request(video, str(run), read_info(str(run)), str(flow_dir))
+    with pytest.raises(ValueError, match=r"^`flow_dir` must be the video's TV-L1 flow_x folder: .* "
+                                         r"Received: flow_dir=None$"):
+        check_request(video, str(flow_model), read_info(str(flow_model)), None)
