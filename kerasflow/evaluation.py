@@ -19,13 +19,13 @@ from kerasflow.training.run_folder import RECIPE_FILE, run_folder_of
 
 def find_recipe(path, recipe=None, source_run=None):
     """``recipe`` when given, else the ``recipe.yaml`` of the run folder ``path`` lies in (or, for an
-    export, ``source_run``, the run it was exported from)."""
+    export, ``source_run``, the run it was exported from); a ``ValueError`` when neither is there."""
     if recipe is not None:
         return Path(recipe)
     run = run_folder_of(path) or (run_folder_of(source_run) if source_run else None)
     if run is None:
-        raise UserError(f"{path} is not inside a run folder (which holds its {RECIPE_FILE}); give the recipe it was "
-                        "trained with")
+        raise ValueError(f"`recipe` must be the recipe {path} was trained with: it is not inside a run folder, "
+                         f"whose {RECIPE_FILE} would be read. Received: recipe=None")
     return run / RECIPE_FILE
 
 

@@ -23,6 +23,7 @@ from kerasflow.config import load_recipe
 from kerasflow.data.indexes import VideoIndex, VideoItem
 from kerasflow.data.inputs import InputSpec
 from kerasflow.data.pipeline import make_dataset
+from kerasflow.evaluation import find_recipe
 from kerasflow.export.predictors import read_info
 from kerasflow.model_io import save_model
 from kerasflow.models import build_stage_models
@@ -134,6 +135,8 @@ def _corrupt_zip():
         ("not a zip", ["not a Keras model file"]),
         ("corrupt zip", ["cannot be loaded"]),
         ("missing data root", ["absent", "does not exist"]),
+        ("model outside a run", ["error: --recipe must be the recipe ", "copy.keras was trained with: it is not "
+                                 "inside a run folder, whose recipe.yaml would be read."]),
     ],
 )
 def test_evaluate_user_errors(run, tmp_path, capsys, case, fragments):
@@ -147,9 +150,19 @@ def test_evaluate_user_errors(run, tmp_path, capsys, case, fragments):
         "corrupt zip": lambda: [str(_copy_model(run, tmp_path, content=_corrupt_zip())), *recipe],
         "missing data root": lambda: [str(run), "--set", "data.dataset=folder", "--set", "data.synthetic=null",
                                       "--set", f"data.root={tmp_path / 'absent'}"],
+        "model outside a run": lambda: [str(_copy_model(run, tmp_path))],
     }[case]()
     status, out, err = call(evaluate, argv, capsys)
     assert_one_error_line(status, err, *fragments)
+
+
+def test_find_recipe_outside_a_run_is_a_value_error_of_recipe(tmp_path):
+    model_file = tmp_path / "m.keras"
+    with pytest.raises(ValueError, match=rf"^`recipe` must be the recipe {re.escape(str(model_file))} was trained "
+                                         r"with: it is not inside a run folder, whose recipe\.yaml would be read\. "
+                                         r"Received: recipe=None$"):
+        find_recipe(model_file)
+    assert find_recipe(model_file, tmp_path / "r.yaml") == tmp_path / "r.yaml"
 
 
 def test_evaluate_json_subprocess_keeps_stdout_clean(run):
