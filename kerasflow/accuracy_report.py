@@ -127,11 +127,11 @@ def _check_comparable(runs):
     for run in runs[1:]:
         if run["dataset"] != first["dataset"]:
             raise UserError(f"{run['run']} is a run on {run['dataset']} and {first['run']} one on {first['dataset']}; "
-                            "report the runs of one dataset, or pass --mixed to average them anyway")
+                            "report the runs of one dataset, or ask for a mixed report to average them anyway")
         if list(run["per_class_accuracy"]) != list(first["per_class_accuracy"]):
             raise UserError(f"{run['run']} was trained on other classes ({len(run['per_class_accuracy'])}) than "
                             f"{first['run']} ({len(first['per_class_accuracy'])}); report runs of one class list, "
-                            "or pass --mixed to average them anyway")
+                            "or ask for a mixed report to average them anyway")
 
 
 def _percent(value):

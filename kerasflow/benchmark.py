@@ -43,7 +43,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from kerasflow.atomic import write_json  # noqa: E402
-from kerasflow.benchmarks.suite import check_idle, environment, run  # noqa: E402
+from kerasflow.benchmarks.suite import busy_load, environment, run  # noqa: E402
 from kerasflow.cli import positive_int, start_tensorflow_quietly  # noqa: E402
 from kerasflow.errors import UserError, cli_entry, run_command  # noqa: E402
 
@@ -96,14 +96,18 @@ def find_videos(folder):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     videos = find_videos(args.videos)[: args.max_videos] if args.videos else None  # a wrong folder first
-    check_idle(args.force)
+    busy = busy_load()
+    if busy and not args.force:
+        raise UserError(f"{busy}; run on an idle machine, or pass --force to measure anyway")
     start_tensorflow_quietly(initialize_devices=False)
     from kerasflow.benchmarks.measure import set_threads
     from kerasflow.benchmarks.report import markdown
 
     set_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="kerasflow-benchmark-") as folder:
-        report = {"environment": environment(args.threads), **run(args, videos, folder)}
+        measured = run(videos, folder, quick=args.quick, repeats=args.repeats, tvl1_videos=args.tvl1_videos,
+                       flow_batches=args.flow_batches)
+        report = {"environment": environment(args.threads), **measured}
     print(markdown(report))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

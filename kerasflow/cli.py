@@ -4,6 +4,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 
 from kerasflow.errors import UserError, cli_entry
@@ -48,13 +49,36 @@ def report_command(command, doc, add_arguments, make_report, format_report, tens
 
 
 @contextlib.contextmanager
-def value_errors_as_user_errors():
+def value_errors_as_user_errors(flags=None):
     """A ``ValueError`` a library function raises for an argument the command passed on from its command
-    line (``... Received: ...``, as Keras words them) ends as a one-line ``UserError``."""
+    line (``... Received: ...``, as Keras words them) ends as a one-line ``UserError``.
+
+    ``flags`` maps the library's argument names to the options that set them (``{"window": "--window"}``):
+    a message received for one of them names the option as the user typed it (``flag_message``), and
+    only those become user errors (any other ``ValueError`` of the work inside is a bug, with its traceback)."""
     try:
         yield
     except ValueError as error:
-        raise UserError(str(error)) from None
+        message = flag_message(str(error), flags or {})
+        if flags and message == str(error):
+            raise
+        raise UserError(message) from None
+
+
+def flag_message(message, flags):
+    """``message`` (Keras' wording: ``"`window` must ... Received: window=3"``) for a command-line user:
+    when its one received argument is in ``flags``, it starts with that option and value and names the
+    option instead of the argument (``"--window 3: --window must ..."``; an option left out, received as
+    ``None``, is named alone); else it is unchanged."""
+    match = re.search(r"\s*Received: (\w+)=(.*)$", message, re.DOTALL)
+    if match is None or match.group(1) not in flags:
+        return message
+    name, value = match.groups()
+    flag = flags[name]
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":  # a repr'd string: the text typed
+        value = value[1:-1]
+    text = message[: match.start()].replace(f"`{name}`", flag)
+    return text if value == "None" else f"{flag} {value}: {text}"
 
 
 def positive_int(text):

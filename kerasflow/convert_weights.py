@@ -11,7 +11,7 @@ Writes OUT.weights.h5 and OUT.weights.h5.json (the backbone's arguments); load t
 ``kerasflow.backbones.load_imagenet_weights(backbone, "OUT.weights.h5")``.
 """
 
-from kerasflow.cli import command_parser, start_tensorflow_quietly
+from kerasflow.cli import command_parser, start_tensorflow_quietly, value_errors_as_user_errors
 from kerasflow.errors import cli_entry, run_command
 
 
@@ -29,7 +29,8 @@ def main(argv=None):
     from kerasflow.backbones.weights import config_path
 
     convert_file = converter(args.arch if args.arch in preset_names() else DEFAULT_PRESET)
-    backbone = convert_file(args.in_path, args.out_path, arch=args.arch)
+    with value_errors_as_user_errors({"arch": "--arch"}):
+        backbone = convert_file(args.in_path, args.out_path, arch=args.arch)
     print(f"wrote {args.out_path} and {config_path(args.out_path)} "
           f"({backbone.count_params():,} values, {len(backbone.stages)} stages)")
     return 0

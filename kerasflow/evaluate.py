@@ -10,7 +10,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from kerasflow.cli import add_set_option, positive_int, report_command  # noqa: E402
+from kerasflow.cli import add_set_option, positive_int, report_command, value_errors_as_user_errors  # noqa: E402
 from kerasflow.errors import run_command  # noqa: E402
 from kerasflow.evaluation import check_model_matches_recipe, evaluate_run, find_recipe  # noqa: E402
 
@@ -58,7 +58,9 @@ def evaluate_model(args):
     from kerasflow.export.predictors import load_predictor
 
     predictor = load_predictor(args.model)
-    recipe = load_recipe(find_recipe(args.model, args.recipe, predictor.source_run), args.overrides)
+    with value_errors_as_user_errors({"recipe": "--recipe"}):
+        recipe_path = find_recipe(args.model, args.recipe, predictor.source_run)
+    recipe = load_recipe(recipe_path, args.overrides)
     if predictor.keras_model is not None:
         predictor.set_jit_compile(recipe.runtime.jit_compile)
     check_model_matches_recipe(predictor.info, recipe, predictor.path)

@@ -19,12 +19,13 @@ from kerasflow.training.run_folder import RECIPE_FILE, run_folder_of
 
 def find_recipe(path, recipe=None, source_run=None):
     """``recipe`` when given, else the ``recipe.yaml`` of the run folder ``path`` lies in (or, for an
-    export, ``source_run``, the run it was exported from)."""
+    export, ``source_run``, the run it was exported from); a ``ValueError`` when neither is there."""
     if recipe is not None:
         return Path(recipe)
     run = run_folder_of(path) or (run_folder_of(source_run) if source_run else None)
     if run is None:
-        raise UserError(f"{path} is not inside a run folder; pass the recipe it was trained with (--recipe)")
+        raise ValueError(f"`recipe` must be the recipe {path} was trained with: it is not inside a run folder, "
+                         f"whose {RECIPE_FILE} would be read. Received: recipe=None")
     return run / RECIPE_FILE
 
 
@@ -67,10 +68,10 @@ def output_folder(model_file, recipe, subset, output=None, clips=1):
     else:
         folder = Path(output)
         if folder.exists() and not folder.is_dir():
-            raise UserError(f"--output {output} is a file; pass a folder (it is created if missing)")
+            raise UserError(f"the output folder {output} is a file; give a folder (it is created if missing)")
         if (folder / RECIPE_FILE).is_file():
-            raise UserError(f"--output {output} is a run folder; leave --output out (evaluate then writes to "
-                            "evaluations/ inside it) or pass another folder")
+            raise UserError(f"the output folder {output} is a run folder; leave the output folder out (evaluate "
+                            "then writes to evaluations/ inside the run) or give another folder")
     ensure_writable_folder(folder)
     return folder
 

@@ -159,7 +159,7 @@ def find_model_file(path, accepted="a run folder or a .keras model file"):
                         "model file")
     if path.suffix in (".yaml", ".yml"):
         raise UserError(f"{path} is a recipe, not a model file; pass the run folder or a .keras model file "
-                        "(evaluate takes a recipe with --recipe)")
+                        "(evaluate takes a recipe beside the model)")
     if path.suffix != ".keras":
         raise UserError(f"{path} is not a model file; pass {accepted}")
     return path

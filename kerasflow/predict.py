@@ -17,7 +17,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from kerasflow.cli import positive_int, report_command  # noqa: E402
+from kerasflow.cli import positive_int, report_command, value_errors_as_user_errors  # noqa: E402
 from kerasflow.errors import UserError, run_command  # noqa: E402
 from kerasflow.prediction import check_request, predict_video  # noqa: E402
 
@@ -120,10 +120,13 @@ def is_mp4(path):
 def predict_stream(args):
     """The report of ``python -m kerasflow.predict --stream``, printing each window as it is predicted."""
     from kerasflow.export.predictors import load_predictor
-    from kerasflow.streaming import stream
+    from kerasflow.streaming import check_window, stream
 
     check_stream_request(args)
     predictor = load_predictor(args.model)
+    if args.window is not None:
+        with value_errors_as_user_errors({"window": "--window"}):
+            check_window(args.window, predictor.info.inputs)
     report = stream(predictor, args.stream, window=args.window, hop=args.hop, top=args.top_k,
                     realtime=args.realtime, out=args.out,
                     on_window=lambda window: print(format_window(window), flush=True))
@@ -145,7 +148,8 @@ def predict_file(args):
             raise UserError(f"--{option} applies to --stream only; leave it out or pass --stream")
     if args.realtime:
         raise UserError("--realtime applies to --stream only; leave it out or pass --stream")
-    check_request(args.video, args.model, read_info(args.model), args.flow_dir, args.cam)
+    with value_errors_as_user_errors({"flow_dir": "--flow-dir"}):
+        check_request(args.video, args.model, read_info(args.model), args.flow_dir, args.cam)
     predictor = load_predictor(args.model)
     return predict_video(predictor, Path(args.video), args.top_k, args.flow_dir, args.cam, args.clips, args.average)
 

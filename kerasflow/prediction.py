@@ -31,24 +31,27 @@ def top_k(probabilities, class_names, k):
 
 
 def check_request(video, model_path, info, flow_dir, cam=None):
-    """The one-line refusals that need no model: a missing video, a missing or needless flow folder,
-    a ``--cam`` picture that cannot be written."""
+    """The refusals that need no model: a missing video or flow folder, or a CAM picture ``cam`` that
+    cannot be written (``UserError``); a ``flow_dir`` missing for an optical-flow model, or given to
+    another (``ValueError``)."""
     if not os.path.exists(video):
         raise UserError(f"video {video!r} does not exist; check the path")
     if cam is not None:
         folder = os.path.dirname(os.path.abspath(cam))
         if not os.path.isdir(folder) or os.path.isdir(cam):
-            raise UserError(f"cannot write the --cam picture {cam!r}: give a file path in an existing folder")
+            raise UserError(f"cannot write the CAM picture {cam!r}: give a file path in an existing folder")
         if not cam.lower().endswith(".png"):
-            raise UserError(f"--cam {cam}: the picture is a PNG; give a path ending in .png")
+            raise UserError(f"the CAM picture {cam!r} is a PNG: give a path ending in .png")
         if os.path.exists(cam) and not is_png(cam):
-            raise UserError(f"--cam {cam} exists and is not a PNG picture; it is not overwritten: give another path")
+            raise UserError(f"{cam} exists and is not a PNG picture; it is not overwritten with the CAM picture: "
+                            "give another path")
     takes_flow = TVL1_STACK in info.input_names
     if takes_flow and flow_dir is None:
-        raise UserError(f"{model_path} is an optical-flow model: it needs the video's TV-L1 flow folder; "
-                        "pass --flow-dir <flow_x folder of this video> (python -m kerasflow.extract_flow makes it)")
+        raise ValueError(f"`flow_dir` must be the video's TV-L1 flow_x folder: {model_path} is an optical-flow model "
+                         "(python -m kerasflow.extract_flow makes the folder). Received: flow_dir=None")
     if not takes_flow and flow_dir is not None:
-        raise UserError(f"--flow-dir is only read by optical-flow models; {model_path} takes RGB clips only")
+        raise ValueError(f"`flow_dir` is only read by optical-flow models; {model_path} takes RGB clips only. "
+                         f"Received: flow_dir={flow_dir!r}")
     if takes_flow and not os.path.isdir(flow_dir):
         raise UserError(f"flow folder {flow_dir!r} does not exist; pass the video's flow_x folder")
 
@@ -71,8 +74,8 @@ def predict_video(predictor, video, top=5, flow_dir=None, cam=None, clips=1, ave
 
     info, model = predictor.info, predictor.keras_model
     if cam is not None and (model is None or "rgb_stream" not in streams_of(model)):
-        raise UserError(f"--cam needs a Keras model with an RGB stream (the CAM comes from EgoRCNN's RGB stream); "
-                        f"this {info.kind} {predictor.format} model of stage {info.stage} has none")
+        raise UserError("a CAM picture needs a Keras model with an RGB stream (the CAM comes from EgoRCNN's RGB "
+                        f"stream); this {info.kind} {predictor.format} model of stage {info.stage} has none")
     requested = clips = test_clips(info.inputs, clips)
     if clips > 1:
         clips = min(clips, distinct_clips(video, info.inputs, flow_dir) or clips)
@@ -98,8 +101,8 @@ def predict_video(predictor, video, top=5, flow_dir=None, cam=None, clips=1, ave
         "seconds": {"decode": decode_seconds, "model": model_seconds},
     }
     if requested != clips:
-        report["note"] = (f"--clips {requested}: {video} has {clips} distinct clips for this model; averaged "
-                          f"those {clips}")
+        report["note"] = (f"{video} has {clips} distinct clips for this model: averaged those {clips}, not the "
+                          f"{requested} asked for")
     if cam is not None:
         start = time.perf_counter()
         maps = run_model(cam_maps_model(model), inputs[RGB_CLIP])[0]

@@ -49,15 +49,13 @@ class NothingPredicted(UserError):
 
 
 def check_window(window, inputs):
-    """Refuse a window shorter than the frames the model's inputs span (it would be fed repeated frames),
-    or longer than ``MAX_WINDOW``."""
+    """Refuse (``ValueError``) a window shorter than the frames the model's inputs span (it would be fed
+    repeated frames), or longer than ``MAX_WINDOW``."""
     needed = default_window(inputs)
-    if window < needed:
-        raise UserError(f"--window {window}: this model's input spans {needed} frames; a shorter window would "
-                        f"feed it repeated frames: pass --window {needed} or more (or leave it out)")
-    if window > MAX_WINDOW:
-        raise UserError(f"--window {window} is more than the {MAX_WINDOW} frames a window may hold in memory; "
-                        f"pass a --window from {needed} to {MAX_WINDOW}")
+    if not needed <= window <= MAX_WINDOW:
+        raise ValueError(f"`window` must be from {needed} (the frames this model's input spans: a shorter window "
+                         f"feeds it repeated frames) to {MAX_WINDOW} (the frames a window may hold in memory). "
+                         f"Received: window={window}")
 
 
 def is_live(source):
@@ -71,7 +69,7 @@ def open_source(source):
     if not capture.isOpened():
         capture.release()
         what = "camera" if str(source).isdigit() else "stream" if "://" in str(source) else "video file"
-        raise UserError(f"--stream {source}: OpenCV cannot open this {what}; check the camera index, URL or path")
+        raise UserError(f"OpenCV cannot open the {what} {source}; check the camera index, URL or path")
     fps = capture.get(cv2.CAP_PROP_FPS)
     return capture, (fps if 0 < fps < 1000 else FALLBACK_FPS)
 
@@ -166,8 +164,8 @@ class VideoOut:
             self.writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
                                           (frame.shape[1], frame.shape[0]))
             if not self.writer.isOpened():
-                raise UserError(f"--out {self.shown}: OpenCV cannot write this video; give a path ending in .mp4 "
-                                "in a writable folder")
+                raise UserError(f"OpenCV cannot write the video {self.shown}; give a path ending in .mp4 in a "
+                                "writable folder")
         self.writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         self.written += 1
 
@@ -186,8 +184,8 @@ class VideoOut:
             return
         if shutil.disk_usage(os.path.dirname(os.path.abspath(self.path))).free < FULL_DISK_BYTES:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.shown)
-        raise UserError(f"--out {self.shown}: OpenCV wrote {readable} of the {self.written} frames readably; the "
-                        "incomplete video was removed: check the folder, or give another path")
+        raise UserError(f"OpenCV wrote {readable} of the {self.written} frames of the video {self.shown} readably; "
+                        "the incomplete video was removed: check the folder, or give another path")
 
 
 def stream(predictor, source, *, window=None, hop=None, top=5, realtime=False, out=None, on_window=None):
@@ -199,13 +197,13 @@ def stream(predictor, source, *, window=None, hop=None, top=5, realtime=False, o
     was busy). ``on_window(Window)`` is called as each window is predicted; ``out`` writes the video with
     the current top-1 drawn on each frame (atomically; a video OpenCV could not write whole, e.g. on a
     full disk, is a ``UserError`` and leaves no file). A window the model cannot use (``check_window``)
-    is a ``UserError``; a source that ends before one window raises ``NothingPredicted``.
+    is a ``ValueError``; a source that ends before one window raises ``NothingPredicted``.
     """
     info = predictor.info
     if not all(spec.is_clip for spec in info.inputs):
-        raise UserError(f"--stream needs a model that takes RGB frames; this {info.kind} model reads TV-L1 optical "
+        raise UserError(f"streaming needs a model that takes RGB frames; this {info.kind} model reads TV-L1 optical "
                         "flow, which is extracted offline (python -m kerasflow.extract_flow): predict files with "
-                        "--flow-dir instead")
+                        "their flow folder instead")
     window = window or default_window(info.inputs)
     hop = hop or max(1, window // 2)
     first = info.inputs[0]
@@ -264,7 +262,7 @@ def stream(predictor, source, *, window=None, hop=None, top=5, realtime=False, o
 
 
 def _nothing_predicted(source, frames_read, window, needed):
-    advice = (f"pass a --window from {needed} to {frames_read}" if frames_read >= needed
+    advice = (f"give a window of {needed} to {frames_read} frames" if frames_read >= needed
               else f"this model needs at least {needed} frames: give a longer source")
-    return (f"--stream {source}: the source ended after {frames_read} frames, before one window of {window} "
-            f"frames: nothing was predicted; {advice}")
+    return (f"the source {source} ended after {frames_read} frames, before one window of {window} frames: "
+            f"nothing was predicted; {advice}")

@@ -13,8 +13,16 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from kerasflow.cli import add_set_option, command_parser, positive_int, start_tensorflow_quietly  # noqa: E402
-from kerasflow.errors import cli_entry, run_command  # noqa: E402
+import yaml  # noqa: E402
+
+from kerasflow.cli import (  # noqa: E402
+    add_set_option,
+    command_parser,
+    positive_int,
+    start_tensorflow_quietly,
+    value_errors_as_user_errors,
+)
+from kerasflow.errors import UserError, cli_entry, run_command  # noqa: E402
 
 
 def parse_args(argv):
@@ -32,13 +40,36 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+def parse_factor_options(options) -> dict:
+    """``{key: values}`` of ``--factor KEY=V1,V2,...`` strings; each value is read as YAML, and so is a
+    whole ``KEY=[...]`` list (for values that hold commas) or ``KEY={min: ..., max: ...}`` range."""
+    factors = {}
+    for option in options:
+        key, separator, text = option.partition("=")
+        key = key.strip()
+        if not separator or not key:
+            raise UserError(f"--factor {option!r}: expected KEY=V1,V2,..., e.g. --factor model.flow.iterations=10,20")
+        if key in factors:
+            raise UserError(f"--factor {key} is given twice; give each factor once")
+        whole = text.strip().startswith(("[", "{"))
+        parts = [text] if whole else text.split(",") if text.strip() else []
+        try:
+            values = [yaml.safe_load(part) for part in parts]
+        except yaml.YAMLError:
+            raise UserError(f"--factor {option!r}: the values are not valid YAML") from None
+        factors[key] = values[0] if whole else values
+    return factors
+
+
 @cli_entry(interrupted="finished trials and epochs are kept; run the same command again to resume")
 def main(argv=None):
     args = parse_args(argv)
     from kerasflow.tuning.space import SearchSpace
 
-    space = SearchSpace(args.recipe, args.overrides, args.factors)  # every factor checked before TensorFlow starts
-    size = space.check_plan_size(args.max_trials)
+    # every factor checked before TensorFlow starts
+    space = SearchSpace(args.recipe, args.overrides, parse_factor_options(args.factors))
+    with value_errors_as_user_errors({"max_trials": "--max-trials"}):
+        size = space.check_plan_size(args.max_trials)
     print(f"{space.name}: a {space.search.mode} search of {size} trials"
           + (" at most (trials that make the same model run once)" if space.search.mode != "bayesian" else ""),
           flush=True)

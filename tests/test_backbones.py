@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from model_testing import run_backbone_test
 
-from kerasflow.backbones import ResNetBackbone, from_preset, preset_names
+from kerasflow.backbones import InflatedResNetBackbone, ResNetBackbone, from_preset, preset_names
 from kerasflow.backbones.registry import PRESETS
 from kerasflow.errors import UserError
 
@@ -86,6 +86,19 @@ def test_backbone_contract_config_shapes_and_reloads():
     assert isinstance(loaded, ResNetBackbone)
     np.testing.assert_array_equal(loaded.find_layer("layer2_1_bn2").moving_variance,
                                   backbone.find_layer("layer2_1_bn2").moving_variance)
+
+
+def test_inflated_backbone_contract_config_shapes_and_reloads():
+    backbone = InflatedResNetBackbone(block_type="basic_block", name="tiny_3d", **TINY)
+    randomize(backbone, seed=7)
+    clip = np.random.default_rng(8).normal(size=(2, 15, 40, 33, 3)).astype("float32")
+    # Space as the 2-D backbone's above; time (resnet_3d_frames): conv1 leaves 15 - 6 = 9 frames, the
+    # max pool (9 + 2 - 3) // 2 + 1 = 5, and each stage with stride 2 (T + 1) // 2 + 1: 5, 4, 3, 3.
+    expected = {"stage1": (2, 5, 10, 9, 4), "stage2": (2, 4, 5, 5, 8), "stage3": (2, 3, 3, 3, 8),
+                "stage4": (2, 3, 2, 2, 8), "stage4_pre_bn": (2, 3, 2, 2, 8), "pooled": (2, 8), "logits": (2, 3)}
+    loaded = run_backbone_test(backbone, clip, expected)
+    assert isinstance(loaded, InflatedResNetBackbone)
+    np.testing.assert_array_equal(loaded.find_layer("layer2_1_conv2").kernel, backbone.find_layer("layer2_1_conv2").kernel)
 
 
 def test_layer_names_follow_torchvision():

@@ -69,7 +69,7 @@ def test_a_busy_machine_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
                       "too; run on an idle machine, or pass --force to measure anyway"]
     assert not out.exists()
     monkeypatch.setattr(suite.os, "getloadavg", lambda: (2.0, 3.0, 2.0))  # 1 per core: measured
-    suite.check_idle(force=False)
+    assert suite.busy_load() is None
 
 
 def test_read_pairs_are_the_test_stacks_pairs():

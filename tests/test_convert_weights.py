@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_testing import assert_one_error_line, call
 from numpy.lib.stride_tricks import sliding_window_view
 from safetensors.numpy import save_file
 
@@ -310,7 +311,7 @@ def test_cli_converts_and_rejects(tmp_path):
     assert stderr[0].startswith(f"error: {bad} does not hold a") and "missing key 'fc.weight'" in stderr[0]
 
 
-def test_cli_makes_the_output_folder_and_checks_arch_first(tmp_path, monkeypatch):
+def test_cli_makes_the_output_folder_and_checks_arch_first(tmp_path, monkeypatch, capsys):
     # README: python -m kerasflow.convert_weights resnet34.safetensors weights/resnet34.weights.h5 --arch resnet34,
     # in a fresh clone that has no weights/ folder.
     from kerasflow import convert_weights
@@ -320,8 +321,13 @@ def test_cli_makes_the_output_folder_and_checks_arch_first(tmp_path, monkeypatch
     assert convert_weights.main(["tiny.safetensors", "weights/tiny.weights.h5"]) == 0
     assert Path("weights/tiny.weights.h5").is_file()
     assert Path("weights/tiny.weights.h5.json").is_file()
-    with pytest.raises(UserError, match=r"^--arch resnet99 is not a backbone preset; use one of resnet18, resnet34, "):
+    with pytest.raises(ValueError, match=r"^`arch` must be a backbone preset: one of resnet18, resnet34, .*\. "
+                                         r"Received: arch='resnet99'$"):
         convert_file("missing.safetensors", "other/x.weights.h5", arch="resnet99")
+    status, _, err = call(convert_weights, ["missing.safetensors", "other/x.weights.h5", "--arch", "resnet99"],
+                          capsys)
+    assert_one_error_line(status, err, "error: --arch resnet99: --arch must be a backbone preset: one of resnet18, "
+                                       "resnet34, ")
     a_file = tmp_path / "a file"
     a_file.write_text("keep")
     with pytest.raises(UserError, match=re.escape(f"{a_file / 'x.weights.h5'}: cannot make folder {a_file}")):

@@ -4,6 +4,7 @@ CAM picture (known colours and size), and every user error ending in one ``error
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,8 +23,11 @@ from kerasflow.config import load_recipe
 from kerasflow.data.indexes import VideoIndex, VideoItem
 from kerasflow.data.inputs import InputSpec
 from kerasflow.data.pipeline import make_dataset
+from kerasflow.evaluation import find_recipe
+from kerasflow.export.predictors import read_info
 from kerasflow.model_io import save_model
 from kerasflow.models import build_stage_models
+from kerasflow.prediction import check_request
 from kerasflow.training.run_folder import model_info
 from kerasflow.visualize import MIN_TILE, TITLE_HEIGHT, grid_frames, overlay_attention
 
@@ -131,6 +135,8 @@ def _corrupt_zip():
         ("not a zip", ["not a Keras model file"]),
         ("corrupt zip", ["cannot be loaded"]),
         ("missing data root", ["absent", "does not exist"]),
+        ("model outside a run", ["error: --recipe must be the recipe ", "copy.keras was trained with: it is not "
+                                 "inside a run folder, whose recipe.yaml would be read."]),
     ],
 )
 def test_evaluate_user_errors(run, tmp_path, capsys, case, fragments):
@@ -144,9 +150,19 @@ def test_evaluate_user_errors(run, tmp_path, capsys, case, fragments):
         "corrupt zip": lambda: [str(_copy_model(run, tmp_path, content=_corrupt_zip())), *recipe],
         "missing data root": lambda: [str(run), "--set", "data.dataset=folder", "--set", "data.synthetic=null",
                                       "--set", f"data.root={tmp_path / 'absent'}"],
+        "model outside a run": lambda: [str(_copy_model(run, tmp_path))],
     }[case]()
     status, out, err = call(evaluate, argv, capsys)
     assert_one_error_line(status, err, *fragments)
+
+
+def test_find_recipe_outside_a_run_is_a_value_error_of_recipe(tmp_path):
+    model_file = tmp_path / "m.keras"
+    with pytest.raises(ValueError, match=rf"^`recipe` must be the recipe {re.escape(str(model_file))} was trained "
+                                         r"with: it is not inside a run folder, whose recipe\.yaml would be read\. "
+                                         r"Received: recipe=None$"):
+        find_recipe(model_file)
+    assert find_recipe(model_file, tmp_path / "r.yaml") == tmp_path / "r.yaml"
 
 
 def test_evaluate_json_subprocess_keeps_stdout_clean(run):
@@ -254,12 +270,21 @@ def test_predict_user_errors(run, held_out, optical_flow_model, capsys, tmp_path
         ([str(broken), "--model", str(run)], ["broken.avi"]),
         ([video, "--model", str(tmp_path / "no-run")], ["no-run", "does not exist"]),
         ([video, "--model", str(run / "stages" / "flow" / "best.keras"), "--cam", str(tmp_path / "x.png")],
-         ["--cam needs a Keras model with an RGB stream"]),
-        ([video, "--model", str(flow_model)], ["--flow-dir"]),
-        ([video, "--model", str(run), "--flow-dir", str(flow_dir)], ["only read by optical-flow models"]),
+         ["a CAM picture needs a Keras model with an RGB stream"]),
+        ([video, "--model", str(flow_model)], [f"--flow-dir must be the video's TV-L1 flow_x folder: {flow_model} "
+                                               "is an optical-flow model"]),
+        ([video, "--model", str(run), "--flow-dir", str(flow_dir)],
+         [f"--flow-dir {flow_dir}: --flow-dir is only read by optical-flow models"]),
         ([video, "--model", str(run), "--cam", str(tmp_path / "no-folder" / "x.png")], ["no-folder"]),
     ]
     for argv, fragments in cases:
         status, out, err = call(predict, argv, capsys)
         assert_one_error_line(status, err, *fragments)
         assert out == ""
+    # The library's words for the flow folder are Keras': the argument and what it received.
+    with pytest.raises(ValueError, match=rf"^`flow_dir` is only read by optical-flow models; {re.escape(str(run))} "
+                                         rf"takes RGB clips only\. Received: flow_dir={re.escape(repr(str(flow_dir)))}$"):
+        check_request(video, str(run), read_info(str(run)), str(flow_dir))
+    with pytest.raises(ValueError, match=r"^`flow_dir` must be the video's TV-L1 flow_x folder: .* "
+                                         r"Received: flow_dir=None$"):
+        check_request(video, str(flow_model), read_info(str(flow_model)), None)

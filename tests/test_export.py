@@ -233,9 +233,22 @@ def test_dynamic_int8_that_quantizes_nothing_is_refused(tmp_path, capsys):
     out = tmp_path / "exports" / "dynamic"
     status, _, err = call(export_command, [str(tmp_path / "flow.keras"), "--format", "tflite", "--quantize",
                                            "dynamic_int8", "--out", str(out), "--check-clips", "1"], capsys)
-    assert_one_error_line(status, err, "--quantize dynamic_int8 quantized none of this model's weights",
-                          "CONV_3D x", "--quantize float16", "nothing was written")
+    assert_one_error_line(status, err, "--quantize dynamic_int8: --quantize must leave some weights int8, but "
+                          "TFLite's dynamic-range quantization leaves all of this model's weights float32: CONV_3D x",
+                          "quantize 'float16' (halves them) or 'none'; nothing was written.")
     assert list(out.parent.iterdir()) == []
+
+
+def test_dynamic_int8_that_quantizes_nothing_is_a_value_error_of_quantize(monkeypatch):
+    # The library words it as Keras does; the command above names --quantize.
+    monkeypatch.setattr(writer, "weight_summary",
+                        lambda data: {"int8_bytes": 0, "float": {"CONV_3D": 20}, "float_bytes": 2_500_000})
+    with pytest.raises(ValueError) as caught:
+        writer._quantized_ops(b"", "dynamic_int8")
+    assert str(caught.value) == (
+        "`quantize` must leave some weights int8, but TFLite's dynamic-range quantization leaves all of this "
+        "model's weights float32: CONV_3D x20 (2.50 MB); quantize 'float16' (halves them) or 'none'; nothing was "
+        "written. Received: quantize='dynamic_int8'")
 
 
 def test_predict_and_evaluate_agree_across_run_saved_model_and_tflite(exported, tiny_run, tiny_held_out, capsys,
@@ -273,7 +286,7 @@ def test_export_refusals_leave_nothing_written(exported, tiny_run, tmp_path, cap
         ([rgb, "--format", "saved_model", "--quantize", "float16", "--out", str(tmp_path / "q")],
          ["--quantize float16", "--format tflite"]),
         ([str(tmp_path / "no-model"), "--format", "tflite"], ["no-model", "model.keras"]),
-        ([rgb, "--format", "keras", "--out", str(not_a_folder / "sub")], ["cannot write", "another --out"]),
+        ([rgb, "--format", "keras", "--out", str(not_a_folder / "sub")], ["cannot write", "export to another folder"]),
     ]
     for argv, fragments in cases:
         status, _, err = call(export_command, argv, capsys)
@@ -296,7 +309,7 @@ def test_export_refusals_leave_nothing_written(exported, tiny_run, tmp_path, cap
         patch.setattr(tf.lite.TFLiteConverter, "from_saved_model", NeedsFlex)
         status, _, err = call(export_command, [rgb, "--format", "tflite", "--out", str(out)], capsys)
     assert_one_error_line(status, err, "cannot be converted to TFLite with builtin ops only", "Flex",
-                          "--format saved_model")
+                          "export the saved_model format instead")
     assert not out.exists() and list(out.parent.iterdir()) == []
     monkeypatch.setitem(writer.PROBABILITY_TOLERANCE, "none", -1.0)
     status, _, err = call(export_command, [rgb, "--format", "tflite", "--out", str(out), "--check-clips", "2"],

@@ -1,4 +1,5 @@
-"""The import graph of the kerasflow package: no cycles, and the library never imports a command.
+"""The import graph of the kerasflow package: no cycles, and the library never imports a command; nor
+does a library error name a command-line flag (the commands word those).
 
 Each module's imports are read with ``ast`` (function-level imports included, since they run too), and
 each package's lazy exports (``lazy_attributes(__name__, {...: "kerasflow.x"})``) count as imports of
@@ -7,6 +8,7 @@ one, else of the package.
 """
 
 import ast
+import re
 from pathlib import Path
 
 import kerasflow
@@ -31,6 +33,9 @@ COMMANDS = {
     "kerasflow.report",
     "kerasflow.tune",
 }
+
+
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")  # --window, --flow-dir; not python -m nor a -- separator
 
 
 def module_name(path, root):
@@ -174,3 +179,43 @@ def test_the_library_imports_no_command():
     wrong = sorted(f"{name} imports {command}" for name, targets in graph.items() if name not in COMMANDS
                    for command in targets & COMMANDS)
     assert not wrong, "library modules import commands: " + "; ".join(wrong)
+
+
+def flags_in_errors(source):
+    """``[(line, flag)]`` of the command-line flags named in the error messages of ``source`` (Python
+    text): string constants inside a ``raise`` or a call of a name ending in ``Error``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            message = node.exc
+        elif isinstance(node, ast.Call) and (getattr(node.func, "id", "") or getattr(node.func, "attr", "")).endswith(
+                "Error"):
+            message = node
+        else:
+            continue
+        for part in ast.walk(message):
+            if isinstance(part, ast.Constant) and isinstance(part.value, str):
+                found += [(part.lineno, flag) for flag in FLAG.findall(part.value)]
+    return sorted(set(found))
+
+
+def test_the_flag_finder_reads_raises_and_error_calls():
+    source = (
+        'def check(window, cam):\n'
+        '    if window < 4:\n'
+        '        raise UserError(f"--window {window}: pass --window 4 or more")\n'
+        '    error = errors.UserError("cannot write the picture; choose another " f"--cam {cam}")\n'
+        '    raise ValueError(f"`window` must be >= 4. Received: window={window}")\n'
+        '    parser.add_argument("--window")\n'
+        '    raise SystemExit("run python -m kerasflow.fit -- x")\n'
+    )
+    assert flags_in_errors(source) == [(3, "--window"), (4, "--cam")]
+
+
+def test_library_errors_name_no_command_line_flag():
+    # A library raises as Keras does (``ValueError("`window` must ... Received: window=3")``) or a
+    # ``UserError`` naming the file; the command that passed the value on names its flag
+    # (``kerasflow.cli.value_errors_as_user_errors``).
+    wrong = [f"{path.relative_to(ROOT.parent)}:{line}: {flag}" for name, path in modules(ROOT).items()
+             if name not in COMMANDS for line, flag in flags_in_errors(path.read_text(encoding="utf-8"))]
+    assert not wrong, "library error messages name command-line flags: " + "; ".join(wrong)

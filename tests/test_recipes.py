@@ -446,9 +446,9 @@ def test_overrides_by_index_name_nested_and_lists(tmp_path):
 
 
 @pytest.mark.parametrize("override, fragment", [
-    ("data.root", "--set 'data.root': expected KEY=VALUE with a dotted KEY"),
-    ("=3", "--set '=3': expected KEY=VALUE"),
-    ("data..root=3", "--set 'data..root=3': expected KEY=VALUE"),
+    ("data.root", "the override 'data.root': expected KEY=VALUE with a dotted KEY"),
+    ("=3", "the override '=3': expected KEY=VALUE"),
+    ("data..root=3", "the override 'data..root=3': expected KEY=VALUE"),
     ("stages.0.schedule.milestones=[1, 2", "the value '[1, 2' is not valid YAML"),
     ("stages.jiont.epochs=3", "no stage named 'jiont' in stages (have rgb_stage1, rgb_stage2, "
                               "flow, joint); use a name or an index"),

@@ -19,6 +19,7 @@ import pytest
 import yaml
 from cli_testing import in_private_mount_namespace
 
+from kerasflow.cli import flag_message, value_errors_as_user_errors
 from kerasflow.errors import cli_entry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -412,13 +413,13 @@ def test_evaluate_and_predict_refuse_what_is_not_theirs(run_copy, tmp_path):
     a_file = tmp_path / "a file"
     a_file.write_text("keep me")
     cases = [
-        (("kerasflow.predict", video, "--model", run, "--cam", run / "model.keras"), "the picture is a PNG"),
-        (("kerasflow.predict", video, "--model", run, "--cam", a_file), "the picture is a PNG"),
+        (("kerasflow.predict", video, "--model", run, "--cam", run / "model.keras"), "is a PNG: give a path ending in .png"),
+        (("kerasflow.predict", video, "--model", run, "--cam", a_file), "is a PNG: give a path ending in .png"),
         (("kerasflow.predict", video, "--model", run / "stages" / "flow" / "final.weights.h5"),
          "is a weights checkpoint, not a model file"),
         (("kerasflow.predict", video, "--model", run / "recipe.yaml"), "is a recipe, not a model file"),
         (("kerasflow.predict", video, "--model", tmp_path), "is not a run folder (it has no model.keras)"),
-        (("kerasflow.evaluate", run, "--output", a_file), "is a file; pass a folder"),
+        (("kerasflow.evaluate", run, "--output", a_file), "is a file; give a folder"),
         (("kerasflow.evaluate", run, "--output", run), "is a run folder"),
     ]
     for args, fragment in cases:
@@ -555,3 +556,30 @@ def test_an_error_without_an_interrupt_is_not_called_one():
 
     with pytest.raises(TypeError, match="a bug"):
         main([])
+
+
+def test_a_library_value_error_is_reported_with_the_flag_that_passed_the_value(capsys):
+    # The library words it as Keras does; the command names the option as the user typed it, or the
+    # option alone when it was left out (received as None); a ValueError about an argument no option
+    # set keeps its traceback: it is a bug, not a user's mistake.
+    assert flag_message("`window` must be >= 4 (a shorter window repeats frames). Received: window=3",
+                        {"window": "--window"}) == "--window 3: --window must be >= 4 (a shorter window repeats frames)."
+    assert flag_message("`arch` must be a preset: one of a, b. Received: arch='r99'", {"arch": "--arch"}) == \
+        "--arch r99: --arch must be a preset: one of a, b."
+    assert flag_message("`flow_dir` must be the flow folder. Received: flow_dir=None", {"flow_dir": "--flow-dir"}) == \
+        "--flow-dir must be the flow folder."
+    assert flag_message("`size` must be even. Received: size=33", {"window": "--window"}) == \
+        "`size` must be even. Received: size=33"
+
+    @cli_entry
+    def main(argv):
+        with value_errors_as_user_errors({"window": "--window"}):
+            raise ValueError(f"`window` must be >= 4. Received: window={argv[0]}")
+
+    with pytest.raises(SystemExit) as exit:
+        main(["3"])
+    assert exit.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["error: --window 3: --window must be >= 4."]
+    with pytest.raises(ValueError, match="shapes do not match"):
+        with value_errors_as_user_errors({"window": "--window"}):
+            raise ValueError("shapes do not match")

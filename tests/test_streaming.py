@@ -19,7 +19,7 @@ from kerasflow.data.inputs import InputSpec
 from kerasflow.data.video import iter_clip_frames
 from kerasflow.export.predictors import Predictor
 from kerasflow.model_io import ModelInfo, save_model
-from kerasflow.streaming import default_window, stream
+from kerasflow.streaming import check_window, default_window, stream
 
 DARK, BRIGHT = 30, 220
 FPS = 10
@@ -145,7 +145,7 @@ def test_stream_refusals(brightness_model, tmp_path, capsys):
     cases = [
         (["--stream", str(tmp_path / "missing.avi"), "--model", model], ["missing.avi", "OpenCV cannot open"]),
         ([str(video), "--stream", str(video), "--model", model], ["either a VIDEO or --stream"]),
-        (["--stream", str(video), "--model", str(optical)], ["--stream needs a model that takes RGB frames"]),
+        (["--stream", str(video), "--model", str(optical)], ["streaming needs a model that takes RGB frames"]),
         (["--stream", str(video), "--model", model, "--out", str(tmp_path / "x.avi")], ["ending in .mp4"]),
         (["--stream", str(video), "--model", model, "--cam", str(tmp_path / "x.png")], ["--cam does not apply"]),
         ([str(video), "--model", model, "--window", "8"], ["--window applies to --stream only"]),
@@ -155,16 +155,19 @@ def test_stream_refusals(brightness_model, tmp_path, capsys):
         status, _, err = call(predict, argv, capsys)
         assert_one_error_line(status, err, *fragments)
 
-    # Windows the model cannot use, absurd or not, are one line before any frame is read.
-    status, _, err = call(predict, ["--stream", str(video), "--model", model, "--window", "1"], capsys)
-    assert_one_error_line(status, err)
-    assert err.strip() == ("error: --window 1: this model's input spans 4 frames; a shorter window would feed it "
-                           "repeated frames: pass --window 4 or more (or leave it out)")
-    status, _, err = call(predict, ["--stream", str(video), "--model", model, "--window", "99999999999999999999"],
-                          capsys)
-    assert_one_error_line(status, err)
-    assert err.strip() == ("error: --window 99999999999999999999 is more than the 3600 frames a window may hold in "
-                           "memory; pass a --window from 4 to 3600")
+    # Windows the model cannot use, absurd or not, are one line naming --window before any frame is read;
+    # the library says the same of its argument, as Keras words it.
+    for window in (1, 99999999999999999999):
+        status, _, err = call(predict, ["--stream", str(video), "--model", model, "--window", str(window)], capsys)
+        assert_one_error_line(status, err)
+        assert err.strip() == (f"error: --window {window}: --window must be from 4 (the frames this model's input "
+                               "spans: a shorter window feeds it repeated frames) to 3600 (the frames a window may "
+                               "hold in memory).")
+        with pytest.raises(ValueError) as caught:
+            check_window(window, [InputSpec("rgb", 4, 32)])
+        assert str(caught.value) == ("`window` must be from 4 (the frames this model's input spans: a shorter window "
+                                     "feeds it repeated frames) to 3600 (the frames a window may hold in memory). "
+                                     f"Received: window={window}")
 
 
 def test_a_stream_that_predicts_no_window_fails(brightness_model, tmp_path, capsys):
@@ -174,8 +177,8 @@ def test_a_stream_that_predicts_no_window_fails(brightness_model, tmp_path, caps
     argv = ["--stream", str(video), "--model", model, "--window", "20", "--out", str(out)]
     status, stdout, err = call(predict, argv, capsys)
     assert_one_error_line(status, err)
-    assert err.strip().splitlines()[-1] == (f"error: --stream {video}: the source ended after 10 frames, before one "
-                                            "window of 20 frames: nothing was predicted; pass a --window from 4 to 10")
+    assert err.strip().splitlines()[-1] == (f"error: the source {video} ended after 10 frames, before one window "
+                                            "of 20 frames: nothing was predicted; give a window of 4 to 10 frames")
     assert stdout == "" and not out.exists() and os.listdir(tmp_path) == ["v.avi"]  # no partial video
     status, stdout, err = call(predict, [*argv, "--json"], capsys)
     assert_one_error_line(status, err)
@@ -185,9 +188,9 @@ def test_a_stream_that_predicts_no_window_fails(brightness_model, tmp_path, caps
     one = write_video(tmp_path / "one.avi", np.full((1, 48, 64, 3), 100, np.uint8))
     status, _, err = call(predict, ["--stream", str(one), "--model", model], capsys)
     assert_one_error_line(status, err)
-    assert err.strip().splitlines()[-1] == (f"error: --stream {one}: the source ended after 1 frames, before one "
-                                            "window of 4 frames: nothing was predicted; this model needs at least 4 "
-                                            "frames: give a longer source")
+    assert err.strip().splitlines()[-1] == (f"error: the source {one} ended after 1 frames, before one window of 4 "
+                                            "frames: nothing was predicted; this model needs at least 4 frames: give "
+                                            "a longer source")
 
 
 def write_mp4(path, frames=12):
@@ -267,6 +270,6 @@ def test_predict_clips_are_capped_at_the_distinct_windows(tiny_run, tiny_held_ou
     assert status == 0, err
     report = json.loads(stdout)
     assert report["clips"] == 2
-    assert report["note"] == f"--clips 100000: {video} has 2 distinct clips for this model; averaged those 2"
+    assert report["note"] == f"{video} has 2 distinct clips for this model: averaged those 2, not the 100000 asked for"
     status, stdout, _ = call(predict, [video, "--model", str(tiny_run), "--clips", "2", "--json"], capsys)
     assert json.loads(stdout)["predictions"] == report["predictions"] and "note" not in json.loads(stdout)

@@ -23,7 +23,8 @@ from test_multi_worker import free_ports
 from kerasflow import tune
 from kerasflow.config import load_recipe, recipe_to_dict
 from kerasflow.errors import UserError
-from kerasflow.tuning.space import SearchSpace, parse_factor_options
+from kerasflow.tune import parse_factor_options
+from kerasflow.tuning.space import SearchSpace
 
 GRID = {"model.flow.num_layers": [1, 2], "model.flow.iterations": [1, 2]}
 ONE_AT_A_TIME = {"model.flow.num_layers": [0, 1], "model.flow.iterations": [1, 2]}
@@ -86,7 +87,7 @@ def test_grid_and_one_at_a_time_plans(tmp_path):
     ]
     # One factor at a time, the other at the recipe's value (2 layers, 2 iterations), each model once.
     space = SearchSpace(recipe, ["search.mode=one_at_a_time", "model.flow.num_layers=2"],
-                        ["model.flow.num_layers=0,1,2", "model.flow.iterations=1,2"])
+                        {"model.flow.num_layers": [0, 1, 2], "model.flow.iterations": [1, 2]})
     assert space.planned_trials() == [
         {"model.flow.num_layers": 0, "model.flow.iterations": 2},
         {"model.flow.num_layers": 1, "model.flow.iterations": 2},
@@ -338,19 +339,22 @@ def test_a_huge_grid_is_refused_before_planning_unless_max_trials(tmp_path, caps
     status, out, err = call(tune, [str(recipe), *factors], capsys)
     assert_one_error_line(status, err)
     assert err.strip() == (
-        f"error: {recipe}: the grid search plans 198400 trials (40 x 40 x 4 x 31 values of stages.flow.learning_rate, "
-        "model.flow.iterations, model.flow.num_layers, data.batch_size), more than --max-trials 500; pass "
-        "--max-trials 198400 to plan them all, or give the factors fewer values")
+        f"error: --max-trials 500: --max-trials must be at least the 198400 trials {recipe}'s grid search plans (40 x "
+        "40 x 4 x 31 values of stages.flow.learning_rate, model.flow.iterations, model.flow.num_layers, "
+        "data.batch_size) to plan them all; or give the factors fewer values.")
     assert time.monotonic() - start < 60 and out == "" and not (tmp_path / "search").exists()
     status, _, err = call(tune, [str(recipe), *factors[:4], "--max-trials", "1000"], capsys)
-    assert_one_error_line(status, err, "plans 1600 trials (40 x 40 values", "more than --max-trials 1000")
+    assert_one_error_line(status, err, "--max-trials 1000: --max-trials must be at least the 1600 trials",
+                          "(40 x 40 values")
 
-    space = SearchSpace(recipe, factor_options=["model.flow.num_layers=0,1", "model.flow.iterations=1,2,3"])
+    space = SearchSpace(recipe, factors={"model.flow.num_layers": [0, 1], "model.flow.iterations": [1, 2, 3]})
     assert space.plan_size() == 6 and space.check_plan_size(6) == 6
-    with pytest.raises(UserError, match="plans 6 trials"):
+    with pytest.raises(ValueError, match=r"^`max_trials` must be at least the 6 trials .* Received: max_trials=5$"):
         space.check_plan_size(5)
     (tmp_path / "b").mkdir()
     bayesian = search_recipe(tmp_path / "b", "bayesian", {"model.flow.num_layers": [0, 1]})
     status, _, err = call(tune, [str(bayesian), "--max-trials", "3"], capsys)
-    assert_one_error_line(status, err, "--max-trials applies to grid and one_at_a_time searches",
-                          "--set search.max_trials=N")
+    assert_one_error_line(status, err, "--max-trials 3: --max-trials applies to grid and one_at_a_time searches",
+                          "runs the recipe's search.max_trials trials.")
+    with pytest.raises(ValueError, match=r"^`max_trials` applies to grid .* Received: max_trials=3$"):
+        SearchSpace(bayesian).check_plan_size(3)

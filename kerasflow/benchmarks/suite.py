@@ -1,7 +1,8 @@
 """The benchmark's sections run in order on one machine, its plans (full and quick) and its targets.
 
 ``run`` measures every section of ``python -m kerasflow.benchmark`` (described there) and returns the
-report dict; ``environment`` says where the numbers come from; ``check_idle`` refuses a busy machine.
+report dict; ``environment`` says where the numbers come from; ``busy_load`` says why a machine is too
+busy to time.
 """
 
 import os
@@ -9,8 +10,6 @@ import platform
 import sys
 import time
 from pathlib import Path
-
-from kerasflow.errors import UserError
 
 # What a run measures at: the paper's model sizes (a ``Sizes`` of ``kerasflow.benchmarks.sections``), the
 # flow layer's shapes (batch, side) and (frames, channels, iterations), the videos it writes (frames,
@@ -35,12 +34,12 @@ TARGETS = (  # (key, what, at least); the PyTorch rows of section 2 are informat
 )
 
 
-def check_idle(force):
-    """Refuse (``UserError``) to measure while the 1-minute load average is above 1 per core, unless ``force``."""
+def busy_load():
+    """Why this machine is too busy to time (its 1-minute load average is above 1 per core), or None."""
     load, cores = os.getloadavg()[0], len(os.sched_getaffinity(0))
-    if load > cores and not force:
-        raise UserError(f"the load average is {load:.2f} on {cores} cores (above 1 per core): other processes would "
-                        "be timed too; run on an idle machine, or pass --force to measure anyway")
+    if load > cores:
+        return f"the load average is {load:.2f} on {cores} cores (above 1 per core): other processes would be timed too"
+    return None
 
 
 def environment(threads):
@@ -82,32 +81,36 @@ def targets(report):
              "met": None if measured[key] is None else measured[key] >= bound} for key, what, bound in TARGETS]
 
 
-def run(args, videos, folder):
-    """Every section, in order, on ``videos`` (None: clips written into ``folder``); the report dict."""
+def run(videos, folder, *, quick=False, repeats=3, tvl1_videos=1, flow_batches=(1, 8)):
+    """Every section, in order, on ``videos`` (None: clips written into ``folder``); the report dict.
+
+    ``quick``: the tiny plan (``QUICK``) instead of the paper's sizes (``FULL``); ``repeats``: timed calls
+    per measurement (the median is reported); ``tvl1_videos``: videos TV-L1 runs on; ``flow_batches``:
+    the batch sizes of the full plan's flow-layer comparison."""
     from kerasflow.benchmarks import clips, sections
     from kerasflow.benchmarks.measure import peak_rss_mb, release_memory
     from kerasflow.benchmarks.opencv_flow import opencv_flow
     from kerasflow.benchmarks.xla import xla
 
     started = time.perf_counter()
-    plan = QUICK if args.quick else FULL
+    plan = QUICK if quick else FULL
     sizes = getattr(sections, plan["sizes"])
-    demo = sections.TINY if args.quick else sections.DEMO
+    demo = sections.TINY if quick else sections.DEMO
     if videos is None:
         frames, width, height = plan["video"]
         videos = clips.write_clips(folder, plan["clips"], frames, width, height)
-    report = {"quick": args.quick, "sizes": {"paper": vars_of(sizes), "demo": vars_of(demo)}}
+    report = {"quick": quick, "sizes": {"paper": vars_of(sizes), "demo": vars_of(demo)}}
     step("end to end", started)
-    report["end_to_end"], model, specs = sections.end_to_end(videos, sizes, args.repeats, args.tvl1_videos,
+    report["end_to_end"], model, specs = sections.end_to_end(videos, sizes, repeats, tvl1_videos,
                                                              READ_STACKS)
     step("FLOPs and where the time goes", started)
-    report["flops"] = sections.flops(model, specs, args.repeats, plan["matmul"], report["end_to_end"]["decode_s"])
+    report["flops"] = sections.flops(model, specs, repeats, plan["matmul"], report["end_to_end"]["decode_s"])
     report["memory"] = {"inference_peak_rss_mib": peak_rss_mb()}
     del model
     step("training steps", started)
-    paper_steps = sections.training_steps(sizes, plan["train_batch"], args.repeats)
-    report["training"] = {"paper": paper_steps, "demo": {"joint": paper_steps["joint"]} if args.quick else
-                          sections.training_steps(demo, plan["demo_batch"], args.repeats, stages=("joint",))}
+    paper_steps = sections.training_steps(sizes, plan["train_batch"], repeats)
+    report["training"] = {"paper": paper_steps, "demo": {"joint": paper_steps["joint"]} if quick else
+                          sections.training_steps(demo, plan["demo_batch"], repeats, stages=("joint",))}
     report["memory"]["training_peak_rss_mib"] = peak_rss_mb()
     release_memory()
     step("data pipeline", started)
@@ -115,14 +118,14 @@ def run(args, videos, folder):
     report["pipeline"] = {"paper": sections.pipeline(videos, sizes, plan["train_batch"], plan["pipeline_batches"]),
                           "demo": sections.pipeline(demo_videos, demo, plan["demo_batch"], plan["pipeline_batches"])}
     step("flow layer vs OpenCV", started)
-    report["opencv_flow"] = opencv_flow(plan["opencv_shapes"], plan["opencv_iterations"], args.repeats)
+    report["opencv_flow"] = opencv_flow(plan["opencv_shapes"], plan["opencv_iterations"], repeats)
     step("flow layer vs PyTorch", started)
-    shapes = [(batch, side) for batch, side in plan["flow_shapes"] if args.quick or batch in args.flow_batches]
-    report["flow_layer"] = sections.flow_layer(shapes, *plan["flow_layer"], args.repeats)
+    shapes = [(batch, side) for batch, side in plan["flow_shapes"] if quick or batch in flow_batches]
+    report["flow_layer"] = sections.flow_layer(shapes, *plan["flow_layer"], repeats)
     step("export", started)
     report["export"] = sections.export_latency(demo, folder)
     step("XLA", started)
-    report["xla"] = xla(demo, plan["demo_batch"], *plan["xla_flow"], args.repeats)
+    report["xla"] = xla(demo, plan["demo_batch"], *plan["xla_flow"], repeats)
     report["targets"] = targets(report)
     step("done", started)
     return report

@@ -117,12 +117,12 @@ def apply_override(raw: dict, override: str) -> None:
     key = re.sub(r"\[([^\]]*)\]", r".\1", key.strip())
     parts = key.split(".")
     if not separator or not all(parts):
-        raise UserError(f"--set {override!r}: expected KEY=VALUE with a dotted KEY, "
-                        "e.g. --set data.root=/data/egtea or --set stages.joint.epochs=3")
+        raise UserError(f"the override {override!r}: expected KEY=VALUE with a dotted KEY, "
+                        "e.g. data.root=/data/egtea or stages.joint.epochs=3")
     try:
         value = yaml.safe_load(value_text)
     except yaml.YAMLError:
-        raise UserError(f"--set {override!r}: the value {value_text!r} is not valid YAML") from None
+        raise UserError(f"the override {override!r}: the value {value_text!r} is not valid YAML") from None
     node = raw
     for depth, part in enumerate(parts[:-1]):
         node = _child(node, part, ".".join(parts[:depth + 1]), override)
@@ -142,7 +142,7 @@ def _child(node, part: str, walked: str, override: str):
             node[part] = {}
         child = node[part]
     if not isinstance(child, (dict, list)):
-        raise UserError(f"--set {override!r}: {walked} is {show_value(child)}, not a section that has keys")
+        raise UserError(f"the override {override!r}: {walked} is {show_value(child)}, not a section that has keys")
     return child
 
 
@@ -151,11 +151,11 @@ def _list_index(items: list, part: str, walked: str, override: str) -> int:
     if re.fullmatch(r"-?\d+", part):
         index = int(part)
         if not -len(items) <= index < len(items):
-            raise UserError(f"--set {override!r}: {walked} is out of range "
+            raise UserError(f"the override {override!r}: {walked} is out of range "
                             f"(the list has {len(items)} entries)")
         return index
     names = [item.get("name") for item in items if isinstance(item, dict)]
     if part in names:
         return names.index(part)
-    raise UserError(f"--set {override!r}: no stage named {part!r} in stages "
+    raise UserError(f"the override {override!r}: no stage named {part!r} in stages "
                     f"(have {', '.join(map(str, names)) or 'none'}); use a name or an index")

@@ -333,7 +333,7 @@ def extract_all(src_root, out_root, workers=None, bound=20, size=None, limit=Non
                         pending.cancel()
                     progress.close()
                     raise UserError(
-                        f"bad video {result['error']}; fix or remove it, or drop --strict to skip it"
+                        f"bad video {result['error']}; fix or remove it, or extract without strict to skip it"
                     )
                 failed[str(source)] = result["error"]
                 progress.write(f"skipped bad video {result['error']}")

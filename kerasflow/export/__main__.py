@@ -18,7 +18,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from kerasflow.cli import command_parser, positive_int, start_tensorflow_quietly  # noqa: E402
+from kerasflow.cli import (  # noqa: E402
+    command_parser,
+    positive_int,
+    start_tensorflow_quietly,
+    value_errors_as_user_errors,
+)
 from kerasflow.errors import UserError, cli_entry, run_command  # noqa: E402
 from kerasflow.export.quantization import describe  # noqa: E402
 from kerasflow.export.sample_clips import CHECK_CLIPS, check_clips, representative_clips  # noqa: E402
@@ -75,9 +80,10 @@ def main(argv=None):
 
     clips, origin = check_clips(info, recipe, args.check_clips)
     representative = representative_clips(info, recipe) if args.quantize == "int8" and recipe else None
-    report = export(load_model_file(model_file), info, args.format, out, quantize=args.quantize,
-                    overwrite=args.overwrite, clips=clips, source=model_file, run_folder=run,
-                    frame_size=info.inputs[0].size, representative=representative)
+    with value_errors_as_user_errors({"quantize": "--quantize"}):
+        report = export(load_model_file(model_file), info, args.format, out, quantize=args.quantize,
+                        overwrite=args.overwrite, clips=clips, source=model_file, run_folder=run,
+                        frame_size=info.inputs[0].size, representative=representative)
     if report.representative_clips:
         print(f"int8 calibrated on {report.representative_clips} training clips")
     if report.kept_float:

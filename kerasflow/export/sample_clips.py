@@ -12,7 +12,7 @@ def check_clips(info, recipe, count=CHECK_CLIPS):
     if recipe is None:
         rng = np.random.default_rng(0)
         return {spec.name: rng.integers(0, 256, (count, *spec.shape), dtype=np.uint8) for spec in info.inputs}, \
-            f"{count} random clips (no recipe: pass --recipe to check on test videos)"
+            f"{count} random clips (no recipe: give the model's recipe to check on test videos)"
     from kerasflow.data.feeds import model_dataset, recipe_indexes
     from kerasflow.data.pipeline import BadVideoLog
 

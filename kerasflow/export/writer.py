@@ -140,7 +140,7 @@ def _write_artifact(serving, export_format, quantize, folder, representative=Non
     except Exception as error:  # the converter raises its own error types, with the unsupported ops
         needs = "Flex (Select TF) ops" if "flex" in str(error).lower() else "ops TFLite cannot convert"
         raise UserError(f"this model cannot be converted to TFLite with builtin ops only: it {needs} "
-                        f"({' '.join(str(error).split())[:200]}); use --format saved_model") from None
+                        f"({' '.join(str(error).split())[:200]}); export the saved_model format instead") from None
     kept_float = _quantized_ops(data, quantize)
     (folder / MODEL_FILES["tflite"]).write_bytes(data)
     return kept_float
@@ -167,14 +167,14 @@ def _full_integer(converter, representative):
 def _quantized_ops(data, quantize):
     """``{op name: count}`` of what the converter left float in the TFLite file ``data``: ops with float32
     weights (``dynamic_int8``) or computing in float32 (``int8``). A ``dynamic_int8`` file with no int8
-    weight at all is refused: it is the float model under a quantized name."""
+    weight at all is refused (``ValueError``): it is the float model under a quantized name."""
     if quantize == "dynamic_int8":
         weights = weight_summary(data)
         if weights["int8_bytes"] == 0:
-            raise UserError(f"--quantize dynamic_int8 quantized none of this model's weights: TFLite's dynamic-range "
-                            f"quantization leaves {describe(weights['float'])} float32 "
-                            f"({weights['float_bytes'] / 1e6:.2f} MB); export with --quantize float16 (halves "
-                            "them) or none; nothing was written")
+            raise ValueError(f"`quantize` must leave some weights int8, but TFLite's dynamic-range quantization "
+                             f"leaves all of this model's weights float32: {describe(weights['float'])} "
+                             f"({weights['float_bytes'] / 1e6:.2f} MB); quantize 'float16' (halves them) or 'none'; "
+                             "nothing was written. Received: quantize='dynamic_int8'")
         return weights["float"]
     return float_ops(data) if quantize == "int8" else {}
 
@@ -254,9 +254,9 @@ def export(model, info, export_format, out, *, quantize="none", overwrite=False,
 
     out = Path(out)
     if out.exists() and not overwrite:
-        raise UserError(f"{out} exists; pass --overwrite to replace it, or --out another folder")
+        raise UserError(f"the export folder {out} exists; overwrite it, or export to another folder")
     if out.exists() and not (out / METADATA_FILE).is_file():
-        raise UserError(f"{out} exists and is not an export folder; it is not replaced: pass another --out")
+        raise UserError(f"{out} exists and is not an export folder; it is not replaced: export to another folder")
     serving = serving_model(model, info)
     weights = 4 * sum(int(np.prod(weight.shape)) for weight in serving.weights)  # float32
     needed = int(weights * ARTIFACT_SHARE[quantize if export_format == "tflite" else "none"])
@@ -289,7 +289,7 @@ def export(model, info, export_format, out, *, quantize="none", overwrite=False,
         else:
             user_error = write_error(out, error, needed)
         if user_error is None and isinstance(error, OSError):
-            user_error = UserError(f"cannot write {out}: {error.strerror}; choose another --out")
+            user_error = UserError(f"cannot write {out}: {error.strerror}; export to another folder")
         if user_error is None:
             raise
         raise user_error from None

@@ -2,7 +2,7 @@
 one-at-a-time searches plan.
 
 A trial is a value for every factor (``{recipe key: value}``). Its recipe is the search's recipe
-(``--set`` overrides included) with those keys set, without the ``search:`` section, with the
+(its ``overrides`` included) with those keys set, without the ``search:`` section, with the
 ``model.kind`` that trains ``search.stages`` only, and with its own ``runtime.output_dir``. Keys are
 set on the recipe as written, before defaults are filled in, so a key that follows another
 (``model.flow_backbone`` follows ``model.backbone``) still follows it. Nothing here imports TensorFlow.
@@ -24,7 +24,7 @@ from kerasflow.config.validation import show_value
 from kerasflow.errors import UserError
 from kerasflow.models.kinds import get_kind, kind_names
 
-PLAN_LIMIT = 500  # value combinations a grid or one-at-a-time search plans without a larger --max-trials
+PLAN_LIMIT = 500  # value combinations a grid or one-at-a-time search plans without a larger max_trials
 
 
 def yaml_text(value) -> str:
@@ -57,22 +57,23 @@ class Factor:
 
 
 class SearchSpace:
-    """The search of the recipe ``source`` (``--set`` ``overrides`` applied; ``factor_options``, the
-    ``--factor KEY=V1,V2`` strings, replace its factors), checked before any training.
+    """The search of the recipe ``source`` (``KEY=VALUE`` ``overrides`` applied; ``factors``, a
+    ``{key: values}`` dict as the ``search.factors`` section holds, replaces its factors), checked
+    before any training.
 
     Every factor value, alone, must make a valid recipe; so must every trial a grid or
     one-at-a-time search plans; each failure is one ``UserError`` line naming the key and value.
     """
 
-    def __init__(self, source, overrides=(), factor_options=()):
+    def __init__(self, source, overrides=(), factors=None):
         self.raw, self.name = load_raw_recipe(source, overrides)
-        if factor_options and isinstance(self.raw, dict):
+        if factors and isinstance(self.raw, dict):
             search = self.raw.get("search") if isinstance(self.raw.get("search"), dict) else {}
-            self.raw["search"] = {**search, "factors": parse_factor_options(factor_options)}
+            self.raw["search"] = {**search, "factors": factors}
         self.recipe = recipe_from_dict(self.raw, source=self.name)
         if self.recipe.search is None:
             raise UserError(f"{self.name} has no search: section; add one (e.g. search: {{factors: "
-                            "{model.flow.num_layers: [0, 1, 2, 3]}}) or pass --factor KEY=V1,V2,...")
+                            "{model.flow.num_layers: [0, 1, 2, 3]}}) or give the factors to search")
         self.search = self.recipe.search
         kind_training(self.recipe, self.search.stages, self.name)
         resolved = recipe_to_dict(self.recipe)
@@ -117,20 +118,20 @@ class SearchSpace:
         return math.prod(counts) if self.search.mode == "grid" else sum(counts)
 
     def check_plan_size(self, max_trials=None):
-        """Refuse, before the minutes planning takes, a grid or one-at-a-time search of more value
-        combinations than ``max_trials`` (``--max-trials``, default ``PLAN_LIMIT``); a bayesian search runs
-        ``search.max_trials`` instead. Returns the plan's size."""
+        """Refuse (``ValueError``), before the minutes planning takes, a grid or one-at-a-time search of
+        more value combinations than ``max_trials`` (default ``PLAN_LIMIT``); a bayesian search runs
+        ``search.max_trials`` instead, and refuses a ``max_trials``. Returns the plan's size."""
         if self.search.mode == "bayesian":
             if max_trials is not None:
-                raise UserError(f"--max-trials applies to grid and one_at_a_time searches; {self.name}'s bayesian "
-                                "search runs search.max_trials trials (--set search.max_trials=N)")
+                raise ValueError(f"`max_trials` applies to grid and one_at_a_time searches; {self.name}'s bayesian "
+                                 f"search runs the recipe's search.max_trials trials. Received: max_trials={max_trials}")
             return self.search.max_trials
         size, limit = self.plan_size(), max_trials or PLAN_LIMIT
         if size > limit:
             counts = " x ".join(str(len(factor.choices)) for factor in self.factors)
-            raise UserError(f"{self.name}: the {self.search.mode} search plans {size} trials ({counts} values of "
-                            f"{', '.join(factor.key for factor in self.factors)}), more than --max-trials {limit}; "
-                            f"pass --max-trials {size} to plan them all, or give the factors fewer values")
+            raise ValueError(f"`max_trials` must be at least the {size} trials {self.name}'s {self.search.mode} search "
+                             f"plans ({counts} values of {', '.join(factor.key for factor in self.factors)}) to plan "
+                             f"them all; or give the factors fewer values. Received: max_trials={limit}")
         return size
 
     def planned_trials(self) -> list[dict]:
@@ -188,24 +189,3 @@ def value_at(values: dict, key: str):
         elif isinstance(node, dict):
             node = node.get(part)
     return node
-
-
-def parse_factor_options(options) -> dict:
-    """``{key: values}`` of ``--factor KEY=V1,V2,...`` strings; each value is read as YAML, and so is a
-    whole ``KEY=[...]`` list (for values that hold commas) or ``KEY={min: ..., max: ...}`` range."""
-    factors = {}
-    for option in options:
-        key, separator, text = option.partition("=")
-        key = key.strip()
-        if not separator or not key:
-            raise UserError(f"--factor {option!r}: expected KEY=V1,V2,..., e.g. --factor model.flow.iterations=10,20")
-        if key in factors:
-            raise UserError(f"--factor {key} is given twice; give each factor once")
-        whole = text.strip().startswith(("[", "{"))
-        parts = [text] if whole else text.split(",") if text.strip() else []
-        try:
-            values = [yaml.safe_load(part) for part in parts]
-        except yaml.YAMLError:
-            raise UserError(f"--factor {option!r}: the values are not valid YAML") from None
-        factors[key] = values[0] if whole else values
-    return factors

@@ -173,7 +173,8 @@ def convert_file(in_path, out_path, arch=None):
     if not str(out_path).endswith(".weights.h5"):
         raise UserError(f"{out_path}: the output name must end in .weights.h5")
     if arch is not None and arch not in preset_names():
-        raise UserError(f"--arch {arch} is not a backbone preset; use one of {', '.join(preset_names())}")
+        raise ValueError(f"`arch` must be a backbone preset: one of {', '.join(preset_names())}. "
+                         f"Received: arch={arch!r}")
     in_path, out_path = str(in_path), str(out_path)
     backbone = convert_state_dict(read_state_dict(in_path), arch=arch, source=in_path)
     out_folder = os.path.dirname(os.path.abspath(out_path))
