@@ -98,7 +98,8 @@ def test_inflated_backbone_contract_config_shapes_and_reloads():
                 "stage4": (2, 3, 2, 2, 8), "stage4_pre_bn": (2, 3, 2, 2, 8), "pooled": (2, 8), "logits": (2, 3)}
     loaded = run_backbone_test(backbone, clip, expected)
     assert isinstance(loaded, InflatedResNetBackbone)
-    np.testing.assert_array_equal(loaded.find_layer("layer2_1_conv2").kernel, backbone.find_layer("layer2_1_conv2").kernel)
+    np.testing.assert_array_equal(loaded.find_layer("layer2_1_conv2").kernel,
+                                  backbone.find_layer("layer2_1_conv2").kernel)
 
 
 def test_layer_names_follow_torchvision():

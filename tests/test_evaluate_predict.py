@@ -283,7 +283,8 @@ def test_predict_user_errors(run, held_out, optical_flow_model, capsys, tmp_path
         assert out == ""
     # The library's words for the flow folder are Keras': the argument and what it received.
     with pytest.raises(ValueError, match=rf"^`flow_dir` is only read by optical-flow models; {re.escape(str(run))} "
-                                         rf"takes RGB clips only\. Received: flow_dir={re.escape(repr(str(flow_dir)))}$"):
+                                         rf"takes RGB clips only\. "
+                                         rf"Received: flow_dir={re.escape(repr(str(flow_dir)))}$"):
         check_request(video, str(run), read_info(str(run)), str(flow_dir))
     with pytest.raises(ValueError, match=r"^`flow_dir` must be the video's TV-L1 flow_x folder: .* "
                                          r"Received: flow_dir=None$"):

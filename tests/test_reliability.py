@@ -413,7 +413,8 @@ def test_evaluate_and_predict_refuse_what_is_not_theirs(run_copy, tmp_path):
     a_file = tmp_path / "a file"
     a_file.write_text("keep me")
     cases = [
-        (("kerasflow.predict", video, "--model", run, "--cam", run / "model.keras"), "is a PNG: give a path ending in .png"),
+        (("kerasflow.predict", video, "--model", run, "--cam", run / "model.keras"),
+         "is a PNG: give a path ending in .png"),
         (("kerasflow.predict", video, "--model", run, "--cam", a_file), "is a PNG: give a path ending in .png"),
         (("kerasflow.predict", video, "--model", run / "stages" / "flow" / "final.weights.h5"),
          "is a weights checkpoint, not a model file"),
@@ -563,7 +564,8 @@ def test_a_library_value_error_is_reported_with_the_flag_that_passed_the_value(c
     # option alone when it was left out (received as None); a ValueError about an argument no option
     # set keeps its traceback: it is a bug, not a user's mistake.
     assert flag_message("`window` must be >= 4 (a shorter window repeats frames). Received: window=3",
-                        {"window": "--window"}) == "--window 3: --window must be >= 4 (a shorter window repeats frames)."
+                        {"window": "--window"}) == \
+        "--window 3: --window must be >= 4 (a shorter window repeats frames)."
     assert flag_message("`arch` must be a preset: one of a, b. Received: arch='r99'", {"arch": "--arch"}) == \
         "--arch r99: --arch must be a preset: one of a, b."
     assert flag_message("`flow_dir` must be the flow folder. Received: flow_dir=None", {"flow_dir": "--flow-dir"}) == \

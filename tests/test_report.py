@@ -76,7 +76,8 @@ def test_runs_of_other_datasets_or_classes_are_refused_unless_mixed(runs, capsys
     status, _, err = call(report_module, [first, folder], capsys)
     assert_one_error_line(status, err, f"{folder} is a run on folder and {first} one on synthetic", "mixed report")
     status, _, err = call(report_module, [first, two_classes], capsys)
-    assert_one_error_line(status, err, f"{two_classes} was trained on other classes (2) than {first} (3)", "mixed report")
+    assert_one_error_line(status, err, f"{two_classes} was trained on other classes (2) than {first} (3)",
+                          "mixed report")
 
     status, out, _ = call(report_module, [first, two_classes, "--mixed", "--json"], capsys)
     assert status == 0

@@ -124,7 +124,8 @@ class SearchSpace:
         if self.search.mode == "bayesian":
             if max_trials is not None:
                 raise ValueError(f"`max_trials` applies to grid and one_at_a_time searches; {self.name}'s bayesian "
-                                 f"search runs the recipe's search.max_trials trials. Received: max_trials={max_trials}")
+                                 f"search runs the recipe's search.max_trials trials. "
+                                 f"Received: max_trials={max_trials}")
             return self.search.max_trials
         size, limit = self.plan_size(), max_trials or PLAN_LIMIT
         if size > limit:
