@@ -1,8 +1,9 @@
 """Times on this process' Keras backend (``KERAS_BACKEND=jax python tools/time_backends.py``), as JSON:
 
-- ``demo_flow`` / ``demo_joint``: the demo recipe's flow-stream and two-stream models (64 px, 8 frames,
-  2 flow layers of 10 iterations, batch 8): the first ``train_on_batch`` (on JAX the compile of the
-  jitted step, on TensorFlow the trace) and the median of the next steps.
+- ``demo_flow`` / ``demo_joint``: the demo recipe's flow-stream and two-stream models as the recipe
+  builds them (now 64 px, 8 frames, one flow layer of 10 iterations, batch 8): the first
+  ``train_on_batch`` (on JAX the compile of the jitted step, on TensorFlow the trace) and the median
+  of the next steps.
 - ``flow_layer``: RepresentationFlow at the paper's shape (batch 1, 16 frames = 15 pairs, 28x28, 32
   channels, 20 iterations): forward (``predict_on_batch``) and forward+backward (``train_on_batch`` of
   a model that is the layer alone; its 9 parameters' update costs nothing beside), first call and median.
