@@ -201,7 +201,10 @@ def test_full_integer_tflite_takes_uint8_frames_computes_int8_and_lists_what_sta
                                     if name not in ("QUANTIZE", "DEQUANTIZE", "CAST")
                                     and np.float32 in [*inputs, *outputs])
     assert check["kept_float"] == dict(float_ops) and float_ops["DIV"] > 0
-    assert "kept float32: these ops (no int8 TFLite kernel; DIV on purpose): " + \
+    # the flow layer's threshold (a clip: MINIMUM and MAXIMUM) and |grad I| (SQRT) stay float; int8 had them
+    assert float_ops["MINIMUM"] > 0 and float_ops["MAXIMUM"] > 0 and float_ops["SQRT"] > 0
+    assert "kept float32: these ops (no int8 TFLite kernel; DIV and the representation-flow layers on " \
+        "purpose): " + \
         ", ".join(f"{name} x{count}" for name, count in sorted(float_ops.items())) in stdout
     convolutions = [(inputs, outputs) for name, inputs, outputs in ops if name in ("CONV_2D", "FULLY_CONNECTED")]
     assert convolutions and all(inputs[:2] == [np.int8, np.int8] and outputs == [np.int8]
@@ -210,6 +213,17 @@ def test_full_integer_tflite_takes_uint8_frames_computes_int8_and_lists_what_sta
     assert all(spec["dtype"] == "uint8" for spec in json.loads((folder / "metadata.json").read_text())["inputs"])
     clips, _ = held_out_inputs(tiny_held_out, predictor.info.inputs)
     assert predictor(clips).shape == (len(tiny_held_out), 3)
+
+
+def test_int8_keeps_float_the_tflite_tensors_of_each_representation_flow_layer():
+    from kerasflow.layers import RepresentationFlow
+
+    inputs = keras.Input((3, 8, 8, 2))
+    model = keras.Model(inputs, RepresentationFlow(n_iter=1, name="flow_1")(inputs))
+    [scope] = writer._float_scopes(model)
+    inside = ["flow_1/mul", "flow_stream_1/flow_1_1/mul", "a/flow_1_2/Sqrt;a/flow_1_2/add"]
+    outside = ["flow_stream_1/flow_10/mul", "flow_stream_1/reduce_1/mul", "xflow_1/mul", "flow_stream_1/flow_1_1"]
+    assert [bool(scope.search(name)) for name in inside + outside] == [True] * 3 + [False] * 4
 
 
 def test_int8_needs_the_training_clips(optical_flow_model, tmp_path, capsys):

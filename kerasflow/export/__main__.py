@@ -88,7 +88,8 @@ def main(argv=None):
         print(f"int8 calibrated on {report.representative_clips} training clips")
     if report.kept_float:
         what = ("the weights of these ops (no dynamic-range int8 kernel)" if args.quantize == "dynamic_int8" else
-                f"these ops (no int8 TFLite kernel; {', '.join(INT8_FLOAT_OPS)} on purpose)")
+                f"these ops (no int8 TFLite kernel; {', '.join(INT8_FLOAT_OPS)} and the representation-flow "
+                "layers on purpose)")
         print(f"kept float32: {what}: {describe(report.kept_float)}")
     print(f"checked against the Keras model on {origin}")
     print(REPORT_HEADER)
