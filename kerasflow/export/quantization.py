@@ -2,7 +2,8 @@
 
 ``weights_left_float(data)`` lists the ops whose weights stayed float32 (what dynamic-range int8 was
 asked to make int8); ``float_ops(data)`` lists the ops that still compute in float32 in a full-integer
-model. Both count ops by their builtin name, e.g. ``{"CONV_3D": 20}``.
+model. Both count ops by their builtin name, e.g. ``{"CONV_3D": 20}``. ``tensor_names(data)`` lists the
+tensors' names (the scopes int8 keeps float are found by them).
 """
 
 import collections
@@ -28,6 +29,12 @@ def _graph(data):
         return names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
 
     return model, model.subgraphs[0], op_name
+
+
+def tensor_names(data):
+    """The names of the tensors of a TFLite flatbuffer ``data`` (bytes)."""
+    _, subgraph, _ = _graph(data)
+    return [tensor.name.decode() for tensor in subgraph.tensors]
 
 
 def _is_constant(model, tensor):

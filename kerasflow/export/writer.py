@@ -25,7 +25,7 @@ from kerasflow import __version__
 from kerasflow.atomic import disk_full_error, remove_stale_temporary_folders, write_error, write_json
 from kerasflow.errors import UserError
 from kerasflow.export.predictors import METADATA_FILE, MODEL_FILES, KerasPredictor, SavedModelPredictor, TFLitePredictor
-from kerasflow.export.quantization import describe, float_ops, weight_summary
+from kerasflow.export.quantization import describe, float_ops, tensor_names, weight_summary
 
 FORMATS = ("keras", "saved_model", "tflite")
 QUANTIZATIONS = ("none", "float16", "dynamic_int8", "int8")
@@ -161,15 +161,12 @@ def _float_scopes(model):
 
 def _tensors_in_scopes(converter, scopes):
     """The output tensor names of a float conversion of ``converter`` that lie in one of ``scopes``."""
-    import tensorflow as tf
-
     optimizations, converter.optimizations = converter.optimizations, []
     try:
         data = converter.convert()
     finally:
         converter.optimizations = optimizations
-    details = tf.lite.Interpreter(model_content=data).get_tensor_details()
-    return sorted({d["name"] for d in details if any(scope.search(d["name"]) for scope in scopes)})
+    return sorted({name for name in tensor_names(data) if any(scope.search(name) for scope in scopes)})
 
 
 def _full_integer(converter, representative, float_scopes=()):
