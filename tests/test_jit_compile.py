@@ -28,6 +28,15 @@ def test_auto_uses_xla_only_with_a_gpu_or_tpu(monkeypatch):
             assert runtime.use_xla("auto") is True and runtime.use_xla(False) is False
 
 
+def test_auto_jits_on_jax_and_not_on_torch(monkeypatch):
+    import keras
+
+    for backend, expected in (("jax", True), ("torch", False)):
+        monkeypatch.setattr(keras.backend, "backend", lambda b=backend: b)
+        assert runtime.use_xla("auto") is expected
+        assert runtime.use_xla(True) is True and runtime.use_xla(False) is False
+
+
 @pytest.fixture(scope="module")
 def flow_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("jit")

@@ -96,7 +96,8 @@ def markdown(report):
                                        ["training steps", f"{report['memory']['training_peak_rss_mib']:.0f}"]]),
               "", f"### 7. runtime.jit_compile (XLA): auto uses XLA here: "
               f"{'yes' if report['xla']['auto_uses_xla'] else 'no'} "
-              f"(devices: {', '.join(sorted(set(report['xla']['devices'])))}; auto = XLA only with a GPU or TPU)",
+              f"(devices: {', '.join(sorted(set(report['xla']['devices'])))}; "
+              "auto on TensorFlow = XLA only with a GPU or TPU)",
               _table(["what", "false ms", "true (XLA) ms", "XLA / plain"],
                      [[r["what"], _ms(r["false_s"]), _ms(r["true_s"]), _x(r["xla_vs_plain"])]
                       for r in report["xla"]["rows"]]),

@@ -1,8 +1,9 @@
 """``runtime.jit_compile`` on this machine: each setting timed on the same small models.
 
-``auto`` is whatever ``kerasflow.training.runtime_setup.use_xla`` chooses here (XLA only with a GPU or TPU);
-true and false are timed side by side: the flow layer alone, the two-stream model's inference and a
-joint training step, each after a warm-up call that includes XLA's compilation.
+``auto`` is whatever ``kerasflow.training.runtime_setup.use_xla`` chooses here (on TensorFlow: XLA
+only with a GPU or TPU); true and false are timed side by side: the flow layer alone, the two-stream
+model's inference and a joint training step, each after a warm-up call that includes XLA's
+compilation.
 """
 
 import functools

@@ -480,7 +480,8 @@ class RuntimeConfig:
     ``mixed_precision``: false, ``float16`` (or true: Keras' ``mixed_float16``) or ``bfloat16``
     (``mixed_bfloat16``: for CPUs with bfloat16 instructions, TPUs and recent GPUs).
     ``jit_compile``: whether fit, evaluate and predict run the model through XLA: true, false, or
-    ``auto`` (the default): XLA where a GPU or TPU is, not on a CPU (``kerasflow.training.runtime_setup.use_xla``).
+    ``auto`` (the default): on TensorFlow XLA where a GPU or TPU is, not on a CPU; on JAX always (jit); on
+    torch never (``kerasflow.training.runtime_setup.use_xla``).
     """
 
     output_dir: str = option(path=True,
@@ -496,8 +497,8 @@ class RuntimeConfig:
                                          doc="float16 (or true) for mixed_float16, bfloat16 for mixed_bfloat16, "
                                              "false for float32")
     jit_compile: bool | str = option("auto", choices=JIT_COMPILE,
-                                     doc="XLA for fit, evaluate and predict: true, false, or auto (XLA with a GPU or "
-                                         "TPU, not on a CPU)")
+                                     doc="XLA for fit, evaluate and predict: true, false, or auto (TensorFlow: XLA "
+                                         "with a GPU or TPU, not on a CPU; JAX: always; torch: never)")
 
 
 @dataclass(frozen=True)
