@@ -395,7 +395,10 @@ def test_ctrl_c_mid_download_leaves_nothing_in_the_cache(home, serve):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     script = "from kerasflow.backbones.imagenet import imagenet_weights; imagenet_weights('resnet18')"
     patch = f"from kerasflow.backbones.registry import PRESETS; PRESETS['resnet18']['imagenet_checkpoint'] = {NAME!r}; "
-    process = subprocess.Popen([sys.executable, "-c", patch + script], env=env, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C's default action in the child even when this run inherited SIGINT ignored (a shell's background
+    # job): Python installs its KeyboardInterrupt handler only where SIGINT is not ignored at start-up.
+    process = subprocess.Popen([sys.executable, "-c", patch + script], env=env, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert server.sent.wait(60)
     time.sleep(0.5)
     partial = [name for name in cache_listing(home) if name.endswith(".tmp")]
