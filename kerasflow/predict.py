@@ -120,16 +120,14 @@ def is_mp4(path):
 def predict_stream(args):
     """The report of ``python -m kerasflow.predict --stream``, printing each window as it is predicted."""
     from kerasflow.export.predictors import load_predictor
-    from kerasflow.streaming import check_window, stream
+    from kerasflow.streaming import stream
 
     check_stream_request(args)
     predictor = load_predictor(args.model)
-    if args.window is not None:
-        with value_errors_as_user_errors({"window": "--window"}):
-            check_window(args.window, predictor.info.inputs)
-    report = stream(predictor, args.stream, window=args.window, hop=args.hop, top=args.top_k,
-                    realtime=args.realtime, out=args.out,
-                    on_window=lambda window: print(format_window(window), flush=True))
+    with value_errors_as_user_errors({"window": "--window"}):  # stream's check_window, before any frame is read
+        report = stream(predictor, args.stream, window=args.window, hop=args.hop, top=args.top_k,
+                        realtime=args.realtime, out=args.out,
+                        on_window=lambda window: print(format_window(window), flush=True))
     if args.out:
         report["out"] = args.out
     return report

@@ -339,7 +339,7 @@ def test_a_huge_grid_is_refused_before_planning_unless_max_trials(tmp_path, caps
     status, out, err = call(tune, [str(recipe), *factors], capsys)
     assert_one_error_line(status, err)
     assert err.strip() == (
-        f"error: --max-trials 500: --max-trials must be at least the 198400 trials {recipe}'s grid search plans (40 x "
+        f"error: --max-trials (default 500) must be at least the 198400 trials {recipe}'s grid search plans (40 x "
         "40 x 4 x 31 values of stages.flow.learning_rate, model.flow.iterations, model.flow.num_layers, "
         "data.batch_size) to plan them all; or give the factors fewer values.")
     assert time.monotonic() - start < 60 and out == "" and not (tmp_path / "search").exists()

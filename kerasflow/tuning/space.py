@@ -130,9 +130,11 @@ class SearchSpace:
         size, limit = self.plan_size(), max_trials or PLAN_LIMIT
         if size > limit:
             counts = " x ".join(str(len(factor.choices)) for factor in self.factors)
-            raise ValueError(f"`max_trials` must be at least the {size} trials {self.name}'s {self.search.mode} search "
-                             f"plans ({counts} values of {', '.join(factor.key for factor in self.factors)}) to plan "
-                             f"them all; or give the factors fewer values. Received: max_trials={limit}")
+            default = "" if max_trials else f" (default {PLAN_LIMIT})"
+            raise ValueError(f"`max_trials`{default} must be at least the {size} trials {self.name}'s "
+                             f"{self.search.mode} search plans ({counts} values of "
+                             f"{', '.join(factor.key for factor in self.factors)}) to plan them all; or give the "
+                             f"factors fewer values. Received: max_trials={max_trials}")
         return size
 
     def planned_trials(self) -> list[dict]:
