@@ -2,6 +2,7 @@
 benchmark's clips are checked against known answers."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -139,3 +140,12 @@ def test_a_folder_without_videos_exits_with_one_line(tmp_path, capsys):
     assert exit_info.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert errors == [f"error: --videos {tmp_path} holds no video files; pass a folder of .avi/.mp4 videos"]
+
+
+def test_the_flow_layers_batch_8_is_left_out_where_memory_cannot_hold_it():
+    assert suite.default_flow_batches(available=30e9) == ((1, 8), None)
+    batches, why = suite.default_flow_batches(available=22.5e9)
+    assert batches == (1,) and why == ("the flow layer's batch 8 is left out: a run with it peaked at 23 GB, it "
+                                       "needs 25.3 GB available and 22.5 GB is")
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert 0 < suite.available_memory_bytes() <= total

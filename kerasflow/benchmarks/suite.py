@@ -22,6 +22,10 @@ FULL = {"sizes": "PAPER", "flow_shapes": [(1, 28), (1, 14), (8, 14), (8, 28)], "
 QUICK = {"sizes": "TINY", "flow_shapes": [(1, 8)], "flow_layer": (4, 4, 3), "video": (12, 64, 48), "clips": 2,
          "train_batch": 2, "demo_batch": 2, "pipeline_batches": 2, "matmul": 256,
          "opencv_shapes": [(2, 32, 1), (2, 8, 4)], "opencv_iterations": 3, "xla_flow": ((1, 4, 8, 8, 4), 3)}
+# Peak RSS of a full run with the flow layer's batch 8 (2026-11-26; 6.9 GB without it), and the memory
+# available that runs it: that peak and 10 % to spare.
+FLOW_BATCH_8_PEAK = 23e9
+FLOW_BATCH_8_MEMORY = 1.1 * FLOW_BATCH_8_PEAK
 READ_STACKS = (1, 10)  # test stacks whose frame pairs the read-pairs TV-L1 rows compute
 DEMO_VIDEO = (16, 64, 64)  # frames, width, height of recipes/demo.yaml's synthetic videos
 TARGETS = (  # (key, what, at least); the PyTorch rows of section 2 are information, not targets
@@ -40,6 +44,26 @@ def busy_load():
     if load > cores:
         return f"the load average is {load:.2f} on {cores} cores (above 1 per core): other processes would be timed too"
     return None
+
+
+def available_memory_bytes():
+    """The memory the system can give a new process now (Linux' MemAvailable; elsewhere the free pages)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def default_flow_batches(available=None):
+    """``(batches, why batch 8 was left out or None)``: the flow-layer comparison's batch sizes, 1 and 8
+    where ``available`` bytes (now available, by default) hold the full run's peak, else 1 only."""
+    available = available_memory_bytes() if available is None else available
+    if available >= FLOW_BATCH_8_MEMORY:
+        return (1, 8), None
+    return (1,), (f"the flow layer's batch 8 is left out: a run with it peaked at {FLOW_BATCH_8_PEAK / 1e9:.0f} GB, "
+                  f"it needs {FLOW_BATCH_8_MEMORY / 1e9:.1f} GB available and {available / 1e9:.1f} GB is")
 
 
 def environment(threads):
